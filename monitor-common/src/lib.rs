@@ -1,0 +1,30 @@
+//! Everything the XDP program and the daemon must agree on: the `#[repr(C)]`
+//! map types, the map names and sizes, the drop reasons, and the pure logic
+//! (token-bucket math, address masking) that both sides run. No allocation,
+//! no floats, no `std`, so the same code is compiled into the kernel program
+//! and tested on the host.
+#![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod bucket;
+pub mod maps;
+pub mod reason;
+pub mod types;
+
+#[cfg(feature = "user")]
+mod pod {
+    //! The daemon reads and writes these types through aya maps; they are
+    //! plain old data (no padding, no pointers), which the size assertions in
+    //! `types` keep true.
+    use crate::{bucket::BucketParams, types::*};
+    unsafe impl aya::Pod for SourceKey {}
+    unsafe impl aya::Pod for SourceState {}
+    unsafe impl aya::Pod for RuleParams {}
+    unsafe impl aya::Pod for BucketParams {}
+    unsafe impl aya::Pod for RuntimeConfig {}
+    unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for PacketInfo {}
+    unsafe impl aya::Pod for ReplayRecord {}
+}

@@ -1,0 +1,73 @@
+//! Map and program names (aya names a map after its static, and only 15
+//! bytes reach the kernel), and the sizes with the reason for each.
+
+/// Per-source state. LRU hash: `SourceKey` -> `SourceState`. Writer: the
+/// kernel (inserts, buckets, flow counters). Reader: the daemon. When full,
+/// the least recently used source is evicted, so a spoofed-source storm
+/// recycles entries instead of failing inserts; evictions are derived as
+/// `sources created - sources present`.
+pub const SOURCES: &str = "TG_SOURCES";
+/// CIDR policy, IPv4. LPM trie: prefix + 4 bytes -> rule slot (u32).
+/// Writer: the daemon (loader). Reader: the kernel on (re)resolve only.
+pub const POLICY_V4: &str = "TG_POLICY_V4";
+/// CIDR policy, IPv6. LPM trie: prefix + 16 bytes -> rule slot (u32).
+pub const POLICY_V6: &str = "TG_POLICY_V6";
+/// Rule parameters. Array: slot (u32) -> `RuleParams`; slot 0 is the
+/// default limit. Writer: the daemon. Reader: the kernel, every packet.
+pub const RULES: &str = "TG_RULES";
+/// Bans, IPv4. LPM trie: prefix + 4 bytes -> expiry (`bpf_ktime_get_ns`,
+/// u64). Writer: the daemon. Reader: the kernel on (re)resolve; the expiry
+/// is compared in the kernel, so a ban ends on time with no daemon running.
+pub const BANS_V4: &str = "TG_BANS_V4";
+/// Bans, IPv6. LPM trie: prefix + 16 bytes -> expiry (u64).
+pub const BANS_V6: &str = "TG_BANS_V6";
+/// Runtime settings. Array of one `RuntimeConfig`. Writer: the daemon.
+pub const CONFIG: &str = "TG_CONFIG";
+/// Global counters. Per-CPU array: `counter_index(reason, verdict)` ->
+/// `Counter`. Writer: the kernel. Reader: the daemon (sums the CPUs).
+pub const COUNTERS: &str = "TG_COUNTERS";
+/// Malformed packets by the header that failed. Per-CPU array:
+/// `Malformed as u32` -> `Counter`.
+pub const MALFORMED: &str = "TG_MALFORMED";
+/// Source-table events. Per-CPU array: `source_event::*` -> u64.
+pub const SOURCE_EVENTS: &str = "TG_SRC_EVENTS";
+/// Replay clock. Array of one u64: the "now" in ns the replay program uses
+/// instead of `bpf_ktime_get_ns`. Writer: `tollgate replay`.
+pub const REPLAY_CLOCK: &str = "TG_REPLAY_CLK";
+/// Replay output. Array of one `ReplayRecord`, written by the replay and
+/// parse-only programs for the packet they just ran.
+pub const REPLAY_OUT: &str = "TG_REPLAY_OUT";
+
+/// The production XDP program: parse, police, limit, count.
+pub const PROG_MAIN: &str = "tollgate";
+/// The same program with the replay clock and a record of each verdict:
+/// for `tollgate replay` and tests through BPF_PROG_TEST_RUN only.
+pub const PROG_REPLAY: &str = "tollgate_replay";
+/// Parse only (the benchmark's second floor).
+pub const PROG_PARSE: &str = "tollgate_parse";
+
+/// Indices into `SOURCE_EVENTS`.
+pub mod source_event {
+    /// A new source entry was inserted.
+    pub const CREATED: u32 = 0;
+    /// The insert failed (the packet was passed as `Reason::Untracked`).
+    pub const INSERT_FAILED: u32 = 1;
+    /// A bucket's compare-and-swap lost `CAS_MAX_TRIES` races in a row; the
+    /// packet was treated as over the limit.
+    pub const CAS_EXHAUSTED: u32 = 2;
+    pub const COUNT: u32 = 3;
+}
+
+/// Default capacity of `SOURCES`: at least a million clients, as the issue
+/// asks, rounded to a power of two. 80 + 20 bytes per entry plus the LRU's
+/// own overhead: about 150 MiB of kernel memory, preallocated.
+pub const DEFAULT_MAX_SOURCES: u32 = 1 << 20;
+/// Rules per family; a fleet's allow/deny lists run to thousands, not
+/// millions. The rules array holds both families plus the default slot.
+pub const MAX_RULES_PER_FAMILY: u32 = 16_384;
+/// Slots in the rules array: slot 0 is the default limit.
+pub const RULE_SLOTS: u32 = 2 * MAX_RULES_PER_FAMILY + 1;
+/// Slot of the default limit.
+pub const DEFAULT_RULE_SLOT: u32 = 0;
+/// Bans per family held in the kernel at once.
+pub const MAX_BANS_PER_FAMILY: u32 = 65_536;

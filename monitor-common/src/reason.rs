@@ -1,0 +1,193 @@
+//! Why the program returned what it did. Declared once, here; the kernel
+//! indexes its counters with these numbers and the daemon names them.
+
+/// The verdict-deciding reason for one packet. Every packet gets exactly
+/// one, so the counters indexed by reason add up to all traffic.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Within its limit (a `limit` rule or the default limit).
+    Pass = 0,
+    /// Matched an `allow` rule: never limited or banned.
+    Allow = 1,
+    /// Matched a `deny` rule.
+    Deny = 2,
+    /// Over its packet-rate bucket.
+    RateLimitedPackets = 3,
+    /// Over its byte-rate bucket.
+    RateLimitedBytes = 4,
+    /// The source is banned and the ban has not expired.
+    Banned = 5,
+    /// A header could not be read; the configured malformed verdict applies
+    /// (after source limits, where the source address was read).
+    Malformed = 6,
+    /// Not IPv4 or IPv6 (ARP, LLDP, ...): always passed.
+    NonIp = 7,
+    /// Passed without per-source state because the source map refused the
+    /// insert (it should not for an LRU map; counted so it can't hide).
+    Untracked = 8,
+}
+
+impl Reason {
+    pub const COUNT: usize = 9;
+    pub const ALL: [Reason; Self::COUNT] = [
+        Reason::Pass,
+        Reason::Allow,
+        Reason::Deny,
+        Reason::RateLimitedPackets,
+        Reason::RateLimitedBytes,
+        Reason::Banned,
+        Reason::Malformed,
+        Reason::NonIp,
+        Reason::Untracked,
+    ];
+
+    /// The label used in metrics, logs and JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::Pass => "pass",
+            Reason::Allow => "allow",
+            Reason::Deny => "deny",
+            Reason::RateLimitedPackets => "rate_limited_packets",
+            Reason::RateLimitedBytes => "rate_limited_bytes",
+            Reason::Banned => "banned",
+            Reason::Malformed => "malformed",
+            Reason::NonIp => "non_ip",
+            Reason::Untracked => "untracked",
+        }
+    }
+
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Self::ALL.get(v as usize).copied()
+    }
+}
+
+/// What the program returned. The counters are indexed by reason *and*
+/// verdict, because the malformed verdict is configurable at run time.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Pass = 0,
+    Drop = 1,
+}
+
+impl Verdict {
+    pub const COUNT: usize = 2;
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Drop => "drop",
+        }
+    }
+
+    /// The XDP action for this verdict.
+    pub const fn xdp_action(self) -> u32 {
+        match self {
+            Verdict::Pass => 2, // XDP_PASS
+            Verdict::Drop => 1, // XDP_DROP
+        }
+    }
+}
+
+/// Index into the global counter array.
+#[inline(always)]
+pub const fn counter_index(reason: Reason, verdict: Verdict) -> u32 {
+    reason as u32 * Verdict::COUNT as u32 + verdict as u32
+}
+
+/// Which header could not be read, for malformed packets. Kept apart from
+/// [`Reason`] so the reason set stays small; counted in its own array.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Malformed {
+    None = 0,
+    /// Shorter than an Ethernet header.
+    Ethernet = 1,
+    /// A VLAN tag cut short.
+    Vlan = 2,
+    /// More VLAN tags than `VLAN_MAX_DEPTH`.
+    VlanDepth = 3,
+    /// IPv4 header cut short, wrong version, IHL < 5, options past the end,
+    /// or a total length shorter than the header.
+    Ipv4 = 4,
+    /// IPv6 fixed header cut short or wrong version.
+    Ipv6 = 5,
+    /// An IPv6 extension header cut short.
+    Ipv6Ext = 6,
+    /// More IPv6 extension headers than `IPV6_EXT_MAX_CHAIN`.
+    Ipv6ExtChain = 7,
+    /// TCP header cut short or data offset < 5.
+    Tcp = 8,
+    /// UDP header cut short.
+    Udp = 9,
+    /// ICMP or ICMPv6 header cut short.
+    Icmp = 10,
+}
+
+impl Malformed {
+    pub const COUNT: usize = 11;
+    pub const ALL: [Malformed; Self::COUNT] = [
+        Malformed::None,
+        Malformed::Ethernet,
+        Malformed::Vlan,
+        Malformed::VlanDepth,
+        Malformed::Ipv4,
+        Malformed::Ipv6,
+        Malformed::Ipv6Ext,
+        Malformed::Ipv6ExtChain,
+        Malformed::Tcp,
+        Malformed::Udp,
+        Malformed::Icmp,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Malformed::None => "none",
+            Malformed::Ethernet => "ethernet",
+            Malformed::Vlan => "vlan",
+            Malformed::VlanDepth => "vlan_depth",
+            Malformed::Ipv4 => "ipv4",
+            Malformed::Ipv6 => "ipv6",
+            Malformed::Ipv6Ext => "ipv6_ext",
+            Malformed::Ipv6ExtChain => "ipv6_ext_chain",
+            Malformed::Tcp => "tcp",
+            Malformed::Udp => "udp",
+            Malformed::Icmp => "icmp",
+        }
+    }
+
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Self::ALL.get(v as usize).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_in_discriminant_order() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert_eq!(Reason::from_u32(i as u32), Some(*r));
+        }
+        for (i, m) in Malformed::ALL.iter().enumerate() {
+            assert_eq!(*m as usize, i);
+        }
+        assert_eq!(Reason::from_u32(Reason::COUNT as u32), None);
+    }
+
+    #[test]
+    fn counter_indices_are_dense_and_distinct() {
+        let mut seen = [false; Reason::COUNT * Verdict::COUNT];
+        for r in Reason::ALL {
+            for v in [Verdict::Pass, Verdict::Drop] {
+                let i = counter_index(r, v) as usize;
+                assert!(!seen[i]);
+                seen[i] = true;
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+}

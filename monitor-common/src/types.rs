@@ -1,0 +1,301 @@
+//! The `#[repr(C)]` values that cross the kernel/user boundary. No `bool`,
+//! no implicit padding (explicit `_pad` fields), and a size assertion per
+//! type so layout drift breaks the build rather than the verifier.
+//!
+//! Byte order: addresses are kept as they are on the wire (network order)
+//! in `u32` words, so masking and comparing need no conversion; ports, VLAN
+//! IDs and TCP flags are converted to host order by the parser.
+
+use crate::bucket::BucketParams;
+
+/// Address family tags, as stored in [`SourceKey::family`] and
+/// [`PacketInfo::family`].
+pub mod family {
+    /// Not an IP packet (ARP, LLDP, ...).
+    pub const OTHER: u8 = 0;
+    pub const IPV4: u8 = 4;
+    pub const IPV6: u8 = 6;
+    /// An IP ethertype whose IP header could not be read.
+    pub const MALFORMED: u8 = 0xff;
+}
+
+/// Fragment kinds, in [`PacketInfo::frag`].
+pub mod frag {
+    pub const NONE: u8 = 0;
+    /// Offset 0, more fragments follow: L4 header present.
+    pub const FIRST: u8 = 1;
+    /// Offset > 0: no L4 header, counted and limited by source only.
+    pub const LATER: u8 = 2;
+    /// IPv6 fragment header with offset 0 and no more fragments (RFC 6946).
+    pub const ATOMIC: u8 = 3;
+}
+
+/// Which upper-layer header the parser read, in [`PacketInfo::l4`].
+pub mod l4 {
+    pub const NONE: u8 = 0;
+    pub const TCP: u8 = 1;
+    pub const UDP: u8 = 2;
+    pub const ICMP: u8 = 3;
+    pub const ICMPV6: u8 = 4;
+}
+
+/// TCP flag bits in [`PacketInfo::tcp_flags`] (host order, 12-bit field).
+pub mod tcp_flag {
+    pub const FIN: u16 = 0x001;
+    pub const SYN: u16 = 0x002;
+    pub const RST: u16 = 0x004;
+    pub const ACK: u16 = 0x010;
+}
+
+/// Rule actions, in [`RuleParams::action`].
+pub mod action {
+    /// Never limited or banned.
+    pub const ALLOW: u32 = 0;
+    /// Always dropped.
+    pub const DENY: u32 = 1;
+    /// Limited by the rule's own buckets.
+    pub const LIMIT: u32 = 2;
+}
+
+/// Key of the per-source map: the source address masked to the configured
+/// prefix (an IPv6 client owns a whole /64, so /64 is the default there).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SourceKey {
+    /// Network order; IPv4 uses `addr[0]` and leaves the rest zero.
+    pub addr: [u32; 4],
+    /// `family::IPV4` or `family::IPV6`.
+    pub family: u32,
+}
+const _: () = assert!(core::mem::size_of::<SourceKey>() == 20);
+
+impl SourceKey {
+    #[inline(always)]
+    pub fn v4(addr: u32, mask: u32) -> Self {
+        Self {
+            addr: [addr & mask, 0, 0, 0],
+            family: family::IPV4 as u32,
+        }
+    }
+
+    #[inline(always)]
+    pub fn v6(addr: &[u32; 4], mask: &[u32; 4]) -> Self {
+        Self {
+            addr: [
+                addr[0] & mask[0],
+                addr[1] & mask[1],
+                addr[2] & mask[2],
+                addr[3] & mask[3],
+            ],
+            family: family::IPV6 as u32,
+        }
+    }
+}
+
+/// Per-source state: two GCRA buckets, the cached policy decision, and the
+/// flow record. Written by the kernel (atomically where CPUs race), read and
+/// aged out by the daemon.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceState {
+    /// Packet bucket's theoretical arrival time, in ticks (see `bucket`).
+    pub pkt_tat: u64,
+    /// Byte bucket's theoretical arrival time, in ticks.
+    pub byte_tat: u64,
+    /// Packets seen from this source, whatever the verdict.
+    pub packets: u64,
+    /// Bytes seen (frame length from the Ethernet header on).
+    pub bytes: u64,
+    /// Packets dropped (deny, limit, ban, malformed-drop).
+    pub dropped: u64,
+    /// TCP segments with SYN set and ACK clear.
+    pub syns: u64,
+    /// `bpf_ktime_get_ns` of the first and the latest packet.
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    /// Cached from the ban map at the last resolve: banned while
+    /// `now < ban_until_ns`; 0 when not banned.
+    pub ban_until_ns: u64,
+    /// Policy generation the cached decision was resolved at; when the
+    /// daemon bumps `RuntimeConfig::generation`, the next packet re-resolves.
+    pub generation: u32,
+    /// Index into the rules array of the rule that applies (0 = default).
+    pub rule_slot: u32,
+}
+const _: () = assert!(core::mem::size_of::<SourceState>() == 80);
+
+/// One rule's decision and buckets; slot 0 of the rules array is the
+/// default limit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleParams {
+    /// One of `action::*`.
+    pub action: u32,
+    /// Reserved for per-rule flags (monitor mode); zero for now.
+    pub flags: u32,
+    pub pkt: BucketParams,
+    pub byte: BucketParams,
+}
+const _: () = assert!(core::mem::size_of::<RuleParams>() == 40);
+
+/// The one-slot runtime settings array, written only by the daemon.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Bumped by the daemon after every change to rules or bans; sources
+    /// whose cached generation differs re-resolve their rule and ban.
+    pub generation: u32,
+    /// XDP action for malformed packets that survived the source limits:
+    /// `Verdict::Pass as u32` or `Verdict::Drop as u32`.
+    pub malformed_verdict: u32,
+    /// Mask applied to IPv4 sources to form the source key (network order).
+    pub v4_mask: u32,
+    pub _pad: u32,
+    /// Mask applied to IPv6 sources (network order, four words).
+    pub v6_mask: [u32; 4],
+    /// `bpf_ktime_get_ns` value the bucket clock counts from (see
+    /// `bucket`): set when the maps are created.
+    pub clock_base_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 40);
+
+/// Network-order mask of `prefix_len` bits over `N` 32-bit words, as it sits
+/// in memory (so `addr & mask` works whatever the host's byte order).
+pub fn prefix_mask<const N: usize>(prefix_len: u8) -> [u32; N] {
+    let mut out = [0u32; N];
+    let mut left = prefix_len as u32;
+    for w in out.iter_mut() {
+        let bits = left.min(32);
+        let host = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+        *w = u32::from_ne_bytes(host.to_be_bytes());
+        left -= bits;
+    }
+    out
+}
+
+impl RuntimeConfig {
+    /// Settings for the given generation, source prefixes and malformed
+    /// verdict. Prefix lengths are clamped to the family's width.
+    pub fn new(
+        generation: u32,
+        v4_prefix: u8,
+        v6_prefix: u8,
+        malformed_verdict: u32,
+        clock_base_ns: u64,
+    ) -> Self {
+        Self {
+            clock_base_ns,
+            generation,
+            malformed_verdict,
+            v4_mask: prefix_mask::<1>(v4_prefix.min(32))[0],
+            _pad: 0,
+            v6_mask: prefix_mask::<4>(v6_prefix.min(128)),
+        }
+    }
+}
+
+/// A packet and byte count.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<Counter>() == 16);
+
+/// What the parser read from one packet (katran's `packet_description`).
+/// The parser fills it and does no map lookups.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketInfo {
+    /// Source and destination, network order; IPv4 in word 0.
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    /// VLAN IDs (low 12 bits of the TCI), outer first, host order.
+    pub vlan: [u16; 2],
+    /// Host order; valid when `l4` is TCP or UDP.
+    pub sport: u16,
+    pub dport: u16,
+    /// The TCP header's 12-bit flags field, host order; valid for TCP.
+    pub tcp_flags: u16,
+    pub vlan_count: u8,
+    /// One of `family::*`.
+    pub family: u8,
+    /// Upper-layer protocol number (after IPv6 extension headers).
+    pub proto: u8,
+    /// One of `frag::*`.
+    pub frag: u8,
+    /// One of `l4::*`: the upper-layer header that was read.
+    pub l4: u8,
+    /// `reason::Malformed` as u8; 0 when the packet parsed fully.
+    pub malformed: u8,
+}
+const _: () = assert!(core::mem::size_of::<PacketInfo>() == 48);
+
+impl PacketInfo {
+    /// Whether the source address was read (so the packet can be limited
+    /// by its source even if a later header is malformed).
+    #[inline(always)]
+    pub fn has_source(&self) -> bool {
+        self.family == family::IPV4 || self.family == family::IPV6
+    }
+}
+
+/// What the replay program records for the packet it just judged.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayRecord {
+    pub info: PacketInfo,
+    /// `Verdict` as u32.
+    pub verdict: u32,
+    /// `Reason` as u32.
+    pub reason: u32,
+    /// Frame length the program saw.
+    pub len: u32,
+    /// 1 once the program wrote this record (lets the reader tell a record
+    /// from an untouched slot).
+    pub written: u32,
+}
+const _: () = assert!(core::mem::size_of::<ReplayRecord>() == 64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn be(words: &[u32]) -> std::vec::Vec<u8> {
+        words.iter().flat_map(|w| w.to_ne_bytes()).collect()
+    }
+
+    #[test]
+    fn masks_are_network_order_prefixes() {
+        assert_eq!(be(&prefix_mask::<1>(24)), [255, 255, 255, 0]);
+        assert_eq!(be(&prefix_mask::<1>(0)), [0, 0, 0, 0]);
+        assert_eq!(be(&prefix_mask::<1>(32)), [255; 4]);
+        assert_eq!(be(&prefix_mask::<1>(9)), [255, 128, 0, 0]);
+        let m = be(&prefix_mask::<4>(64));
+        assert_eq!(&m[..8], &[255; 8]);
+        assert_eq!(&m[8..], &[0; 8]);
+        assert_eq!(be(&prefix_mask::<4>(128)), [255; 16]);
+        let m = be(&prefix_mask::<4>(33));
+        assert_eq!(&m[..5], &[255, 255, 255, 255, 128]);
+    }
+
+    #[test]
+    fn source_key_masks_the_address() {
+        let cfg = RuntimeConfig::new(1, 24, 64, 1, 0);
+        let a = u32::from_ne_bytes([192, 0, 2, 77]);
+        let k = SourceKey::v4(a, cfg.v4_mask);
+        assert_eq!(k.addr[0].to_ne_bytes(), [192, 0, 2, 0]);
+        let mut v6 = [0u32; 4];
+        let bytes: [u8; 16] = "2001:db8:1:2:aaaa:bbbb:cccc:dddd"
+            .parse::<core::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        for (i, w) in v6.iter_mut().enumerate() {
+            *w = u32::from_ne_bytes(bytes[i * 4..i * 4 + 4].try_into().unwrap());
+        }
+        let k = SourceKey::v6(&v6, &cfg.v6_mask);
+        assert_eq!(be(&k.addr)[..8], bytes[..8]);
+        assert_eq!(be(&k.addr)[8..], [0; 8]);
+    }
+}

@@ -1,0 +1,71 @@
+//! Applying a rule's two buckets to one packet.
+//!
+//! Several CPUs can receive packets from one source at once (RSS spreads a
+//! source's flows over queues), so each bucket is updated with a BPF
+//! compare-and-swap on its single GCRA word: read TAT, decide with the pure
+//! `bucket::conform`, swap in the new TAT if nobody moved it meanwhile,
+//! otherwise decide again on the value the other CPU wrote. A lost race is
+//! progress by another CPU, so a handful of tries is enough; the bound
+//! keeps the verifier happy and is counted when hit.
+
+use monitor_common::{
+    bucket::{BucketParams, conform, ticks},
+    maps::source_event,
+    reason::Reason,
+    types::{RuleParams, SourceState},
+};
+
+use crate::{atomic, stats};
+
+/// Compare-and-swap attempts per bucket per packet. Each failure means
+/// another CPU updated the same source in between; with N CPUs contending,
+/// N - 1 failures in a row are the realistic worst case.
+const CAS_MAX_TRIES: usize = 8;
+
+/// Takes `cost` from the bucket whose TAT is at `tat`, or returns false
+/// (leaving the bucket untouched) if the packet does not conform.
+#[inline(always)]
+fn take(tat: *mut u64, now: u64, cost: u64, params: &BucketParams) -> bool {
+    let mut current = atomic::load(tat);
+    for _ in 0..CAS_MAX_TRIES {
+        let Some(next) = conform(current, now, cost, params) else {
+            return false;
+        };
+        match atomic::compare_exchange(tat, current, next) {
+            Ok(_) => return true,
+            Err(seen) => current = seen,
+        }
+    }
+    stats::source_event(source_event::CAS_EXHAUSTED);
+    false
+}
+
+/// Charges the packet to both buckets of `rule`. On a byte-bucket refusal
+/// the packet-bucket charge is given back, so a dropped packet costs
+/// nothing (giving back `c·I` returns GCRA to `max(TAT, now)`, which is the
+/// same bucket level as before the charge).
+#[inline(always)]
+pub fn apply(
+    state: *mut SourceState,
+    rule: &RuleParams,
+    len: u64,
+    ns_since_base: u64,
+) -> Option<Reason> {
+    let now = ticks(ns_since_base);
+    let s = unsafe { &mut *state };
+    let pkt_charged = if rule.pkt.is_limited() {
+        if !take(&mut s.pkt_tat, now, 1, &rule.pkt) {
+            return Some(Reason::RateLimitedPackets);
+        }
+        true
+    } else {
+        false
+    };
+    if rule.byte.is_limited() && !take(&mut s.byte_tat, now, len, &rule.byte) {
+        if pkt_charged {
+            atomic::sub(&mut s.pkt_tat, rule.pkt.charge(1));
+        }
+        return Some(Reason::RateLimitedBytes);
+    }
+    None
+}

@@ -1,0 +1,234 @@
+//! Tollgate's XDP programs. The entries are thin: `judge` parses (parse),
+//! finds the source's entry and its cached rule (policy), applies bans and
+//! buckets (limit), and counts (stats). Three entries share that code:
+//!
+//! - `tollgate`: the production program, clock from `bpf_ktime_get_ns`;
+//! - `tollgate_replay`: the same decisions with the clock taken from the
+//!   replay map and a record of each verdict, for `tollgate replay` and the
+//!   tests; the production program never pays for the record;
+//! - `tollgate_parse`: the parser alone, for the benchmark.
+#![no_std]
+#![no_main]
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "BPF atomics need the intrinsics; see atomic.rs")]
+
+mod atomic;
+mod limit;
+mod maps;
+mod parse;
+mod policy;
+mod stats;
+
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, xdp_action},
+    helpers::bpf_ktime_get_ns,
+    macros::xdp,
+    programs::XdpContext,
+};
+use monitor_common::{
+    maps::{DEFAULT_RULE_SLOT, source_event},
+    reason::{Reason, Verdict},
+    types::{
+        PacketInfo, ReplayRecord, RuntimeConfig, SourceKey, SourceState, action, family, l4,
+        tcp_flag,
+    },
+};
+
+use crate::maps::{TG_CONFIG, TG_REPLAY_CLK, TG_REPLAY_OUT, TG_RULES, TG_SOURCES};
+
+/// How an entry point gets the time and whether it records its verdicts.
+trait Mode {
+    fn now_ns() -> u64;
+    fn record(info: &PacketInfo, reason: Reason, verdict: Verdict, len: u64);
+}
+
+struct Live;
+impl Mode for Live {
+    #[inline(always)]
+    fn now_ns() -> u64 {
+        unsafe { bpf_ktime_get_ns() }
+    }
+    #[inline(always)]
+    fn record(_: &PacketInfo, _: Reason, _: Verdict, _: u64) {}
+}
+
+/// Replay: "now" is the capture's timestamp, so a limit judges the capture
+/// as it happened rather than at replay speed.
+struct Replay;
+impl Mode for Replay {
+    #[inline(always)]
+    fn now_ns() -> u64 {
+        TG_REPLAY_CLK.get(0).copied().unwrap_or(0)
+    }
+    #[inline(always)]
+    fn record(info: &PacketInfo, reason: Reason, verdict: Verdict, len: u64) {
+        if let Some(out) = TG_REPLAY_OUT.get_ptr_mut(0) {
+            unsafe {
+                *out = ReplayRecord {
+                    info: *info,
+                    verdict: verdict as u32,
+                    reason: reason as u32,
+                    len: len as u32,
+                    written: 1,
+                }
+            };
+        }
+    }
+}
+
+#[xdp]
+pub fn tollgate(ctx: XdpContext) -> u32 {
+    judge::<Live>(&ctx)
+}
+
+#[xdp]
+pub fn tollgate_replay(ctx: XdpContext) -> u32 {
+    judge::<Replay>(&ctx)
+}
+
+/// The parser alone; the description is stored so the compiler cannot
+/// drop the parse.
+#[xdp]
+pub fn tollgate_parse(ctx: XdpContext) -> u32 {
+    let mut info = PacketInfo::default();
+    parse::parse(&ctx, &mut info);
+    if let Some(out) = TG_REPLAY_OUT.get_ptr_mut(0) {
+        unsafe { (*out).info = info };
+    }
+    xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let mut info = PacketInfo::default();
+    parse::parse(ctx, &mut info);
+    let (reason, verdict) = decide::<M>(&info, len);
+    stats::count(reason, verdict, len);
+    stats::count_malformed(info.malformed, len);
+    M::record(&info, reason, verdict, len);
+    verdict.xdp_action()
+}
+
+#[inline(always)]
+fn malformed_verdict(cfg: &RuntimeConfig) -> Verdict {
+    if cfg.malformed_verdict == Verdict::Pass as u32 {
+        Verdict::Pass
+    } else {
+        Verdict::Drop
+    }
+}
+
+#[inline(always)]
+fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
+    let Some(cfg) = TG_CONFIG.get(0) else {
+        // An array slot always exists; this only satisfies the verifier.
+        return (Reason::NonIp, Verdict::Pass);
+    };
+    if info.family == family::OTHER {
+        return (Reason::NonIp, Verdict::Pass);
+    }
+    if !info.has_source() {
+        return (Reason::Malformed, malformed_verdict(cfg));
+    }
+    let now = M::now_ns();
+    let key = if info.family == family::IPV4 {
+        SourceKey::v4(info.src[0], cfg.v4_mask)
+    } else {
+        SourceKey::v6(&info.src, &cfg.v6_mask)
+    };
+    let Some(state) = source_entry(&key, info, cfg.generation, now) else {
+        stats::source_event(source_event::INSERT_FAILED);
+        if info.malformed != 0 {
+            return (Reason::Malformed, malformed_verdict(cfg));
+        }
+        return (Reason::Untracked, Verdict::Pass);
+    };
+    record_flow(state, info, len, now);
+    if unsafe { (*state).generation } != cfg.generation {
+        policy::refresh(state, info, cfg.generation);
+    }
+    let (reason, verdict) = enforce(state, len, now, now.saturating_sub(cfg.clock_base_ns));
+    let (reason, verdict) = if verdict == Verdict::Pass && info.malformed != 0 {
+        (Reason::Malformed, malformed_verdict(cfg))
+    } else {
+        (reason, verdict)
+    };
+    if verdict == Verdict::Drop {
+        atomic::add(unsafe { &mut (*state).dropped }, 1);
+    }
+    (reason, verdict)
+}
+
+/// Allow, deny, ban, then the rule's buckets.
+#[inline(always)]
+fn enforce(state: *mut SourceState, len: u64, now: u64, since_base: u64) -> (Reason, Verdict) {
+    let slot = unsafe { (*state).rule_slot };
+    let rule = match TG_RULES.get(slot) {
+        Some(r) => r,
+        None => match TG_RULES.get(DEFAULT_RULE_SLOT) {
+            Some(r) => r,
+            None => return (Reason::Pass, Verdict::Pass),
+        },
+    };
+    match rule.action {
+        action::ALLOW => return (Reason::Allow, Verdict::Pass),
+        action::DENY => return (Reason::Deny, Verdict::Drop),
+        _ => {}
+    }
+    if now < unsafe { (*state).ban_until_ns } {
+        return (Reason::Banned, Verdict::Drop);
+    }
+    match limit::apply(state, rule, len, since_base) {
+        Some(reason) => (reason, Verdict::Drop),
+        None => (Reason::Pass, Verdict::Pass),
+    }
+}
+
+/// The source's entry, created (already resolved against the policy) if
+/// it is new. `None` only if the LRU map refused the insert.
+#[inline(always)]
+fn source_entry(
+    key: &SourceKey,
+    info: &PacketInfo,
+    generation: u32,
+    now: u64,
+) -> Option<*mut SourceState> {
+    if let Some(p) = TG_SOURCES.get_ptr_mut(key) {
+        return Some(p);
+    }
+    let (rule_slot, ban_until_ns) = policy::lookup(info);
+    let fresh = SourceState {
+        first_seen_ns: now,
+        ban_until_ns,
+        generation,
+        rule_slot,
+        ..SourceState::default()
+    };
+    // NOEXIST: if another CPU created it first, keep theirs.
+    if TG_SOURCES.insert(key, &fresh, BPF_NOEXIST as u64).is_ok() {
+        stats::source_event(source_event::CREATED);
+    }
+    TG_SOURCES.get_ptr_mut(key)
+}
+
+/// Flow record: CPUs race on one source, so the sums are atomic adds; the
+/// last-seen time is a plain store (any CPU's recent time is right).
+#[inline(always)]
+fn record_flow(state: *mut SourceState, info: &PacketInfo, len: u64, now: u64) {
+    let s = unsafe { &mut *state };
+    atomic::add(&mut s.packets, 1);
+    atomic::add(&mut s.bytes, len);
+    if info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN
+        && info.l4 == l4::TCP
+    {
+        atomic::add(&mut s.syns, 1);
+    }
+    s.last_seen_ns = now;
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

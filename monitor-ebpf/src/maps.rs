@@ -1,0 +1,56 @@
+//! The program's maps. Names, key/value types, writers, readers and
+//! what happens when full are documented on the constants in
+//! `monitor_common::maps`; the statics are named exactly as those constants
+//! say, because aya names a map after its static.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray},
+};
+use monitor_common::{
+    maps::{
+        DEFAULT_MAX_SOURCES, MAX_BANS_PER_FAMILY, MAX_RULES_PER_FAMILY, RULE_SLOTS, source_event,
+    },
+    reason::{Malformed, Reason, Verdict},
+    types::{Counter, ReplayRecord, RuleParams, RuntimeConfig, SourceKey, SourceState},
+};
+
+#[map]
+pub static TG_SOURCES: LruHashMap<SourceKey, SourceState> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_SOURCES, 0);
+
+#[map]
+pub static TG_POLICY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(MAX_RULES_PER_FAMILY, 0);
+
+#[map]
+pub static TG_POLICY_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(MAX_RULES_PER_FAMILY, 0);
+
+#[map]
+pub static TG_RULES: Array<RuleParams> = Array::with_max_entries(RULE_SLOTS, 0);
+
+#[map]
+pub static TG_BANS_V4: LpmTrie<[u8; 4], u64> = LpmTrie::with_max_entries(MAX_BANS_PER_FAMILY, 0);
+
+#[map]
+pub static TG_BANS_V6: LpmTrie<[u8; 16], u64> = LpmTrie::with_max_entries(MAX_BANS_PER_FAMILY, 0);
+
+#[map]
+pub static TG_CONFIG: Array<RuntimeConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static TG_COUNTERS: PerCpuArray<Counter> =
+    PerCpuArray::with_max_entries((Reason::COUNT * Verdict::COUNT) as u32, 0);
+
+#[map]
+pub static TG_MALFORMED: PerCpuArray<Counter> =
+    PerCpuArray::with_max_entries(Malformed::COUNT as u32, 0);
+
+#[map]
+pub static TG_SRC_EVENTS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(source_event::COUNT, 0);
+
+#[map]
+pub static TG_REPLAY_CLK: Array<u64> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static TG_REPLAY_OUT: Array<ReplayRecord> = Array::with_max_entries(1, 0);
