@@ -26,5 +26,7 @@ fn main() -> anyhow::Result<()> {
         }],
         Toolchain::default(),
     )
-    .context("building the XDP programs failed; is the toolchain installed? run `cargo xtask setup`")
+    .context(
+        "building the XDP programs failed; is the toolchain installed? run `cargo xtask setup`",
+    )
 }

@@ -166,7 +166,11 @@ pub fn prefix_mask<const N: usize>(prefix_len: u8) -> [u32; N] {
     let mut left = prefix_len as u32;
     for w in out.iter_mut() {
         let bits = left.min(32);
-        let host = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+        let host = if bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - bits)
+        };
         *w = u32::from_ne_bytes(host.to_be_bytes());
         left -= bits;
     }

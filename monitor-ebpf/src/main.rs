@@ -10,7 +10,10 @@
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]
-#![expect(internal_features, reason = "BPF atomics need the intrinsics; see atomic.rs")]
+#![expect(
+    internal_features,
+    reason = "BPF atomics need the intrinsics; see atomic.rs"
+)]
 
 mod atomic;
 mod limit;
@@ -219,9 +222,7 @@ fn record_flow(state: *mut SourceState, info: &PacketInfo, len: u64, now: u64) {
     let s = unsafe { &mut *state };
     atomic::add(&mut s.packets, 1);
     atomic::add(&mut s.bytes, len);
-    if info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN
-        && info.l4 == l4::TCP
-    {
+    if info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN && info.l4 == l4::TCP {
         atomic::add(&mut s.syns, 1);
     }
     s.last_seen_ns = now;

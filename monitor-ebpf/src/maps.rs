@@ -23,7 +23,8 @@ pub static TG_SOURCES: LruHashMap<SourceKey, SourceState> =
 pub static TG_POLICY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(MAX_RULES_PER_FAMILY, 0);
 
 #[map]
-pub static TG_POLICY_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(MAX_RULES_PER_FAMILY, 0);
+pub static TG_POLICY_V6: LpmTrie<[u8; 16], u32> =
+    LpmTrie::with_max_entries(MAX_RULES_PER_FAMILY, 0);
 
 #[map]
 pub static TG_RULES: Array<RuleParams> = Array::with_max_entries(RULE_SLOTS, 0);
@@ -46,8 +47,7 @@ pub static TG_MALFORMED: PerCpuArray<Counter> =
     PerCpuArray::with_max_entries(Malformed::COUNT as u32, 0);
 
 #[map]
-pub static TG_SRC_EVENTS: PerCpuArray<u64> =
-    PerCpuArray::with_max_entries(source_event::COUNT, 0);
+pub static TG_SRC_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(source_event::COUNT, 0);
 
 #[map]
 pub static TG_REPLAY_CLK: Array<u64> = Array::with_max_entries(1, 0);

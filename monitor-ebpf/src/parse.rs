@@ -350,9 +350,7 @@ fn parse_ipv6(c: &mut Cursor, info: &mut PacketInfo) -> Option<u8> {
     info.proto = next;
     match next {
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_MH | IPPROTO_HIP
-        | IPPROTO_SHIM6 | IPPROTO_AH | IPPROTO_FRAGMENT => {
-            malformed(info, Malformed::Ipv6ExtChain)
-        }
+        | IPPROTO_SHIM6 | IPPROTO_AH | IPPROTO_FRAGMENT => malformed(info, Malformed::Ipv6ExtChain),
         _ => Some(next),
     }
 }

@@ -1,3 +1,12 @@
 //! Tollgate's user-space side: loading the XDP programs, owning their
-//! maps, and the tools built on them (replay).
+//! maps, and the tools built on them.
+pub mod bans;
+pub mod capture;
+pub mod cli;
+pub mod clock;
 pub mod loader;
+pub mod maps;
+pub mod policy;
+pub mod replay;
+pub mod run;
+pub mod view;

@@ -1,1 +1,12 @@
+//! The lab Tollgate is tested, demonstrated and benchmarked on: network
+//! namespaces joined by veth pairs (documentation addresses, no default
+//! route, nothing bridged to a real interface), bounded traffic senders,
+//! packet builders and a pcap writer. One library, three users: the
+//! integration tests in `tests/`, `cargo xtask demo` and `cargo xtask bench`.
 
+pub mod netns;
+pub mod packets;
+pub mod pcap;
+pub mod traffic;
+
+pub use netns::{Lab, NetNs};

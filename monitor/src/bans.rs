@@ -1,0 +1,96 @@
+//! Bans: CIDRs dropped until an expiry the kernel itself checks, so a ban
+//! ends on time even when no daemon is running.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use monitor_common::maps as names;
+
+use crate::maps::{MapError, Maps, lpm_v4, lpm_v6};
+
+/// One ban as stored in the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ban {
+    pub net: IpNet,
+    /// `CLOCK_MONOTONIC` ns (see `clock::monotonic_ns`).
+    pub until_ns: u64,
+}
+
+impl Maps {
+    /// Bans `net` until `until_ns` (monotonic), replacing any ban on the
+    /// same prefix, and makes cached sources re-resolve.
+    pub fn ban(&mut self, net: IpNet, until_ns: u64) -> Result<(), MapError> {
+        let net = net.trunc();
+        let res = match net {
+            IpNet::V4(n) => self.bans_v4.insert(&lpm_v4(&n), until_ns, 0),
+            IpNet::V6(n) => self.bans_v6.insert(&lpm_v6(&n), until_ns, 0),
+        };
+        res.map_err(|source| MapError::Op {
+            map: ban_map(&net),
+            op: "inserting a ban",
+            source,
+        })?;
+        self.bump_generation()
+    }
+
+    /// Lifts the ban on exactly `net`. Returns whether there was one.
+    pub fn unban(&mut self, net: IpNet) -> Result<bool, MapError> {
+        let net = net.trunc();
+        let res = match net {
+            IpNet::V4(n) => self.bans_v4.remove(&lpm_v4(&n)),
+            IpNet::V6(n) => self.bans_v6.remove(&lpm_v6(&n)),
+        };
+        match res {
+            Ok(()) => {
+                self.bump_generation()?;
+                Ok(true)
+            }
+            Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+            Err(source) => Err(MapError::Op {
+                map: ban_map(&net),
+                op: "removing a ban",
+                source,
+            }),
+        }
+    }
+
+    /// Every ban in the kernel, expired ones included (the kernel ignores
+    /// those; the daemon sweeps them).
+    pub fn bans(&self) -> Result<Vec<Ban>, MapError> {
+        let mut out = Vec::new();
+        for kv in self.bans_v4.iter() {
+            let (k, until_ns) = kv.map_err(|source| MapError::Op {
+                map: names::BANS_V4,
+                op: "iterating",
+                source,
+            })?;
+            let net = Ipv4Net::new(Ipv4Addr::from(k.data()), k.prefix_len() as u8)
+                .unwrap_or_else(|_| Ipv4Net::from(Ipv4Addr::from(k.data())));
+            out.push(Ban {
+                net: net.into(),
+                until_ns,
+            });
+        }
+        for kv in self.bans_v6.iter() {
+            let (k, until_ns) = kv.map_err(|source| MapError::Op {
+                map: names::BANS_V6,
+                op: "iterating",
+                source,
+            })?;
+            let net = Ipv6Net::new(Ipv6Addr::from(k.data()), k.prefix_len() as u8)
+                .unwrap_or_else(|_| Ipv6Net::from(Ipv6Addr::from(k.data())));
+            out.push(Ban {
+                net: net.into(),
+                until_ns,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn ban_map(net: &IpNet) -> &'static str {
+    match net.addr() {
+        IpAddr::V4(_) => names::BANS_V4,
+        IpAddr::V6(_) => names::BANS_V6,
+    }
+}

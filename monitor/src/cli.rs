@@ -1,0 +1,142 @@
+//! Command-line arguments.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+use monitor_common::{maps::DEFAULT_MAX_SOURCES, reason::Verdict};
+
+use crate::{
+    loader::AttachMode,
+    policy::{Action, Limit, Policy, Rate, Rule},
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "XDP per-source rate limiter and traffic monitor for API hosts"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attach to an interface and enforce the policy until SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Run the real XDP program over a capture and show what it would do.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Interface to attach to.
+    #[arg(long)]
+    pub iface: String,
+    /// Native runs in the driver, before an skb exists; generic is the
+    /// fallback for drivers without XDP support.
+    #[arg(long, value_enum, default_value_t = AttachMode::Native)]
+    pub xdp_mode: AttachMode,
+    /// Capacity of the per-source table (LRU: the least recent source is
+    /// evicted when full).
+    #[arg(long, default_value_t = DEFAULT_MAX_SOURCES)]
+    pub max_sources: u32,
+    /// Print counters and top talkers every this many seconds (0: only at
+    /// exit).
+    #[arg(long, default_value_t = 0)]
+    pub stats_interval: u64,
+    /// Top talkers to print.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// A pcap or pcapng capture with Ethernet frames.
+    #[arg(long)]
+    pub pcap: PathBuf,
+    /// One JSON object per line per packet, then one with the totals.
+    #[arg(long)]
+    pub json: bool,
+    /// Capacity of the per-source table used for the replay.
+    #[arg(long, default_value_t = 65_536)]
+    pub max_sources: u32,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MalformedVerdict {
+    Drop,
+    Pass,
+}
+
+/// The policy, from flags (the config file comes with the daemon).
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    /// Default limit: packets per second per source.
+    #[arg(long, default_value_t = Limit::DEFAULT.packets.map_or(0, |r| r.per_sec))]
+    pub limit_pps: u64,
+    /// Default limit: packet burst per source.
+    #[arg(long, default_value_t = Limit::DEFAULT.packets.map_or(0, |r| r.burst))]
+    pub burst_packets: u64,
+    /// Default limit: bytes per second per source (0: no byte limit).
+    #[arg(long, default_value_t = Limit::DEFAULT.bytes.map_or(0, |r| r.per_sec))]
+    pub limit_bytes: u64,
+    /// Default limit: byte burst per source.
+    #[arg(long, default_value_t = Limit::DEFAULT.bytes.map_or(0, |r| r.burst))]
+    pub burst_bytes: u64,
+    /// Never limit or ban this CIDR (repeatable).
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<IpNet>,
+    /// Drop everything from this CIDR (repeatable).
+    #[arg(long, value_name = "CIDR")]
+    pub deny: Vec<IpNet>,
+    /// Group IPv4 sources by this prefix length.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
+    pub v4_prefix: u8,
+    /// Group IPv6 sources by this prefix length (a client owns a /64).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(0..=128))]
+    pub v6_prefix: u8,
+    /// What to do with packets whose headers cannot be read.
+    #[arg(long, value_enum, default_value_t = MalformedVerdict::Drop)]
+    pub malformed: MalformedVerdict,
+}
+
+impl PolicyArgs {
+    pub fn policy(&self) -> Policy {
+        let rate = |per_sec, burst| (per_sec != 0).then_some(Rate { per_sec, burst });
+        let mut rules: Vec<Rule> = Vec::new();
+        rules.extend(self.allow.iter().map(|n| Rule {
+            net: *n,
+            action: Action::Allow,
+        }));
+        rules.extend(self.deny.iter().map(|n| Rule {
+            net: *n,
+            action: Action::Deny,
+        }));
+        Policy {
+            default: Limit {
+                packets: rate(self.limit_pps, self.burst_packets),
+                bytes: rate(self.limit_bytes, self.burst_bytes),
+            },
+            rules,
+            v4_prefix: self.v4_prefix,
+            v6_prefix: self.v6_prefix,
+            malformed: match self.malformed {
+                MalformedVerdict::Drop => Verdict::Drop,
+                MalformedVerdict::Pass => Verdict::Pass,
+            },
+        }
+    }
+}
+
+impl RunArgs {
+    pub fn stats_interval(&self) -> Option<Duration> {
+        (self.stats_interval > 0).then(|| Duration::from_secs(self.stats_interval))
+    }
+}

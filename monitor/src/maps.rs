@@ -1,0 +1,250 @@
+//! Typed access to the program's maps. `Maps` owns every map; the kernel is
+//! the only other party (see the writer/reader notes in
+//! `monitor_common::maps`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use aya::{
+    Ebpf,
+    maps::{
+        Array, HashMap, MapData, MapError as AyaMapError, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+    },
+};
+use ipnet::IpNet;
+use monitor_common::{
+    maps::{self as names, source_event},
+    reason::{Malformed, Reason, Verdict, counter_index},
+    types::{Counter, ReplayRecord, RuleParams, RuntimeConfig, SourceKey, SourceState, family},
+};
+
+/// A map operation that failed, naming the map and the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    #[error("the XDP object has no map `{0}`; the object and this binary are out of step")]
+    Missing(&'static str),
+    #[error("map `{map}`: {op} failed")]
+    Op {
+        map: &'static str,
+        op: &'static str,
+        #[source]
+        source: AyaMapError,
+    },
+    #[error("map `{map}` is full ({capacity} entries): {what}")]
+    Full {
+        map: &'static str,
+        capacity: u32,
+        what: String,
+    },
+}
+
+fn op(map: &'static str, op: &'static str) -> impl FnOnce(AyaMapError) -> MapError {
+    move |source| MapError::Op { map, op, source }
+}
+
+/// Every map of one loaded object.
+pub struct Maps {
+    pub(crate) sources: HashMap<MapData, SourceKey, SourceState>,
+    pub(crate) policy_v4: LpmTrie<MapData, [u8; 4], u32>,
+    pub(crate) policy_v6: LpmTrie<MapData, [u8; 16], u32>,
+    pub(crate) rules: Array<MapData, RuleParams>,
+    pub(crate) bans_v4: LpmTrie<MapData, [u8; 4], u64>,
+    pub(crate) bans_v6: LpmTrie<MapData, [u8; 16], u64>,
+    pub(crate) config: Array<MapData, RuntimeConfig>,
+    counters: PerCpuArray<MapData, Counter>,
+    malformed: PerCpuArray<MapData, Counter>,
+    source_events: PerCpuArray<MapData, u64>,
+    pub(crate) replay_clock: Array<MapData, u64>,
+    pub(crate) replay_out: Array<MapData, ReplayRecord>,
+    max_sources: u32,
+}
+
+macro_rules! take {
+    ($ebpf:expr, $name:expr) => {{
+        let map = $ebpf.take_map($name).ok_or(MapError::Missing($name))?;
+        map.try_into().map_err(op($name, "opening"))?
+    }};
+}
+
+impl Maps {
+    pub(crate) fn take(ebpf: &mut Ebpf, max_sources: u32) -> Result<Self, MapError> {
+        Ok(Self {
+            sources: take!(ebpf, names::SOURCES),
+            policy_v4: take!(ebpf, names::POLICY_V4),
+            policy_v6: take!(ebpf, names::POLICY_V6),
+            rules: take!(ebpf, names::RULES),
+            bans_v4: take!(ebpf, names::BANS_V4),
+            bans_v6: take!(ebpf, names::BANS_V6),
+            config: take!(ebpf, names::CONFIG),
+            counters: take!(ebpf, names::COUNTERS),
+            malformed: take!(ebpf, names::MALFORMED),
+            source_events: take!(ebpf, names::SOURCE_EVENTS),
+            replay_clock: take!(ebpf, names::REPLAY_CLOCK),
+            replay_out: take!(ebpf, names::REPLAY_OUT),
+            max_sources,
+        })
+    }
+
+    pub fn runtime_config(&self) -> Result<RuntimeConfig, MapError> {
+        self.config.get(&0, 0).map_err(op(names::CONFIG, "reading"))
+    }
+
+    pub(crate) fn set_runtime_config(&mut self, cfg: &RuntimeConfig) -> Result<(), MapError> {
+        self.config
+            .set(0, cfg, 0)
+            .map_err(op(names::CONFIG, "writing"))
+    }
+
+    /// Global counters summed over CPUs, by reason and verdict.
+    pub fn counters(&self) -> Result<Counters, MapError> {
+        let mut out = Counters::default();
+        for reason in Reason::ALL {
+            for verdict in [Verdict::Pass, Verdict::Drop] {
+                let per_cpu = self
+                    .counters
+                    .get(&counter_index(reason, verdict), 0)
+                    .map_err(op(names::COUNTERS, "reading"))?;
+                let c = per_cpu.iter().fold(Counter::default(), |a, c| Counter {
+                    packets: a.packets + c.packets,
+                    bytes: a.bytes + c.bytes,
+                });
+                out.by_reason[reason as usize][verdict as usize] = c;
+            }
+        }
+        for kind in Malformed::ALL {
+            let per_cpu = self
+                .malformed
+                .get(&(kind as u32), 0)
+                .map_err(op(names::MALFORMED, "reading"))?;
+            out.malformed[kind as usize] =
+                per_cpu.iter().fold(Counter::default(), |a, c| Counter {
+                    packets: a.packets + c.packets,
+                    bytes: a.bytes + c.bytes,
+                });
+        }
+        for i in 0..source_event::COUNT {
+            let per_cpu = self
+                .source_events
+                .get(&i, 0)
+                .map_err(op(names::SOURCE_EVENTS, "reading"))?;
+            out.source_events[i as usize] = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// The state of one source key, if tracked.
+    pub fn source(&self, key: &SourceKey) -> Result<Option<SourceState>, MapError> {
+        match self.sources.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(AyaMapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(op(names::SOURCES, "reading")(e)),
+        }
+    }
+
+    /// The source key `addr` falls under with the current prefixes.
+    pub fn source_key(&self, addr: IpAddr) -> Result<SourceKey, MapError> {
+        Ok(source_key(&self.runtime_config()?, addr))
+    }
+
+    /// Every tracked source. Entries the kernel evicts while we iterate are
+    /// skipped, not reported as errors.
+    pub fn sources(&self) -> Result<Vec<(SourceKey, SourceState)>, MapError> {
+        let mut out = Vec::new();
+        for item in self.sources.iter() {
+            match item {
+                Ok(kv) => out.push(kv),
+                Err(AyaMapError::KeyNotFound) => continue,
+                Err(e) => return Err(op(names::SOURCES, "iterating")(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Inserts a source entry directly (benchmarks fill the table this way).
+    pub fn insert_source(&mut self, key: &SourceKey, state: &SourceState) -> Result<(), MapError> {
+        self.sources
+            .insert(key, state, 0)
+            .map_err(op(names::SOURCES, "inserting"))
+    }
+
+    pub fn max_sources(&self) -> u32 {
+        self.max_sources
+    }
+}
+
+/// The source key for `addr` under `cfg`'s prefixes.
+pub fn source_key(cfg: &RuntimeConfig, addr: IpAddr) -> SourceKey {
+    match addr {
+        IpAddr::V4(a) => SourceKey::v4(u32::from_ne_bytes(a.octets()), cfg.v4_mask),
+        IpAddr::V6(a) => SourceKey::v6(&words(&a.octets()), &cfg.v6_mask),
+    }
+}
+
+/// The prefix a source key stands for, as text ("192.0.2.7", "2001:db8::/64").
+pub fn source_key_net(key: &SourceKey, cfg: &RuntimeConfig) -> IpNet {
+    if key.family == family::IPV4 as u32 {
+        let a = Ipv4Addr::from(key.addr[0].to_ne_bytes());
+        let len = u32::from_be_bytes(cfg.v4_mask.to_ne_bytes()).count_ones() as u8;
+        IpNet::new(IpAddr::V4(a), len).unwrap_or(IpNet::from(IpAddr::V4(a)))
+    } else {
+        let mut b = [0u8; 16];
+        for (i, w) in key.addr.iter().enumerate() {
+            b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        let len: u32 = cfg
+            .v6_mask
+            .iter()
+            .map(|w| u32::from_be_bytes(w.to_ne_bytes()).count_ones())
+            .sum();
+        let a = Ipv6Addr::from(b);
+        IpNet::new(IpAddr::V6(a), len as u8).unwrap_or(IpNet::from(IpAddr::V6(a)))
+    }
+}
+
+pub(crate) fn words(b: &[u8; 16]) -> [u32; 4] {
+    let mut w = [0u32; 4];
+    for (i, x) in w.iter_mut().enumerate() {
+        *x = u32::from_ne_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
+    }
+    w
+}
+
+pub(crate) fn lpm_v4(net: &ipnet::Ipv4Net) -> Key<[u8; 4]> {
+    Key::new(net.prefix_len() as u32, net.network().octets())
+}
+
+pub(crate) fn lpm_v6(net: &ipnet::Ipv6Net) -> Key<[u8; 16]> {
+    Key::new(net.prefix_len() as u32, net.network().octets())
+}
+
+/// Global counters, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// `[reason][verdict]`.
+    pub by_reason: [[Counter; Verdict::COUNT]; Reason::COUNT],
+    pub malformed: [Counter; Malformed::COUNT],
+    pub source_events: [u64; source_event::COUNT as usize],
+}
+
+impl Counters {
+    pub fn get(&self, reason: Reason, verdict: Verdict) -> Counter {
+        self.by_reason[reason as usize][verdict as usize]
+    }
+
+    /// Packets with this reason, whatever the verdict.
+    pub fn packets(&self, reason: Reason) -> u64 {
+        self.by_reason[reason as usize]
+            .iter()
+            .map(|c| c.packets)
+            .sum()
+    }
+
+    pub fn total(&self, verdict: Verdict) -> Counter {
+        self.by_reason
+            .iter()
+            .fold(Counter::default(), |a, r| Counter {
+                packets: a.packets + r[verdict as usize].packets,
+                bytes: a.bytes + r[verdict as usize].bytes,
+            })
+    }
+}

@@ -1,0 +1,398 @@
+//! The typed policy (CIDR rules, the default limit, source grouping) and
+//! how it is written into the kernel maps.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+};
+
+use ipnet::IpNet;
+use monitor_common::{
+    bucket::{BucketError, BucketParams},
+    maps::{self as names, MAX_RULES_PER_FAMILY},
+    reason::Verdict,
+    types::{RuleParams, RuntimeConfig, action},
+};
+
+use crate::maps::{MapError, Maps, lpm_v4, lpm_v6};
+
+/// A rate and the burst allowed above it, in one unit (packets or bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub per_sec: u64,
+    pub burst: u64,
+}
+
+/// A per-source limit: packets and bytes, each optional (None = unlimited).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub packets: Option<Rate>,
+    pub bytes: Option<Rate>,
+}
+
+impl Limit {
+    /// Built-in default for `tollgate run` without a config: generous for
+    /// one API client (1,000 packets/s with a 2,000-packet burst; 10 MB/s
+    /// with a 2 MB burst), tight for a flood.
+    pub const DEFAULT: Limit = Limit {
+        packets: Some(Rate {
+            per_sec: 1_000,
+            burst: 2_000,
+        }),
+        bytes: Some(Rate {
+            per_sec: 10_000_000,
+            burst: 2_000_000,
+        }),
+    };
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Never limited or banned.
+    Allow,
+    /// Always dropped.
+    Deny,
+    /// Limited by this rule's own buckets instead of the default.
+    Limit(Limit),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub net: IpNet,
+    pub action: Action,
+}
+
+/// Everything the kernel needs to decide a packet's fate, but bans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub default: Limit,
+    pub rules: Vec<Rule>,
+    /// Sources are grouped (share buckets) by this prefix: /32 for IPv4 and
+    /// /64 for IPv6 by default, since one IPv6 client owns a whole /64.
+    pub v4_prefix: u8,
+    pub v6_prefix: u8,
+    /// What happens to a malformed packet that survived its source limits.
+    pub malformed: Verdict,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            default: Limit::DEFAULT,
+            rules: Vec::new(),
+            v4_prefix: 32,
+            v6_prefix: 64,
+            malformed: Verdict::Drop,
+        }
+    }
+}
+
+/// A policy that cannot be applied, saying which rule and why.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error(
+        "{what}: the {unit} rate is zero, which would drop everything; use a `deny` rule for that"
+    )]
+    ZeroRate { what: String, unit: &'static str },
+    #[error(
+        "{what}: the {unit} burst is zero, which would drop everything; it must be at least 1 (for bytes, at least one full frame, e.g. 1514)"
+    )]
+    ZeroBurst { what: String, unit: &'static str },
+    #[error(
+        "rule {index} ({net}): the prefix appears twice (also rule {first}); merge the two rules"
+    )]
+    Duplicate {
+        index: usize,
+        net: IpNet,
+        first: usize,
+    },
+    #[error("rule {index} ({net}): host bits are set; write the network address, {trunc}")]
+    HostBits {
+        index: usize,
+        net: IpNet,
+        trunc: IpNet,
+    },
+    #[error("too many {family} rules: {count}, at most {max} fit the kernel's policy map")]
+    TooMany {
+        family: &'static str,
+        count: usize,
+        max: u32,
+    },
+    #[error("source prefix /{len} is longer than {family} addresses (at most /{max})")]
+    SourcePrefix {
+        family: &'static str,
+        len: u8,
+        max: u8,
+    },
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.action {
+            Action::Allow => write!(f, "allow {}", self.net),
+            Action::Deny => write!(f, "deny {}", self.net),
+            Action::Limit(_) => write!(f, "limit {}", self.net),
+        }
+    }
+}
+
+fn bucket(rate: Option<Rate>, what: &str, unit: &'static str) -> Result<BucketParams, PolicyError> {
+    match rate {
+        None => Ok(BucketParams::UNLIMITED),
+        Some(r) => BucketParams::new(r.per_sec, r.burst).map_err(|e| match e {
+            BucketError::ZeroRate => PolicyError::ZeroRate {
+                what: what.to_owned(),
+                unit,
+            },
+            BucketError::ZeroBurst => PolicyError::ZeroBurst {
+                what: what.to_owned(),
+                unit,
+            },
+        }),
+    }
+}
+
+fn limit_params(limit: &Limit, what: &str) -> Result<RuleParams, PolicyError> {
+    Ok(RuleParams {
+        action: action::LIMIT,
+        flags: 0,
+        pkt: bucket(limit.packets, what, "packet")?,
+        byte: bucket(limit.bytes, what, "byte")?,
+    })
+}
+
+impl Policy {
+    /// Checks everything the kernel would otherwise get wrong or refuse,
+    /// and returns the rule parameters by slot (slot 0 = the default).
+    pub fn compile(&self) -> Result<Vec<RuleParams>, PolicyError> {
+        if self.v4_prefix > 32 {
+            return Err(PolicyError::SourcePrefix {
+                family: "IPv4",
+                len: self.v4_prefix,
+                max: 32,
+            });
+        }
+        if self.v6_prefix > 128 {
+            return Err(PolicyError::SourcePrefix {
+                family: "IPv6",
+                len: self.v6_prefix,
+                max: 128,
+            });
+        }
+        let mut slots = vec![limit_params(&self.default, "default limit")?];
+        let mut seen = HashMap::new();
+        let (mut v4, mut v6) = (0usize, 0usize);
+        for (index, rule) in self.rules.iter().enumerate() {
+            if rule.net.trunc() != rule.net {
+                return Err(PolicyError::HostBits {
+                    index: index + 1,
+                    net: rule.net,
+                    trunc: rule.net.trunc(),
+                });
+            }
+            if let Some(first) = seen.insert(rule.net, index + 1) {
+                return Err(PolicyError::Duplicate {
+                    index: index + 1,
+                    net: rule.net,
+                    first,
+                });
+            }
+            match rule.net {
+                IpNet::V4(_) => v4 += 1,
+                IpNet::V6(_) => v6 += 1,
+            }
+            let what = format!("rule {} ({})", index + 1, rule.net);
+            slots.push(match rule.action {
+                Action::Allow => RuleParams {
+                    action: action::ALLOW,
+                    ..RuleParams::default()
+                },
+                Action::Deny => RuleParams {
+                    action: action::DENY,
+                    ..RuleParams::default()
+                },
+                Action::Limit(l) => limit_params(&l, &what)?,
+            });
+        }
+        for (family, count) in [("IPv4", v4), ("IPv6", v6)] {
+            if count > MAX_RULES_PER_FAMILY as usize {
+                return Err(PolicyError::TooMany {
+                    family,
+                    count,
+                    max: MAX_RULES_PER_FAMILY,
+                });
+            }
+        }
+        Ok(slots)
+    }
+}
+
+/// Why applying a policy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("invalid policy: {0}")]
+    Invalid(#[from] PolicyError),
+    #[error(transparent)]
+    Map(#[from] MapError),
+}
+
+impl Maps {
+    /// Writes `policy` into the maps and bumps the generation so every
+    /// cached source re-resolves on its next packet. `clock_base_ns` is the
+    /// bucket clock's origin (kept from the current config when `None`).
+    ///
+    /// Order matters for the packets in flight: rule parameters first,
+    /// then the prefixes that point at them, then stale prefixes removed,
+    /// then the generation. (Issue 4 makes the swap fully atomic.)
+    pub fn apply_policy(
+        &mut self,
+        policy: &Policy,
+        clock_base_ns: Option<u64>,
+    ) -> Result<(), ApplyError> {
+        let slots = policy.compile()?;
+        for (slot, params) in slots.iter().enumerate() {
+            self.rules
+                .set(slot as u32, params, 0)
+                .map_err(|source| MapError::Op {
+                    map: names::RULES,
+                    op: "writing a rule",
+                    source,
+                })?;
+        }
+        let mut wanted_v4 = HashSet::new();
+        let mut wanted_v6 = HashSet::new();
+        for (i, rule) in policy.rules.iter().enumerate() {
+            let slot = (i + 1) as u32;
+            let res = match rule.net {
+                IpNet::V4(n) => {
+                    wanted_v4.insert((n.prefix_len(), n.network().octets()));
+                    self.policy_v4.insert(&lpm_v4(&n), slot, 0)
+                }
+                IpNet::V6(n) => {
+                    wanted_v6.insert((n.prefix_len(), n.network().octets()));
+                    self.policy_v6.insert(&lpm_v6(&n), slot, 0)
+                }
+            };
+            res.map_err(|source| MapError::Op {
+                map: if rule.net.addr().is_ipv4() {
+                    names::POLICY_V4
+                } else {
+                    names::POLICY_V6
+                },
+                op: "inserting a rule prefix",
+                source,
+            })?;
+        }
+        let stale_v4: Vec<_> = self
+            .policy_v4
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted_v4.contains(&(k.prefix_len() as u8, k.data())))
+            .collect();
+        for k in stale_v4 {
+            let _ = self.policy_v4.remove(&k);
+        }
+        let stale_v6: Vec<_> = self
+            .policy_v6
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted_v6.contains(&(k.prefix_len() as u8, k.data())))
+            .collect();
+        for k in stale_v6 {
+            let _ = self.policy_v6.remove(&k);
+        }
+        let current = self.runtime_config()?;
+        let cfg = RuntimeConfig::new(
+            current.generation.wrapping_add(1),
+            policy.v4_prefix,
+            policy.v6_prefix,
+            policy.malformed as u32,
+            clock_base_ns.unwrap_or(current.clock_base_ns),
+        );
+        self.set_runtime_config(&cfg)?;
+        Ok(())
+    }
+
+    /// Bumps the generation: every cached source re-resolves its rule and
+    /// ban on its next packet.
+    pub(crate) fn bump_generation(&mut self) -> Result<(), MapError> {
+        let mut cfg = self.runtime_config()?;
+        cfg.generation = cfg.generation.wrapping_add(1);
+        self.set_runtime_config(&cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(net: &str, action: Action) -> Rule {
+        Rule {
+            net: net.parse().unwrap(),
+            action,
+        }
+    }
+
+    #[test]
+    fn compile_assigns_slots_in_order_after_the_default() {
+        let p = Policy {
+            rules: vec![
+                rule("192.0.2.0/24", Action::Allow),
+                rule("2001:db8::/32", Action::Deny),
+            ],
+            ..Policy::default()
+        };
+        let slots = p.compile().unwrap();
+        assert_eq!(slots.len(), 3);
+        assert_eq!(slots[0].action, action::LIMIT);
+        assert_eq!(slots[1].action, action::ALLOW);
+        assert_eq!(slots[2].action, action::DENY);
+    }
+
+    #[test]
+    fn compile_rejects_what_the_kernel_would_get_wrong() {
+        let zero = Limit {
+            packets: Some(Rate {
+                per_sec: 0,
+                burst: 5,
+            }),
+            bytes: None,
+        };
+        let cases: Vec<(Policy, &str)> = vec![
+            (
+                Policy {
+                    rules: vec![
+                        rule("192.0.2.0/24", Action::Allow),
+                        rule("192.0.2.0/24", Action::Deny),
+                    ],
+                    ..Policy::default()
+                },
+                "rule 2 (192.0.2.0/24): the prefix appears twice (also rule 1); merge the two rules",
+            ),
+            (
+                Policy {
+                    rules: vec![rule("192.0.2.7/24", Action::Deny)],
+                    ..Policy::default()
+                },
+                "rule 1 (192.0.2.7/24): host bits are set; write the network address, 192.0.2.0/24",
+            ),
+            (
+                Policy {
+                    rules: vec![rule("198.51.100.0/24", Action::Limit(zero))],
+                    ..Policy::default()
+                },
+                "rule 1 (198.51.100.0/24): the packet rate is zero, which would drop everything; use a `deny` rule for that",
+            ),
+            (
+                Policy {
+                    v6_prefix: 129,
+                    ..Policy::default()
+                },
+                "source prefix /129 is longer than IPv6 addresses (at most /128)",
+            ),
+        ];
+        for (p, want) in cases {
+            assert_eq!(p.compile().unwrap_err().to_string(), want);
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The text views `tollgate run` prints: counters and top talkers.
+
+use std::fmt::Write as _;
+
+use monitor_common::{
+    maps::source_event,
+    reason::{Reason, Verdict},
+    types::{RuntimeConfig, SourceKey, SourceState},
+};
+
+use crate::maps::{Counters, source_key_net};
+
+/// One source's line in the top-talkers table.
+#[derive(Clone, Debug)]
+pub struct Talker {
+    pub source: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub dropped: u64,
+    pub syns: u64,
+}
+
+/// The `n` sources with the most packets.
+pub fn top_talkers(
+    sources: &[(SourceKey, SourceState)],
+    cfg: &RuntimeConfig,
+    n: usize,
+) -> Vec<Talker> {
+    let mut v: Vec<_> = sources.iter().collect();
+    v.sort_by(|a, b| b.1.packets.cmp(&a.1.packets));
+    v.into_iter()
+        .take(n)
+        .map(|(k, s)| Talker {
+            source: source_key_net(k, cfg).to_string(),
+            packets: s.packets,
+            bytes: s.bytes,
+            dropped: s.dropped,
+            syns: s.syns,
+        })
+        .collect()
+}
+
+/// Counters and top talkers as a table.
+pub fn render(
+    iface: &str,
+    counters: &Counters,
+    tracked: usize,
+    capacity: u32,
+    talkers: &[Talker],
+) -> String {
+    let mut out = String::new();
+    let pass = counters.total(Verdict::Pass);
+    let drop = counters.total(Verdict::Drop);
+    let created = counters.source_events[source_event::CREATED as usize];
+    let _ = writeln!(
+        out,
+        "== tollgate on {iface}: passed {} pkts / {} B, dropped {} pkts / {} B; sources {tracked}/{capacity} tracked, {} evicted",
+        pass.packets,
+        pass.bytes,
+        drop.packets,
+        drop.bytes,
+        (created as usize).saturating_sub(tracked),
+    );
+    let _ = write!(out, "   by reason:");
+    for r in Reason::ALL {
+        let n = counters.packets(r);
+        if n > 0 {
+            let _ = write!(out, " {}={n}", r.name());
+        }
+    }
+    let _ = writeln!(out);
+    if !talkers.is_empty() {
+        let _ = writeln!(
+            out,
+            "   {:<28} {:>10} {:>10} {:>10} {:>12} {:>8}",
+            "source", "packets", "passed", "dropped", "bytes", "syns"
+        );
+        for t in talkers {
+            let _ = writeln!(
+                out,
+                "   {:<28} {:>10} {:>10} {:>10} {:>12} {:>8}",
+                t.source,
+                t.packets,
+                t.packets - t.dropped.min(t.packets),
+                t.dropped,
+                t.bytes,
+                t.syns
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,207 @@
+//! Network namespaces and veth pairs, cleaned up on drop (also while a
+//! test panics).
+
+use std::{
+    fs::File,
+    net::IpAddr,
+    os::fd::AsRawFd,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use anyhow::{Context as _, bail};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Runs a command and fails with the full command line and its stderr.
+pub fn exec(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {cmd:?} (is iproute2 installed? `cargo xtask setup`)"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<String> {
+    exec(Command::new("ip").args(args))
+}
+
+/// A network namespace named uniquely per process and call, deleted on drop.
+pub struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    /// Creates `tg-<tag>-<pid>-<n>` with loopback up.
+    pub fn new(tag: &str) -> anyhow::Result<Self> {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("tg-{tag}-{}-{n}", std::process::id());
+        ip(&["netns", "add", &name])?;
+        let ns = Self { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip netns exec <ns> <program>`, to add arguments to.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// `ip -n <ns> <args>`.
+    pub fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// Runs `f` with the current thread inside this namespace, then moves
+    /// the thread back (also if `f` panics).
+    pub fn enter<T>(&self, f: impl FnOnce() -> T) -> anyhow::Result<T> {
+        let here = File::open("/proc/thread-self/ns/net").context("opening this thread's netns")?;
+        let there = File::open(format!("/var/run/netns/{}", self.name))
+            .with_context(|| format!("opening netns {}", self.name))?;
+        // SAFETY: setns on valid namespace fds affects only this thread.
+        if unsafe { libc::setns(there.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!(
+                "setns into {}: {}",
+                self.name,
+                std::io::Error::last_os_error()
+            );
+        }
+        struct Back(File);
+        impl Drop for Back {
+            fn drop(&mut self) {
+                // SAFETY: as above; going back to the namespace we came from.
+                unsafe { libc::setns(self.0.as_raw_fd(), libc::CLONE_NEWNET) };
+            }
+        }
+        let _back = Back(here);
+        Ok(f())
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// The server's address and prefix in the lab, from TEST-NET-1.
+pub const SERVER_V4: &str = "192.0.2.1";
+pub const SERVER_V6: &str = "2001:db8::1";
+/// Fixed MACs so neighbour entries can be static (no ARP or ND flakes).
+pub const SERVER_MAC: &str = "02:00:00:00:00:01";
+pub const CLIENT_MAC: &str = "02:00:00:00:00:02";
+/// Interface names inside the namespaces (the namespaces keep them apart).
+pub const SERVER_IF: &str = "tg-srv";
+pub const CLIENT_IF: &str = "tg-cli";
+
+/// A server namespace and a client namespace joined by one veth pair. The
+/// client holds every source address a test wants to send from.
+pub struct Lab {
+    // Field order is drop order: the client goes first, then the server.
+    pub client: NetNs,
+    pub server: NetNs,
+    pub client_addrs: Vec<IpAddr>,
+}
+
+impl Lab {
+    /// Builds the lab with the given client source addresses (IPv4 from
+    /// 192.0.2.0/24, IPv6 from 2001:db8::/64).
+    pub fn new(tag: &str, client_addrs: &[IpAddr]) -> anyhow::Result<Self> {
+        let server = NetNs::new(&format!("{tag}-s"))?;
+        let client = NetNs::new(&format!("{tag}-c"))?;
+        server.ip(&[
+            "link",
+            "add",
+            SERVER_IF,
+            "address",
+            SERVER_MAC,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            CLIENT_IF,
+            "address",
+            CLIENT_MAC,
+            "netns",
+            client.name(),
+        ])?;
+        for (ns, ifname) in [(&server, SERVER_IF), (&client, CLIENT_IF)] {
+            // Native XDP on veth needs the peer to accept the frames at the
+            // same size; GRO off keeps one frame per packet.
+            ns.ip(&["link", "set", ifname, "up"])?;
+        }
+        server.ip(&["addr", "add", &format!("{SERVER_V4}/24"), "dev", SERVER_IF])?;
+        server.ip(&[
+            "addr",
+            "add",
+            &format!("{SERVER_V6}/64"),
+            "dev",
+            SERVER_IF,
+            "nodad",
+        ])?;
+        for a in client_addrs {
+            let cidr = match a {
+                IpAddr::V4(_) => format!("{a}/24"),
+                IpAddr::V6(_) => format!("{a}/64"),
+            };
+            let mut args = vec!["addr", "add", cidr.as_str(), "dev", CLIENT_IF];
+            if a.is_ipv6() {
+                args.push("nodad");
+            }
+            client.ip(&args)?;
+            server.ip(&[
+                "neigh",
+                "replace",
+                &a.to_string(),
+                "lladdr",
+                CLIENT_MAC,
+                "dev",
+                SERVER_IF,
+                "nud",
+                "permanent",
+            ])?;
+        }
+        for s in [SERVER_V4, SERVER_V6] {
+            client.ip(&[
+                "neigh",
+                "replace",
+                s,
+                "lladdr",
+                SERVER_MAC,
+                "dev",
+                CLIENT_IF,
+                "nud",
+                "permanent",
+            ])?;
+        }
+        Ok(Self {
+            client,
+            server,
+            client_addrs: client_addrs.to_vec(),
+        })
+    }
+
+    pub fn server_v4(&self) -> IpAddr {
+        SERVER_V4.parse().expect("constant address")
+    }
+
+    pub fn server_v6(&self) -> IpAddr {
+        SERVER_V6.parse().expect("constant address")
+    }
+}

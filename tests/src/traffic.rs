@@ -1,0 +1,62 @@
+//! Bounded traffic senders: every loop is bounded in count and in time.
+
+use std::{
+    net::{IpAddr, SocketAddr, UdpSocket},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use crate::netns::NetNs;
+
+/// What a sender did.
+#[derive(Clone, Copy, Debug)]
+pub struct Sent {
+    pub packets: u64,
+    pub elapsed: Duration,
+}
+
+/// A UDP flow from `src` to `dst:port` inside `ns`: `count` datagrams of
+/// `payload` bytes at `pps` (0 = as fast as possible), stopping early at
+/// `max_time`. Runs on the calling thread.
+pub fn udp(
+    ns: &NetNs,
+    src: IpAddr,
+    dst: IpAddr,
+    port: u16,
+    count: u64,
+    pps: u64,
+    payload: usize,
+    max_time: Duration,
+) -> anyhow::Result<Sent> {
+    ns.enter(|| -> anyhow::Result<Sent> {
+        let sock = UdpSocket::bind(SocketAddr::new(src, 0))
+            .with_context(|| format!("binding a UDP socket to {src} in {}", ns.name()))?;
+        let buf = vec![0xa5u8; payload];
+        let to = SocketAddr::new(dst, port);
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < count {
+            let now = start.elapsed();
+            if now >= max_time {
+                break;
+            }
+            if pps > 0 {
+                let due = Duration::from_secs_f64(sent as f64 / pps as f64);
+                if due > now {
+                    std::thread::sleep((due - now).min(Duration::from_millis(5)));
+                    continue;
+                }
+            }
+            // ENOBUFS/EAGAIN under load is the sender's problem, not a
+            // verdict; count only what the kernel took.
+            if sock.send_to(&buf, to).is_ok() {
+                sent += 1;
+            }
+        }
+        Ok(Sent {
+            packets: sent,
+            elapsed: start.elapsed(),
+        })
+    })?
+}
