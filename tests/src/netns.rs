@@ -110,18 +110,29 @@ pub const CLIENT_MAC: &str = "02:00:00:00:00:02";
 pub const SERVER_IF: &str = "tg-srv";
 pub const CLIENT_IF: &str = "tg-cli";
 
-/// A server namespace and a client namespace joined by one veth pair. The
-/// client holds every source address a test wants to send from.
+/// A server namespace and client namespaces. One client is joined to the
+/// server by a veth pair; several are joined through a bridge in a switch
+/// namespace, so the server still has one interface to attach to.
 pub struct Lab {
-    // Field order is drop order: the client goes first, then the server.
-    pub client: NetNs,
+    // Field order is drop order: clients, then the switch, then the server.
+    pub clients: Vec<NetNs>,
+    switch: Option<NetNs>,
     pub server: NetNs,
-    pub client_addrs: Vec<IpAddr>,
+    /// Source addresses of each client, in `clients` order.
+    pub client_addrs: Vec<Vec<IpAddr>>,
+}
+
+fn client_mac(i: usize) -> String {
+    if i == 0 {
+        CLIENT_MAC.to_owned()
+    } else {
+        format!("02:00:00:00:01:{:02x}", i)
+    }
 }
 
 impl Lab {
-    /// Builds the lab with the given client source addresses (IPv4 from
-    /// 192.0.2.0/24, IPv6 from 2001:db8::/64).
+    /// One client with the given source addresses (IPv4 from
+    /// 192.0.2.0/24, IPv6 from 2001:db8::/64), joined directly.
     pub fn new(tag: &str, client_addrs: &[IpAddr]) -> anyhow::Result<Self> {
         let server = NetNs::new(&format!("{tag}-s"))?;
         let client = NetNs::new(&format!("{tag}-c"))?;
@@ -141,13 +152,76 @@ impl Lab {
             "netns",
             client.name(),
         ])?;
-        for (ns, ifname) in [(&server, SERVER_IF), (&client, CLIENT_IF)] {
-            // Native XDP on veth needs the peer to accept the frames at the
-            // same size; GRO off keeps one frame per packet.
-            ns.ip(&["link", "set", ifname, "up"])?;
-        }
-        server.ip(&["addr", "add", &format!("{SERVER_V4}/24"), "dev", SERVER_IF])?;
+        let lab = Self {
+            clients: vec![client],
+            switch: None,
+            server,
+            client_addrs: vec![client_addrs.to_vec()],
+        };
+        lab.configure()?;
+        Ok(lab)
+    }
+
+    /// Several clients (each a namespace with its own addresses) behind a
+    /// bridge, and the server on one veth to that bridge.
+    pub fn switched(tag: &str, clients: &[&[IpAddr]]) -> anyhow::Result<Self> {
+        let server = NetNs::new(&format!("{tag}-s"))?;
+        let switch = NetNs::new(&format!("{tag}-w"))?;
+        switch.ip(&["link", "add", "br0", "type", "bridge"])?;
+        switch.ip(&["link", "set", "br0", "up"])?;
         server.ip(&[
+            "link",
+            "add",
+            SERVER_IF,
+            "address",
+            SERVER_MAC,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "p-srv",
+            "netns",
+            switch.name(),
+        ])?;
+        switch.ip(&["link", "set", "p-srv", "master", "br0", "up"])?;
+        let mut namespaces = Vec::new();
+        for i in 0..clients.len() {
+            let ns = NetNs::new(&format!("{tag}-c{i}"))?;
+            let port = format!("p-cli{i}");
+            ns.ip(&[
+                "link",
+                "add",
+                CLIENT_IF,
+                "address",
+                &client_mac(i),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                switch.name(),
+            ])?;
+            switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
+            namespaces.push(ns);
+        }
+        let lab = Self {
+            clients: namespaces,
+            switch: Some(switch),
+            server,
+            client_addrs: clients.iter().map(|a| a.to_vec()).collect(),
+        };
+        lab.configure()?;
+        Ok(lab)
+    }
+
+    /// Addresses, links up, static neighbour entries both ways (no ARP or
+    /// ND to flake), no default route anywhere.
+    fn configure(&self) -> anyhow::Result<()> {
+        self.server.ip(&["link", "set", SERVER_IF, "up"])?;
+        self.server
+            .ip(&["addr", "add", &format!("{SERVER_V4}/24"), "dev", SERVER_IF])?;
+        self.server.ip(&[
             "addr",
             "add",
             &format!("{SERVER_V6}/64"),
@@ -155,46 +229,55 @@ impl Lab {
             SERVER_IF,
             "nodad",
         ])?;
-        for a in client_addrs {
-            let cidr = match a {
-                IpAddr::V4(_) => format!("{a}/24"),
-                IpAddr::V6(_) => format!("{a}/64"),
-            };
-            let mut args = vec!["addr", "add", cidr.as_str(), "dev", CLIENT_IF];
-            if a.is_ipv6() {
-                args.push("nodad");
+        for (i, (ns, addrs)) in self.clients.iter().zip(&self.client_addrs).enumerate() {
+            ns.ip(&["link", "set", CLIENT_IF, "up"])?;
+            for a in addrs {
+                let cidr = match a {
+                    IpAddr::V4(_) => format!("{a}/24"),
+                    IpAddr::V6(_) => format!("{a}/64"),
+                };
+                let mut args = vec!["addr", "add", cidr.as_str(), "dev", CLIENT_IF];
+                if a.is_ipv6() {
+                    args.push("nodad");
+                }
+                ns.ip(&args)?;
+                self.server.ip(&[
+                    "neigh",
+                    "replace",
+                    &a.to_string(),
+                    "lladdr",
+                    &client_mac(i),
+                    "dev",
+                    SERVER_IF,
+                    "nud",
+                    "permanent",
+                ])?;
             }
-            client.ip(&args)?;
-            server.ip(&[
-                "neigh",
-                "replace",
-                &a.to_string(),
-                "lladdr",
-                CLIENT_MAC,
-                "dev",
-                SERVER_IF,
-                "nud",
-                "permanent",
-            ])?;
+            for s in [SERVER_V4, SERVER_V6] {
+                ns.ip(&[
+                    "neigh",
+                    "replace",
+                    s,
+                    "lladdr",
+                    SERVER_MAC,
+                    "dev",
+                    CLIENT_IF,
+                    "nud",
+                    "permanent",
+                ])?;
+            }
         }
-        for s in [SERVER_V4, SERVER_V6] {
-            client.ip(&[
-                "neigh",
-                "replace",
-                s,
-                "lladdr",
-                SERVER_MAC,
-                "dev",
-                CLIENT_IF,
-                "nud",
-                "permanent",
-            ])?;
-        }
-        Ok(Self {
-            client,
-            server,
-            client_addrs: client_addrs.to_vec(),
-        })
+        Ok(())
+    }
+
+    /// The first (or only) client.
+    pub fn client(&self) -> &NetNs {
+        &self.clients[0]
+    }
+
+    /// Whether the lab has a switch namespace (several clients).
+    pub fn is_switched(&self) -> bool {
+        self.switch.is_some()
     }
 
     pub fn server_v4(&self) -> IpAddr {

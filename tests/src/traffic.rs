@@ -2,12 +2,25 @@
 
 use std::{
     net::{IpAddr, SocketAddr, UdpSocket},
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 
 use crate::netns::NetNs;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Makes every sender in this process stop at its next packet (the demo
+/// calls it on Ctrl-C).
+pub fn stop_all() {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn stopped() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
 
 /// What a sender did.
 #[derive(Clone, Copy, Debug)]
@@ -19,6 +32,7 @@ pub struct Sent {
 /// A UDP flow from `src` to `dst:port` inside `ns`: `count` datagrams of
 /// `payload` bytes at `pps` (0 = as fast as possible), stopping early at
 /// `max_time`. Runs on the calling thread.
+#[expect(clippy::too_many_arguments, reason = "one flow's full description")]
 pub fn udp(
     ns: &NetNs,
     src: IpAddr,
@@ -38,7 +52,7 @@ pub fn udp(
         let mut sent = 0;
         while sent < count {
             let now = start.elapsed();
-            if now >= max_time {
+            if now >= max_time || stopped() {
                 break;
             }
             if pps > 0 {

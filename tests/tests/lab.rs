@@ -70,7 +70,7 @@ fn send(lab: &Lab, src: &str, count: u64, pps: u64) -> traffic::Sent {
         lab.server_v4()
     };
     traffic::udp(
-        &lab.client,
+        lab.client(),
         src.parse().unwrap(),
         dst,
         9,

@@ -1,0 +1,302 @@
+//! `tollgate replay` end to end: a capture written here, replayed by the
+//! real binary through the kernel, compared with what tshark reads from the
+//! same file, and judged by the capture's own timestamps.
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use common::tollgate_bin;
+use lab::{
+    packets::{Exts, Spec, arp_request},
+    pcap,
+};
+use serde_json::Value;
+
+const MS: u64 = 1_000_000;
+const T0: u64 = 1_700_000_000 * 1_000_000_000;
+
+fn replay(path: &Path, extra: &[&str]) -> (Vec<Value>, Value) {
+    let out = Command::new(tollgate_bin())
+        .args(["replay", "--json", "--pcap"])
+        .arg(path)
+        .args(extra)
+        .output()
+        .expect("running tollgate replay");
+    assert!(
+        out.status.success(),
+        "tollgate replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let totals = lines.pop().expect("a totals line");
+    (lines, totals["totals"].clone())
+}
+
+fn shapes() -> Vec<Vec<u8>> {
+    let all = Exts {
+        hop_by_hop: true,
+        dest_opts: true,
+        routing: true,
+        fragment: Some((0, false)),
+        auth: true,
+        final_dest_opts: true,
+    };
+    vec![
+        Spec::syn("192.0.2.10", "198.51.100.1", 40000, 443).build(),
+        Spec::tcp("192.0.2.10", "198.51.100.1", 40000, 443)
+            .ipv4_options(&[0x94, 4, 0, 0])
+            .build(),
+        Spec::udp("192.0.2.11", "198.51.100.1", 5353, 53)
+            .vlans(&[100])
+            .build(),
+        Spec::tcp("2001:db8::10", "2001:db8:ffff::1", 40001, 80)
+            .vlans(&[10, 20])
+            .build(),
+        Spec::tcp("2001:db8::10", "2001:db8:ffff::1", 40002, 80)
+            .vlans(&[7])
+            .exts(all)
+            .build(),
+        Spec::udp("2001:db8::12", "2001:db8:ffff::1", 1000, 2000)
+            .exts(Exts {
+                fragment: Some((0, true)),
+                ..Exts::default()
+            })
+            .build(),
+        Spec::udp("2001:db8::12", "2001:db8:ffff::1", 1000, 2000)
+            .exts(Exts {
+                fragment: Some((100, false)),
+                ..Exts::default()
+            })
+            .build(),
+        Spec::tcp("192.0.2.13", "198.51.100.1", 1, 2)
+            .ipv4_frag(0, true)
+            .build(),
+        Spec::tcp("192.0.2.13", "198.51.100.1", 1, 2)
+            .ipv4_frag(64, false)
+            .build(),
+        Spec::echo("192.0.2.14", "198.51.100.1").build(),
+        Spec::echo("2001:db8::14", "2001:db8:ffff::1").build(),
+        arp_request([192, 0, 2, 15], [192, 0, 2, 1]),
+    ]
+}
+
+/// The fields tshark reads, per frame, in the replay's terms.
+fn tshark_fields(path: &Path) -> Vec<Vec<String>> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(path)
+        .args([
+            "-o",
+            "ip.defragment:FALSE",
+            "-o",
+            "ipv6.defragment:FALSE",
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=,",
+            "-e",
+            "vlan.id",
+            "-e",
+            "ieee8021ad.id",
+            "-e",
+            "ip.src",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "ip.dst",
+            "-e",
+            "ipv6.dst",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "tcp.flags",
+        ])
+        .output()
+        .expect("running tshark (installed by `cargo xtask setup`)");
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            // tshark names an 802.1ad service tag `ieee8021ad.id` and a
+            // customer tag `vlan.id`; the outer tag comes first.
+            let mut f: Vec<String> = l.split('|').map(str::to_owned).collect();
+            let s_tag = f.remove(1);
+            if !s_tag.is_empty() {
+                f[0] = if f[0].is_empty() {
+                    s_tag
+                } else {
+                    format!("{s_tag},{}", f[0])
+                };
+            }
+            f
+        })
+        .collect()
+}
+
+fn field(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[test]
+fn replay_reads_every_shape_as_tshark_does() {
+    let dir = std::env::temp_dir().join(format!("tg-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("shapes.pcap");
+    let frames: Vec<_> = shapes()
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (T0 + i as u64 * MS, f))
+        .collect();
+    pcap::write(&path, &frames).unwrap();
+    let (lines, totals) = replay(&path, &[]);
+    assert_eq!(lines.len(), frames.len());
+    let theirs = tshark_fields(&path);
+    assert_eq!(theirs.len(), frames.len());
+    for (i, (ours, t)) in lines.iter().zip(&theirs).enumerate() {
+        let n = i + 1;
+        assert_eq!(ours["index"], n);
+        for key in [
+            "index",
+            "vlan",
+            "family",
+            "src",
+            "dst",
+            "proto",
+            "frag",
+            "sport",
+            "dport",
+            "tcp_flags",
+            "malformed",
+            "verdict",
+            "reason",
+        ] {
+            assert!(ours.get(key).is_some(), "frame {n}: key {key} present");
+        }
+        let vlan: Vec<String> = ours["vlan"].as_array().unwrap().iter().map(field).collect();
+        assert_eq!(vlan.join(","), t[0], "frame {n}: VLAN IDs");
+        let src = if t[1].is_empty() { &t[2] } else { &t[1] };
+        let dst = if t[3].is_empty() { &t[4] } else { &t[3] };
+        assert_eq!(&field(&ours["src"]), src, "frame {n}: source");
+        assert_eq!(&field(&ours["dst"]), dst, "frame {n}: destination");
+        let sport = if t[5].is_empty() { &t[6] } else { &t[5] };
+        let dport = if t[7].is_empty() { &t[8] } else { &t[7] };
+        assert_eq!(&field(&ours["sport"]), sport, "frame {n}: source port");
+        assert_eq!(&field(&ours["dport"]), dport, "frame {n}: destination port");
+        let flags = ours["tcp_flags"]
+            .as_u64()
+            .map(|f| format!("0x{f:04x}"))
+            .unwrap_or_default();
+        assert_eq!(flags, t[9], "frame {n}: TCP flags");
+        assert_eq!(ours["malformed"], false, "frame {n}");
+    }
+    assert_eq!(totals["packets"], frames.len());
+    assert_eq!(totals["pass"], frames.len());
+
+    // The same capture as pcapng gives the same report.
+    let ng = dir.join("shapes.pcapng");
+    let st = Command::new("editcap")
+        .args(["-F", "pcapng"])
+        .arg(&path)
+        .arg(&ng)
+        .status()
+        .expect("running editcap (part of tshark's packages)");
+    assert!(st.success());
+    let (ng_lines, _) = replay(&ng, &[]);
+    assert_eq!(ng_lines, lines, "pcapng and pcap replay alike");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn replay_judges_by_the_capture_clock() {
+    let dir = std::env::temp_dir().join(format!("tg-replay-clock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = Spec::udp("192.0.2.20", "198.51.100.1", 1, 2).build();
+    // Burst: 20 frames in 20 µs, then 20 frames 150 ms apart (under 10/s).
+    let mut frames: Vec<_> = (0..20).map(|i| (T0 + i * 1_000, f.clone())).collect();
+    frames.extend((0..20).map(|i| (T0 + 5_000 * MS + i * 150 * MS, f.clone())));
+    let path = dir.join("clock.pcap");
+    pcap::write(&path, &frames).unwrap();
+    let limits = ["--limit-pps", "10", "--burst-packets", "5"];
+    let (lines, totals) = replay(&path, &limits);
+    let verdicts: Vec<_> = lines.iter().map(|l| field(&l["verdict"])).collect();
+    assert!(verdicts[..5].iter().all(|v| v == "pass"), "{verdicts:?}");
+    assert!(verdicts[5..20].iter().all(|v| v == "drop"), "{verdicts:?}");
+    assert!(verdicts[20..].iter().all(|v| v == "pass"), "{verdicts:?}");
+    assert_eq!(lines[5]["reason"], "rate_limited_packets");
+    assert_eq!(totals["drop"], 15);
+    assert_eq!(totals["by_reason"]["rate_limited_packets"], 15);
+    // The same capture replayed takes as long as the machine needs, not the
+    // 8 s it spans: judged by its timestamps, the result is the same again.
+    let (again, _) = replay(&path, &limits);
+    assert_eq!(again, lines);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn replay_refuses_what_it_cannot_read_and_says_why() {
+    let dir = std::env::temp_dir().join(format!("tg-replay-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junk = dir.join("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture at all, just text").unwrap();
+    let out = Command::new(tollgate_bin())
+        .args(["replay", "--pcap"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not a pcap or pcapng file") && err.contains("junk.pcap"),
+        "{err}"
+    );
+    let missing = dir.join("missing.pcap");
+    let out = Command::new(tollgate_bin())
+        .args(["replay", "--pcap"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open capture"));
+    // Frames XDP can never see are reported as not run, with the reason.
+    let path = dir.join("short.pcap");
+    let good = Spec::udp("192.0.2.1", "198.51.100.1", 1, 2).build();
+    pcap::write(&path, &[(T0, good[..10].to_vec()), (T0 + 1, good)]).unwrap();
+    let (lines, totals) = replay(&path, &[]);
+    assert!(
+        lines[0]["skipped"]
+            .as_str()
+            .unwrap()
+            .contains("shorter than an Ethernet header")
+    );
+    assert_eq!(lines[0]["verdict"], Value::Null);
+    assert_eq!(lines[1]["verdict"], "pass");
+    assert_eq!(
+        (totals["skipped"].as_u64(), totals["pass"].as_u64()),
+        (Some(1), Some(1))
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
