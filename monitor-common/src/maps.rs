@@ -43,8 +43,10 @@ pub const PROG_MAIN: &str = "tollgate";
 /// The same program with the replay clock and a record of each verdict:
 /// for `tollgate replay` and tests through BPF_PROG_TEST_RUN only.
 pub const PROG_REPLAY: &str = "tollgate_replay";
-/// Parse only (the benchmark's second floor).
+/// Parse only (the benchmark's second reference point).
 pub const PROG_PARSE: &str = "tollgate_parse";
+/// XDP_PASS and nothing else (the benchmark's floor).
+pub const PROG_FLOOR: &str = "tollgate_floor";
 
 /// Indices into `SOURCE_EVENTS`.
 pub mod source_event {

@@ -107,7 +107,12 @@ impl Tollgate {
             .map_max_entries(names::SOURCES, opts.max_sources)
             .load(OBJECT)
             .map_err(LoadError::Load)?;
-        for name in [names::PROG_MAIN, names::PROG_REPLAY, names::PROG_PARSE] {
+        for name in [
+            names::PROG_MAIN,
+            names::PROG_REPLAY,
+            names::PROG_PARSE,
+            names::PROG_FLOOR,
+        ] {
             let prog: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or(LoadError::MissingProgram(name))?

@@ -59,6 +59,16 @@ impl NetNs {
         c
     }
 
+    /// `nsenter --net=<ns> <program>`: the network namespace only, so the
+    /// program sees the host's mounts (bpffs included), unlike `ip netns
+    /// exec`, which remounts /sys.
+    pub fn nsenter(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/var/run/netns/{}", self.name))
+            .arg(program);
+        c
+    }
+
     /// `ip -n <ns> <args>`.
     pub fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
         let mut all = vec!["-n", self.name.as_str()];
