@@ -15,7 +15,7 @@ pub const POLICY_V6: &str = "TG_POLICY_V6";
 /// Rule parameters. Array: slot (u32) -> `RuleParams`; slot 0 is the
 /// default limit. Writer: the daemon. Reader: the kernel, every packet.
 pub const RULES: &str = "TG_RULES";
-/// Bans, IPv4. LPM trie: prefix + 4 bytes -> expiry (`bpf_ktime_get_ns`,
+/// Bans, IPv4. LPM trie: prefix + 4 bytes -> expiry (`CLOCK_MONOTONIC` ns,
 /// u64). Writer: the daemon. Reader: the kernel on (re)resolve; the expiry
 /// is compared in the kernel, so a ban ends on time with no daemon running.
 pub const BANS_V4: &str = "TG_BANS_V4";
@@ -32,7 +32,7 @@ pub const MALFORMED: &str = "TG_MALFORMED";
 /// Source-table events. Per-CPU array: `source_event::*` -> u64.
 pub const SOURCE_EVENTS: &str = "TG_SRC_EVENTS";
 /// Replay clock. Array of one u64: the "now" in ns the replay program uses
-/// instead of `bpf_ktime_get_ns`. Writer: `tollgate replay`.
+/// instead of the kernel clock. Writer: `tollgate replay`.
 pub const REPLAY_CLOCK: &str = "TG_REPLAY_CLK";
 /// Replay output. Array of one `ReplayRecord`, written by the replay and
 /// parse-only programs for the packet they just ran.

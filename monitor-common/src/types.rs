@@ -110,7 +110,7 @@ pub struct SourceState {
     pub dropped: u64,
     /// TCP segments with SYN set and ACK clear.
     pub syns: u64,
-    /// `bpf_ktime_get_ns` of the first and the latest packet.
+    /// `CLOCK_MONOTONIC` ns (tick-grained) of the first and latest packet.
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
     /// Cached from the ban map at the last resolve: banned while
@@ -153,7 +153,7 @@ pub struct RuntimeConfig {
     pub _pad: u32,
     /// Mask applied to IPv6 sources (network order, four words).
     pub v6_mask: [u32; 4],
-    /// `bpf_ktime_get_ns` value the bucket clock counts from (see
+    /// `CLOCK_MONOTONIC` ns the bucket clock counts from (see
     /// `bucket`): set when the maps are created.
     pub clock_base_ns: u64,
 }

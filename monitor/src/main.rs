@@ -29,7 +29,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => {
             let policy = args.policy.policy();
-            if let Err(e) = policy.compile() {
+            let checked = policy
+                .compile()
+                .and_then(|_| policy.check_bursts(tollgate::clock::coarse_tick_ns()));
+            if let Err(e) = checked {
                 eprintln!("error: {e}");
                 return ExitCode::from(EX_USAGE);
             }

@@ -124,6 +124,44 @@ pub enum PolicyError {
         len: u8,
         max: u8,
     },
+    #[error(
+        "{what}: the {unit} burst {burst} is smaller than one kernel clock tick of its rate ({rate}/s over {tick_ms} ms); raise the burst to at least {min}, or a source under its rate could be dropped"
+    )]
+    BurstUnderTick {
+        what: String,
+        unit: &'static str,
+        burst: u64,
+        rate: u64,
+        /// Milliseconds, as text (whole ticks print without decimals).
+        tick_ms: String,
+        min: u64,
+    },
+}
+
+/// A full-size Ethernet frame: a byte burst must hold one more than a
+/// tick's worth of bytes.
+const MAX_FRAME: u64 = 1514;
+
+fn check_burst(
+    rate: Option<Rate>,
+    what: &str,
+    unit: &'static str,
+    tick_ns: u64,
+) -> Result<(), PolicyError> {
+    let Some(r) = rate else { return Ok(()) };
+    let per_tick = (r.per_sec as u128 * tick_ns as u128).div_ceil(1_000_000_000) as u64;
+    let min = per_tick + if unit == "byte" { MAX_FRAME } else { 1 };
+    if r.burst < min {
+        return Err(PolicyError::BurstUnderTick {
+            what: what.to_owned(),
+            unit,
+            burst: r.burst,
+            rate: r.per_sec,
+            tick_ms: format!("{}", tick_ns as f64 / 1e6),
+            min,
+        });
+    }
+    Ok(())
 }
 
 impl fmt::Display for Rule {
@@ -224,6 +262,26 @@ impl Policy {
             }
         }
         Ok(slots)
+    }
+}
+
+impl Policy {
+    /// The live program sees time in kernel ticks (`clock::coarse_tick_ns`):
+    /// every burst must cover one tick of its rate, plus one packet (or one
+    /// full frame of bytes), for a source under its rate never to be
+    /// dropped. Replays use the capture's exact clock and skip this.
+    pub fn check_bursts(&self, tick_ns: u64) -> Result<(), PolicyError> {
+        let mut limits = vec![("default limit".to_owned(), self.default)];
+        for (i, r) in self.rules.iter().enumerate() {
+            if let Action::Limit(l) = r.action {
+                limits.push((format!("rule {} ({})", i + 1, r.net), l));
+            }
+        }
+        for (what, l) in limits {
+            check_burst(l.packets, &what, "packet", tick_ns)?;
+            check_burst(l.bytes, &what, "byte", tick_ns)?;
+        }
+        Ok(())
     }
 }
 
@@ -394,5 +452,47 @@ mod tests {
         for (p, want) in cases {
             assert_eq!(p.compile().unwrap_err().to_string(), want);
         }
+    }
+
+    #[test]
+    fn bursts_must_cover_a_clock_tick() {
+        let tick = 4_000_000;
+        assert_eq!(Policy::default().check_bursts(tick), Ok(()));
+        let p = Policy {
+            default: Limit {
+                packets: Some(Rate {
+                    per_sec: 1_000,
+                    burst: 4,
+                }),
+                bytes: Some(Rate {
+                    per_sec: 1_000_000,
+                    burst: 1_000_000,
+                }),
+            },
+            ..Policy::default()
+        };
+        assert_eq!(
+            p.check_bursts(tick).unwrap_err().to_string(),
+            "default limit: the packet burst 4 is smaller than one kernel clock tick of its rate (1000/s over 4 ms); raise the burst to at least 5, or a source under its rate could be dropped"
+        );
+        let p = Policy {
+            rules: vec![rule(
+                "192.0.2.0/24",
+                Action::Limit(Limit {
+                    packets: None,
+                    bytes: Some(Rate {
+                        per_sec: 1_000_000,
+                        burst: 5_000,
+                    }),
+                }),
+            )],
+            ..Policy::default()
+        };
+        assert!(
+            p.check_bursts(tick)
+                .unwrap_err()
+                .to_string()
+                .starts_with("rule 1 (192.0.2.0/24): the byte burst 5000 is smaller")
+        );
     }
 }

@@ -69,7 +69,7 @@ impl Judged {
 
 impl Tollgate {
     /// Runs the replay program on `frame` as if it arrived at `now_ns`
-    /// (`bpf_ktime_get_ns` time), and returns what it recorded. The maps
+    /// (kernel `CLOCK_MONOTONIC` time), and returns what it recorded. The maps
     /// (sources, counters) are updated exactly as live traffic would.
     pub fn judge_frame(&mut self, frame: &[u8], now_ns: u64) -> Result<Judged, ReplayError> {
         self.maps

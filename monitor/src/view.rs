@@ -27,7 +27,7 @@ pub fn top_talkers(
     n: usize,
 ) -> Vec<Talker> {
     let mut v: Vec<_> = sources.iter().collect();
-    v.sort_by(|a, b| b.1.packets.cmp(&a.1.packets));
+    v.sort_by_key(|(_, s)| std::cmp::Reverse(s.packets));
     v.into_iter()
         .take(n)
         .map(|(k, s)| Talker {

@@ -36,7 +36,9 @@ fn two_cpus_on_one_source_lose_no_update() {
         "this test needs two CPUs; the machine has {cpus}"
     );
     let rate = 2_000_000;
-    let burst = 1_000;
+    // The live clock advances a tick (4 ms) at a time: the burst must
+    // cover a tick of the rate, as the daemon requires.
+    let burst = 20_000;
     let policy = Policy {
         default: Limit {
             packets: Some(Rate {
@@ -47,6 +49,9 @@ fn two_cpus_on_one_source_lose_no_update() {
         },
         ..Policy::default()
     };
+    policy
+        .check_bursts(tollgate::clock::coarse_tick_ns())
+        .expect("a policy the daemon would accept");
     let mut tg = load(&policy);
     // The live program reads bpf_ktime_get_ns: base the bucket clock at
     // "now", as the daemon does.

@@ -49,6 +49,9 @@ struct Stats {
 }
 
 fn stats(mut v: Vec<f64>) -> Stats {
+    if v.is_empty() {
+        v.push(f64::NAN);
+    }
     v.sort_by(|a, b| a.total_cmp(b));
     Stats {
         min: v[0],
@@ -92,14 +95,26 @@ fn policy() -> Policy {
     ];
     let mut i = 0u32;
     while rules.len() < RULES {
-        let net: IpNet = if i % 2 == 0 {
+        let net: IpNet = if i.is_multiple_of(2) {
             let n = i / 2;
-            IpNet::new(IpAddr::V4(Ipv4Addr::new(198, 18 + (n >> 8) as u8, n as u8, 0)), 24)
-                .unwrap()
+            IpNet::new(
+                IpAddr::V4(Ipv4Addr::new(198, 18 + (n >> 8) as u8, n as u8, 0)),
+                24,
+            )
+            .unwrap()
         } else {
             let n = i / 2;
             IpNet::new(
-                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x100 + n as u16, 0, 0, 0, 0, 0)),
+                IpAddr::V6(Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0x100 + n as u16,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                )),
                 48,
             )
             .unwrap()
@@ -122,7 +137,9 @@ fn policy() -> Policy {
 /// VLAN-tagged IPv6 UDP frame.
 fn frames() -> Vec<(&'static str, Vec<u8>)> {
     let tcp64 = |src: &str| {
-        let f = Spec::tcp(src, "198.51.100.1", 40000, 443).payload(10).build();
+        let f = Spec::tcp(src, "198.51.100.1", 40000, 443)
+            .payload(10)
+            .build();
         assert_eq!(f.len(), 64);
         f
     };
@@ -172,11 +189,21 @@ fn xdp_filter(features: &str) -> anyhow::Result<(NetNs, u32)> {
     ns.ip(&["link", "add", "xf0", "type", "veth", "peer", "name", "xf1"])?;
     ns.ip(&["link", "set", "xf0", "up"])?;
     ns.ip(&["link", "set", "xf1", "up"])?;
-    exec(ns.nsenter("xdp-filter").args(["load", "xf0", "--features", features, "--policy", "allow"]))
-        .context("loading xdp-filter (from Debian's xdp-tools; `cargo xtask setup` installs it)")?;
+    exec(ns.nsenter("xdp-filter").args([
+        "load",
+        "xf0",
+        "--features",
+        features,
+        "--policy",
+        "allow",
+    ]))
+    .context("loading xdp-filter (from Debian's xdp-tools; `cargo xtask setup` installs it)")?;
     for i in 0..DENIED {
         let a = Ipv4Addr::new(198, 18, (i >> 8) as u8, i as u8);
-        exec(ns.nsenter("xdp-filter").args(["ip", &a.to_string(), "--mode", "src"]))?;
+        exec(
+            ns.nsenter("xdp-filter")
+                .args(["ip", &a.to_string(), "--mode", "src"]),
+        )?;
     }
     let link = ns.ip(&["-d", "link", "show", "xf0"])?;
     let id = link
@@ -232,7 +259,9 @@ fn fill_sources(tg: &mut Tollgate) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("tollgate bench: BPF_PROG_TEST_RUN, {RUNS} runs x {REPEAT} repeats per figure, ns per packet (min / median / max); {cpus} CPUs");
+    println!(
+        "tollgate bench: BPF_PROG_TEST_RUN, {RUNS} runs x {REPEAT} repeats per figure, ns per packet (min / median / max); {cpus} CPUs"
+    );
     let mut tg = Tollgate::load(&LoadOptions::default()).context("loading Tollgate")?;
     let policy = policy();
     tg.maps.apply_policy(&policy, Some(monotonic_ns()))?;
@@ -267,7 +296,10 @@ fn main() -> anyhow::Result<()> {
     // xdp-filter keeps one set of pinned maps per host, so its two feature
     // sets are loaded one after the other, each for its own rounds.
     let variants = [
-        ("tcp,udp,ipv4,ipv6,ethernet", "xdp-filter (default, all features)"),
+        (
+            "tcp,udp,ipv4,ipv6,ethernet",
+            "xdp-filter (default, all features)",
+        ),
         ("ipv4,ipv6", "xdp-filter (IP matching only)"),
     ];
     let n = frames.len();
@@ -280,7 +312,9 @@ fn main() -> anyhow::Result<()> {
             None
         } else {
             let (ns, id) = xdp_filter(features)?;
-            println!("{name}: {DENIED} denied source addresses, run through `bpftool prog run` (libxdp dispatcher, prog id {id})");
+            println!(
+                "{name}: {DENIED} denied source addresses, run through `bpftool prog run` (libxdp dispatcher, prog id {id})"
+            );
             Some((ns, id))
         };
         for (i, (_, frame)) in frames.iter().enumerate() {
@@ -316,7 +350,9 @@ fn main() -> anyhow::Result<()> {
         let fl = stats(floor[i].clone());
         let pa = stats(parse[i].clone());
         let fu = stats(full[i].clone());
-        let xs: Vec<Stats> = (0..variants.len()).map(|v| stats(xf[v][i].clone())).collect();
+        let xs: Vec<Stats> = (0..variants.len())
+            .map(|v| stats(xf[v][i].clone()))
+            .collect();
         let mut ratios = String::new();
         for (v, x) in xs.iter().enumerate() {
             let r_min = (fu.min - fl.min) / (x.min - fl.min);
