@@ -138,18 +138,21 @@ impl Tollgate {
             .map_err(|source| LoadError::Verify { name, source })
     }
 
-    /// Attaches the production program to `iface` in the current network
-    /// namespace.
-    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<(), LoadError> {
-        let prog: &mut Xdp = self
-            .ebpf
+    fn main_program_mut(&mut self) -> Result<&mut Xdp, LoadError> {
+        self.ebpf
             .program_mut(names::PROG_MAIN)
             .ok_or(LoadError::MissingProgram(names::PROG_MAIN))?
             .try_into()
             .map_err(|source| LoadError::Verify {
                 name: names::PROG_MAIN,
                 source,
-            })?;
+            })
+    }
+
+    /// Attaches the production program to `iface` in the current network
+    /// namespace.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<(), LoadError> {
+        let prog = self.main_program_mut()?;
         let link = prog
             .attach(iface, mode.into())
             .map_err(|source| LoadError::Attach {
@@ -164,16 +167,9 @@ impl Tollgate {
     /// Detaches from every interface, in the current network namespace.
     /// (Dropping the struct detaches too; this reports errors.)
     pub fn detach_all(&mut self) -> Result<(), LoadError> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(names::PROG_MAIN)
-            .ok_or(LoadError::MissingProgram(names::PROG_MAIN))?
-            .try_into()
-            .map_err(|source| LoadError::Verify {
-                name: names::PROG_MAIN,
-                source,
-            })?;
-        for (iface, link) in self.attached.drain(..) {
+        let attached = std::mem::take(&mut self.attached);
+        let prog = self.main_program_mut()?;
+        for (iface, link) in attached {
             prog.detach(link)
                 .map_err(|source| LoadError::Detach { iface, source })?;
         }

@@ -49,6 +49,21 @@ pub struct Exts {
     pub final_dest_opts: bool,
 }
 
+impl Exts {
+    /// Every kind RFC 8200 lists, in its order: hop-by-hop, destination
+    /// options, routing, destination options, fragment (atomic), AH.
+    pub fn all() -> Self {
+        Self {
+            hop_by_hop: true,
+            dest_opts: true,
+            routing: true,
+            fragment: Some((0, false)),
+            auth: true,
+            final_dest_opts: true,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Spec {
     /// VLAN IDs, outer first (two = QinQ with an 802.1ad outer tag).
@@ -65,32 +80,25 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// A TCP segment of an established connection (ACK set).
     pub fn tcp(src: &str, dst: &str, sport: u16, dport: u16) -> Self {
-        Self::new(
-            src,
-            dst,
-            L4::Tcp {
-                sport,
-                dport,
-                syn: false,
-                ack: true,
-                options: Vec::new(),
-            },
-        )
+        Self::tcp_flags(src, dst, sport, dport, false, true)
     }
 
+    /// A connection opening (SYN set, ACK clear).
     pub fn syn(src: &str, dst: &str, sport: u16, dport: u16) -> Self {
-        Self::new(
-            src,
-            dst,
-            L4::Tcp {
-                sport,
-                dport,
-                syn: true,
-                ack: false,
-                options: Vec::new(),
-            },
-        )
+        Self::tcp_flags(src, dst, sport, dport, true, false)
+    }
+
+    fn tcp_flags(src: &str, dst: &str, sport: u16, dport: u16, syn: bool, ack: bool) -> Self {
+        let l4 = L4::Tcp {
+            sport,
+            dport,
+            syn,
+            ack,
+            options: Vec::new(),
+        };
+        Self::new(src, dst, l4)
     }
 
     pub fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> Self {

@@ -70,17 +70,6 @@ fn tcp6() -> Spec {
     Spec::tcp("2001:db8::10", "2001:db8:ffff::1", 40000, 443)
 }
 
-fn all_exts() -> Exts {
-    Exts {
-        hop_by_hop: true,
-        dest_opts: true,
-        routing: true,
-        fragment: Some((0, false)),
-        auth: true,
-        final_dest_opts: true,
-    }
-}
-
 #[test]
 fn every_header_shape_parses_as_built() {
     // Allow everything so verdicts don't depend on buckets here.
@@ -157,7 +146,7 @@ fn every_header_shape_parses_as_built() {
         ),
         (
             "VLAN IPv6 HBH+DST+RT+DST+FRAG(atomic)+AH, TCP",
-            tcp6().vlans(&[7]).exts(all_exts()).build(),
+            tcp6().vlans(&[7]).exts(Exts::all()).build(),
             Want {
                 vlan: &[7],
                 frag: Some("atomic"),
@@ -273,7 +262,7 @@ fn truncation_at_every_header_boundary() {
     let shapes: Vec<(&str, Vec<u8>)> = vec![
         (
             "VLAN IPv6 all extension headers TCP",
-            tcp6().vlans(&[7]).exts(all_exts()).build(),
+            tcp6().vlans(&[7]).exts(Exts::all()).build(),
         ),
         (
             "QinQ IPv4 with options TCP",

@@ -38,14 +38,7 @@ fn replay(path: &Path, extra: &[&str]) -> (Vec<Value>, Value) {
 }
 
 fn shapes() -> Vec<Vec<u8>> {
-    let all = Exts {
-        hop_by_hop: true,
-        dest_opts: true,
-        routing: true,
-        fragment: Some((0, false)),
-        auth: true,
-        final_dest_opts: true,
-    };
+    let all = Exts::all();
     vec![
         Spec::syn("192.0.2.10", "198.51.100.1", 40000, 443).build(),
         Spec::tcp("192.0.2.10", "198.51.100.1", 40000, 443)

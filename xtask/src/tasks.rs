@@ -85,8 +85,9 @@ pub fn test(o: &TestOptions) -> anyhow::Result<()> {
     exec(&mut c)
 }
 
-pub fn demo(o: &DemoOptions) -> anyhow::Result<()> {
-    setup::run(&o.setup)?;
+/// Builds the release binaries and runs `bin` of the lab crate with `args`.
+fn run_lab_bin(bin: &str, args: &[String], o: &setup::Options) -> anyhow::Result<()> {
+    setup::run(o)?;
     exec(cargo().args([
         "build",
         "--release",
@@ -104,38 +105,22 @@ pub fn demo(o: &DemoOptions) -> anyhow::Result<()> {
         "-p",
         "tollgate-tests",
         "--bin",
-        "demo",
+        bin,
         "--",
-        "--seconds",
     ])
-    .arg(o.seconds.to_string());
-    with_runner(&mut c, &o.setup);
+    .args(args);
+    with_runner(&mut c, o);
     exec(&mut c)
 }
 
+pub fn demo(o: &DemoOptions) -> anyhow::Result<()> {
+    run_lab_bin(
+        "demo",
+        &["--seconds".to_owned(), o.seconds.to_string()],
+        &o.setup,
+    )
+}
+
 pub fn bench(o: &BenchOptions) -> anyhow::Result<()> {
-    setup::run(&o.setup)?;
-    exec(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "monitor",
-        "-p",
-        "tollgate-tests",
-        "--bins",
-    ]))?;
-    let mut c = cargo();
-    c.args([
-        "run",
-        "--quiet",
-        "--release",
-        "-p",
-        "tollgate-tests",
-        "--bin",
-        "bench",
-        "--",
-    ])
-    .args(&o.args);
-    with_runner(&mut c, &o.setup);
-    exec(&mut c)
+    run_lab_bin("bench", &o.args, &o.setup)
 }
