@@ -49,19 +49,26 @@ pub fn udp(
         let buf = vec![0xa5u8; payload];
         let to = SocketAddr::new(dst, port);
         let start = Instant::now();
+        let interval = if pps > 0 {
+            Duration::from_secs_f64(1.0 / pps as f64)
+        } else {
+            Duration::ZERO
+        };
+        // The next send time. A sender that falls behind (a busy CPU) skips
+        // the backlog rather than catching up in a burst, so its rate never
+        // exceeds `pps` by more than one packet.
+        let mut due = Duration::ZERO;
         let mut sent = 0;
         while sent < count {
             let now = start.elapsed();
             if now >= max_time || stopped() {
                 break;
             }
-            if pps > 0 {
-                let due = Duration::from_secs_f64(sent as f64 / pps as f64);
-                if due > now {
-                    std::thread::sleep((due - now).min(Duration::from_millis(5)));
-                    continue;
-                }
+            if now < due {
+                std::thread::sleep((due - now).min(Duration::from_millis(5)));
+                continue;
             }
+            due = due.max(now.saturating_sub(interval)) + interval;
             // ENOBUFS/EAGAIN under load is the sender's problem, not a
             // verdict; count only what the kernel took.
             if sock.send_to(&buf, to).is_ok() {
