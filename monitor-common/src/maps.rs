@@ -7,14 +7,26 @@
 /// recycles entries instead of failing inserts; evictions are derived as
 /// `sources created - sources present`.
 pub const SOURCES: &str = "TG_SOURCES";
+/// The policy is double-buffered: two sets of (IPv4 trie, IPv6 trie, rules
+/// array). The daemon writes the set not in use, then flips the low bit of
+/// `RuntimeConfig::generation` (one 32-bit store), so a packet sees the old
+/// policy or the new one, never a mix. Set index = `generation & 1`.
+///
 /// CIDR policy, IPv4. LPM trie: prefix + 4 bytes -> rule slot (u32).
-/// Writer: the daemon (loader). Reader: the kernel on (re)resolve only.
-pub const POLICY_V4: &str = "TG_POLICY_V4";
+/// Writer: the daemon. Reader: the kernel on (re)resolve only.
+pub const POLICY_V4: [&str; 2] = ["TG_POLICY4_A", "TG_POLICY4_B"];
 /// CIDR policy, IPv6. LPM trie: prefix + 16 bytes -> rule slot (u32).
-pub const POLICY_V6: &str = "TG_POLICY_V6";
+pub const POLICY_V6: [&str; 2] = ["TG_POLICY6_A", "TG_POLICY6_B"];
 /// Rule parameters. Array: slot (u32) -> `RuleParams`; slot 0 is the
-/// default limit. Writer: the daemon. Reader: the kernel, every packet.
-pub const RULES: &str = "TG_RULES";
+/// default limit. A CIDR keeps its slot across policy swaps, so sources
+/// under an unchanged rule keep their buckets. Writer: the daemon.
+/// Reader: the kernel, every packet.
+pub const RULES: [&str; 2] = ["TG_RULES_A", "TG_RULES_B"];
+/// Interface slots. Array: ifindex -> slot (u32, 1..MAX_IFACES; 0 = none),
+/// so counters carry the interface. Writer: the daemon when it attaches.
+pub const IFACES: &str = "TG_IFACES";
+/// Largest ifindex with its own counter slot; others count under slot 0.
+pub const MAX_IFINDEX: u32 = 4096;
 /// Bans, IPv4. LPM trie: prefix + 4 bytes -> expiry (`CLOCK_MONOTONIC` ns,
 /// u64). Writer: the daemon. Reader: the kernel on (re)resolve; the expiry
 /// is compared in the kernel, so a ban ends on time with no daemon running.
@@ -23,8 +35,8 @@ pub const BANS_V4: &str = "TG_BANS_V4";
 pub const BANS_V6: &str = "TG_BANS_V6";
 /// Runtime settings. Array of one `RuntimeConfig`. Writer: the daemon.
 pub const CONFIG: &str = "TG_CONFIG";
-/// Global counters. Per-CPU array: `counter_index(reason, verdict)` ->
-/// `Counter`. Writer: the kernel. Reader: the daemon (sums the CPUs).
+/// Global counters. Per-CPU array: `counter_index(iface slot, reason,
+/// verdict)` -> `Counter`. Writer: the kernel. Reader: the daemon (sums the CPUs).
 pub const COUNTERS: &str = "TG_COUNTERS";
 /// Malformed packets by the header that failed. Per-CPU array:
 /// `Malformed as u32` -> `Counter`.

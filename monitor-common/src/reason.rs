@@ -62,39 +62,57 @@ impl Reason {
     }
 }
 
-/// What the program returned. The counters are indexed by reason *and*
-/// verdict, because the malformed verdict is configurable at run time.
+/// What the program did. The counters are indexed by reason *and*
+/// verdict, because the malformed verdict is configurable at run time and
+/// a rule in monitor mode passes what it would have dropped.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
     Pass = 0,
     Drop = 1,
+    /// Would have been dropped for its reason, but the rule (or the
+    /// default limit) is in monitor mode: passed, and counted as such.
+    Monitor = 2,
 }
 
 impl Verdict {
-    pub const COUNT: usize = 2;
+    pub const COUNT: usize = 3;
+    pub const ALL: [Verdict; Self::COUNT] = [Verdict::Pass, Verdict::Drop, Verdict::Monitor];
+
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Self::ALL.get(v as usize).copied()
+    }
 
     pub const fn name(self) -> &'static str {
         match self {
             Verdict::Pass => "pass",
             Verdict::Drop => "drop",
+            Verdict::Monitor => "monitor",
         }
     }
 
     /// The XDP action for this verdict.
     pub const fn xdp_action(self) -> u32 {
         match self {
-            Verdict::Pass => 2, // XDP_PASS
-            Verdict::Drop => 1, // XDP_DROP
+            Verdict::Pass | Verdict::Monitor => 2, // XDP_PASS
+            Verdict::Drop => 1,                    // XDP_DROP
         }
     }
 }
 
-/// Index into the global counter array.
+/// Interface slots the counters are kept for; slot 0 is "not attached by
+/// us" (test runs, interfaces without a slot).
+pub const MAX_IFACES: usize = 16;
+
+/// Index into the global counter array: by interface slot, reason and
+/// verdict.
 #[inline(always)]
-pub const fn counter_index(reason: Reason, verdict: Verdict) -> u32 {
-    reason as u32 * Verdict::COUNT as u32 + verdict as u32
+pub const fn counter_index(iface_slot: u32, reason: Reason, verdict: Verdict) -> u32 {
+    (iface_slot * Reason::COUNT as u32 + reason as u32) * Verdict::COUNT as u32 + verdict as u32
 }
+
+/// Size of the global counter array.
+pub const COUNTER_SLOTS: u32 = (MAX_IFACES * Reason::COUNT * Verdict::COUNT) as u32;
 
 /// Which header could not be read, for malformed packets. Kept apart from
 /// [`Reason`] so the reason set stays small; counted in its own array.
@@ -180,12 +198,14 @@ mod tests {
 
     #[test]
     fn counter_indices_are_dense_and_distinct() {
-        let mut seen = [false; Reason::COUNT * Verdict::COUNT];
-        for r in Reason::ALL {
-            for v in [Verdict::Pass, Verdict::Drop] {
-                let i = counter_index(r, v) as usize;
-                assert!(!seen[i]);
-                seen[i] = true;
+        let mut seen = [false; COUNTER_SLOTS as usize];
+        for slot in 0..MAX_IFACES as u32 {
+            for r in Reason::ALL {
+                for v in Verdict::ALL {
+                    let i = counter_index(slot, r, v) as usize;
+                    assert!(!seen[i]);
+                    seen[i] = true;
+                }
             }
         }
         assert!(seen.iter().all(|s| *s));

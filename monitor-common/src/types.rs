@@ -47,6 +47,12 @@ pub mod tcp_flag {
     pub const ACK: u16 = 0x010;
 }
 
+/// Rule flags, in [`RuleParams::flags`].
+pub mod rule_flag {
+    /// Count what would be dropped (verdict `Monitor`) and pass it.
+    pub const MONITOR: u32 = 1;
+}
+
 /// Rule actions, in [`RuleParams::action`].
 pub mod action {
     /// Never limited or banned.
@@ -131,7 +137,7 @@ const _: () = assert!(core::mem::size_of::<SourceState>() == 80);
 pub struct RuleParams {
     /// One of `action::*`.
     pub action: u32,
-    /// Reserved for per-rule flags (monitor mode); zero for now.
+    /// `rule_flag::*`.
     pub flags: u32,
     pub pkt: BucketParams,
     pub byte: BucketParams,
@@ -142,8 +148,10 @@ const _: () = assert!(core::mem::size_of::<RuleParams>() == 40);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RuntimeConfig {
-    /// Bumped by the daemon after every change to rules or bans; sources
-    /// whose cached generation differs re-resolve their rule and ban.
+    /// Changed by the daemon after every change to rules or bans; sources
+    /// whose cached generation differs re-resolve their rule and ban. The
+    /// low bit selects the active policy set (see `maps::POLICY_V4`): a
+    /// policy swap adds 1, a ban change adds 2.
     pub generation: u32,
     /// XDP action for malformed packets that survived the source limits:
     /// `Verdict::Pass as u32` or `Verdict::Drop as u32`.

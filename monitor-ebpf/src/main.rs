@@ -34,11 +34,11 @@ use monitor_common::{
     reason::{Reason, Verdict},
     types::{
         PacketInfo, ReplayRecord, RuntimeConfig, SourceKey, SourceState, action, family, l4,
-        tcp_flag,
+        rule_flag, tcp_flag,
     },
 };
 
-use crate::maps::{TG_CONFIG, TG_REPLAY_CLK, TG_REPLAY_OUT, TG_RULES, TG_SOURCES};
+use crate::maps::{TG_CONFIG, TG_REPLAY_CLK, TG_REPLAY_OUT, TG_SOURCES};
 
 /// How an entry point gets the time and whether it records its verdicts.
 trait Mode {
@@ -122,7 +122,12 @@ fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
     let mut info = PacketInfo::default();
     parse::parse(ctx, &mut info);
     let (reason, verdict) = decide::<M>(&info, len);
-    stats::count(reason, verdict, len);
+    stats::count(
+        stats::iface_slot(ctx.ingress_ifindex() as u32),
+        reason,
+        verdict,
+        len,
+    );
     stats::count_malformed(info.malformed, len);
     M::record(&info, reason, verdict, len);
     verdict.xdp_action()
@@ -166,8 +171,16 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
     if unsafe { (*state).generation } != cfg.generation {
         policy::refresh(state, info, cfg.generation);
     }
-    let (reason, verdict) = enforce(state, len, now, now.saturating_sub(cfg.clock_base_ns));
-    let (reason, verdict) = if verdict == Verdict::Pass && info.malformed != 0 {
+    let (reason, verdict) = enforce(
+        state,
+        cfg.generation,
+        len,
+        now,
+        now.saturating_sub(cfg.clock_base_ns),
+    );
+    // Malformed packets that their source's limits let through (or that a
+    // monitored rule would have dropped) get the malformed verdict.
+    let (reason, verdict) = if verdict != Verdict::Drop && info.malformed != 0 {
         (Reason::Malformed, malformed_verdict(cfg))
     } else {
         (reason, verdict)
@@ -178,27 +191,41 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
     (reason, verdict)
 }
 
-/// Allow, deny, ban, then the rule's buckets.
+/// Allow, deny, ban, then the rule's buckets. A rule in monitor mode
+/// passes what it would have dropped, with verdict `Monitor`; bans are
+/// always enforced.
 #[inline(always)]
-fn enforce(state: *mut SourceState, len: u64, now: u64, since_base: u64) -> (Reason, Verdict) {
+fn enforce(
+    state: *mut SourceState,
+    generation: u32,
+    len: u64,
+    now: u64,
+    since_base: u64,
+) -> (Reason, Verdict) {
+    let rules = maps::rules(generation & 1);
     let slot = unsafe { (*state).rule_slot };
-    let rule = match TG_RULES.get(slot) {
+    let rule = match rules.get(slot) {
         Some(r) => r,
-        None => match TG_RULES.get(DEFAULT_RULE_SLOT) {
+        None => match rules.get(DEFAULT_RULE_SLOT) {
             Some(r) => r,
             None => return (Reason::Pass, Verdict::Pass),
         },
     };
+    let would_drop = if rule.flags & rule_flag::MONITOR != 0 {
+        Verdict::Monitor
+    } else {
+        Verdict::Drop
+    };
     match rule.action {
         action::ALLOW => return (Reason::Allow, Verdict::Pass),
-        action::DENY => return (Reason::Deny, Verdict::Drop),
+        action::DENY => return (Reason::Deny, would_drop),
         _ => {}
     }
     if now < unsafe { (*state).ban_until_ns } {
         return (Reason::Banned, Verdict::Drop);
     }
     match limit::apply(state, rule, len, since_base) {
-        Some(reason) => (reason, Verdict::Drop),
+        Some(reason) => (reason, would_drop),
         None => (Reason::Pass, Verdict::Pass),
     }
 }
@@ -215,7 +242,7 @@ fn source_entry(
     if let Some(p) = TG_SOURCES.get_ptr_mut(key) {
         return Some(p);
     }
-    let (rule_slot, ban_until_ns) = policy::lookup(info);
+    let (rule_slot, ban_until_ns) = policy::lookup(info, generation);
     let fresh = SourceState {
         first_seen_ns: now,
         ban_until_ns,

@@ -9,9 +9,10 @@ use aya_ebpf::{
 };
 use monitor_common::{
     maps::{
-        DEFAULT_MAX_SOURCES, MAX_BANS_PER_FAMILY, MAX_RULES_PER_FAMILY, RULE_SLOTS, source_event,
+        DEFAULT_MAX_SOURCES, MAX_BANS_PER_FAMILY, MAX_IFINDEX, MAX_RULES_PER_FAMILY, RULE_SLOTS,
+        source_event,
     },
-    reason::{Malformed, Reason, Verdict},
+    reason::{COUNTER_SLOTS, Malformed},
     types::{Counter, ReplayRecord, RuleParams, RuntimeConfig, SourceKey, SourceState},
 };
 
@@ -20,14 +21,24 @@ pub static TG_SOURCES: LruHashMap<SourceKey, SourceState> =
     LruHashMap::with_max_entries(DEFAULT_MAX_SOURCES, 0);
 
 #[map]
-pub static TG_POLICY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(MAX_RULES_PER_FAMILY, 0);
+pub static TG_POLICY4_A: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(MAX_RULES_PER_FAMILY, 0);
+#[map]
+pub static TG_POLICY4_B: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(MAX_RULES_PER_FAMILY, 0);
 
 #[map]
-pub static TG_POLICY_V6: LpmTrie<[u8; 16], u32> =
+pub static TG_POLICY6_A: LpmTrie<[u8; 16], u32> =
+    LpmTrie::with_max_entries(MAX_RULES_PER_FAMILY, 0);
+#[map]
+pub static TG_POLICY6_B: LpmTrie<[u8; 16], u32> =
     LpmTrie::with_max_entries(MAX_RULES_PER_FAMILY, 0);
 
 #[map]
-pub static TG_RULES: Array<RuleParams> = Array::with_max_entries(RULE_SLOTS, 0);
+pub static TG_RULES_A: Array<RuleParams> = Array::with_max_entries(RULE_SLOTS, 0);
+#[map]
+pub static TG_RULES_B: Array<RuleParams> = Array::with_max_entries(RULE_SLOTS, 0);
+
+#[map]
+pub static TG_IFACES: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
 
 #[map]
 pub static TG_BANS_V4: LpmTrie<[u8; 4], u64> = LpmTrie::with_max_entries(MAX_BANS_PER_FAMILY, 0);
@@ -39,8 +50,7 @@ pub static TG_BANS_V6: LpmTrie<[u8; 16], u64> = LpmTrie::with_max_entries(MAX_BA
 pub static TG_CONFIG: Array<RuntimeConfig> = Array::with_max_entries(1, 0);
 
 #[map]
-pub static TG_COUNTERS: PerCpuArray<Counter> =
-    PerCpuArray::with_max_entries((Reason::COUNT * Verdict::COUNT) as u32, 0);
+pub static TG_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
 #[map]
 pub static TG_MALFORMED: PerCpuArray<Counter> =
@@ -54,3 +64,9 @@ pub static TG_REPLAY_CLK: Array<u64> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static TG_REPLAY_OUT: Array<ReplayRecord> = Array::with_max_entries(1, 0);
+
+/// The rules array of policy set `set` (`generation & 1`).
+#[inline(always)]
+pub fn rules(set: u32) -> &'static Array<RuleParams> {
+    if set == 0 { &TG_RULES_A } else { &TG_RULES_B }
+}

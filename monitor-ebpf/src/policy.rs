@@ -10,20 +10,32 @@ use monitor_common::{
     types::{PacketInfo, SourceState, family},
 };
 
-use crate::maps::{TG_BANS_V4, TG_BANS_V6, TG_POLICY_V4, TG_POLICY_V6};
+use crate::maps::{TG_BANS_V4, TG_BANS_V6, TG_POLICY4_A, TG_POLICY4_B, TG_POLICY6_A, TG_POLICY6_B};
 
-/// The rule slot and ban expiry for the packet's full source address
-/// (rules and bans are CIDRs; the longest prefix wins).
+/// The rule slot (in policy set `generation & 1`) and ban expiry for the
+/// packet's full source address (rules and bans are CIDRs; the longest
+/// prefix wins).
 #[inline(always)]
-pub fn lookup(info: &PacketInfo) -> (u32, u64) {
+pub fn lookup(info: &PacketInfo, generation: u32) -> (u32, u64) {
+    let set = generation & 1;
     if info.family == family::IPV4 {
         let key = Key::new(32, info.src[0].to_ne_bytes());
-        let slot = TG_POLICY_V4.get(&key).copied().unwrap_or(DEFAULT_RULE_SLOT);
+        let trie = if set == 0 {
+            &TG_POLICY4_A
+        } else {
+            &TG_POLICY4_B
+        };
+        let slot = trie.get(&key).copied().unwrap_or(DEFAULT_RULE_SLOT);
         let ban = TG_BANS_V4.get(&key).copied().unwrap_or(0);
         (slot, ban)
     } else {
         let key = Key::new(128, v6_bytes(&info.src));
-        let slot = TG_POLICY_V6.get(&key).copied().unwrap_or(DEFAULT_RULE_SLOT);
+        let trie = if set == 0 {
+            &TG_POLICY6_A
+        } else {
+            &TG_POLICY6_B
+        };
+        let slot = trie.get(&key).copied().unwrap_or(DEFAULT_RULE_SLOT);
         let ban = TG_BANS_V6.get(&key).copied().unwrap_or(0);
         (slot, ban)
     }
@@ -50,7 +62,7 @@ fn v6_bytes(words: &[u32; 4]) -> [u8; 16] {
 /// once; they write the same values, so the race is harmless.
 #[inline(always)]
 pub fn refresh(state: *mut SourceState, info: &PacketInfo, generation: u32) {
-    let (slot, ban) = lookup(info);
+    let (slot, ban) = lookup(info, generation);
     let s = unsafe { &mut *state };
     if s.rule_slot != slot {
         s.pkt_tat = 0;

@@ -2,11 +2,23 @@
 
 use monitor_common::reason::{Malformed, Reason, Verdict, counter_index};
 
-use crate::maps::{TG_COUNTERS, TG_MALFORMED, TG_SRC_EVENTS};
+use monitor_common::maps::MAX_IFINDEX;
+
+use crate::maps::{TG_COUNTERS, TG_IFACES, TG_MALFORMED, TG_SRC_EVENTS};
+
+/// The counter slot of the interface the packet arrived on (0 if the
+/// daemon gave it none).
+#[inline(always)]
+pub fn iface_slot(ifindex: u32) -> u32 {
+    if ifindex >= MAX_IFINDEX {
+        return 0;
+    }
+    TG_IFACES.get(ifindex).copied().unwrap_or(0)
+}
 
 #[inline(always)]
-pub fn count(reason: Reason, verdict: Verdict, len: u64) {
-    if let Some(c) = TG_COUNTERS.get_ptr_mut(counter_index(reason, verdict)) {
+pub fn count(iface_slot: u32, reason: Reason, verdict: Verdict, len: u64) {
+    if let Some(c) = TG_COUNTERS.get_ptr_mut(counter_index(iface_slot, reason, verdict)) {
         let c = unsafe { &mut *c };
         c.packets += 1;
         c.bytes += len;

@@ -114,10 +114,12 @@ impl PolicyArgs {
         rules.extend(self.allow.iter().map(|n| Rule {
             net: *n,
             action: Action::Allow,
+            monitor: false,
         }));
         rules.extend(self.deny.iter().map(|n| Rule {
             net: *n,
             action: Action::Deny,
+            monitor: false,
         }));
         Policy {
             default: Limit {
@@ -131,6 +133,7 @@ impl PolicyArgs {
                 MalformedVerdict::Drop => Verdict::Drop,
                 MalformedVerdict::Pass => Verdict::Pass,
             },
+            default_monitor: false,
         }
     }
 }

@@ -5,7 +5,10 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
-use monitor_common::maps::{self as names, DEFAULT_MAX_SOURCES};
+use monitor_common::{
+    maps::{self as names, DEFAULT_MAX_SOURCES},
+    reason::MAX_IFACES,
+};
 
 use crate::maps::{MapError, Maps};
 
@@ -152,6 +155,12 @@ impl Tollgate {
     /// Attaches the production program to `iface` in the current network
     /// namespace.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<(), LoadError> {
+        // Counter slot = attach order, 1-based, set before the first packet;
+        // interfaces past MAX_IFACES share slot 0.
+        let slot = self.attached.len() as u32 + 1;
+        if (slot as usize) < MAX_IFACES {
+            self.maps.set_iface_slot(ifindex(iface), slot)?;
+        }
         let prog = self.main_program_mut()?;
         let link = prog
             .attach(iface, mode.into())
@@ -176,8 +185,17 @@ impl Tollgate {
         Ok(())
     }
 
-    /// Interfaces the program is attached to.
+    /// Interfaces the program is attached to, in counter-slot order (the
+    /// first is slot 1).
     pub fn attached(&self) -> impl Iterator<Item = &str> {
         self.attached.iter().map(|(i, _)| i.as_str())
     }
+}
+
+fn ifindex(iface: &str) -> u32 {
+    let Ok(c) = std::ffi::CString::new(iface) else {
+        return 0;
+    };
+    // SAFETY: c is a valid NUL-terminated string.
+    unsafe { libc::if_nametoindex(c.as_ptr()) }
 }

@@ -13,8 +13,9 @@ use aya::{
 };
 use ipnet::IpNet;
 use monitor_common::{
+    maps::MAX_IFINDEX,
     maps::{self as names, source_event},
-    reason::{Malformed, Reason, Verdict, counter_index},
+    reason::{MAX_IFACES, Malformed, Reason, Verdict, counter_index},
     types::{Counter, ReplayRecord, RuleParams, RuntimeConfig, SourceKey, SourceState, family},
 };
 
@@ -45,9 +46,11 @@ fn op(map: &'static str, op: &'static str) -> impl FnOnce(AyaMapError) -> MapErr
 /// Every map of one loaded object.
 pub struct Maps {
     pub(crate) sources: HashMap<MapData, SourceKey, SourceState>,
-    pub(crate) policy_v4: LpmTrie<MapData, [u8; 4], u32>,
-    pub(crate) policy_v6: LpmTrie<MapData, [u8; 16], u32>,
-    pub(crate) rules: Array<MapData, RuleParams>,
+    /// Both policy sets, indexed by `generation & 1`.
+    pub(crate) policy_v4: [LpmTrie<MapData, [u8; 4], u32>; 2],
+    pub(crate) policy_v6: [LpmTrie<MapData, [u8; 16], u32>; 2],
+    pub(crate) rules: [Array<MapData, RuleParams>; 2],
+    ifaces: Array<MapData, u32>,
     pub(crate) bans_v4: LpmTrie<MapData, [u8; 4], u64>,
     pub(crate) bans_v6: LpmTrie<MapData, [u8; 16], u64>,
     pub(crate) config: Array<MapData, RuntimeConfig>,
@@ -70,9 +73,16 @@ impl Maps {
     pub(crate) fn take(ebpf: &mut Ebpf, max_sources: u32) -> Result<Self, MapError> {
         Ok(Self {
             sources: take!(ebpf, names::SOURCES),
-            policy_v4: take!(ebpf, names::POLICY_V4),
-            policy_v6: take!(ebpf, names::POLICY_V6),
-            rules: take!(ebpf, names::RULES),
+            policy_v4: [
+                take!(ebpf, names::POLICY_V4[0]),
+                take!(ebpf, names::POLICY_V4[1]),
+            ],
+            policy_v6: [
+                take!(ebpf, names::POLICY_V6[0]),
+                take!(ebpf, names::POLICY_V6[1]),
+            ],
+            rules: [take!(ebpf, names::RULES[0]), take!(ebpf, names::RULES[1])],
+            ifaces: take!(ebpf, names::IFACES),
             bans_v4: take!(ebpf, names::BANS_V4),
             bans_v6: take!(ebpf, names::BANS_V6),
             config: take!(ebpf, names::CONFIG),
@@ -95,20 +105,34 @@ impl Maps {
             .map_err(op(names::CONFIG, "writing"))
     }
 
-    /// Global counters summed over CPUs, by reason and verdict.
+    /// Gives interface `ifindex` counter slot `slot` (1..MAX_IFACES).
+    pub(crate) fn set_iface_slot(&mut self, ifindex: u32, slot: u32) -> Result<(), MapError> {
+        if ifindex >= MAX_IFINDEX {
+            // Counted under slot 0; nothing to write.
+            return Ok(());
+        }
+        self.ifaces
+            .set(ifindex, slot, 0)
+            .map_err(op(names::IFACES, "writing an interface slot"))
+    }
+
+    /// Global counters summed over CPUs, by interface slot, reason and
+    /// verdict.
     pub fn counters(&self) -> Result<Counters, MapError> {
         let mut out = Counters::default();
-        for reason in Reason::ALL {
-            for verdict in [Verdict::Pass, Verdict::Drop] {
-                let per_cpu = self
-                    .counters
-                    .get(&counter_index(reason, verdict), 0)
-                    .map_err(op(names::COUNTERS, "reading"))?;
-                let c = per_cpu.iter().fold(Counter::default(), |a, c| Counter {
-                    packets: a.packets + c.packets,
-                    bytes: a.bytes + c.bytes,
-                });
-                out.by_reason[reason as usize][verdict as usize] = c;
+        for (slot, per_iface) in out.by_iface.iter_mut().enumerate() {
+            for reason in Reason::ALL {
+                for verdict in Verdict::ALL {
+                    let per_cpu = self
+                        .counters
+                        .get(&counter_index(slot as u32, reason, verdict), 0)
+                        .map_err(op(names::COUNTERS, "reading"))?;
+                    let c = per_cpu.iter().fold(Counter::default(), |a, c| Counter {
+                        packets: a.packets + c.packets,
+                        bytes: a.bytes + c.bytes,
+                    });
+                    per_iface[reason as usize][verdict as usize] = c;
+                }
             }
         }
         for kind in Malformed::ALL {
@@ -217,34 +241,47 @@ pub(crate) fn lpm_v6(net: &ipnet::Ipv6Net) -> Key<[u8; 16]> {
     Key::new(net.prefix_len() as u32, net.network().octets())
 }
 
+/// `[reason][verdict]` counters of one interface slot.
+pub type ReasonCounters = [[Counter; Verdict::COUNT]; Reason::COUNT];
+
 /// Global counters, summed over CPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// `[reason][verdict]`.
-    pub by_reason: [[Counter; Verdict::COUNT]; Reason::COUNT],
+    /// `[interface slot][reason][verdict]`; slot 0 is traffic on no slot
+    /// (test runs).
+    pub by_iface: [ReasonCounters; MAX_IFACES],
     pub malformed: [Counter; Malformed::COUNT],
     pub source_events: [u64; source_event::COUNT as usize],
 }
 
+fn add(a: Counter, b: Counter) -> Counter {
+    Counter {
+        packets: a.packets + b.packets,
+        bytes: a.bytes + b.bytes,
+    }
+}
+
 impl Counters {
+    /// All interfaces together.
     pub fn get(&self, reason: Reason, verdict: Verdict) -> Counter {
-        self.by_reason[reason as usize][verdict as usize]
+        self.by_iface
+            .iter()
+            .map(|i| i[reason as usize][verdict as usize])
+            .fold(Counter::default(), add)
     }
 
     /// Packets with this reason, whatever the verdict.
     pub fn packets(&self, reason: Reason) -> u64 {
-        self.by_reason[reason as usize]
+        Verdict::ALL
             .iter()
-            .map(|c| c.packets)
+            .map(|v| self.get(reason, *v).packets)
             .sum()
     }
 
     pub fn total(&self, verdict: Verdict) -> Counter {
-        self.by_reason
+        Reason::ALL
             .iter()
-            .fold(Counter::default(), |a, r| Counter {
-                packets: a.packets + r[verdict as usize].packets,
-                bytes: a.bytes + r[verdict as usize].bytes,
-            })
+            .map(|r| self.get(*r, verdict))
+            .fold(Counter::default(), add)
     }
 }

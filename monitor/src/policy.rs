@@ -6,12 +6,14 @@ use std::{
     fmt,
 };
 
+use monitor_common::maps::DEFAULT_RULE_SLOT;
+
 use ipnet::IpNet;
 use monitor_common::{
     bucket::{BucketError, BucketParams},
     maps::{self as names, MAX_RULES_PER_FAMILY},
     reason::Verdict,
-    types::{RuleParams, RuntimeConfig, action},
+    types::{RuleParams, RuntimeConfig, action, rule_flag},
 };
 
 use crate::maps::{MapError, Maps, lpm_v4, lpm_v6};
@@ -60,6 +62,8 @@ pub enum Action {
 pub struct Rule {
     pub net: IpNet,
     pub action: Action,
+    /// Count what this rule would drop (verdict `monitor`) and pass it.
+    pub monitor: bool,
 }
 
 /// Everything the kernel needs to decide a packet's fate, but bans.
@@ -73,6 +77,8 @@ pub struct Policy {
     pub v6_prefix: u8,
     /// What happens to a malformed packet that survived its source limits.
     pub malformed: Verdict,
+    /// The default limit only counts what it would drop.
+    pub default_monitor: bool,
 }
 
 impl Default for Policy {
@@ -83,6 +89,7 @@ impl Default for Policy {
             v4_prefix: 32,
             v6_prefix: 64,
             malformed: Verdict::Drop,
+            default_monitor: false,
         }
     }
 }
@@ -164,6 +171,17 @@ fn check_burst(
     Ok(())
 }
 
+impl Rule {
+    /// An enforcing rule.
+    pub fn new(net: IpNet, action: Action) -> Self {
+        Self {
+            net,
+            action,
+            monitor: false,
+        }
+    }
+}
+
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.action {
@@ -217,7 +235,11 @@ impl Policy {
                 max: 128,
             });
         }
-        let mut slots = vec![limit_params(&self.default, "default limit")?];
+        let monitor = |on: bool| if on { rule_flag::MONITOR } else { 0 };
+        let mut slots = vec![RuleParams {
+            flags: monitor(self.default_monitor),
+            ..limit_params(&self.default, "default limit")?
+        }];
         let mut seen = HashMap::new();
         let (mut v4, mut v6) = (0usize, 0usize);
         for (index, rule) in self.rules.iter().enumerate() {
@@ -240,7 +262,7 @@ impl Policy {
                 IpNet::V6(_) => v6 += 1,
             }
             let what = format!("rule {} ({})", index + 1, rule.net);
-            slots.push(match rule.action {
+            let params = match rule.action {
                 Action::Allow => RuleParams {
                     action: action::ALLOW,
                     ..RuleParams::default()
@@ -250,6 +272,10 @@ impl Policy {
                     ..RuleParams::default()
                 },
                 Action::Limit(l) => limit_params(&l, &what)?,
+            };
+            slots.push(RuleParams {
+                flags: monitor(rule.monitor),
+                ..params
             });
         }
         for (family, count) in [("IPv4", v4), ("IPv6", v6)] {
@@ -295,71 +321,70 @@ pub enum ApplyError {
 }
 
 impl Maps {
-    /// Writes `policy` into the maps and bumps the generation so every
-    /// cached source re-resolves on its next packet. `clock_base_ns` is the
-    /// bucket clock's origin (kept from the current config when `None`).
-    ///
-    /// Order matters for the packets in flight: rule parameters first,
-    /// then the prefixes that point at them, then stale prefixes removed,
-    /// then the generation. (Issue 4 makes the swap fully atomic.)
+    /// Writes `policy` into the policy set not in use, then flips the
+    /// generation's low bit so the kernel switches sets in one store: a
+    /// packet sees the old policy or the new one, never a mix, and nothing
+    /// is unenforced in between. Every cached source re-resolves on its
+    /// next packet; a CIDR that stays keeps its rule slot, so its sources
+    /// keep their buckets. `clock_base_ns` is the bucket clock's origin
+    /// (kept from the current config when `None`).
     pub fn apply_policy(
         &mut self,
         policy: &Policy,
         clock_base_ns: Option<u64>,
     ) -> Result<(), ApplyError> {
-        let slots = policy.compile()?;
-        for (slot, params) in slots.iter().enumerate() {
-            self.rules
-                .set(slot as u32, params, 0)
-                .map_err(|source| MapError::Op {
-                    map: names::RULES,
+        let params = policy.compile()?;
+        let current = self.runtime_config()?;
+        let active = (current.generation & 1) as usize;
+        let next = active ^ 1;
+        let old = self.policy_slots(active)?;
+        let in_use: HashSet<u32> = old.values().copied().collect();
+        let mut taken = HashSet::new();
+        let mut free = 1..;
+        let mut slots = Vec::with_capacity(policy.rules.len());
+        for rule in &policy.rules {
+            let slot = match old.get(&rule.net) {
+                Some(s) => *s,
+                None => free
+                    .by_ref()
+                    .find(|s| !in_use.contains(s) && !old.values().any(|o| o == s))
+                    .ok_or(PolicyError::TooMany {
+                        family: "IPv4 and IPv6",
+                        count: policy.rules.len(),
+                        max: MAX_RULES_PER_FAMILY,
+                    })?,
+            };
+            taken.insert(slot);
+            slots.push(slot);
+        }
+        let write_rule =
+            |rules: &mut aya::maps::Array<_, RuleParams>, slot: u32, p: &RuleParams| {
+                rules.set(slot, p, 0).map_err(|source| MapError::Op {
+                    map: names::RULES[next],
                     op: "writing a rule",
                     source,
-                })?;
+                })
+            };
+        write_rule(&mut self.rules[next], DEFAULT_RULE_SLOT, &params[0])?;
+        for (i, slot) in slots.iter().enumerate() {
+            write_rule(&mut self.rules[next], *slot, &params[i + 1])?;
         }
-        let mut wanted_v4 = HashSet::new();
-        let mut wanted_v6 = HashSet::new();
-        for (i, rule) in policy.rules.iter().enumerate() {
-            let slot = (i + 1) as u32;
+        self.clear_policy_set(next)?;
+        for (rule, slot) in policy.rules.iter().zip(&slots) {
             let res = match rule.net {
-                IpNet::V4(n) => {
-                    wanted_v4.insert((n.prefix_len(), n.network().octets()));
-                    self.policy_v4.insert(&lpm_v4(&n), slot, 0)
-                }
-                IpNet::V6(n) => {
-                    wanted_v6.insert((n.prefix_len(), n.network().octets()));
-                    self.policy_v6.insert(&lpm_v6(&n), slot, 0)
-                }
+                IpNet::V4(n) => self.policy_v4[next].insert(&lpm_v4(&n), *slot, 0),
+                IpNet::V6(n) => self.policy_v6[next].insert(&lpm_v6(&n), *slot, 0),
             };
             res.map_err(|source| MapError::Op {
                 map: if rule.net.addr().is_ipv4() {
-                    names::POLICY_V4
+                    names::POLICY_V4[next]
                 } else {
-                    names::POLICY_V6
+                    names::POLICY_V6[next]
                 },
                 op: "inserting a rule prefix",
                 source,
             })?;
         }
-        let stale_v4: Vec<_> = self
-            .policy_v4
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !wanted_v4.contains(&(k.prefix_len() as u8, k.data())))
-            .collect();
-        for k in stale_v4 {
-            let _ = self.policy_v4.remove(&k);
-        }
-        let stale_v6: Vec<_> = self
-            .policy_v6
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !wanted_v6.contains(&(k.prefix_len() as u8, k.data())))
-            .collect();
-        for k in stale_v6 {
-            let _ = self.policy_v6.remove(&k);
-        }
-        let current = self.runtime_config()?;
         let cfg = RuntimeConfig::new(
             current.generation.wrapping_add(1),
             policy.v4_prefix,
@@ -371,11 +396,64 @@ impl Maps {
         Ok(())
     }
 
-    /// Bumps the generation: every cached source re-resolves its rule and
-    /// ban on its next packet.
+    /// CIDR -> rule slot of policy set `set`.
+    fn policy_slots(&self, set: usize) -> Result<HashMap<IpNet, u32>, MapError> {
+        let mut out = HashMap::new();
+        for kv in self.policy_v4[set].iter() {
+            let (k, slot) = kv.map_err(|source| MapError::Op {
+                map: names::POLICY_V4[set],
+                op: "iterating",
+                source,
+            })?;
+            if let Ok(n) = ipnet::Ipv4Net::new(k.data().into(), k.prefix_len() as u8) {
+                out.insert(IpNet::V4(n), slot);
+            }
+        }
+        for kv in self.policy_v6[set].iter() {
+            let (k, slot) = kv.map_err(|source| MapError::Op {
+                map: names::POLICY_V6[set],
+                op: "iterating",
+                source,
+            })?;
+            if let Ok(n) = ipnet::Ipv6Net::new(k.data().into(), k.prefix_len() as u8) {
+                out.insert(IpNet::V6(n), slot);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Empties the tries of policy set `set` (it holds the policy from two
+    /// swaps ago).
+    fn clear_policy_set(&mut self, set: usize) -> Result<(), MapError> {
+        let keys: Vec<_> = self.policy_v4[set].keys().filter_map(Result::ok).collect();
+        for k in keys {
+            self.policy_v4[set]
+                .remove(&k)
+                .map_err(|source| MapError::Op {
+                    map: names::POLICY_V4[set],
+                    op: "clearing the unused policy set",
+                    source,
+                })?;
+        }
+        let keys: Vec<_> = self.policy_v6[set].keys().filter_map(Result::ok).collect();
+        for k in keys {
+            self.policy_v6[set]
+                .remove(&k)
+                .map_err(|source| MapError::Op {
+                    map: names::POLICY_V6[set],
+                    op: "clearing the unused policy set",
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Changes the generation without switching policy sets (+2 keeps the
+    /// low bit): every cached source re-resolves its rule and ban on its
+    /// next packet. Used after ban changes.
     pub(crate) fn bump_generation(&mut self) -> Result<(), MapError> {
         let mut cfg = self.runtime_config()?;
-        cfg.generation = cfg.generation.wrapping_add(1);
+        cfg.generation = cfg.generation.wrapping_add(2);
         self.set_runtime_config(&cfg)
     }
 }
@@ -388,6 +466,7 @@ mod tests {
         Rule {
             net: net.parse().unwrap(),
             action,
+            monitor: false,
         }
     }
 

@@ -56,11 +56,7 @@ impl Judged {
         Reason::from_u32(self.record.reason).unwrap_or(Reason::Malformed)
     }
     pub fn verdict(&self) -> Verdict {
-        if self.record.verdict == Verdict::Pass as u32 {
-            Verdict::Pass
-        } else {
-            Verdict::Drop
-        }
+        Verdict::from_u32(self.record.verdict).unwrap_or(Verdict::Drop)
     }
     pub fn info(&self) -> &PacketInfo {
         &self.record.info
@@ -286,6 +282,8 @@ pub struct ReplayTotals {
     pub packets: u64,
     pub pass: u64,
     pub drop: u64,
+    /// Passed, but dropped if the rule were enforcing.
+    pub monitor: u64,
     pub skipped: u64,
     pub by_reason: std::collections::BTreeMap<&'static str, u64>,
 }
@@ -295,6 +293,7 @@ impl ReplayTotals {
         self.packets += 1;
         match r.verdict {
             Some("pass") => self.pass += 1,
+            Some("monitor") => self.monitor += 1,
             Some(_) => self.drop += 1,
             None => self.skipped += 1,
         }

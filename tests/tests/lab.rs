@@ -27,14 +27,8 @@ fn policy() -> Policy {
             bytes: None,
         },
         rules: vec![
-            Rule {
-                net: "192.0.2.12/32".parse().unwrap(),
-                action: Action::Allow,
-            },
-            Rule {
-                net: "192.0.2.13/32".parse().unwrap(),
-                action: Action::Deny,
-            },
+            Rule::new("192.0.2.12/32".parse().unwrap(), Action::Allow),
+            Rule::new("192.0.2.13/32".parse().unwrap(), Action::Deny),
         ],
         ..Policy::default()
     }

@@ -75,14 +75,11 @@ fn every_header_shape_parses_as_built() {
     // Allow everything so verdicts don't depend on buckets here.
     let policy = Policy {
         rules: vec![
-            tollgate::policy::Rule {
-                net: "0.0.0.0/0".parse().unwrap(),
-                action: tollgate::policy::Action::Allow,
-            },
-            tollgate::policy::Rule {
-                net: "::/0".parse().unwrap(),
-                action: tollgate::policy::Action::Allow,
-            },
+            tollgate::policy::Rule::new(
+                "0.0.0.0/0".parse().unwrap(),
+                tollgate::policy::Action::Allow,
+            ),
+            tollgate::policy::Rule::new("::/0".parse().unwrap(), tollgate::policy::Action::Allow),
         ],
         ..Policy::default()
     };

@@ -13,10 +13,7 @@ use monitor_common::{
 use tollgate::policy::{Action, Limit, Policy, Rate, Rule};
 
 fn rule(net: &str, action: Action) -> Rule {
-    Rule {
-        net: net.parse().expect("test CIDR"),
-        action,
-    }
+    Rule::new(net.parse().expect("test CIDR"), action)
 }
 
 fn pps(per_sec: u64, burst: u64) -> Limit {
@@ -363,4 +360,84 @@ fn counters_add_up_to_the_traffic() {
     assert_eq!(c.get(Reason::RateLimitedPackets, Verdict::Drop).packets, 8);
     assert_eq!(c.get(Reason::Deny, Verdict::Drop).packets, 10);
     assert_eq!(c.source_events[0], 2, "two sources created");
+}
+
+#[test]
+fn monitor_mode_passes_what_it_would_drop_and_counts_it() {
+    let mut deny = rule("198.51.100.0/24", Action::Deny);
+    deny.monitor = true;
+    let mut tg = load(&Policy {
+        default: pps(1, 1),
+        default_monitor: true,
+        rules: vec![deny],
+        ..Policy::default()
+    });
+    let f = udp("192.0.2.60");
+    let first = judge(&mut tg, &f, SEC);
+    assert_eq!(
+        (first.reason(), first.verdict()),
+        (Reason::Pass, Verdict::Pass)
+    );
+    for _ in 0..3 {
+        let j = judge(&mut tg, &f, SEC);
+        assert_eq!(
+            (j.reason(), j.verdict()),
+            (Reason::RateLimitedPackets, Verdict::Monitor)
+        );
+        assert_eq!(j.action, Verdict::Pass.xdp_action(), "monitor mode passes");
+    }
+    let j = judge(&mut tg, &udp("198.51.100.9"), SEC);
+    assert_eq!((j.reason(), j.verdict()), (Reason::Deny, Verdict::Monitor));
+    // Bans are the daemon's own decisions: always enforced.
+    tg.maps
+        .ban("192.0.2.61/32".parse().unwrap(), 10 * SEC)
+        .unwrap();
+    let j = judge(&mut tg, &udp("192.0.2.61"), SEC);
+    assert_eq!((j.reason(), j.verdict()), (Reason::Banned, Verdict::Drop));
+    let c = tg.maps.counters().unwrap();
+    assert_eq!(
+        c.get(Reason::RateLimitedPackets, Verdict::Monitor).packets,
+        3
+    );
+    assert_eq!(c.get(Reason::Deny, Verdict::Monitor).packets, 1);
+    let s = tg.maps.source(&key(&tg, "192.0.2.60")).unwrap().unwrap();
+    assert_eq!(s.dropped, 0, "nothing was dropped");
+}
+
+#[test]
+fn a_policy_swap_keeps_the_buckets_of_unchanged_rules() {
+    let limited = |extra: &str| Policy {
+        default: pps(1, 1),
+        rules: vec![
+            rule("192.0.2.0/24", Action::Limit(pps(1, 3))),
+            rule(extra, Action::Deny),
+        ],
+        ..Policy::default()
+    };
+    let mut tg = load(&limited("203.0.113.0/24"));
+    let f = udp("192.0.2.70");
+    let passed = (0..5)
+        .filter(|_| judge(&mut tg, &f, SEC).reason() == Reason::Pass)
+        .count();
+    assert_eq!(passed, 3);
+    // Swap in a policy that changes another rule: this source's bucket is
+    // still empty, not refilled by the reload.
+    for round in 0..3 {
+        let extra = if round % 2 == 0 {
+            "198.51.100.0/24"
+        } else {
+            "203.0.113.0/24"
+        };
+        tg.maps.apply_policy(&limited(extra), None).unwrap();
+        assert_eq!(
+            judge(&mut tg, &f, SEC).reason(),
+            Reason::RateLimitedPackets,
+            "round {round}"
+        );
+        // The swapped-in rule is in force at once.
+        assert_eq!(
+            judge(&mut tg, &udp(&extra.replace(".0/24", ".1")), SEC).reason(),
+            Reason::Deny
+        );
+    }
 }

@@ -74,24 +74,18 @@ fn limit(pps: u64, burst: u64) -> Action {
 /// range 198.18.0.0/15 and the documentation range 2001:db8::/32.
 fn policy() -> Policy {
     let mut rules = vec![
-        Rule {
-            net: "203.0.113.0/24".parse().unwrap(),
-            action: Action::Allow,
-        },
+        Rule::new("203.0.113.0/24".parse().unwrap(), Action::Allow),
         // Under its rate however fast the harness runs.
-        Rule {
-            net: "192.0.2.10/32".parse().unwrap(),
-            action: limit(1_000_000_000, 1_000_000),
-        },
+        Rule::new(
+            "192.0.2.10/32".parse().unwrap(),
+            limit(1_000_000_000, 1_000_000),
+        ),
         // Over its rate from the second packet on.
-        Rule {
-            net: "192.0.2.20/32".parse().unwrap(),
-            action: limit(1, 1),
-        },
-        Rule {
-            net: "2001:db8:1::/48".parse().unwrap(),
-            action: limit(1_000_000_000, 1_000_000),
-        },
+        Rule::new("192.0.2.20/32".parse().unwrap(), limit(1, 1)),
+        Rule::new(
+            "2001:db8:1::/48".parse().unwrap(),
+            limit(1_000_000_000, 1_000_000),
+        ),
     ];
     let mut i = 0u32;
     while rules.len() < RULES {
@@ -124,7 +118,7 @@ fn policy() -> Policy {
             1 => limit(10_000, 20_000),
             _ => Action::Allow,
         };
-        rules.push(Rule { net, action });
+        rules.push(Rule::new(net, action));
         i += 1;
     }
     Policy {
