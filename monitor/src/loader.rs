@@ -192,7 +192,8 @@ impl Tollgate {
     }
 }
 
-fn ifindex(iface: &str) -> u32 {
+/// The interface index of `iface` in this network namespace (0 if none).
+pub fn ifindex(iface: &str) -> u32 {
     let Ok(c) = std::ffi::CString::new(iface) else {
         return 0;
     };

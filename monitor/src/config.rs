@@ -1,0 +1,904 @@
+//! The config file (`/etc/tollgate/tollgate.toml`): its schema, the units
+//! it accepts, and the checks that turn it into a `Policy` and daemon
+//! settings. Every error names the file, the line, the key and what is
+//! expected; nothing is applied until the whole file checks out.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::SocketAddr,
+    ops::Range,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use monitor_common::{maps::DEFAULT_MAX_SOURCES, reason::Verdict};
+use serde::{Deserialize, Deserializer, de};
+use toml::Spanned;
+
+use crate::{
+    loader::AttachMode,
+    policy::{Action, Limit, Policy, Rate, Rule},
+    units,
+};
+
+pub const DEFAULT_PATH: &str = "/etc/tollgate/tollgate.toml";
+
+/// Largest per-source rates accepted: far above what one source can send
+/// through a 100G NIC, so anything larger is a typo.
+const MAX_PPS: u64 = 1_000_000_000;
+const MAX_BYTES_PER_SEC: u64 = 12_500_000_000;
+
+/// A config error: where it is and what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based; 0 when the whole file is at fault.
+    pub line: usize,
+    /// Dotted key path, e.g. `rule[2].cidr`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.key.is_empty()) {
+            (0, _) => write!(f, "{}: {}", self.file, self.message),
+            (l, true) => write!(f, "{}:{l}: {}", self.file, self.message),
+            (l, false) => write!(f, "{}:{l}: {}: {}", self.file, self.key, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A number or a string with a unit, as TOML gives it.
+#[derive(Debug, Clone)]
+struct Quantity(String);
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Quantity;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number, or a string with a unit such as \"10k\" or \"5MB\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Quantity, E> {
+                if v < 0 {
+                    return Err(E::custom(format!("{v} is negative")));
+                }
+                Ok(Quantity(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Quantity, E> {
+                Ok(Quantity(v.to_string()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Quantity, E> {
+                Ok(Quantity(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Enforce,
+    Monitor,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RuleAction {
+    Allow,
+    Deny,
+    Limit,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum MalformedVerdict {
+    Drop,
+    Pass,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum XdpMode {
+    Native,
+    Generic,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Redact {
+    /// Addresses in logs as they are.
+    #[default]
+    None,
+    /// Addresses cut to a prefix (`ipv4_prefix`, `ipv6_prefix`).
+    Prefix,
+    /// Addresses replaced by a keyed hash (`hash_key_file`).
+    Hash,
+}
+
+/// Limit fields shared by `[default_limit]` and `limit` rules.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitFile {
+    packets_per_second: Option<Spanned<Quantity>>,
+    burst_packets: Option<Spanned<Quantity>>,
+    bytes_per_second: Option<Spanned<Quantity>>,
+    burst_bytes: Option<Spanned<Quantity>>,
+    mode: Option<Mode>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    cidr: Spanned<String>,
+    action: RuleAction,
+    comment: Option<String>,
+    // The limit fields, as in `LimitFile` (serde's flatten would lose the
+    // spans that error messages need).
+    packets_per_second: Option<Spanned<Quantity>>,
+    burst_packets: Option<Spanned<Quantity>>,
+    bytes_per_second: Option<Spanned<Quantity>>,
+    burst_bytes: Option<Spanned<Quantity>>,
+    mode: Option<Mode>,
+}
+
+impl RuleFile {
+    fn limit(&self) -> LimitFile {
+        LimitFile {
+            packets_per_second: self.packets_per_second.clone(),
+            burst_packets: self.burst_packets.clone(),
+            bytes_per_second: self.bytes_per_second.clone(),
+            burst_bytes: self.burst_bytes.clone(),
+            mode: self.mode,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SourcesFile {
+    ipv4_prefix: Option<u8>,
+    ipv6_prefix: Option<u8>,
+    max_tracked: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ManagementFile {
+    #[serde(default)]
+    cidrs: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MetricsFile {
+    listen: Option<Spanned<String>>,
+    top_talkers: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ControlFile {
+    socket: Option<PathBuf>,
+    group: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogFile {
+    format: Option<LogFormat>,
+    redact: Option<Redact>,
+    ipv4_prefix: Option<u8>,
+    ipv6_prefix: Option<u8>,
+    hash_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    interfaces: Spanned<Vec<String>>,
+    attach_mode: Option<XdpMode>,
+    interval: Option<Spanned<String>>,
+    malformed: Option<MalformedVerdict>,
+    #[serde(default)]
+    sources: SourcesFile,
+    #[serde(default)]
+    default_limit: LimitFile,
+    #[serde(default, rename = "rule")]
+    rules: Vec<RuleFile>,
+    #[serde(default)]
+    management: ManagementFile,
+    #[serde(default)]
+    metrics: MetricsFile,
+    #[serde(default)]
+    control: ControlFile,
+    #[serde(default)]
+    log: LogFile,
+    #[serde(default)]
+    state: StateFile,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub redact: Redact,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    pub hash_key_file: Option<PathBuf>,
+}
+
+/// Where a rule came from, shown by `tollgate rules list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Config,
+    Runtime,
+}
+
+/// A rule with its comment and origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleEntry {
+    pub rule: Rule,
+    pub comment: Option<String>,
+    pub origin: Origin,
+}
+
+/// A checked config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub path: PathBuf,
+    pub interfaces: Vec<String>,
+    pub attach_mode: AttachMode,
+    pub interval: Duration,
+    pub malformed: Verdict,
+    pub v4_prefix: u8,
+    pub v6_prefix: u8,
+    pub max_sources: u32,
+    pub default_limit: Limit,
+    pub default_monitor: bool,
+    pub rules: Vec<RuleEntry>,
+    /// The operator's own access: always allowed, never limited or banned.
+    pub management: Vec<IpNet>,
+    pub metrics_listen: SocketAddr,
+    pub top_talkers: usize,
+    pub socket: PathBuf,
+    pub socket_group: Option<String>,
+    pub log: LogConfig,
+    pub state_file: PathBuf,
+}
+
+/// Offsets of line starts, to turn byte spans into line numbers.
+struct Lines<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self { text, starts }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|s| *s <= offset)
+    }
+
+    /// The key written on the line of `offset`, qualified by the table
+    /// header above it (`sources.ipv4_prefix`).
+    fn key_at(&self, offset: usize) -> String {
+        let n = self.line(offset);
+        let text = |i: usize| {
+            let start = self.starts[i - 1];
+            let end = self.starts.get(i).copied().unwrap_or(self.text.len());
+            self.text[start..end].trim()
+        };
+        let here = text(n);
+        let key = here.split('=').next().unwrap_or("").trim();
+        let key = if here.contains('=') { key } else { "" };
+        let table = (1..=n)
+            .rev()
+            .map(text)
+            .find(|l| l.starts_with('['))
+            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+        match (table, key.is_empty()) {
+            (Some(t), false) => format!("{t}.{key}"),
+            (Some(t), true) => t,
+            (None, _) => key.to_owned(),
+        }
+    }
+}
+
+struct Checker<'a> {
+    file: String,
+    lines: Lines<'a>,
+}
+
+impl Checker<'_> {
+    fn err(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: self.lines.line(span.start),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn rate(
+        &self,
+        q: &Option<Spanned<Quantity>>,
+        key: &str,
+        parse: fn(&str) -> Result<u64, String>,
+        max: Option<(u64, &str)>,
+    ) -> Result<Option<(u64, Range<usize>)>, ConfigError> {
+        let Some(q) = q else { return Ok(None) };
+        let v = parse(&q.get_ref().0).map_err(|m| self.err(q.span(), key, m))?;
+        if v == 0 {
+            return Err(self.err(
+                q.span(),
+                key,
+                "must be greater than zero; to drop everything from a CIDR, use a rule with action = \"deny\"",
+            ));
+        }
+        if let Some((max, shown)) = max
+            && v > max
+        {
+            return Err(self.err(
+                q.span(),
+                key,
+                format!(
+                    "`{}` is absurd for one source; at most {shown}",
+                    q.get_ref().0
+                ),
+            ));
+        }
+        Ok(Some((v, q.span())))
+    }
+
+    fn limit(&self, l: &LimitFile, at: &str, span: Range<usize>) -> Result<Limit, ConfigError> {
+        let key = |k: &str| {
+            if at.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{at}.{k}")
+            }
+        };
+        let pps = self.rate(
+            &l.packets_per_second,
+            &key("packets_per_second"),
+            units::count,
+            Some((MAX_PPS, "1G packets per second")),
+        )?;
+        let bpkt = self.rate(&l.burst_packets, &key("burst_packets"), units::count, None)?;
+        let bps = self.rate(
+            &l.bytes_per_second,
+            &key("bytes_per_second"),
+            units::bytes,
+            Some((MAX_BYTES_PER_SEC, "100Gbit (12.5GB) per second")),
+        )?;
+        let bbytes = self.rate(&l.burst_bytes, &key("burst_bytes"), units::bytes, None)?;
+        let pair = |rate: Option<(u64, Range<usize>)>,
+                    burst: Option<(u64, Range<usize>)>,
+                    rk: &str,
+                    bk: &str|
+         -> Result<Option<Rate>, ConfigError> {
+            match (rate, burst) {
+                (Some((per_sec, _)), Some((burst, _))) => Ok(Some(Rate { per_sec, burst })),
+                (None, None) => Ok(None),
+                (Some((_, s)), None) => Err(self.err(
+                    s,
+                    key(rk),
+                    format!("needs `{bk}` too (the burst allowed above the rate)"),
+                )),
+                (None, Some((_, s))) => {
+                    Err(self.err(s, key(bk), format!("needs `{rk}` too (the sustained rate)")))
+                }
+            }
+        };
+        let limit = Limit {
+            packets: pair(pps, bpkt, "packets_per_second", "burst_packets")?,
+            bytes: pair(bps, bbytes, "bytes_per_second", "burst_bytes")?,
+        };
+        if limit.packets.is_none() && limit.bytes.is_none() {
+            return Err(self.err(
+                span,
+                at,
+                "a limit needs packets_per_second and burst_packets, or bytes_per_second and burst_bytes",
+            ));
+        }
+        Ok(limit)
+    }
+
+    fn cidr(&self, s: &Spanned<String>, key: &str) -> Result<IpNet, ConfigError> {
+        let text = s.get_ref().trim();
+        let net: IpNet = text
+            .parse()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| {
+                self.err(
+                    s.span(),
+                    key,
+                    format!("`{text}` is not a CIDR; write an address with a prefix length, e.g. 192.0.2.0/24 or 2001:db8::/48"),
+                )
+            })?;
+        if net.trunc() != net {
+            return Err(self.err(
+                s.span(),
+                key,
+                format!(
+                    "`{text}` has host bits set; write the network address, {}",
+                    net.trunc()
+                ),
+            ));
+        }
+        Ok(net)
+    }
+}
+
+/// Reads and checks `path`. `check_interfaces` also checks that every
+/// interface exists on this host (not when validating a file for another
+/// host).
+pub fn load(path: &Path, check_interfaces: bool) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: 0,
+        key: String::new(),
+        message: format!("cannot read the config: {e}; the default location is {DEFAULT_PATH}, or pass --config FILE"),
+    })?;
+    parse(path, &text, check_interfaces)
+}
+
+/// Checks config `text` read from `path`.
+pub fn parse(path: &Path, text: &str, check_interfaces: bool) -> Result<Config, ConfigError> {
+    let c = Checker {
+        file: path.display().to_string(),
+        lines: Lines::new(text),
+    };
+    let f: File = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim().to_owned();
+        let key = c.lines.key_at(span.start);
+        ConfigError {
+            file: c.file.clone(),
+            line: if e.span().is_some() {
+                c.lines.line(span.start)
+            } else {
+                0
+            },
+            key,
+            message,
+        }
+    })?;
+
+    if f.interfaces.get_ref().is_empty() {
+        return Err(c.err(
+            f.interfaces.span(),
+            "interfaces",
+            "lists no interface; name at least one, e.g. interfaces = [\"eth0\"]",
+        ));
+    }
+    let mut seen_if = HashMap::new();
+    for name in f.interfaces.get_ref() {
+        if seen_if.insert(name.clone(), ()).is_some() {
+            return Err(c.err(
+                f.interfaces.span(),
+                "interfaces",
+                format!("`{name}` is listed twice"),
+            ));
+        }
+        if check_interfaces && crate::loader::ifindex(name) == 0 {
+            return Err(c.err(
+                f.interfaces.span(),
+                "interfaces",
+                format!("no interface `{name}` on this host; `ip link` lists the ones there are"),
+            ));
+        }
+    }
+    let interval = match &f.interval {
+        Some(s) => {
+            let d = units::duration(s.get_ref()).map_err(|m| c.err(s.span(), "interval", m))?;
+            if d < Duration::from_millis(100) || d > Duration::from_secs(60) {
+                return Err(c.err(s.span(), "interval", "must be between 100ms and 60s"));
+            }
+            d
+        }
+        None => Duration::from_secs(1),
+    };
+    let v4_prefix = f.sources.ipv4_prefix.unwrap_or(32);
+    let v6_prefix = f.sources.ipv6_prefix.unwrap_or(64);
+    if v4_prefix > 32 {
+        return Err(c.err(
+            0..0,
+            "sources.ipv4_prefix",
+            format!("{v4_prefix} is longer than an IPv4 address; at most 32"),
+        ));
+    }
+    if v6_prefix > 128 {
+        return Err(c.err(
+            0..0,
+            "sources.ipv6_prefix",
+            format!("{v6_prefix} is longer than an IPv6 address; at most 128"),
+        ));
+    }
+    let max_sources = f.sources.max_tracked.unwrap_or(DEFAULT_MAX_SOURCES);
+    if !(1024..=64 << 20).contains(&max_sources) {
+        return Err(c.err(
+            0..0,
+            "sources.max_tracked",
+            format!("{max_sources} is out of range; between 1024 and 67108864"),
+        ));
+    }
+
+    let default_given = f.default_limit.packets_per_second.is_some()
+        || f.default_limit.bytes_per_second.is_some()
+        || f.default_limit.burst_packets.is_some()
+        || f.default_limit.burst_bytes.is_some();
+    let default_limit = if default_given {
+        c.limit(&f.default_limit, "default_limit", 0..0)?
+    } else {
+        Limit::DEFAULT
+    };
+
+    let mut rules = Vec::new();
+    let mut first_at: HashMap<IpNet, usize> = HashMap::new();
+    for (i, r) in f.rules.iter().enumerate() {
+        let at = format!("rule[{}]", i + 1);
+        let net = c.cidr(&r.cidr, &format!("{at}.cidr"))?;
+        if let Some(line) = first_at.get(&net) {
+            return Err(c.err(
+                r.cidr.span(),
+                format!("{at}.cidr"),
+                format!("{net} already has a rule (line {line}); merge the two"),
+            ));
+        }
+        first_at.insert(net, c.lines.line(r.cidr.span().start));
+        let limit = r.limit();
+        let has_limit = limit.packets_per_second.is_some()
+            || limit.bytes_per_second.is_some()
+            || limit.burst_packets.is_some()
+            || limit.burst_bytes.is_some();
+        let action = match r.action {
+            RuleAction::Allow | RuleAction::Deny if has_limit => {
+                return Err(c.err(
+                    r.cidr.span(),
+                    &at,
+                    "only action = \"limit\" takes rates and bursts; remove them or change the action",
+                ));
+            }
+            RuleAction::Allow => Action::Allow,
+            RuleAction::Deny => Action::Deny,
+            RuleAction::Limit => Action::Limit(c.limit(&limit, &at, r.cidr.span())?),
+        };
+        rules.push(RuleEntry {
+            rule: Rule {
+                net,
+                action,
+                monitor: r.mode == Some(Mode::Monitor),
+            },
+            comment: r.comment.clone(),
+            origin: Origin::Config,
+        });
+    }
+
+    let mut management = Vec::new();
+    for (i, m) in f.management.cidrs.iter().enumerate() {
+        management.push(c.cidr(m, &format!("management.cidrs[{}]", i + 1))?);
+    }
+    // The lockout guard applies to the config's own rules too.
+    for (i, r) in f.rules.iter().enumerate() {
+        let entry = &rules[i];
+        if let Err(m) = guard_rule(&management, &entry.rule) {
+            return Err(c.err(r.cidr.span(), format!("rule[{}].cidr", i + 1), m));
+        }
+    }
+
+    let metrics_listen = match &f.metrics.listen {
+        Some(s) => s.get_ref().parse().map_err(|_| {
+            c.err(
+                s.span(),
+                "metrics.listen",
+                format!(
+                    "`{}` is not an address and port, e.g. 127.0.0.1:9640",
+                    s.get_ref()
+                ),
+            )
+        })?,
+        None => SocketAddr::from(([127, 0, 0, 1], 9640)),
+    };
+    let top_talkers = f.metrics.top_talkers.unwrap_or(10);
+    if top_talkers > 100 {
+        return Err(c.err(
+            0..0,
+            "metrics.top_talkers",
+            format!("{top_talkers} would make too many series; at most 100"),
+        ));
+    }
+    let log = LogConfig {
+        format: f.log.format.unwrap_or_default(),
+        redact: f.log.redact.unwrap_or_default(),
+        ipv4_prefix: f.log.ipv4_prefix.unwrap_or(24).min(32),
+        ipv6_prefix: f.log.ipv6_prefix.unwrap_or(48).min(128),
+        hash_key_file: f.log.hash_key_file.clone(),
+    };
+    if log.redact == Redact::Hash && log.hash_key_file.is_none() {
+        return Err(c.err(0..0, "log.hash_key_file", "redact = \"hash\" needs a key file (32 random bytes, e.g. `head -c32 /dev/urandom`) so hashes cannot be reversed by guessing"));
+    }
+    Ok(Config {
+        path: path.to_owned(),
+        interfaces: f.interfaces.into_inner(),
+        attach_mode: match f.attach_mode {
+            Some(XdpMode::Generic) => AttachMode::Generic,
+            _ => AttachMode::Native,
+        },
+        interval,
+        malformed: match f.malformed {
+            Some(MalformedVerdict::Pass) => Verdict::Pass,
+            _ => Verdict::Drop,
+        },
+        v4_prefix,
+        v6_prefix,
+        max_sources,
+        default_limit,
+        default_monitor: f.default_limit.mode == Some(Mode::Monitor),
+        rules,
+        management,
+        metrics_listen,
+        top_talkers,
+        socket: f
+            .control
+            .socket
+            .unwrap_or_else(|| PathBuf::from("/run/tollgate/control.sock")),
+        socket_group: f.control.group,
+        log,
+        state_file: f
+            .state
+            .file
+            .unwrap_or_else(|| PathBuf::from("/var/lib/tollgate/state.json")),
+    })
+}
+
+/// Refuses a rule that would deny or limit (part of) a management CIDR:
+/// the operator must not be able to lock themselves out.
+pub fn guard_rule(management: &[IpNet], rule: &Rule) -> Result<(), String> {
+    if matches!(rule.action, Action::Allow) {
+        return Ok(());
+    }
+    for m in management {
+        if m.contains(&rule.net) || rule.net.contains(m) {
+            return Err(format!(
+                "{} would {} the management network {m} (the operator's own access); management CIDRs are always allowed, so narrow the rule to leave {m} out",
+                rule.net,
+                if matches!(rule.action, Action::Deny) {
+                    "deny"
+                } else {
+                    "limit"
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a ban that covers (part of) a management CIDR.
+pub fn guard_ban(management: &[IpNet], net: &IpNet) -> Result<(), String> {
+    for m in management {
+        if m.contains(net) || net.contains(m) {
+            return Err(format!(
+                "a ban on {net} would cover the management network {m} (the operator's own access); ban a narrower prefix"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The kernel policy: management CIDRs first as allow rules (so the
+    /// longest match can never turn them into a deny inside them: such
+    /// rules are refused anyway), then the rules.
+    pub fn policy(&self, runtime: &[RuleEntry]) -> Policy {
+        let mut rules: Vec<Rule> = self
+            .management
+            .iter()
+            .map(|m| Rule::new(*m, Action::Allow))
+            .collect();
+        let listed: std::collections::HashSet<IpNet> = rules.iter().map(|r| r.net).collect();
+        rules.extend(
+            self.rules
+                .iter()
+                .chain(runtime)
+                .filter(|e| !listed.contains(&e.rule.net))
+                .map(|e| e.rule.clone()),
+        );
+        Policy {
+            default: self.default_limit,
+            rules,
+            v4_prefix: self.v4_prefix,
+            v6_prefix: self.v6_prefix,
+            malformed: self.malformed,
+            default_monitor: self.default_monitor,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+interfaces = ["lo"]
+[default_limit]
+packets_per_second = "1k"
+burst_packets = 2000
+"#;
+
+    fn check(text: &str) -> Result<Config, String> {
+        parse(Path::new("t.toml"), text, false).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_example_config_checks_out() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc/tollgate.toml");
+        let c = load(&path, false).expect("etc/tollgate.toml");
+        assert_eq!(c.rules.len(), 3);
+        assert_eq!(
+            c.management,
+            vec!["203.0.113.0/28".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(
+            c.default_limit.bytes,
+            Some(Rate {
+                per_sec: 10_000_000,
+                burst: 2_000_000
+            })
+        );
+        assert!(c.rules[2].rule.monitor);
+        c.policy(&[]).compile().expect("compiles");
+    }
+
+    #[test]
+    fn minimal_config_has_defaults() {
+        let c = check(GOOD).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(1));
+        assert_eq!(c.metrics_listen.to_string(), "127.0.0.1:9640");
+        assert_eq!(c.socket, PathBuf::from("/run/tollgate/control.sock"));
+        assert_eq!(
+            c.default_limit.packets,
+            Some(Rate {
+                per_sec: 1000,
+                burst: 2000
+            })
+        );
+    }
+
+    /// Each broken file, with the exact error an operator sees.
+    #[test]
+    fn broken_files_are_refused_with_the_place_and_the_fix() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "interfaces = \"eth0\"\n",
+                "t.toml:1: interfaces: invalid type: string \"eth0\", expected a sequence",
+            ),
+            (
+                "interfaces = [\"lo\"]\nintervall = \"1s\"\n",
+                "t.toml:2: intervall: unknown field `intervall`, expected one of `interfaces`, `attach_mode`, `interval`, `malformed`, `sources`, `default_limit`, `rule`, `management`, `metrics`, `control`, `log`, `state`",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[sources]\nipv4_prefix = \"wide\"\n",
+                "t.toml:3: sources.ipv4_prefix: invalid type: string \"wide\", expected u8",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[[rule]]\ncidr = \"192.0.2.300/24\"\naction = \"deny\"\n",
+                "t.toml:3: rule[1].cidr: `192.0.2.300/24` is not a CIDR; write an address with a prefix length, e.g. 192.0.2.0/24 or 2001:db8::/48",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[[rule]]\ncidr = \"192.0.2.7/24\"\naction = \"deny\"\n",
+                "t.toml:3: rule[1].cidr: `192.0.2.7/24` has host bits set; write the network address, 192.0.2.0/24",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[[rule]]\ncidr = \"192.0.2.0/24\"\naction = \"deny\"\n[[rule]]\ncidr = \"192.0.2.0/24\"\naction = \"allow\"\n",
+                "t.toml:6: rule[2].cidr: 192.0.2.0/24 already has a rule (line 3); merge the two",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[default_limit]\npackets_per_second = 0\nburst_packets = 10\n",
+                "t.toml:3: default_limit.packets_per_second: must be greater than zero; to drop everything from a CIDR, use a rule with action = \"deny\"",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[default_limit]\npackets_per_second = \"5G\"\nburst_packets = 10\n",
+                "t.toml:3: default_limit.packets_per_second: `5G` is absurd for one source; at most 1G packets per second",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[default_limit]\nbytes_per_second = \"1Tbit\"\nburst_bytes = \"1MB\"\n",
+                "t.toml:3: default_limit.bytes_per_second: `1Tbit` is not a size; write bytes with B, KB, MB, GB (or KiB, MiB, GiB), or bits with bit, kbit, Mbit, Gbit (e.g. `5MB`, `100Mbit`)",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[default_limit]\npackets_per_second = \"1k\"\n",
+                "t.toml:3: default_limit.packets_per_second: needs `burst_packets` too (the burst allowed above the rate)",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[[rule]]\ncidr = \"192.0.2.0/24\"\naction = \"block\"\n",
+                "t.toml:4: rule.action: unknown variant `block`, expected one of `allow`, `deny`, `limit`",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[[rule]]\ncidr = \"192.0.2.0/24\"\naction = \"deny\"\npackets_per_second = 5\nburst_packets = 5\n",
+                "t.toml:3: rule[1]: only action = \"limit\" takes rates and bursts; remove them or change the action",
+            ),
+            (
+                "interfaces = [\"lo\"]\ninterval = \"soon\"\n",
+                "t.toml:2: interval: `soon` is not a duration; write a number with ms, s, m, h or d (e.g. `30s`, `10m`)",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[management]\ncidrs = [\"203.0.113.0/24\"]\n[[rule]]\ncidr = \"203.0.113.128/25\"\naction = \"deny\"\n",
+                "t.toml:5: rule[1].cidr: 203.0.113.128/25 would deny the management network 203.0.113.0/24 (the operator's own access); management CIDRs are always allowed, so narrow the rule to leave 203.0.113.0/24 out",
+            ),
+            (
+                "interfaces = []\n",
+                "t.toml:1: interfaces: lists no interface; name at least one, e.g. interfaces = [\"eth0\"]",
+            ),
+            ("", "t.toml:1: missing field `interfaces`"),
+            (
+                "interfaces = [\"lo\"]\n[metrics]\nlisten = \"localhost\"\n",
+                "t.toml:3: metrics.listen: `localhost` is not an address and port, e.g. 127.0.0.1:9640",
+            ),
+            (
+                "interfaces = [\"lo\"\n",
+                "t.toml:1: interfaces: unclosed array, expected `]`",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(check(text).unwrap_err(), *want, "for:\n{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_interfaces_are_refused_when_asked() {
+        let text = "interfaces = [\"lo\", \"tg-no-such0\"]\n";
+        assert_eq!(
+            parse(Path::new("t.toml"), text, true)
+                .unwrap_err()
+                .to_string(),
+            "t.toml:1: interfaces: no interface `tg-no-such0` on this host; `ip link` lists the ones there are"
+        );
+        assert!(parse(Path::new("t.toml"), text, false).is_ok());
+    }
+
+    #[test]
+    fn management_is_allowed_first_and_guards_bans() {
+        let c =
+            check("interfaces = [\"lo\"]\n[management]\ncidrs = [\"203.0.113.0/24\"]\n").unwrap();
+        let p = c.policy(&[]);
+        assert_eq!(
+            p.rules[0],
+            Rule::new("203.0.113.0/24".parse().unwrap(), Action::Allow)
+        );
+        assert!(guard_ban(&c.management, &"203.0.113.7/32".parse().unwrap()).is_err());
+        assert!(guard_ban(&c.management, &"0.0.0.0/0".parse().unwrap()).is_err());
+        assert!(guard_ban(&c.management, &"198.51.100.0/24".parse().unwrap()).is_ok());
+    }
+}
