@@ -1,14 +1,18 @@
 //! Tollgate's user-space side: loading the XDP programs, owning their
 //! maps, and the tools built on them.
 pub mod bans;
+pub mod batch;
 pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod loader;
 pub mod maps;
 pub mod policy;
+pub mod redact;
 pub mod replay;
 pub mod run;
+pub mod state;
 pub mod units;
 pub mod view;

@@ -46,6 +46,8 @@ fn op(map: &'static str, op: &'static str) -> impl FnOnce(AyaMapError) -> MapErr
 /// Every map of one loaded object.
 pub struct Maps {
     pub(crate) sources: HashMap<MapData, SourceKey, SourceState>,
+    /// A second descriptor of the source map, for batch reads.
+    sources_fd: std::os::fd::OwnedFd,
     /// Both policy sets, indexed by `generation & 1`.
     pub(crate) policy_v4: [LpmTrie<MapData, [u8; 4], u32>; 2],
     pub(crate) policy_v6: [LpmTrie<MapData, [u8; 16], u32>; 2],
@@ -71,8 +73,31 @@ macro_rules! take {
 
 impl Maps {
     pub(crate) fn take(ebpf: &mut Ebpf, max_sources: u32) -> Result<Self, MapError> {
+        let sources_map = ebpf
+            .take_map(names::SOURCES)
+            .ok_or(MapError::Missing(names::SOURCES))?;
+        let sources_fd = match &sources_map {
+            aya::maps::Map::LruHashMap(data) | aya::maps::Map::HashMap(data) => {
+                use std::os::fd::AsFd as _;
+                data.fd()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| MapError::Op {
+                        map: names::SOURCES,
+                        op: "duplicating the descriptor",
+                        source: AyaMapError::SyscallError(aya::sys::SyscallError {
+                            call: "dup",
+                            io_error: e,
+                        }),
+                    })?
+            }
+            _ => return Err(MapError::Missing(names::SOURCES)),
+        };
         Ok(Self {
-            sources: take!(ebpf, names::SOURCES),
+            sources: sources_map
+                .try_into()
+                .map_err(op(names::SOURCES, "opening"))?,
+            sources_fd,
             policy_v4: [
                 take!(ebpf, names::POLICY_V4[0]),
                 take!(ebpf, names::POLICY_V4[1]),
@@ -182,6 +207,22 @@ impl Maps {
             }
         }
         Ok(out)
+    }
+
+    /// Calls `each` for every tracked source, reading the table in
+    /// batches; returns how many there were.
+    pub fn for_each_source(
+        &self,
+        each: impl FnMut(&SourceKey, &SourceState),
+    ) -> Result<usize, MapError> {
+        crate::batch::for_each_source(&self.sources_fd, each).map_err(|e| MapError::Op {
+            map: names::SOURCES,
+            op: "batch lookup",
+            source: AyaMapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_lookup_batch",
+                io_error: e,
+            }),
+        })
     }
 
     /// Inserts a source entry directly (benchmarks fill the table this way).

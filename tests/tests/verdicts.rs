@@ -441,3 +441,37 @@ fn a_policy_swap_keeps_the_buckets_of_unchanged_rules() {
         );
     }
 }
+
+#[test]
+fn batch_reads_see_every_source() {
+    let mut tg = tollgate::loader::Tollgate::load(&tollgate::loader::LoadOptions {
+        max_sources: 16_384,
+    })
+    .expect("loading");
+    tg.maps.apply_policy(&Policy::default(), Some(0)).unwrap();
+    let cfg = tg.maps.runtime_config().unwrap();
+    // More than one batch (4096) worth of sources.
+    for i in 0..4_000u32 {
+        for a in [
+            std::net::IpAddr::from([198, 18, (i >> 8) as u8, i as u8]),
+            std::net::IpAddr::from([0x2001, 0xdb8, 0, i as u16, 0, 0, 0, 1]),
+        ] {
+            let key = tollgate::maps::source_key(&cfg, a);
+            let state = monitor_common::types::SourceState {
+                packets: i as u64 + 1,
+                ..Default::default()
+            };
+            tg.maps.insert_source(&key, &state).unwrap();
+        }
+    }
+    let mut batched = Vec::new();
+    let n = tg
+        .maps
+        .for_each_source(|k, s| batched.push((*k, *s)))
+        .expect("batch lookup");
+    let mut one_by_one = tg.maps.sources().unwrap();
+    assert_eq!(n, 8_000);
+    batched.sort_by_key(|(k, _)| (k.family, k.addr));
+    one_by_one.sort_by_key(|(k, _)| (k.family, k.addr));
+    assert_eq!(batched, one_by_one);
+}

@@ -1,0 +1,158 @@
+//! What the daemon must not forget across restarts and reboots: rules and
+//! limits changed at run time, and bans with their wall-clock expiry (the
+//! kernel's clock restarts at boot, so bans are stored in Unix time and
+//! converted back on load). Written atomically: a temporary file, fsync,
+//! rename.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::control::LimitSpec;
+
+pub const VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SavedRule {
+    pub cidr: String,
+    pub action: String,
+    #[serde(default)]
+    pub limit: LimitSpec,
+    #[serde(default)]
+    pub monitor: bool,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SavedBan {
+    pub cidr: String,
+    /// Unix time in ms.
+    pub until_unix_ms: u64,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct State {
+    pub version: u32,
+    #[serde(default)]
+    pub rules: Vec<SavedRule>,
+    /// Runtime overrides of the default limit.
+    #[serde(default)]
+    pub default_limit: Option<SavedRule>,
+    #[serde(default)]
+    pub bans: Vec<SavedBan>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            version: VERSION,
+            rules: Vec::new(),
+            default_limit: None,
+            bans: Vec::new(),
+        }
+    }
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl State {
+    /// Reads the state file; a missing file is an empty state. A file this
+    /// version cannot read is moved aside (never silently mis-read) and
+    /// reported.
+    pub fn load(path: &Path) -> anyhow::Result<(Self, Option<String>)> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Self::default(), None));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading the state file {}", path.display()));
+            }
+        };
+        match serde_json::from_str::<State>(&text) {
+            Ok(s) if s.version == VERSION => Ok((s, None)),
+            Ok(s) => Ok((
+                Self::default(),
+                Some(set_aside(
+                    path,
+                    &format!("it has version {}, this daemon reads {VERSION}", s.version),
+                )?),
+            )),
+            Err(e) => Ok((
+                Self::default(),
+                Some(set_aside(path, &format!("it is not valid: {e}"))?),
+            )),
+        }
+    }
+
+    /// Writes the state atomically.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        }
+        let tmp = path.with_extension("tmp");
+        let text = serde_json::to_vec_pretty(self)?;
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("writing the state file {}", tmp.display()))?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("replacing the state file {}", path.display()))?;
+        Ok(())
+    }
+}
+
+fn set_aside(path: &Path, why: &str) -> anyhow::Result<String> {
+    let aside = PathBuf::from(format!("{}.unreadable-{}", path.display(), unix_ms()));
+    std::fs::rename(path, &aside)
+        .with_context(|| format!("moving the unreadable state file {} aside", path.display()))?;
+    Ok(format!(
+        "the state file {} was not used because {why}; it was moved to {} and the daemon starts without runtime rules and bans",
+        path.display(),
+        aside.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_atomically_and_reads_back() {
+        let dir = std::env::temp_dir().join(format!("tg-state-{}", std::process::id()));
+        let path = dir.join("state.json");
+        let s = State {
+            bans: vec![SavedBan {
+                cidr: "192.0.2.7/32".into(),
+                until_unix_ms: 123,
+                reason: Some("test".into()),
+            }],
+            ..State::default()
+        };
+        s.save(&path).unwrap();
+        assert_eq!(State::load(&path).unwrap(), (s, None));
+        std::fs::write(&path, "{ not json").unwrap();
+        let (empty, note) = State::load(&path).unwrap();
+        assert_eq!(empty, State::default());
+        assert!(note.unwrap().contains("moved to"));
+        assert!(
+            !path.exists(),
+            "the bad file was moved aside, not overwritten"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
