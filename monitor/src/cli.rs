@@ -24,17 +24,160 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Attach to an interface and enforce the policy until SIGINT/SIGTERM.
+    /// Run the daemon (`--config`, the default) or, with `--iface`, attach
+    /// to one interface with a policy from flags and print counters.
     Run(RunArgs),
     /// Run the real XDP program over a capture and show what it would do.
     Replay(ReplayArgs),
+    /// Check a config file without touching the kernel.
+    CheckConfig {
+        file: PathBuf,
+        /// Do not check that the interfaces exist here (checking a file
+        /// for another host).
+        #[arg(long)]
+        no_interfaces: bool,
+    },
+    /// The running daemon: interfaces, counters, sources, bans.
+    Status(ClientArgs),
+    /// The top sources.
+    Top {
+        #[arg(short = 'n', default_value_t = 10)]
+        n: usize,
+        #[arg(long, value_enum, default_value_t = TopBy::Packets)]
+        by: TopBy,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// CIDR rules: list, add, remove.
+    Rules {
+        #[command(subcommand)]
+        op: RulesOp,
+    },
+    /// The default limit and per-rule limits.
+    Limit {
+        #[command(subcommand)]
+        op: LimitOp,
+    },
+    /// Bans with a time to live.
+    Ban {
+        #[command(subcommand)]
+        op: BanOp,
+    },
+    /// Re-read the config file (a broken file changes nothing).
+    Reload(ClientArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TopBy {
+    Packets,
+    Bytes,
+    Drops,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RuleActionArg {
+    Allow,
+    Deny,
+    Limit,
+}
+
+/// How to reach the daemon, and how to print.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// The daemon's control socket.
+    #[arg(long, default_value = "/run/tollgate/control.sock")]
+    pub socket: PathBuf,
+    /// Print the daemon's JSON answer (for scripts).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Rates as in the config file: `10k`, `5MB`, `100Mbit`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LimitArgs {
+    #[arg(long)]
+    pub packets_per_second: Option<String>,
+    #[arg(long)]
+    pub burst_packets: Option<String>,
+    #[arg(long)]
+    pub bytes_per_second: Option<String>,
+    #[arg(long)]
+    pub burst_bytes: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesOp {
+    List(ClientArgs),
+    Add {
+        cidr: String,
+        #[arg(long, value_enum)]
+        action: RuleActionArg,
+        #[command(flatten)]
+        limit: LimitArgs,
+        /// Count what the rule would drop, and pass it.
+        #[arg(long)]
+        monitor: bool,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    Remove {
+        cidr: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LimitOp {
+    Show(ClientArgs),
+    Set {
+        /// The limit rule to change; without it, the default limit.
+        #[arg(long)]
+        cidr: Option<String>,
+        #[command(flatten)]
+        limit: LimitArgs,
+        /// `true`: count what would be dropped and pass it; `false`: enforce.
+        #[arg(long)]
+        monitor: Option<bool>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BanOp {
+    Add {
+        /// An address or prefix, e.g. 198.51.100.7 or 2001:db8:1::/64.
+        cidr: String,
+        /// How long: `30s`, `10m`, `1h` (at most `30d`).
+        #[arg(long)]
+        ttl: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    List(ClientArgs),
+    Remove {
+        cidr: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Interface to attach to.
+    /// The config file (daemon mode).
+    #[arg(long, conflicts_with = "iface")]
+    pub config: Option<PathBuf>,
+    /// Log format in daemon mode (overrides the config's `log.format`).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// Attach to this interface with the policy from flags (no config).
     #[arg(long)]
-    pub iface: String,
+    pub iface: Option<String>,
     /// Native runs in the driver, before an skb exists; generic is the
     /// fallback for drivers without XDP support.
     #[arg(long, value_enum, default_value_t = AttachMode::Native)]
@@ -54,11 +197,20 @@ pub struct RunArgs {
     pub policy: PolicyArgs,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
     /// A pcap or pcapng capture with Ethernet frames.
     #[arg(long)]
     pub pcap: PathBuf,
+    /// Judge by this config file's policy instead of the flags.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// One JSON object per line per packet, then one with the totals.
     #[arg(long)]
     pub json: bool,
@@ -134,6 +286,17 @@ impl PolicyArgs {
                 MalformedVerdict::Pass => Verdict::Pass,
             },
             default_monitor: false,
+        }
+    }
+}
+
+impl LimitArgs {
+    pub fn spec(&self) -> crate::control::LimitSpec {
+        crate::control::LimitSpec {
+            packets_per_second: self.packets_per_second.clone(),
+            burst_packets: self.burst_packets.clone(),
+            bytes_per_second: self.bytes_per_second.clone(),
+            burst_bytes: self.burst_bytes.clone(),
         }
     }
 }

@@ -7,6 +7,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod daemon;
+pub mod exporter;
 pub mod loader;
 pub mod maps;
 pub mod policy;

@@ -79,7 +79,8 @@ impl State {
                 return Ok((Self::default(), None));
             }
             Err(e) => {
-                return Err(e).with_context(|| format!("reading the state file {}", path.display()));
+                return Err(e)
+                    .with_context(|| format!("reading the state file {}", path.display()));
             }
         };
         match serde_json::from_str::<State>(&text) {

@@ -1,0 +1,1001 @@
+//! `tollgate run --config FILE`: the daemon. `Core` owns the loaded object
+//! and everything the daemon decides (config, runtime rules, bans, the
+//! state file); the stats loop, the exporter and the control server reach
+//! it through one mutex, never across an await.
+
+use std::{
+    collections::{BTreeMap, BinaryHeap},
+    net::IpAddr,
+    os::unix::fs::PermissionsExt,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use ipnet::IpNet;
+use monitor_common::{
+    maps::source_event,
+    reason::{Reason, Verdict},
+    types::{RuntimeConfig, SourceKey, SourceState},
+};
+use serde_json::json;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::UnixListener,
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    clock::{coarse_tick_ns, monotonic_ns},
+    config::{self, Config, Origin, RuleEntry, guard_ban, guard_rule},
+    control::{self, Command, LimitSpec, Response},
+    exporter::{self, Metrics},
+    loader::{LoadOptions, Tollgate},
+    maps::{Counters, source_key_net},
+    policy::{Action, Limit, Policy, Rate, Rule},
+    redact::Redactor,
+    state::{SavedBan, SavedRule, State, unix_ms},
+    units,
+};
+
+/// Top-N lists kept per snapshot (the CLI asks for at most this many).
+pub const TOP_MAX: usize = 100;
+/// Longest ban accepted from the CLI: a month; longer is a deny rule.
+const MAX_BAN: Duration = Duration::from_secs(30 * 86_400);
+
+/// One source in a top list.
+#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
+pub struct Talker {
+    /// The source prefix, redacted as the logs are.
+    pub source: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub dropped: u64,
+    pub syns: u64,
+}
+
+/// What one read of the maps found.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub counters: Counters,
+    /// Interface names by counter slot (slot 0: traffic on no slot).
+    pub ifaces: Vec<String>,
+    pub tracked: usize,
+    pub capacity: u32,
+    pub bans_active: usize,
+    pub rules: usize,
+    pub top_by_packets: Vec<Talker>,
+    pub top_by_bytes: Vec<Talker>,
+    pub top_by_drops: Vec<Talker>,
+    pub read_duration: Duration,
+    pub generation: u32,
+}
+
+#[derive(Clone, Debug)]
+struct BanInfo {
+    until_mono_ns: u64,
+    until_unix_ms: u64,
+    reason: Option<String>,
+}
+
+/// The daemon's state, one owner.
+pub struct Core {
+    tg: Tollgate,
+    config: Config,
+    runtime_rules: Vec<RuleEntry>,
+    default_override: Option<(Limit, bool)>,
+    bans: BTreeMap<IpNet, BanInfo>,
+    redact: Redactor,
+    started: Instant,
+}
+
+/// Bounded top-K by one key.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<std::cmp::Reverse<(u64, [u32; 5])>>,
+    states: std::collections::HashMap<[u32; 5], SourceState>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: BinaryHeap::new(),
+            states: std::collections::HashMap::new(),
+        }
+    }
+
+    fn offer(&mut self, score: u64, key: &SourceKey, s: &SourceState) {
+        if score == 0 {
+            return;
+        }
+        let id = [
+            key.addr[0],
+            key.addr[1],
+            key.addr[2],
+            key.addr[3],
+            key.family,
+        ];
+        if self.heap.len() < self.k {
+            self.heap.push(std::cmp::Reverse((score, id)));
+            self.states.insert(id, *s);
+        } else if let Some(std::cmp::Reverse((min, _))) = self.heap.peek()
+            && score > *min
+        {
+            if let Some(std::cmp::Reverse((_, gone))) = self.heap.pop() {
+                self.states.remove(&gone);
+            }
+            self.heap.push(std::cmp::Reverse((score, id)));
+            self.states.insert(id, *s);
+        }
+    }
+
+    fn into_talkers(self, cfg: &RuntimeConfig, redact: &Redactor) -> Vec<Talker> {
+        let mut v: Vec<_> = self.heap.into_iter().map(|r| r.0).collect();
+        v.sort_by(|a, b| b.cmp(a));
+        v.into_iter()
+            .filter_map(|(_, id)| {
+                let s = self.states.get(&id)?;
+                let key = SourceKey {
+                    addr: [id[0], id[1], id[2], id[3]],
+                    family: id[4],
+                };
+                Some(Talker {
+                    source: redact.net(source_key_net(&key, cfg)),
+                    packets: s.packets,
+                    bytes: s.bytes,
+                    dropped: s.dropped,
+                    syns: s.syns,
+                })
+            })
+            .collect()
+    }
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let net: IpNet = s
+        .trim()
+        .parse()
+        .or_else(|_| s.trim().parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            format!("`{s}` is not an address or CIDR (e.g. 192.0.2.7 or 2001:db8::/64)")
+        })?;
+    if net.trunc() != net {
+        return Err(format!(
+            "`{s}` has host bits set; write the network address, {}",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+fn parse_limit(spec: &LimitSpec) -> Result<Limit, String> {
+    let rate = |r: &Option<String>,
+                b: &Option<String>,
+                parse: fn(&str) -> Result<u64, String>,
+                what: &str| {
+        match (r, b) {
+            (Some(r), Some(b)) => {
+                let per_sec = parse(r)?;
+                let burst = parse(b)?;
+                if per_sec == 0 || burst == 0 {
+                    return Err(format!(
+                        "the {what} rate and burst must be greater than zero; to drop everything use a deny rule"
+                    ));
+                }
+                Ok(Some(Rate { per_sec, burst }))
+            }
+            (None, None) => Ok(None),
+            _ => Err(format!("a {what} limit needs both a rate and a burst")),
+        }
+    };
+    let limit = Limit {
+        packets: rate(
+            &spec.packets_per_second,
+            &spec.burst_packets,
+            units::count,
+            "packet",
+        )?,
+        bytes: rate(
+            &spec.bytes_per_second,
+            &spec.burst_bytes,
+            units::bytes,
+            "byte",
+        )?,
+    };
+    if limit.packets.is_none() && limit.bytes.is_none() {
+        return Err(
+            "give packets_per_second with burst_packets, or bytes_per_second with burst_bytes"
+                .into(),
+        );
+    }
+    Ok(limit)
+}
+
+fn limit_spec(l: &Limit) -> LimitSpec {
+    LimitSpec {
+        packets_per_second: l.packets.map(|r| r.per_sec.to_string()),
+        burst_packets: l.packets.map(|r| r.burst.to_string()),
+        bytes_per_second: l.bytes.map(|r| r.per_sec.to_string()),
+        burst_bytes: l.bytes.map(|r| r.burst.to_string()),
+    }
+}
+
+fn action_name(a: &Action) -> &'static str {
+    match a {
+        Action::Allow => "allow",
+        Action::Deny => "deny",
+        Action::Limit(_) => "limit",
+    }
+}
+
+fn saved_rule(e: &RuleEntry) -> SavedRule {
+    SavedRule {
+        cidr: e.rule.net.to_string(),
+        action: action_name(&e.rule.action).into(),
+        limit: match &e.rule.action {
+            Action::Limit(l) => limit_spec(l),
+            _ => LimitSpec::default(),
+        },
+        monitor: e.rule.monitor,
+        comment: e.comment.clone(),
+    }
+}
+
+fn rule_from_saved(r: &SavedRule) -> Result<Rule, String> {
+    let net = parse_cidr(&r.cidr)?;
+    let action = match r.action.as_str() {
+        "allow" => Action::Allow,
+        "deny" => Action::Deny,
+        "limit" => Action::Limit(parse_limit(&r.limit)?),
+        other => {
+            return Err(format!(
+                "unknown action `{other}`; one of allow, deny, limit"
+            ));
+        }
+    };
+    Ok(Rule {
+        net,
+        action,
+        monitor: r.monitor,
+    })
+}
+
+fn limit_json(l: &Limit) -> serde_json::Value {
+    json!({
+        "packets_per_second": l.packets.map(|r| r.per_sec),
+        "burst_packets": l.packets.map(|r| r.burst),
+        "bytes_per_second": l.bytes.map(|r| r.per_sec),
+        "burst_bytes": l.bytes.map(|r| r.burst),
+    })
+}
+
+impl Core {
+    /// Loads the programs, restores runtime rules and bans from the state
+    /// file, applies the policy. Does not attach yet.
+    pub fn new(config: Config, redact: Redactor) -> anyhow::Result<Self> {
+        let (state, note) = State::load(&config.state_file)?;
+        if let Some(note) = note {
+            tracing::warn!(event = "state_unreadable", "{note}");
+        }
+        let tg = Tollgate::load(&LoadOptions {
+            max_sources: config.max_sources,
+        })
+        .context("loading Tollgate's XDP programs")?;
+        let mut core = Self {
+            tg,
+            config,
+            runtime_rules: Vec::new(),
+            default_override: None,
+            bans: BTreeMap::new(),
+            redact,
+            started: Instant::now(),
+        };
+        for r in &state.rules {
+            match rule_from_saved(r) {
+                Ok(rule) => core.runtime_rules.push(RuleEntry {
+                    rule,
+                    comment: r.comment.clone(),
+                    origin: Origin::Runtime,
+                }),
+                Err(e) => {
+                    tracing::warn!(event = "state_rule_skipped", cidr = %r.cidr, "runtime rule not restored: {e}")
+                }
+            }
+        }
+        if let Some(d) = &state.default_limit {
+            match parse_limit(&d.limit) {
+                Ok(l) => core.default_override = Some((l, d.monitor)),
+                Err(e) => tracing::warn!(
+                    event = "state_limit_skipped",
+                    "default limit override not restored: {e}"
+                ),
+            }
+        }
+        core.apply(Some(monotonic_ns()))
+            .map_err(|e| anyhow::anyhow!("applying the configured policy: {e}"))?;
+        let now_unix = unix_ms();
+        let now_mono = monotonic_ns();
+        for b in &state.bans {
+            if b.until_unix_ms <= now_unix {
+                continue;
+            }
+            let Ok(net) = parse_cidr(&b.cidr) else {
+                continue;
+            };
+            let until = now_mono + (b.until_unix_ms - now_unix) * 1_000_000;
+            core.tg.maps.ban(net, until)?;
+            core.bans.insert(
+                net,
+                BanInfo {
+                    until_mono_ns: until,
+                    until_unix_ms: b.until_unix_ms,
+                    reason: b.reason.clone(),
+                },
+            );
+        }
+        if !state.bans.is_empty() || !state.rules.is_empty() {
+            tracing::info!(
+                event = "state_restored",
+                rules = core.runtime_rules.len(),
+                bans = core.bans.len(),
+                "runtime rules and bans restored from {}",
+                core.config.state_file.display()
+            );
+        }
+        Ok(core)
+    }
+
+    pub fn attach_all(&mut self) -> anyhow::Result<()> {
+        for iface in self.config.interfaces.clone() {
+            self.tg.attach(&iface, self.config.attach_mode)?;
+            tracing::info!(event = "attached", iface = %iface, mode = %self.config.attach_mode, "attached");
+        }
+        Ok(())
+    }
+
+    pub fn detach_all(&mut self) -> anyhow::Result<()> {
+        self.tg.detach_all()?;
+        Ok(())
+    }
+
+    fn policy(&self) -> Policy {
+        // Runtime rules shadow config rules on the same CIDR (`limit set`
+        // on a configured rule).
+        let shadowed: std::collections::HashSet<IpNet> =
+            self.runtime_rules.iter().map(|e| e.rule.net).collect();
+        let mut cfg = self.config.clone();
+        cfg.rules.retain(|e| !shadowed.contains(&e.rule.net));
+        let mut p = cfg.policy(&self.runtime_rules);
+        if let Some((l, monitor)) = self.default_override {
+            p.default = l;
+            p.default_monitor = monitor;
+        }
+        p
+    }
+
+    /// Checks and applies the current policy (atomically in the kernel).
+    fn apply(&mut self, clock_base: Option<u64>) -> Result<(), String> {
+        let p = self.policy();
+        p.compile().map_err(|e| e.to_string())?;
+        p.check_bursts(coarse_tick_ns())
+            .map_err(|e| e.to_string())?;
+        self.tg
+            .maps
+            .apply_policy(&p, clock_base)
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    fn save(&self) -> Result<(), String> {
+        let state = State {
+            rules: self.runtime_rules.iter().map(saved_rule).collect(),
+            default_limit: self.default_override.map(|(l, monitor)| SavedRule {
+                cidr: String::new(),
+                action: "limit".into(),
+                limit: limit_spec(&l),
+                monitor,
+                comment: None,
+            }),
+            bans: self
+                .bans
+                .iter()
+                .map(|(net, b)| SavedBan {
+                    cidr: net.to_string(),
+                    until_unix_ms: b.until_unix_ms,
+                    reason: b.reason.clone(),
+                })
+                .collect(),
+            ..State::default()
+        };
+        state
+            .save(&self.config.state_file)
+            .map_err(|e| format!("{e:#} (the change is in force but will not survive a restart)"))
+    }
+
+    /// Reads the maps: counters, the source table (batched), top talkers.
+    pub fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        let start = Instant::now();
+        let counters = self.tg.maps.counters()?;
+        let cfg = self.tg.maps.runtime_config()?;
+        let mut by_packets = TopK::new(TOP_MAX);
+        let mut by_bytes = TopK::new(TOP_MAX);
+        let mut by_drops = TopK::new(TOP_MAX);
+        let tracked = self.tg.maps.for_each_source(|k, s| {
+            by_packets.offer(s.packets, k, s);
+            by_bytes.offer(s.bytes, k, s);
+            by_drops.offer(s.dropped, k, s);
+        })?;
+        let now = monotonic_ns();
+        let mut ifaces = vec!["none".to_owned()];
+        ifaces.extend(self.tg.attached().map(str::to_owned));
+        Ok(Snapshot {
+            counters,
+            ifaces,
+            tracked,
+            capacity: self.tg.maps.max_sources(),
+            bans_active: self.bans.values().filter(|b| b.until_mono_ns > now).count(),
+            rules: self.policy().rules.len(),
+            top_by_packets: by_packets.into_talkers(&cfg, &self.redact),
+            top_by_bytes: by_bytes.into_talkers(&cfg, &self.redact),
+            top_by_drops: by_drops.into_talkers(&cfg, &self.redact),
+            read_duration: start.elapsed(),
+            generation: cfg.generation,
+        })
+    }
+
+    /// Forgets bans the kernel no longer enforces.
+    pub fn sweep_bans(&mut self) {
+        let now = monotonic_ns();
+        let expired: Vec<IpNet> = self
+            .bans
+            .iter()
+            .filter(|(_, b)| b.until_mono_ns <= now)
+            .map(|(n, _)| *n)
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        for net in expired {
+            self.bans.remove(&net);
+            if let Err(e) = self.tg.maps.unban(net) {
+                tracing::warn!(event = "ban_sweep_failed", "removing an expired ban: {e}");
+            }
+            tracing::info!(event = "ban_expired", source = %self.redact.net(net), "ban expired");
+        }
+        if let Err(e) = self.save() {
+            tracing::warn!(event = "state_save_failed", "{e}");
+        }
+    }
+
+    /// Re-reads the config file. On any error nothing changes.
+    pub fn reload(&mut self) -> Result<serde_json::Value, String> {
+        let path = self.config.path.clone();
+        let new = config::load(&path, true)
+            .map_err(|e| format!("reload refused, nothing changed: {e}"))?;
+        if new.interfaces != self.config.interfaces || new.attach_mode != self.config.attach_mode {
+            return Err(format!(
+                "reload refused, nothing changed: {}: the interfaces or attach mode changed; restart the daemon to attach elsewhere",
+                path.display()
+            ));
+        }
+        for e in &self.runtime_rules {
+            if let Err(m) = guard_rule(&new.management, &e.rule) {
+                return Err(format!(
+                    "reload refused, nothing changed: runtime rule {}: {m}",
+                    e.rule.net
+                ));
+            }
+        }
+        let old = std::mem::replace(&mut self.config, new);
+        if let Err(e) = self.apply(None) {
+            self.config = old;
+            return Err(format!("reload refused, nothing changed: {e}"));
+        }
+        if old.metrics_listen != self.config.metrics_listen || old.socket != self.config.socket {
+            tracing::warn!(
+                event = "reload_partial",
+                "the metrics address and control socket change only on restart"
+            );
+        }
+        tracing::info!(
+            event = "reloaded",
+            rules = self.config.rules.len(),
+            "config reloaded from {}",
+            path.display()
+        );
+        Ok(json!({ "reloaded": path.display().to_string(), "rules": self.config.rules.len() }))
+    }
+
+    fn all_rules(&self) -> Vec<(RuleEntry, &'static str)> {
+        let shadowed: std::collections::HashSet<IpNet> =
+            self.runtime_rules.iter().map(|e| e.rule.net).collect();
+        let mut out: Vec<(RuleEntry, &'static str)> = self
+            .config
+            .management
+            .iter()
+            .map(|m| {
+                (
+                    RuleEntry {
+                        rule: Rule::new(*m, Action::Allow),
+                        comment: Some("management".into()),
+                        origin: Origin::Config,
+                    },
+                    "management",
+                )
+            })
+            .collect();
+        out.extend(
+            self.config
+                .rules
+                .iter()
+                .filter(|e| !shadowed.contains(&e.rule.net))
+                .map(|e| (e.clone(), "config")),
+        );
+        out.extend(self.runtime_rules.iter().map(|e| (e.clone(), "runtime")));
+        out
+    }
+
+    /// Handles one control request.
+    pub fn handle(&mut self, cmd: Command, latest: Option<&Snapshot>) -> Response {
+        match self.dispatch(cmd, latest) {
+            Ok(v) => Response::ok(v),
+            Err(e) => Response::error(e),
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        cmd: Command,
+        latest: Option<&Snapshot>,
+    ) -> Result<serde_json::Value, String> {
+        match cmd {
+            Command::Status => {
+                let snap = match latest {
+                    Some(s) => s.clone(),
+                    None => self.snapshot().map_err(|e| format!("{e:#}"))?,
+                };
+                let total = |v| snap.counters.total(v);
+                Ok(json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "interfaces": self.config.interfaces,
+                    "attach_mode": self.config.attach_mode.to_string(),
+                    "uptime_seconds": self.started.elapsed().as_secs(),
+                    "policy_generation": snap.generation,
+                    "rules": { "config": self.config.rules.len(), "runtime": self.runtime_rules.len(), "management": self.config.management.len() },
+                    "bans_active": snap.bans_active,
+                    "sources": { "tracked": snap.tracked, "capacity": snap.capacity,
+                        "evicted": snap.counters.source_events[source_event::CREATED as usize].saturating_sub(snap.tracked as u64) },
+                    "packets": { "pass": total(Verdict::Pass).packets, "drop": total(Verdict::Drop).packets, "monitor": total(Verdict::Monitor).packets },
+                    "bytes": { "pass": total(Verdict::Pass).bytes, "drop": total(Verdict::Drop).bytes, "monitor": total(Verdict::Monitor).bytes },
+                    "by_reason": Reason::ALL.iter().map(|r| (r.name(), snap.counters.packets(*r))).collect::<BTreeMap<_, _>>(),
+                    "last_read_ms": snap.read_duration.as_secs_f64() * 1e3,
+                }))
+            }
+            Command::Top { n, by } => {
+                let snap = match latest {
+                    Some(s) => s.clone(),
+                    None => self.snapshot().map_err(|e| format!("{e:#}"))?,
+                };
+                if n == 0 || n > TOP_MAX {
+                    return Err(format!("-n {n}: ask for 1 to {TOP_MAX} sources"));
+                }
+                let list = match by.as_str() {
+                    "packets" => &snap.top_by_packets,
+                    "bytes" => &snap.top_by_bytes,
+                    "drops" => &snap.top_by_drops,
+                    other => return Err(format!("--by {other}: one of packets, bytes, drops")),
+                };
+                Ok(json!({ "by": by, "sources": list.iter().take(n).collect::<Vec<_>>() }))
+            }
+            Command::RulesList => Ok(json!({
+                "default": { "limit": limit_json(&self.policy().default), "monitor": self.policy().default_monitor,
+                    "origin": if self.default_override.is_some() { "runtime" } else { "config" } },
+                "rules": self.all_rules().iter().map(|(e, origin)| json!({
+                    "cidr": e.rule.net.to_string(),
+                    "action": action_name(&e.rule.action),
+                    "limit": match &e.rule.action { Action::Limit(l) => limit_json(l), _ => serde_json::Value::Null },
+                    "monitor": e.rule.monitor,
+                    "comment": e.comment,
+                    "origin": origin,
+                })).collect::<Vec<_>>(),
+            })),
+            Command::RulesAdd {
+                cidr,
+                action,
+                limit,
+                monitor,
+                comment,
+            } => {
+                let net = parse_cidr(&cidr)?;
+                if self.all_rules().iter().any(|(e, _)| e.rule.net == net) {
+                    return Err(format!(
+                        "{net} already has a rule; `tollgate rules remove {net}` first, or `tollgate limit set --cidr {net}` to change its numbers"
+                    ));
+                }
+                let rule = rule_from_saved(&SavedRule {
+                    cidr: net.to_string(),
+                    action,
+                    limit,
+                    monitor,
+                    comment: comment.clone(),
+                })?;
+                guard_rule(&self.config.management, &rule)?;
+                self.runtime_rules.push(RuleEntry {
+                    rule: rule.clone(),
+                    comment,
+                    origin: Origin::Runtime,
+                });
+                if let Err(e) = self.apply(None) {
+                    self.runtime_rules.pop();
+                    return Err(e);
+                }
+                self.save()?;
+                tracing::info!(event = "rule_added", cidr = %self.redact.net(net), action = action_name(&rule.action), "runtime rule added");
+                Ok(json!({ "added": net.to_string() }))
+            }
+            Command::RulesRemove { cidr } => {
+                let net = parse_cidr(&cidr)?;
+                let Some(i) = self.runtime_rules.iter().position(|e| e.rule.net == net) else {
+                    if self.config.rules.iter().any(|e| e.rule.net == net)
+                        || self.config.management.contains(&net)
+                    {
+                        return Err(format!(
+                            "the rule for {net} comes from {}; remove it there and run `tollgate reload`",
+                            self.config.path.display()
+                        ));
+                    }
+                    return Err(format!(
+                        "no rule for {net}; `tollgate rules list` shows them"
+                    ));
+                };
+                let removed = self.runtime_rules.remove(i);
+                if let Err(e) = self.apply(None) {
+                    self.runtime_rules.insert(i, removed);
+                    return Err(e);
+                }
+                self.save()?;
+                tracing::info!(event = "rule_removed", cidr = %self.redact.net(net), "runtime rule removed");
+                Ok(json!({ "removed": net.to_string() }))
+            }
+            Command::LimitShow => {
+                let p = self.policy();
+                Ok(json!({
+                    "default": { "limit": limit_json(&p.default), "monitor": p.default_monitor },
+                    "rules": self.all_rules().iter().filter_map(|(e, origin)| match &e.rule.action {
+                        Action::Limit(l) => Some(json!({ "cidr": e.rule.net.to_string(), "limit": limit_json(l), "monitor": e.rule.monitor, "origin": origin })),
+                        _ => None,
+                    }).collect::<Vec<_>>(),
+                }))
+            }
+            Command::LimitSet {
+                cidr,
+                limit,
+                monitor,
+            } => {
+                let l = parse_limit(&limit)?;
+                match cidr {
+                    None => {
+                        let old = self.default_override;
+                        let monitor = monitor.unwrap_or(self.policy().default_monitor);
+                        self.default_override = Some((l, monitor));
+                        if let Err(e) = self.apply(None) {
+                            self.default_override = old;
+                            return Err(e);
+                        }
+                        self.save()?;
+                        tracing::info!(event = "limit_set", "default limit changed");
+                        Ok(json!({ "default": limit_json(&l), "monitor": monitor }))
+                    }
+                    Some(c) => {
+                        let net = parse_cidr(&c)?;
+                        let current = self
+                            .all_rules()
+                            .into_iter()
+                            .find(|(e, _)| e.rule.net == net);
+                        let Some((entry, _)) = current else {
+                            return Err(format!(
+                                "no rule for {net}; add one with `tollgate rules add {net} --action limit ...`"
+                            ));
+                        };
+                        if !matches!(entry.rule.action, Action::Limit(_)) {
+                            return Err(format!(
+                                "the rule for {net} is `{}`, not `limit`",
+                                action_name(&entry.rule.action)
+                            ));
+                        }
+                        let rule = Rule {
+                            net,
+                            action: Action::Limit(l),
+                            monitor: monitor.unwrap_or(entry.rule.monitor),
+                        };
+                        guard_rule(&self.config.management, &rule)?;
+                        let saved = self.runtime_rules.clone();
+                        self.runtime_rules.retain(|e| e.rule.net != net);
+                        self.runtime_rules.push(RuleEntry {
+                            rule: rule.clone(),
+                            comment: entry.comment,
+                            origin: Origin::Runtime,
+                        });
+                        if let Err(e) = self.apply(None) {
+                            self.runtime_rules = saved;
+                            return Err(e);
+                        }
+                        self.save()?;
+                        tracing::info!(event = "limit_set", cidr = %self.redact.net(net), "rule limit changed");
+                        Ok(
+                            json!({ "cidr": net.to_string(), "limit": limit_json(&l), "monitor": rule.monitor }),
+                        )
+                    }
+                }
+            }
+            Command::BanAdd { cidr, ttl, reason } => {
+                let net = parse_cidr(&cidr)?;
+                let ttl = units::duration(&ttl).map_err(|e| format!("--ttl: {e}"))?;
+                if ttl.is_zero() || ttl > MAX_BAN {
+                    return Err(format!(
+                        "--ttl {}: between 1s and 30d; for a permanent block add a deny rule",
+                        units_fmt(ttl)
+                    ));
+                }
+                guard_ban(&self.config.management, &net)?;
+                let until = monotonic_ns() + ttl.as_nanos() as u64;
+                self.tg.maps.ban(net, until).map_err(|e| e.to_string())?;
+                self.bans.insert(
+                    net,
+                    BanInfo {
+                        until_mono_ns: until,
+                        until_unix_ms: unix_ms() + ttl.as_millis() as u64,
+                        reason: reason.clone(),
+                    },
+                );
+                self.save()?;
+                tracing::info!(event = "ban_added", source = %self.redact.net(net), ttl_seconds = ttl.as_secs(), reason = reason.as_deref().unwrap_or(""), "ban added");
+                Ok(json!({ "banned": net.to_string(), "ttl_seconds": ttl.as_secs() }))
+            }
+            Command::BanList => {
+                let now = monotonic_ns();
+                Ok(
+                    json!({ "bans": self.bans.iter().filter(|(_, b)| b.until_mono_ns > now).map(|(n, b)| json!({
+                    "cidr": n.to_string(),
+                    "remaining_seconds": (b.until_mono_ns - now) / 1_000_000_000,
+                    "reason": b.reason,
+                })).collect::<Vec<_>>() }),
+                )
+            }
+            Command::BanRemove { cidr } => {
+                let net = parse_cidr(&cidr)?;
+                if self.bans.remove(&net).is_none() {
+                    return Err(format!("no ban on {net}; `tollgate ban list` shows them"));
+                }
+                self.tg.maps.unban(net).map_err(|e| e.to_string())?;
+                self.save()?;
+                tracing::info!(event = "ban_removed", source = %self.redact.net(net), "ban removed");
+                Ok(json!({ "unbanned": net.to_string() }))
+            }
+            Command::Reload => self.reload(),
+        }
+    }
+}
+
+fn units_fmt(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+type Shared = Arc<Mutex<Core>>;
+type Latest = Arc<Mutex<Option<Arc<Snapshot>>>>;
+
+fn lock(core: &Shared) -> std::sync::MutexGuard<'_, Core> {
+    core.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Binds the control socket: stale file removed, mode 0660, optional group.
+fn bind_socket(cfg: &Config) -> anyhow::Result<UnixListener> {
+    let path = &cfg.socket;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display()))?;
+    }
+    let l = UnixListener::bind(path)
+        .with_context(|| format!("binding the control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(g) = &cfg.socket_group {
+        let gid = control::group_id(g)
+            .with_context(|| format!("control.group: no group `{g}` on this host"))?;
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+    }
+    Ok(l)
+}
+
+async fn serve_client(
+    stream: tokio::net::UnixStream,
+    core: Shared,
+    latest: Latest,
+    allowed_gid: Option<u32>,
+) {
+    use std::os::fd::AsRawFd;
+    let peer = control::peer_credentials(stream.as_raw_fd());
+    let (read, mut write) = stream.into_split();
+    async fn deny(w: &mut tokio::net::unix::OwnedWriteHalf, msg: String) {
+        let line = serde_json::to_string(&Response::error(msg)).unwrap_or_default();
+        let _ = w.write_all(format!("{line}\n").as_bytes()).await;
+    }
+    let peer = match peer {
+        Ok(p) => p,
+        Err(e) => return deny(&mut write, format!("cannot read your credentials: {e}")).await,
+    };
+    let me = unsafe { libc::geteuid() };
+    let permitted = peer.uid == 0
+        || peer.uid == me
+        || allowed_gid.is_some_and(|g| control::user_in_group(peer.uid, peer.gid, g));
+    if !permitted {
+        tracing::warn!(
+            event = "control_refused",
+            uid = peer.uid,
+            pid = peer.pid,
+            "control request refused"
+        );
+        let msg = format!(
+            "permission denied: uid {} is not root{}",
+            peer.uid,
+            if allowed_gid.is_some() {
+                " and not in the control group"
+            } else {
+                "; set control.group in the config to let a group in"
+            }
+        );
+        return deny(&mut write, msg).await;
+    }
+    let mut reader = BufReader::new(read);
+    loop {
+        let mut buf = Vec::new();
+        let n = match (&mut reader)
+            .take(control::MAX_REQUEST as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        if n == 0 {
+            return;
+        }
+        let oversized = buf.len() > control::MAX_REQUEST && !buf.ends_with(b"\n");
+        let resp = if oversized {
+            Response::error(format!(
+                "request longer than {} bytes; refused (one request per line, a few hundred bytes each)",
+                control::MAX_REQUEST
+            ))
+        } else {
+            match std::str::from_utf8(&buf)
+                .map_err(|_| "the request is not UTF-8".to_owned())
+                .and_then(|l| control::parse_request(l.trim()))
+            {
+                Err(e) => Response::error(e),
+                Ok(req) => {
+                    let snap = latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let core = core.clone();
+                    tokio::task::spawn_blocking(move || {
+                        lock(&core).handle(req.command, snap.as_deref())
+                    })
+                    .await
+                    .unwrap_or_else(|_| {
+                        Response::error("the request handler failed; see the daemon's log")
+                    })
+                }
+            }
+        };
+        let line = serde_json::to_string(&resp).unwrap_or_default();
+        if write
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .is_err()
+            || oversized
+        {
+            return;
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let redact = Redactor::new(&config.log)?;
+    let interval = config.interval;
+    let top_n = config.top_talkers;
+    let metrics_addr = config.metrics_listen;
+    let socket_path: PathBuf = config.socket.clone();
+    let mut core = Core::new(config.clone(), redact)?;
+    core.attach_all()?;
+    let core: Shared = Arc::new(Mutex::new(core));
+    let latest: Latest = Arc::new(Mutex::new(None));
+    let metrics = Metrics::new(top_n);
+
+    let listener = bind_socket(&config)?;
+    let allowed_gid = config.socket_group.as_deref().and_then(control::group_id);
+    let http = tokio::net::TcpListener::bind(metrics_addr)
+        .await
+        .with_context(|| format!("binding the metrics address {metrics_addr} (metrics.listen)"))?;
+    tracing::info!(event = "ready", metrics = %metrics_addr, socket = %socket_path.display(), "serving");
+
+    let stats = {
+        let (core, latest, metrics) = (core.clone(), latest.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let c = core.clone();
+                let res = tokio::task::spawn_blocking(move || {
+                    let mut core = lock(&c);
+                    core.sweep_bans();
+                    core.snapshot()
+                })
+                .await;
+                match res {
+                    Ok(Ok(s)) => {
+                        metrics.update(&s);
+                        *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(s));
+                    }
+                    Ok(Err(e)) => tracing::warn!(event = "read_failed", "reading the maps: {e:#}"),
+                    Err(e) => tracing::warn!(event = "read_failed", "reading the maps: {e}"),
+                }
+            }
+        })
+    };
+    let exporter = tokio::spawn(async move {
+        if let Err(e) = axum::serve(http, exporter::router(metrics)).await {
+            tracing::error!(event = "exporter_failed", "metrics server: {e}");
+        }
+    });
+    let control = {
+        let (core, latest) = (core.clone(), latest.clone());
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::spawn(serve_client(
+                            stream,
+                            core.clone(),
+                            latest.clone(),
+                            allowed_gid,
+                        ));
+                    }
+                    Err(e) => tracing::warn!(event = "control_accept_failed", "{e}"),
+                }
+            }
+        })
+    };
+
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                let c = core.clone();
+                match tokio::task::spawn_blocking(move || lock(&c).reload()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(event = "reload_failed", "{e}"),
+                    Err(e) => tracing::error!(event = "reload_failed", "{e}"),
+                }
+            }
+        }
+    }
+    tracing::info!(event = "stopping", "stopping");
+    stats.abort();
+    exporter.abort();
+    control.abort();
+    let _ = std::fs::remove_file(&socket_path);
+    let mut core = lock(&core);
+    if let Err(e) = core.save() {
+        tracing::warn!(event = "state_save_failed", "{e}");
+    }
+    core.detach_all()?;
+    tracing::info!(event = "detached", "detached; bye");
+    Ok(())
+}

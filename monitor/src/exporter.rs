@@ -1,0 +1,258 @@
+//! Prometheus metrics: the daemon's latest snapshot rendered by the
+//! `prometheus` crate, served over HTTP by an axum `Router` (tests call the
+//! router without a port).
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use monitor_common::{
+    maps::source_event,
+    reason::{Malformed, Reason, Verdict},
+};
+use prometheus::{
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::daemon::Snapshot;
+
+/// Every metric the daemon exports, registered once.
+pub struct Metrics {
+    registry: Registry,
+    packets: IntCounterVec,
+    bytes: IntCounterVec,
+    malformed: IntCounterVec,
+    tracked: IntGauge,
+    capacity: IntGauge,
+    evictions: IntCounter,
+    insert_failures: IntCounter,
+    bans_active: IntGauge,
+    rules: IntGauge,
+    top_packets: IntGaugeVec,
+    top_dropped: IntGaugeVec,
+    map_read: Gauge,
+    scrape: Gauge,
+    top_n: usize,
+    /// Serializes updates and scrapes so a scrape sees one snapshot.
+    lock: Mutex<()>,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric definition");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+impl Metrics {
+    pub fn new(top_n: usize) -> Arc<Self> {
+        let r = Registry::new();
+        let packets = counter_vec(
+            &r,
+            "tollgate_packets_total",
+            "Packets seen by the XDP program, by interface, verdict (pass, drop, monitor: would have been dropped, passed because its rule is in monitor mode) and reason.",
+            &["iface", "verdict", "reason"],
+        );
+        let bytes = counter_vec(
+            &r,
+            "tollgate_bytes_total",
+            "Bytes seen by the XDP program (frame length from the Ethernet header), by interface, verdict and reason.",
+            &["iface", "verdict", "reason"],
+        );
+        let malformed = counter_vec(
+            &r,
+            "tollgate_malformed_packets_total",
+            "Packets whose headers could not be read, by the header that failed.",
+            &["header"],
+        );
+        let tracked = gauge(
+            &r,
+            "tollgate_sources_tracked",
+            "Sources in the kernel's per-source table.",
+        );
+        let capacity = gauge(
+            &r,
+            "tollgate_sources_capacity",
+            "Capacity of the per-source table (LRU).",
+        );
+        let evictions = IntCounter::new(
+            "tollgate_source_evictions_total",
+            "Sources evicted from the full per-source table (created minus present).",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(evictions.clone()))
+            .expect("registered once");
+        let insert_failures = IntCounter::new(
+            "tollgate_source_insert_failures_total",
+            "Packets passed untracked because the per-source table refused an insert.",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(insert_failures.clone()))
+            .expect("registered once");
+        let bans_active = gauge(&r, "tollgate_bans_active", "Bans in force in the kernel.");
+        let rules = gauge(
+            &r,
+            "tollgate_policy_rules",
+            "CIDR rules in the kernel policy, management networks included.",
+        );
+        let top_packets = IntGaugeVec::new(
+            Opts::new("tollgate_top_talker_packets", "Packets seen from each of the top talkers (top N by packets; addresses redacted as the logs are)."),
+            &["rank", "source"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(top_packets.clone()))
+            .expect("registered once");
+        let top_dropped = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_top_talker_dropped_packets",
+                "Packets dropped from each of the top talkers.",
+            ),
+            &["rank", "source"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(top_dropped.clone()))
+            .expect("registered once");
+        let map_read = Gauge::new(
+            "tollgate_map_read_duration_seconds",
+            "Time the last full read of the kernel maps took.",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(map_read.clone()))
+            .expect("registered once");
+        let scrape = Gauge::new(
+            "tollgate_scrape_duration_seconds",
+            "Time rendering the previous scrape took.",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(scrape.clone()))
+            .expect("registered once");
+        let build = IntGaugeVec::new(
+            Opts::new("tollgate_build_info", "Build information; always 1."),
+            &["version"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(build.clone()))
+            .expect("registered once");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Arc::new(Self {
+            registry: r,
+            packets,
+            bytes,
+            malformed,
+            tracked,
+            capacity,
+            evictions,
+            insert_failures,
+            bans_active,
+            rules,
+            top_packets,
+            top_dropped,
+            map_read,
+            scrape,
+            top_n,
+            lock: Mutex::new(()),
+        })
+    }
+
+    /// Brings every metric to the snapshot's values. Kernel counters are
+    /// absolute (and survive daemon restarts), so the exported counters are
+    /// moved up to them.
+    pub fn update(&self, s: &Snapshot) {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let raise = |c: &IntCounter, v: u64| {
+            let cur = c.get();
+            if v > cur {
+                c.inc_by(v - cur);
+            }
+        };
+        for (slot, name) in s.ifaces.iter().enumerate() {
+            let per = &s.counters.by_iface[slot];
+            // Slot 0 is traffic on no attached interface (test runs): shown
+            // only if there is some.
+            if slot == 0 && per.iter().flatten().all(|c| c.packets == 0) {
+                continue;
+            }
+            for r in Reason::ALL {
+                for v in Verdict::ALL {
+                    // Every combination is exported, zeros included: a
+                    // bounded 27 series per interface that rate() can use
+                    // from the first scrape.
+                    let c = per[r as usize][v as usize];
+                    raise(
+                        &self.packets.with_label_values(&[name, v.name(), r.name()]),
+                        c.packets,
+                    );
+                    raise(
+                        &self.bytes.with_label_values(&[name, v.name(), r.name()]),
+                        c.bytes,
+                    );
+                }
+            }
+        }
+        for m in Malformed::ALL.iter().skip(1) {
+            let c = s.counters.malformed[*m as usize];
+            if c.packets > 0 {
+                raise(&self.malformed.with_label_values(&[m.name()]), c.packets);
+            }
+        }
+        self.tracked.set(s.tracked as i64);
+        self.capacity.set(s.capacity as i64);
+        let created = s.counters.source_events[source_event::CREATED as usize];
+        raise(&self.evictions, created.saturating_sub(s.tracked as u64));
+        raise(
+            &self.insert_failures,
+            s.counters.source_events[source_event::INSERT_FAILED as usize],
+        );
+        self.bans_active.set(s.bans_active as i64);
+        self.rules.set(s.rules as i64);
+        self.top_packets.reset();
+        self.top_dropped.reset();
+        for (i, t) in s.top_by_packets.iter().take(self.top_n).enumerate() {
+            let rank = (i + 1).to_string();
+            self.top_packets
+                .with_label_values(&[&rank, &t.source])
+                .set(t.packets as i64);
+            self.top_dropped
+                .with_label_values(&[&rank, &t.source])
+                .set(t.dropped as i64);
+        }
+        self.map_read.set(s.read_duration.as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let start = Instant::now();
+        let text = {
+            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            let mut buf = Vec::new();
+            let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+            String::from_utf8(buf).unwrap_or_default()
+        };
+        self.scrape.set(start.elapsed().as_secs_f64());
+        text
+    }
+}
+
+async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.render(),
+    )
+}
+
+/// `GET /metrics`.
+pub fn router(m: Arc<Metrics>) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(m)
+}
