@@ -176,13 +176,17 @@ impl Client {
     /// the response.
     pub fn raw(&mut self, line: &str) -> Result<Response, ClientError> {
         let s = self.reader.get_mut();
-        s.write_all(line.as_bytes())?;
-        s.write_all(b"\n")?;
+        // The daemon may answer (and close) before reading our request, as
+        // it does for a peer it refuses: read its answer even if the write
+        // failed.
+        let written = s
+            .write_all(line.as_bytes())
+            .and_then(|_| s.write_all(b"\n"));
         let mut out = String::new();
-        if self.reader.read_line(&mut out)? == 0 {
-            return Err(ClientError::Closed);
+        match self.reader.read_line(&mut out) {
+            Ok(n) if n > 0 => serde_json::from_str(&out).map_err(ClientError::Garbled),
+            _ => Err(written.err().map_or(ClientError::Closed, ClientError::Io)),
         }
-        serde_json::from_str(&out).map_err(ClientError::Garbled)
     }
 
     /// Sends `command` and returns its result, or the daemon's error.

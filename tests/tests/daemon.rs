@@ -1,0 +1,658 @@
+//! The daemon as an operator runs it: `tollgate run --config FILE` in the
+//! server namespace of a lab, a real Prometheus server scraping it, the
+//! `tollgate` CLI changing it over the control socket, live traffic from a
+//! client namespace.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::tollgate_bin;
+use lab::{Lab, netns::SERVER_IF, traffic};
+use serde_json::Value;
+
+const METRICS: &str = "127.0.0.1:9640";
+const PROMETHEUS: &str = "127.0.0.1:9090";
+
+/// Waits for `cond` to hold, checking every 100 ms, up to `limit`: a
+/// deadline, not a timing assertion.
+fn eventually<T>(what: &str, limit: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn config(dir: &Path, extra: &str) -> String {
+    format!(
+        r#"interfaces = ["{SERVER_IF}"]
+interval = "200ms"
+[default_limit]
+packets_per_second = 200
+burst_packets = 100
+[management]
+cidrs = ["192.0.2.250/32"]
+[[rule]]
+cidr = "192.0.2.40/32"
+action = "deny"
+comment = "from the config"
+[metrics]
+listen = "{METRICS}"
+[control]
+socket = "{dir}/control.sock"
+[state]
+file = "{dir}/state.json"
+[log]
+format = "json"
+{extra}"#,
+        dir = dir.display()
+    )
+}
+
+/// A lab with `tollgate run` in its server namespace; killed and cleaned up
+/// on drop.
+struct Daemon {
+    lab: Lab,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn new(tag: &str, clients: &[&str], extra: &str) -> Self {
+        let addrs: Vec<_> = clients.iter().map(|a| a.parse().unwrap()).collect();
+        let lab = Lab::new(tag, &addrs).expect("building the lab");
+        let dir = std::env::temp_dir().join(format!("tg-daemon-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tollgate.toml"), config(&dir, extra)).unwrap();
+        let mut d = Self {
+            lab,
+            dir,
+            child: None,
+        };
+        d.start();
+        d
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
+        let child = self
+            .lab
+            .server
+            .command(tollgate_bin().to_str().unwrap())
+            .args(["run", "--config"])
+            .arg(self.dir.join("tollgate.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting tollgate run");
+        self.child = Some(child);
+        eventually(
+            "the daemon answering on its socket",
+            Duration::from_secs(30),
+            || {
+                if let Some(c) = self.child.as_mut()
+                    && let Ok(Some(status)) = c.try_wait()
+                {
+                    panic!("the daemon exited with {status}: {}", self.log());
+                }
+                self.cli(&["status", "--json"])
+                    .status
+                    .success()
+                    .then_some(())
+            },
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(tollgate_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket())
+            .output()
+            .expect("running the tollgate CLI")
+    }
+
+    /// Runs a CLI command that must succeed and returns its `--json` answer.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.cli(&all);
+        assert!(
+            out.status.success(),
+            "tollgate {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    /// Runs a CLI command that must fail; returns its stderr.
+    fn refused(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            !out.status.success(),
+            "tollgate {args:?} should have failed"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn send(&self, src: &str, count: u64, pps: u64) -> u64 {
+        traffic::udp(
+            self.lab.client(),
+            src.parse().unwrap(),
+            self.lab.server_v4(),
+            9,
+            count,
+            pps,
+            64,
+            Duration::from_secs(20),
+        )
+        .expect("sending")
+        .packets
+    }
+
+    /// The kernel's record of `source` (packets, dropped), read through the
+    /// CLI once the daemon's snapshot has it.
+    fn source(&self, source: &str, packets_at_least: u64) -> (u64, u64) {
+        eventually(
+            &format!("{source} in `tollgate top`"),
+            Duration::from_secs(10),
+            || {
+                let v = self.json(&["top", "-n", "100", "--by", "packets"]);
+                v["sources"].as_array()?.iter().find_map(|s| {
+                    let p = s["packets"].as_u64()?;
+                    (s["source"] == source && p >= packets_at_least)
+                        .then(|| (p, s["dropped"].as_u64().unwrap_or(0)))
+                })
+            },
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.").then(|| body.to_owned())
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A Prometheus server (Debian's `prometheus`) in the server namespace,
+/// scraping the daemon every second.
+struct Prometheus<'a> {
+    daemon: &'a Daemon,
+    child: Child,
+}
+
+impl<'a> Prometheus<'a> {
+    fn start(daemon: &'a Daemon) -> Self {
+        let dir = daemon.dir.join("prometheus");
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: tollgate\n    static_configs:\n      - targets: ['{METRICS}']\n"
+            ),
+        )
+        .unwrap();
+        let child = daemon
+            .lab
+            .server
+            .command("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={PROMETHEUS}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting prometheus (Debian package `prometheus`, installed by `cargo xtask setup`)");
+        let p = Self { daemon, child };
+        eventually(
+            "Prometheus scraping the daemon (up == 1)",
+            Duration::from_secs(60),
+            || (p.query("up{job=\"tollgate\"}") == Some(1.0)).then_some(()),
+        );
+        p
+    }
+
+    /// The value of an instant query with one result.
+    fn query(&self, q: &str) -> Option<f64> {
+        let body = self
+            .daemon
+            .lab
+            .server
+            .enter(|| http_get(PROMETHEUS, &format!("/api/v1/query?query={}", encode(q))))
+            .ok()??;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        let r = v["data"]["result"].as_array()?.first()?.clone();
+        r["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus<'_> {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn prometheus_scrapes_what_the_kernel_counted() {
+    let d = Daemon::new("prom", &["192.0.2.10"], "");
+    let prom = Prometheus::start(&d);
+    let sent = d.send("192.0.2.10", 3_000, 3_000);
+    let (packets, dropped) = d.source("192.0.2.10", sent);
+    assert_eq!(packets, sent);
+    assert!(dropped > 0, "3,000/s against 200/s must drop");
+    let q = format!(
+        "sum(tollgate_packets_total{{iface=\"{SERVER_IF}\",verdict=\"drop\",reason=\"rate_limited_packets\"}})"
+    );
+    eventually(
+        "Prometheus showing the kernel's drops",
+        Duration::from_secs(30),
+        || (prom.query(&q) == Some(dropped as f64)).then_some(()),
+    );
+    let passed = sent - dropped;
+    let q = format!(
+        "sum(tollgate_packets_total{{iface=\"{SERVER_IF}\",verdict=\"pass\",reason=\"pass\"}})"
+    );
+    let seen = eventually(
+        "Prometheus showing the passes",
+        Duration::from_secs(30),
+        || prom.query(&q).filter(|v| *v >= passed as f64),
+    );
+    // Other passes are the client's own IPv6 link-local chatter, if any.
+    assert!(
+        seen < passed as f64 + 50.0,
+        "{seen} passes for {passed} sent and passed"
+    );
+    assert!(prom.query("tollgate_sources_tracked").unwrap_or(0.0) >= 1.0);
+    assert_eq!(
+        prom.query("tollgate_policy_rules"),
+        Some(2.0),
+        "management + the config rule"
+    );
+    assert_eq!(
+        prom.query("tollgate_top_talker_packets{rank=\"1\"}"),
+        Some(sent as f64)
+    );
+
+    // promtool on the exporter's own output reports nothing.
+    let text = d
+        .lab
+        .server
+        .enter(|| http_get(METRICS, "/metrics"))
+        .unwrap()
+        .expect("GET /metrics");
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+}
+
+#[test]
+fn cli_changes_take_effect_on_live_traffic_and_survive_a_restart() {
+    let mut d = Daemon::new(
+        "cli",
+        &["192.0.2.20", "192.0.2.30", "192.0.2.40", "192.0.2.50"],
+        "",
+    );
+    // status and top answer with the documented fields.
+    let s = d.json(&["status"]);
+    assert_eq!(s["interfaces"][0], SERVER_IF);
+    assert_eq!(s["rules"]["config"], 1);
+
+    // A rule added at run time is in force at once...
+    d.json(&[
+        "rules",
+        "add",
+        "192.0.2.20/32",
+        "--action",
+        "deny",
+        "--comment",
+        "runtime",
+    ]);
+    let sent = d.send("192.0.2.20", 200, 1_000);
+    assert_eq!(d.source("192.0.2.20", sent), (sent, sent), "denied at once");
+    let rules = d.json(&["rules", "list"]);
+    let origin = |cidr: &str| {
+        rules["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["cidr"] == cidr)
+            .map(|r| r["origin"].clone())
+    };
+    assert_eq!(origin("192.0.2.20/32"), Some("runtime".into()));
+    assert_eq!(origin("192.0.2.40/32"), Some("config".into()));
+    assert_eq!(origin("192.0.2.250/32"), Some("management".into()));
+
+    // ...and after a restart (the kernel state goes with the process here;
+    // the state file brings the rule back).
+    d.json(&[
+        "limit",
+        "set",
+        "--packets-per-second",
+        "300",
+        "--burst-packets",
+        "150",
+    ]);
+    d.stop();
+    d.start();
+    let rules = d.json(&["rules", "list"]);
+    assert!(
+        rules["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["cidr"] == "192.0.2.20/32"),
+        "the runtime rule survived the restart: {rules}"
+    );
+    let limits = d.json(&["limit", "show"]);
+    assert_eq!(limits["default"]["limit"]["packets_per_second"], 300);
+    let sent = d.send("192.0.2.20", 200, 1_000);
+    assert_eq!(
+        d.source("192.0.2.20", sent),
+        (sent, sent),
+        "still denied after restart"
+    );
+
+    // Removing it lets traffic through.
+    d.json(&["rules", "remove", "192.0.2.20/32"]);
+    assert!(
+        d.refused(&["rules", "remove", "192.0.2.40/32"])
+            .contains("comes from"),
+        "config rules are removed in the config"
+    );
+
+    // A ban is enforced at once and ends on time.
+    d.json(&[
+        "ban",
+        "add",
+        "192.0.2.30",
+        "--ttl",
+        "2s",
+        "--reason",
+        "test",
+    ]);
+    let bans = d.json(&["ban", "list"]);
+    assert_eq!(bans["bans"][0]["cidr"], "192.0.2.30/32");
+    let first = d.send("192.0.2.30", 100, 1_000);
+    assert_eq!(d.source("192.0.2.30", first), (first, first), "banned");
+    eventually("the ban to expire", Duration::from_secs(10), || {
+        d.json(&["ban", "list"])["bans"]
+            .as_array()?
+            .is_empty()
+            .then_some(())
+    });
+    let second = d.send("192.0.2.30", 100, 1_000);
+    assert_eq!(
+        d.source("192.0.2.30", first + second),
+        (first + second, first),
+        "passes after expiry"
+    );
+    d.json(&["ban", "add", "192.0.2.50", "--ttl", "10m"]);
+    d.json(&["ban", "remove", "192.0.2.50"]);
+    assert!(
+        d.refused(&["ban", "remove", "192.0.2.50"])
+            .contains("no ban on 192.0.2.50/32")
+    );
+
+    // A reload with a broken file changes nothing: the config's deny rule
+    // stays enforced.
+    let path = d.dir.join("tollgate.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        good.replace("action = \"deny\"", "action = \"deny\"\nbogus = 1"),
+    )
+    .unwrap();
+    let err = d.refused(&["reload"]);
+    assert!(
+        err.contains("reload refused, nothing changed") && err.contains("bogus"),
+        "{err}"
+    );
+    let sent = d.send("192.0.2.40", 100, 1_000);
+    assert_eq!(
+        d.source("192.0.2.40", sent),
+        (sent, sent),
+        "config deny still in force"
+    );
+    std::fs::write(&path, good.replace("192.0.2.40/32", "192.0.2.41/32")).unwrap();
+    d.json(&["reload"]);
+    let more = d.send("192.0.2.40", 100, 1_000);
+    assert_eq!(
+        d.source("192.0.2.40", sent + more),
+        (sent + more, sent),
+        "a good reload applies"
+    );
+
+    // The lockout guard.
+    let err = d.refused(&["rules", "add", "192.0.2.0/24", "--action", "deny"]);
+    assert!(
+        err.contains("would deny the management network 192.0.2.250/32"),
+        "{err}"
+    );
+    let err = d.refused(&["ban", "add", "192.0.2.250", "--ttl", "1m"]);
+    assert!(err.contains("would cover the management network"), "{err}");
+    let log = d.log();
+    assert!(
+        log.contains("\"event\":\"ban_added\""),
+        "JSON event log: {log}"
+    );
+}
+
+#[test]
+fn monitor_mode_counts_without_dropping() {
+    let d = Daemon::new("mon", &["192.0.2.60"], "");
+    d.json(&[
+        "rules",
+        "add",
+        "192.0.2.60/32",
+        "--action",
+        "limit",
+        "--packets-per-second",
+        "100",
+        "--burst-packets",
+        "50",
+        "--monitor",
+    ]);
+    let sent = d.send("192.0.2.60", 1_000, 2_000);
+    let (packets, dropped) = d.source("192.0.2.60", sent);
+    assert_eq!((packets, dropped), (sent, 0), "monitor mode drops nothing");
+    let s = eventually(
+        "monitored packets in status",
+        Duration::from_secs(10),
+        || {
+            let s = d.json(&["status"]);
+            (s["packets"]["monitor"].as_u64()? > 0).then_some(s)
+        },
+    );
+    assert!(s["packets"]["monitor"].as_u64().unwrap() >= sent / 2, "{s}");
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
+    use tollgate::control::Client;
+    let d = Daemon::new("bad", &["192.0.2.70"], "");
+    let mut c = Client::connect(&d.socket()).unwrap();
+    let r = c.raw("this is not json").unwrap();
+    assert!(!r.ok && r.error.unwrap().starts_with("the request is not JSON"));
+    let r = c
+        .raw(r#"{"version":9,"command":{"type":"status"}}"#)
+        .unwrap();
+    assert!(
+        r.error
+            .unwrap()
+            .contains("protocol version 9 is not supported")
+    );
+    let r = c
+        .raw(r#"{"version":1,"command":{"type":"ban_add","cidr":"192.0.2.999","ttl":"1m"}}"#)
+        .unwrap();
+    assert!(r.error.unwrap().contains("is not an address or CIDR"));
+    let r = c
+        .raw(r#"{"version":1,"command":{"type":"ban_add","cidr":"192.0.2.9","ttl":"forever"}}"#)
+        .unwrap();
+    assert!(r.error.unwrap().contains("is not a duration"));
+    // Oversized: refused, and that connection closed (the daemon stops
+    // reading, so the rest of our write may fail; the answer still comes).
+    {
+        use std::io::BufRead;
+        let mut big = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+        let _ = big.write_all("x".repeat(70_000).as_bytes());
+        let mut line = String::new();
+        std::io::BufReader::new(&big).read_line(&mut line).unwrap();
+        let r: tollgate::control::Response = serde_json::from_str(&line).unwrap();
+        assert!(r.error.unwrap().contains("request longer than 65536 bytes"));
+        let mut rest = String::new();
+        assert_eq!(
+            std::io::BufReader::new(&big)
+                .read_line(&mut rest)
+                .unwrap_or(0),
+            0,
+            "closed"
+        );
+    }
+    // Everyone else is still served, on the first connection too.
+    let r = c
+        .raw(r#"{"version":1,"command":{"type":"status"}}"#)
+        .unwrap();
+    assert!(r.ok);
+
+    // Someone who is not root: the socket's mode keeps them out...
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(tollgate_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(d.socket())
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    let out = as_nobody(&["status"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to the daemon"));
+    // ...and if the mode were loosened, the peer-credential check still
+    // refuses them.
+    std::fs::set_permissions(&d.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        d.socket(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let out = as_nobody(&["ban", "add", "192.0.2.70", "--ttl", "1m"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied: uid 65534 is not root"),
+        "{err}"
+    );
+    assert!(
+        d.json(&["ban", "list"])["bans"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(d.log().contains("control_refused"));
+}
+
+#[test]
+fn check_config_refuses_a_broken_file_with_ex_usage() {
+    let dir = std::env::temp_dir().join(format!("tg-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("t.toml");
+    std::fs::write(
+        &f,
+        "interfaces = [\"lo\"]\n[[rule]]\ncidr = \"10.0.0.0/33\"\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let out = Command::new(tollgate_bin())
+        .arg("check-config")
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("t.toml:3: rule[1].cidr: `10.0.0.0/33` is not a CIDR"),
+        "{err}"
+    );
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc/tollgate.toml");
+    let out = Command::new(tollgate_bin())
+        .args(["check-config", "--no-interfaces"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
