@@ -175,6 +175,7 @@ struct SourcesFile {
     ipv4_prefix: Option<u8>,
     ipv6_prefix: Option<u8>,
     max_tracked: Option<u32>,
+    scan_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -276,6 +277,9 @@ pub struct Config {
     pub v4_prefix: u8,
     pub v6_prefix: u8,
     pub max_sources: u32,
+    /// How often the whole source table is walked (top talkers, tracked
+    /// count); counters are read every `interval`.
+    pub scan_interval: Duration,
     pub default_limit: Limit,
     pub default_monitor: bool,
     pub rules: Vec<RuleEntry>,
@@ -556,6 +560,21 @@ pub fn parse(path: &Path, text: &str, check_interfaces: bool) -> Result<Config, 
         ));
     }
 
+    let scan_interval = match &f.sources.scan_interval {
+        Some(s) => {
+            let d = units::duration(s.get_ref())
+                .map_err(|m| c.err(s.span(), "sources.scan_interval", m))?;
+            if d < interval || d > Duration::from_secs(3600) {
+                return Err(c.err(
+                    s.span(),
+                    "sources.scan_interval",
+                    "must be between `interval` and 1h",
+                ));
+            }
+            d
+        }
+        None => Duration::from_secs(15).max(interval),
+    };
     let default_given = f.default_limit.packets_per_second.is_some()
         || f.default_limit.bytes_per_second.is_some()
         || f.default_limit.burst_packets.is_some()
@@ -665,6 +684,7 @@ pub fn parse(path: &Path, text: &str, check_interfaces: bool) -> Result<Config, 
         v4_prefix,
         v6_prefix,
         max_sources,
+        scan_interval,
         default_limit,
         default_monitor: f.default_limit.mode == Some(Mode::Monitor),
         rules,

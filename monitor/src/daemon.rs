@@ -413,11 +413,27 @@ impl Core {
             .map_err(|e| format!("{e:#} (the change is in force but will not survive a restart)"))
     }
 
-    /// Reads the maps: counters, the source table (batched), top talkers.
-    pub fn snapshot(&self) -> anyhow::Result<Snapshot> {
+    /// Reads the maps: the counters always; the source table (batched)
+    /// and top talkers only when `walk`, otherwise those come from `prev`.
+    /// Walking a million sources costs the kernel about half a second, so
+    /// it runs every `sources.scan_interval`, not every `interval`.
+    pub fn snapshot(&self, walk: bool, prev: Option<&Snapshot>) -> anyhow::Result<Snapshot> {
         let start = Instant::now();
         let counters = self.tg.maps.counters()?;
         let cfg = self.tg.maps.runtime_config()?;
+        let now = monotonic_ns();
+        let mut ifaces = vec!["none".to_owned()];
+        ifaces.extend(self.tg.attached().map(str::to_owned));
+        if let Some(p) = prev.filter(|_| !walk) {
+            return Ok(Snapshot {
+                counters,
+                ifaces,
+                bans_active: self.bans.values().filter(|b| b.until_mono_ns > now).count(),
+                rules: self.policy().rules.len(),
+                generation: cfg.generation,
+                ..p.clone()
+            });
+        }
         let mut by_packets = TopK::new(TOP_MAX);
         let mut by_bytes = TopK::new(TOP_MAX);
         let mut by_drops = TopK::new(TOP_MAX);
@@ -426,9 +442,6 @@ impl Core {
             by_bytes.offer(s.bytes, k, s);
             by_drops.offer(s.dropped, k, s);
         })?;
-        let now = monotonic_ns();
-        let mut ifaces = vec!["none".to_owned()];
-        ifaces.extend(self.tg.attached().map(str::to_owned));
         Ok(Snapshot {
             counters,
             ifaces,
@@ -553,7 +566,7 @@ impl Core {
             Command::Status => {
                 let snap = match latest {
                     Some(s) => s.clone(),
-                    None => self.snapshot().map_err(|e| format!("{e:#}"))?,
+                    None => self.snapshot(true, None).map_err(|e| format!("{e:#}"))?,
                 };
                 let total = |v| snap.counters.total(v);
                 Ok(json!({
@@ -575,7 +588,7 @@ impl Core {
             Command::Top { n, by } => {
                 let snap = match latest {
                     Some(s) => s.clone(),
-                    None => self.snapshot().map_err(|e| format!("{e:#}"))?,
+                    None => self.snapshot(true, None).map_err(|e| format!("{e:#}"))?,
                 };
                 if n == 0 || n > TOP_MAX {
                     return Err(format!("-n {n}: ask for 1 to {TOP_MAX} sources"));
@@ -904,6 +917,7 @@ async fn serve_client(
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let redact = Redactor::new(&config.log)?;
     let interval = config.interval;
+    let scan_every = (config.scan_interval.as_millis() / interval.as_millis().max(1)).max(1) as u64;
     let top_n = config.top_talkers;
     let metrics_addr = config.metrics_listen;
     let socket_path: PathBuf = config.socket.clone();
@@ -925,13 +939,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut n: u64 = 0;
             loop {
                 tick.tick().await;
                 let c = core.clone();
+                let prev = latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let walk = n.is_multiple_of(scan_every);
+                n += 1;
                 let res = tokio::task::spawn_blocking(move || {
                     let mut core = lock(&c);
                     core.sweep_bans();
-                    core.snapshot()
+                    core.snapshot(walk, prev.as_deref())
                 })
                 .await;
                 match res {

@@ -123,7 +123,7 @@ impl Metrics {
             .expect("registered once");
         let map_read = Gauge::new(
             "tollgate_map_read_duration_seconds",
-            "Time the last full read of the kernel maps took.",
+            "Time the last full read of the kernel maps (counters and the whole source table) took.",
         )
         .expect("valid metric definition");
         r.register(Box::new(map_read.clone()))

@@ -37,6 +37,8 @@ fn config(dir: &Path, extra: &str) -> String {
     format!(
         r#"interfaces = ["{SERVER_IF}"]
 interval = "200ms"
+[sources]
+scan_interval = "200ms"
 [default_limit]
 packets_per_second = 200
 burst_packets = 100

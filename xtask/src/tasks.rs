@@ -77,6 +77,9 @@ pub fn test(o: &TestOptions) -> anyhow::Result<()> {
         exec(cargo().args(["fmt", "--all", "--", "--check"]))?;
         exec(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
     }
+    // The kernel tests run the `tollgate` binary itself; cargo only builds
+    // it for its own package's integration tests, so build it first.
+    exec(cargo().args(["build", "-p", "monitor", "--bin", "tollgate"]))?;
     // Default members: everything but the eBPF crate, which monitor's
     // build script compiles for the BPF target.
     let mut c = cargo();

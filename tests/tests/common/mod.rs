@@ -63,7 +63,7 @@ pub fn tollgate_bin() -> PathBuf {
     let bin = profile_dir.join("tollgate");
     assert!(
         bin.exists(),
-        "{} is missing: run the suite with `cargo xtask test` (or `cargo build -p monitor` first)",
+        "{} is missing: run the suite with `cargo xtask test`, which builds it first (or `cargo build -p monitor`)",
         bin.display()
     );
     bin
