@@ -9,6 +9,7 @@
 extern crate std;
 
 pub mod bucket;
+pub mod detect;
 pub mod maps;
 pub mod reason;
 pub mod types;

@@ -17,11 +17,13 @@ pub const SOURCES: &str = "TG_SOURCES";
 pub const POLICY_V4: [&str; 2] = ["TG_POLICY4_A", "TG_POLICY4_B"];
 /// CIDR policy, IPv6. LPM trie: prefix + 16 bytes -> rule slot (u32).
 pub const POLICY_V6: [&str; 2] = ["TG_POLICY6_A", "TG_POLICY6_B"];
-/// Rule parameters. Array: slot (u32) -> `RuleParams`; slot 0 is the
-/// default limit. A CIDR keeps its slot across policy swaps, so sources
-/// under an unchanged rule keep their buckets. Writer: the daemon.
-/// Reader: the kernel, every packet.
-pub const RULES: [&str; 2] = ["TG_RULES_A", "TG_RULES_B"];
+/// Rule parameters of both sets in one array: `set · RULE_SLOTS + slot` ->
+/// `RuleParams`; slot 0 is the default limit. One map, not two, so the
+/// verifier can inline the every-packet lookup (a lookup site that may see
+/// either of two maps falls back to a helper call). A CIDR keeps its slot
+/// across policy swaps, so sources under an unchanged rule keep their
+/// buckets. Writer: the daemon. Reader: the kernel, every packet.
+pub const RULES: &str = "TG_RULES";
 /// Interface slots. Array: ifindex -> slot (u32, 1..MAX_IFACES; 0 = none),
 /// so counters carry the interface. Writer: the daemon when it attaches.
 pub const IFACES: &str = "TG_IFACES";

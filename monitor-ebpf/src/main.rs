@@ -202,14 +202,9 @@ fn enforce(
     now: u64,
     since_base: u64,
 ) -> (Reason, Verdict) {
-    let rules = maps::rules(generation & 1);
     let slot = unsafe { (*state).rule_slot };
-    let rule = match rules.get(slot) {
-        Some(r) => r,
-        None => match rules.get(DEFAULT_RULE_SLOT) {
-            Some(r) => r,
-            None => return (Reason::Pass, Verdict::Pass),
-        },
+    let Some(rule) = maps::rule(generation & 1, slot) else {
+        return (Reason::Pass, Verdict::Pass);
     };
     let would_drop = if rule.flags & rule_flag::MONITOR != 0 {
         Verdict::Monitor

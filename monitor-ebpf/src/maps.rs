@@ -33,9 +33,7 @@ pub static TG_POLICY6_B: LpmTrie<[u8; 16], u32> =
     LpmTrie::with_max_entries(MAX_RULES_PER_FAMILY, 0);
 
 #[map]
-pub static TG_RULES_A: Array<RuleParams> = Array::with_max_entries(RULE_SLOTS, 0);
-#[map]
-pub static TG_RULES_B: Array<RuleParams> = Array::with_max_entries(RULE_SLOTS, 0);
+pub static TG_RULES: Array<RuleParams> = Array::with_max_entries(2 * RULE_SLOTS, 0);
 
 #[map]
 pub static TG_IFACES: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
@@ -65,8 +63,12 @@ pub static TG_REPLAY_CLK: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 pub static TG_REPLAY_OUT: Array<ReplayRecord> = Array::with_max_entries(1, 0);
 
-/// The rules array of policy set `set` (`generation & 1`).
+/// The parameters of rule `slot` in policy set `set` (`generation & 1`),
+/// falling back to the set's default slot.
 #[inline(always)]
-pub fn rules(set: u32) -> &'static Array<RuleParams> {
-    if set == 0 { &TG_RULES_A } else { &TG_RULES_B }
+pub fn rule(set: u32, slot: u32) -> Option<&'static RuleParams> {
+    let base = set * RULE_SLOTS;
+    TG_RULES
+        .get(base + slot)
+        .or_else(|| TG_RULES.get(base + monitor_common::maps::DEFAULT_RULE_SLOT))
 }

@@ -51,7 +51,8 @@ pub struct Maps {
     /// Both policy sets, indexed by `generation & 1`.
     pub(crate) policy_v4: [LpmTrie<MapData, [u8; 4], u32>; 2],
     pub(crate) policy_v6: [LpmTrie<MapData, [u8; 16], u32>; 2],
-    pub(crate) rules: [Array<MapData, RuleParams>; 2],
+    /// Both sets' rule parameters: set `s` at `s · RULE_SLOTS + slot`.
+    pub(crate) rules: Array<MapData, RuleParams>,
     ifaces: Array<MapData, u32>,
     pub(crate) bans_v4: LpmTrie<MapData, [u8; 4], u64>,
     pub(crate) bans_v6: LpmTrie<MapData, [u8; 16], u64>,
@@ -106,7 +107,7 @@ impl Maps {
                 take!(ebpf, names::POLICY_V6[0]),
                 take!(ebpf, names::POLICY_V6[1]),
             ],
-            rules: [take!(ebpf, names::RULES[0]), take!(ebpf, names::RULES[1])],
+            rules: take!(ebpf, names::RULES),
             ifaces: take!(ebpf, names::IFACES),
             bans_v4: take!(ebpf, names::BANS_V4),
             bans_v6: take!(ebpf, names::BANS_V6),

@@ -6,7 +6,7 @@ use std::{
     fmt,
 };
 
-use monitor_common::maps::DEFAULT_RULE_SLOT;
+use monitor_common::maps::{DEFAULT_RULE_SLOT, RULE_SLOTS};
 
 use ipnet::IpNet;
 use monitor_common::{
@@ -357,17 +357,18 @@ impl Maps {
             taken.insert(slot);
             slots.push(slot);
         }
-        let write_rule =
-            |rules: &mut aya::maps::Array<_, RuleParams>, slot: u32, p: &RuleParams| {
-                rules.set(slot, p, 0).map_err(|source| MapError::Op {
-                    map: names::RULES[next],
-                    op: "writing a rule",
-                    source,
-                })
-            };
-        write_rule(&mut self.rules[next], DEFAULT_RULE_SLOT, &params[0])?;
+        let base = next as u32 * RULE_SLOTS;
+        let rules = &mut self.rules;
+        let mut write_rule = |slot: u32, p: &RuleParams| {
+            rules.set(base + slot, p, 0).map_err(|source| MapError::Op {
+                map: names::RULES,
+                op: "writing a rule",
+                source,
+            })
+        };
+        write_rule(DEFAULT_RULE_SLOT, &params[0])?;
         for (i, slot) in slots.iter().enumerate() {
-            write_rule(&mut self.rules[next], *slot, &params[i + 1])?;
+            write_rule(*slot, &params[i + 1])?;
         }
         self.clear_policy_set(next)?;
         for (rule, slot) in policy.rules.iter().zip(&slots) {
