@@ -30,7 +30,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use monitor_common::{
-    maps::{DEFAULT_RULE_SLOT, source_event},
+    maps::source_event,
     reason::{Reason, Verdict},
     types::{
         PacketInfo, ReplayRecord, RuntimeConfig, SourceKey, SourceState, action, family, l4,

@@ -28,7 +28,9 @@ fn eventually<T>(what: &str, limit: Duration, mut cond: impl FnMut() -> Option<T
         if let Some(v) = cond() {
             return v;
         }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        if start.elapsed() >= limit {
+            panic!("{what}: not within {limit:?}");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
