@@ -45,6 +45,28 @@ pub const COUNTERS: &str = "TG_COUNTERS";
 pub const MALFORMED: &str = "TG_MALFORMED";
 /// Source-table events. Per-CPU array: `source_event::*` -> u64.
 pub const SOURCE_EVENTS: &str = "TG_SRC_EVENTS";
+/// Host-wide detection signals. Per-CPU array: `signal::*` -> u64.
+/// Writer: the kernel. Reader: the daemon (sums the CPUs).
+pub const SIGNALS: &str = "TG_SIGNALS";
+/// Bogon and reserved source ranges (RFC 6890), per family. LPM trie:
+/// prefix + address -> 1. Writer: the daemon. Reader: the kernel, when a
+/// source is first seen (not per packet).
+pub const BOGONS_V4: &str = "TG_BOGONS4";
+pub const BOGONS_V6: &str = "TG_BOGONS6";
+/// Entries per bogon trie.
+pub const MAX_BOGONS: u32 = 256;
+
+/// Indices into `SIGNALS`.
+pub mod signal {
+    /// TCP segments with SYN set and ACK clear.
+    pub const SYN: u32 = 0;
+    /// TCP segments with ACK set and SYN clear.
+    pub const ACK: u32 = 1;
+    /// New sources from a bogon or reserved range.
+    pub const BOGON_SOURCE: u32 = 2;
+    pub const COUNT: u32 = 3;
+}
+
 /// Replay clock. Array of one u64: the "now" in ns the replay program uses
 /// instead of the kernel clock. Writer: `tollgate replay`.
 pub const REPLAY_CLOCK: &str = "TG_REPLAY_CLK";

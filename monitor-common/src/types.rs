@@ -116,6 +116,13 @@ pub struct SourceState {
     pub dropped: u64,
     /// TCP segments with SYN set and ACK clear.
     pub syns: u64,
+    /// TCP segments with ACK set and SYN clear: completed handshakes and
+    /// the data after them. A plain add: exact without contention, may
+    /// lose a count when CPUs race (it only feeds the SYN/ACK ratio).
+    pub acks: u64,
+    /// Destination-port sketch of the current window: bit
+    /// `hash(port) % 64` per TCP/UDP port seen (see `detect::ports_from_sketch`).
+    pub port_sketch: u64,
     /// `CLOCK_MONOTONIC` ns (tick-grained) of the first and latest packet.
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
@@ -127,8 +134,11 @@ pub struct SourceState {
     pub generation: u32,
     /// Index into the rules array of the rule that applies (0 = default).
     pub rule_slot: u32,
+    /// `RuntimeConfig::port_window` the sketch belongs to.
+    pub port_window: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<SourceState>() == 80);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 104);
 
 /// One rule's decision and buckets; slot 0 of the rules array is the
 /// default limit.
@@ -158,7 +168,9 @@ pub struct RuntimeConfig {
     pub malformed_verdict: u32,
     /// Mask applied to IPv4 sources to form the source key (network order).
     pub v4_mask: u32,
-    pub _pad: u32,
+    /// The daemon's scan window number: a source's destination-port
+    /// sketch starts over when its recorded window differs.
+    pub port_window: u32,
     /// Mask applied to IPv6 sources (network order, four words).
     pub v6_mask: [u32; 4],
     /// `CLOCK_MONOTONIC` ns the bucket clock counts from (see
@@ -166,6 +178,13 @@ pub struct RuntimeConfig {
     pub clock_base_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 40);
+
+/// The sketch bit of destination port `port`: Fibonacci hashing spreads
+/// neighbouring ports (a sequential scan) over the 64 bits.
+#[inline(always)]
+pub const fn port_bit(port: u16) -> u64 {
+    1u64 << ((port as u32).wrapping_mul(0x9E37_79B1) >> 26)
+}
 
 /// Network-order mask of `prefix_len` bits over `N` 32-bit words, as it sits
 /// in memory (so `addr & mask` works whatever the host's byte order).
@@ -200,7 +219,7 @@ impl RuntimeConfig {
             generation,
             malformed_verdict,
             v4_mask: prefix_mask::<1>(v4_prefix.min(32))[0],
-            _pad: 0,
+            port_window: 0,
             v6_mask: prefix_mask::<4>(v6_prefix.min(128)),
         }
     }

@@ -30,11 +30,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use monitor_common::{
-    maps::source_event,
+    maps::{signal, source_event},
     reason::{Reason, Verdict},
     types::{
         PacketInfo, ReplayRecord, RuntimeConfig, SourceKey, SourceState, action, family, l4,
-        rule_flag, tcp_flag,
+        port_bit, rule_flag, tcp_flag,
     },
 };
 
@@ -167,7 +167,7 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
         }
         return (Reason::Untracked, Verdict::Pass);
     };
-    record_flow(state, info, len, now);
+    record_flow(state, info, len, now, cfg.port_window);
     if unsafe { (*state).generation } != cfg.generation {
         policy::refresh(state, info, cfg.generation);
     }
@@ -248,19 +248,44 @@ fn source_entry(
     // NOEXIST: if another CPU created it first, keep theirs.
     if TG_SOURCES.insert(key, &fresh, BPF_NOEXIST as u64).is_ok() {
         stats::source_event(source_event::CREATED);
+        if policy::is_bogon(info) {
+            stats::signal(signal::BOGON_SOURCE);
+        }
     }
     TG_SOURCES.get_ptr_mut(key)
 }
 
 /// Flow record: CPUs race on one source, so the sums are atomic adds; the
-/// last-seen time is a plain store (any CPU's recent time is right).
+/// last-seen time is a plain store (any CPU's recent time is right). The
+/// detection signals (ACKs, the port sketch) are plain updates: a lost
+/// race costs one count or one bit of an estimate, not an atomic per
+/// packet.
 #[inline(always)]
-fn record_flow(state: *mut SourceState, info: &PacketInfo, len: u64, now: u64) {
+fn record_flow(state: *mut SourceState, info: &PacketInfo, len: u64, now: u64, window: u32) {
     let s = unsafe { &mut *state };
     atomic::add(&mut s.packets, 1);
     atomic::add(&mut s.bytes, len);
-    if info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN && info.l4 == l4::TCP {
-        atomic::add(&mut s.syns, 1);
+    if info.l4 == l4::TCP {
+        match info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) {
+            tcp_flag::SYN => {
+                atomic::add(&mut s.syns, 1);
+                stats::signal(signal::SYN);
+            }
+            tcp_flag::ACK => {
+                s.acks += 1;
+                stats::signal(signal::ACK);
+            }
+            _ => {}
+        }
+    }
+    if info.l4 == l4::TCP || info.l4 == l4::UDP {
+        let bit = port_bit(info.dport);
+        if s.port_window != window {
+            s.port_window = window;
+            s.port_sketch = bit;
+        } else if s.port_sketch & bit == 0 {
+            s.port_sketch |= bit;
+        }
     }
     s.last_seen_ns = now;
 }

@@ -10,7 +10,23 @@ use monitor_common::{
     types::{PacketInfo, SourceState, family},
 };
 
-use crate::maps::{TG_BANS_V4, TG_BANS_V6, TG_POLICY4_A, TG_POLICY4_B, TG_POLICY6_A, TG_POLICY6_B};
+use crate::maps::{
+    TG_BANS_V4, TG_BANS_V6, TG_BOGONS4, TG_BOGONS6, TG_POLICY4_A, TG_POLICY4_B, TG_POLICY6_A,
+    TG_POLICY6_B,
+};
+
+/// Whether the packet's source is in a bogon or reserved range (checked
+/// once, when the source is first seen).
+#[inline(always)]
+pub fn is_bogon(info: &PacketInfo) -> bool {
+    if info.family == family::IPV4 {
+        TG_BOGONS4
+            .get(Key::new(32, info.src[0].to_ne_bytes()))
+            .is_some()
+    } else {
+        TG_BOGONS6.get(Key::new(128, v6_bytes(&info.src))).is_some()
+    }
+}
 
 /// The rule slot (in policy set `generation & 1`) and ban expiry for the
 /// packet's full source address (rules and bans are CIDRs; the longest

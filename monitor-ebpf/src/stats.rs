@@ -4,7 +4,7 @@ use monitor_common::reason::{Malformed, Reason, Verdict, counter_index};
 
 use monitor_common::maps::MAX_IFINDEX;
 
-use crate::maps::{TG_COUNTERS, TG_IFACES, TG_MALFORMED, TG_SRC_EVENTS};
+use crate::maps::{TG_COUNTERS, TG_IFACES, TG_MALFORMED, TG_SIGNALS, TG_SRC_EVENTS};
 
 /// The counter slot of the interface the packet arrived on (0 if the
 /// daemon gave it none).
@@ -40,6 +40,14 @@ pub fn count_malformed(kind: u8, len: u64) {
 #[inline(always)]
 pub fn source_event(index: u32) {
     if let Some(c) = TG_SRC_EVENTS.get_ptr_mut(index) {
+        unsafe { *c += 1 };
+    }
+}
+
+/// A host-wide detection signal (`signal::*`).
+#[inline(always)]
+pub fn signal(index: u32) {
+    if let Some(c) = TG_SIGNALS.get_ptr_mut(index) {
         unsafe { *c += 1 };
     }
 }

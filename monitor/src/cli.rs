@@ -65,6 +65,14 @@ pub enum Command {
     },
     /// Re-read the config file (a broken file changes nothing).
     Reload(ClientArgs),
+    /// Detections, bans, unbans and expiries, oldest first.
+    Events {
+        /// Keep printing new events as they happen (until interrupted).
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

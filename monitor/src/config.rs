@@ -211,6 +211,56 @@ struct LogFile {
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct DetectFile {
+    mode: Option<Mode>,
+    bogons: Option<Vec<Spanned<String>>>,
+    flood_pps: Option<f64>,
+    flood_bps: Option<f64>,
+    syn_pps: Option<f64>,
+    syn_ratio: Option<f64>,
+    global_syn_pps: Option<f64>,
+    scan_ports: Option<u32>,
+    new_sources_per_second: Option<f64>,
+    spike_sigma: Option<f64>,
+    spike_floor_pps: Option<f64>,
+    ban_ttls: Option<Vec<Spanned<String>>>,
+    max_bans: Option<usize>,
+}
+
+/// Anomaly detection and automatic response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectConfig {
+    /// `Monitor`: detect and log what would be done, change nothing.
+    pub mode: Mode,
+    pub thresholds: monitor_common::detect::Thresholds,
+    /// Source ranges that are never valid on the wire; new sources from
+    /// them count as spoofing signs.
+    pub bogons: Vec<IpNet>,
+    /// Ban lengths for a source's first, second, third... offence.
+    pub ban_ttls: Vec<Duration>,
+    /// Automatic bans in force at most.
+    pub max_bans: usize,
+}
+
+/// Sources no packet can carry: "this network", loopback, multicast,
+/// reserved and broadcast; IPv4-mapped and discard-only IPv6. Private and
+/// documentation ranges are left out: behind a load balancer or in a lab
+/// they are real clients (add them in `detect.bogons` on an
+/// internet-facing host).
+pub const DEFAULT_BOGONS: &[&str] = &[
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "::ffff:0:0/96",
+    "100::/64",
+    "ff00::/8",
+];
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct StateFile {
     file: Option<PathBuf>,
 }
@@ -238,6 +288,8 @@ struct File {
     log: LogFile,
     #[serde(default)]
     state: StateFile,
+    #[serde(default)]
+    detect: DetectFile,
 }
 
 /// Logging settings.
@@ -291,6 +343,7 @@ pub struct Config {
     pub socket_group: Option<String>,
     pub log: LogConfig,
     pub state_file: PathBuf,
+    pub detect: DetectConfig,
 }
 
 /// Offsets of line starts, to turn byte spans into line numbers.
@@ -669,7 +722,81 @@ pub fn parse(path: &Path, text: &str, check_interfaces: bool) -> Result<Config, 
     if log.redact == Redact::Hash && log.hash_key_file.is_none() {
         return Err(c.err(0..0, "log.hash_key_file", "redact = \"hash\" needs a key file (32 random bytes, e.g. `head -c32 /dev/urandom`) so hashes cannot be reversed by guessing"));
     }
+    let d = &f.detect;
+    let defaults = monitor_common::detect::Thresholds::default();
+    let mut bogons = Vec::new();
+    match &d.bogons {
+        Some(list) => {
+            for (i, b) in list.iter().enumerate() {
+                bogons.push(c.cidr(b, &format!("detect.bogons[{}]", i + 1))?);
+            }
+        }
+        None => bogons.extend(
+            DEFAULT_BOGONS
+                .iter()
+                .map(|b| b.parse::<IpNet>().expect("valid default")),
+        ),
+    }
+    let mut ban_ttls = Vec::new();
+    match &d.ban_ttls {
+        Some(list) => {
+            for (i, t) in list.iter().enumerate() {
+                let key = format!("detect.ban_ttls[{}]", i + 1);
+                let v = units::duration(t.get_ref()).map_err(|m| c.err(t.span(), &key, m))?;
+                if v.is_zero() || v > Duration::from_secs(30 * 86_400) {
+                    return Err(c.err(t.span(), key, "between 1s and 30d"));
+                }
+                ban_ttls.push(v);
+            }
+            if ban_ttls.is_empty() {
+                return Err(c.err(
+                    0..0,
+                    "detect.ban_ttls",
+                    "needs at least one duration, e.g. [\"1m\", \"10m\", \"1h\"]",
+                ));
+            }
+        }
+        None => ban_ttls.extend([60, 600, 3600].map(Duration::from_secs)),
+    }
+    let positive = |v: Option<f64>, key: &str, default: f64| -> Result<f64, ConfigError> {
+        match v {
+            Some(x) if x > 0.0 && x.is_finite() => Ok(x),
+            Some(x) => Err(c.err(
+                0..0,
+                format!("detect.{key}"),
+                format!("{x} must be a positive number"),
+            )),
+            None => Ok(default),
+        }
+    };
+    let thresholds = monitor_common::detect::Thresholds {
+        flood_pps: positive(d.flood_pps, "flood_pps", defaults.flood_pps)?,
+        flood_bps: positive(d.flood_bps, "flood_bps", defaults.flood_bps)?,
+        syn_pps: positive(d.syn_pps, "syn_pps", defaults.syn_pps)?,
+        syn_ratio: positive(d.syn_ratio, "syn_ratio", defaults.syn_ratio)?,
+        global_syn_pps: positive(d.global_syn_pps, "global_syn_pps", defaults.global_syn_pps)?,
+        scan_ports: d.scan_ports.unwrap_or(defaults.scan_ports).max(2),
+        new_sources_per_sec: positive(
+            d.new_sources_per_second,
+            "new_sources_per_second",
+            defaults.new_sources_per_sec,
+        )?,
+        spike_sigma: positive(d.spike_sigma, "spike_sigma", defaults.spike_sigma)?,
+        spike_floor_pps: positive(
+            d.spike_floor_pps,
+            "spike_floor_pps",
+            defaults.spike_floor_pps,
+        )?,
+    };
+    let detect = DetectConfig {
+        mode: d.mode.unwrap_or(Mode::Enforce),
+        thresholds,
+        bogons,
+        ban_ttls,
+        max_bans: d.max_bans.unwrap_or(10_000),
+    };
     Ok(Config {
+        detect,
         path: path.to_owned(),
         interfaces: f.interfaces.into_inner(),
         attach_mode: match f.attach_mode {
@@ -827,7 +954,7 @@ burst_packets = 2000
             ),
             (
                 "interfaces = [\"lo\"]\nintervall = \"1s\"\n",
-                "t.toml:2: intervall: unknown field `intervall`, expected one of `interfaces`, `attach_mode`, `interval`, `malformed`, `sources`, `default_limit`, `rule`, `management`, `metrics`, `control`, `log`, `state`",
+                "t.toml:2: intervall: unknown field `intervall`, expected one of `interfaces`, `attach_mode`, `interval`, `malformed`, `sources`, `default_limit`, `rule`, `management`, `metrics`, `control`, `log`, `state`, `detect`",
             ),
             (
                 "interfaces = [\"lo\"]\n[sources]\nipv4_prefix = \"wide\"\n",

@@ -76,6 +76,11 @@ pub enum Command {
         cidr: String,
     },
     Reload,
+    /// Events after sequence number `since` (0: all that are kept).
+    Events {
+        #[serde(default)]
+        since: u64,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -26,10 +26,19 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
+use monitor_common::{
+    detect::{
+        Detector, Evidence, GlobalDetector, GlobalRates, SourceRates, judge_source,
+        ports_from_sketch,
+    },
+    maps::signal,
+};
+
 use crate::{
     clock::{coarse_tick_ns, monotonic_ns},
     config::{self, Config, Origin, RuleEntry, guard_ban, guard_rule},
     control::{self, Command, LimitSpec, Response},
+    events::{EventLog, event},
     exporter::{self, Metrics},
     loader::{LoadOptions, Tollgate},
     maps::{Counters, source_key_net},
@@ -53,6 +62,12 @@ pub struct Talker {
     pub bytes: u64,
     pub dropped: u64,
     pub syns: u64,
+    pub acks: u64,
+    /// Distinct destination ports in the current window (estimate).
+    pub ports: u32,
+    /// The prefix itself, for responses (never shown: `source` is).
+    #[serde(skip)]
+    pub net: Option<IpNet>,
 }
 
 /// What one read of the maps found.
@@ -68,8 +83,18 @@ pub struct Snapshot {
     pub top_by_packets: Vec<Talker>,
     pub top_by_bytes: Vec<Talker>,
     pub top_by_drops: Vec<Talker>,
+    /// For the detectors: the sources with the most SYNs, and with the
+    /// most distinct destination ports this window.
+    pub top_by_syns: Vec<Talker>,
+    pub top_by_ports: Vec<Talker>,
     pub read_duration: Duration,
     pub generation: u32,
+    /// Detections so far, by detector name.
+    pub detections: BTreeMap<&'static str, u64>,
+    /// Bans placed so far, by reason (a detector's name, or `manual`).
+    pub bans_by_reason: BTreeMap<String, u64>,
+    /// Whether this snapshot walked the source table (top lists fresh).
+    pub walked: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -88,6 +113,39 @@ pub struct Core {
     bans: BTreeMap<IpNet, BanInfo>,
     redact: Redactor,
     started: Instant,
+    events: EventLog,
+    global: GlobalDetector,
+    /// Host-wide totals at the previous interval: (time, packets, signals,
+    /// sources created).
+    last_global: Option<(Instant, u64, [u64; 3], u64)>,
+    /// Top talkers at the previous walk, by prefix, for per-source rates.
+    last_walk: Option<(Instant, std::collections::HashMap<IpNet, Talker>)>,
+    /// Offences per prefix, for escalating ban lengths.
+    offences: std::collections::HashMap<IpNet, usize>,
+    detections: BTreeMap<&'static str, u64>,
+    bans_by_reason: BTreeMap<String, u64>,
+}
+
+/// The median packet rate of the sources seen in both walks: what a
+/// typical busy source sends, for the flood detector's relative line.
+/// With fewer than five sources there is no "typical" (0): the absolute
+/// line alone decides.
+fn median_pps(
+    cur: &std::collections::HashMap<IpNet, Talker>,
+    prev: &std::collections::HashMap<IpNet, Talker>,
+    secs: f64,
+) -> f64 {
+    let mut rates: Vec<f64> = cur
+        .iter()
+        .filter_map(|(n, c)| {
+            Some(c.packets.saturating_sub(prev.get(n)?.packets) as f64 / secs.max(1e-3))
+        })
+        .collect();
+    if rates.len() < 5 {
+        return 0.0;
+    }
+    rates.sort_by(|a, b| a.total_cmp(b));
+    rates[rates.len() / 2]
 }
 
 /// Bounded top-K by one key.
@@ -141,12 +199,16 @@ impl TopK {
                     addr: [id[0], id[1], id[2], id[3]],
                     family: id[4],
                 };
+                let net = source_key_net(&key, cfg);
                 Some(Talker {
-                    source: redact.net(source_key_net(&key, cfg)),
+                    source: redact.net(net),
                     packets: s.packets,
                     bytes: s.bytes,
                     dropped: s.dropped,
                     syns: s.syns,
+                    acks: s.acks,
+                    ports: ports_from_sketch(s.port_sketch),
+                    net: Some(net),
                 })
             })
             .collect()
@@ -291,7 +353,18 @@ impl Core {
             bans: BTreeMap::new(),
             redact,
             started: Instant::now(),
+            events: EventLog::default(),
+            global: GlobalDetector::default(),
+            last_global: None,
+            last_walk: None,
+            offences: std::collections::HashMap::new(),
+            detections: BTreeMap::new(),
+            bans_by_reason: BTreeMap::new(),
         };
+        core.tg
+            .maps
+            .set_bogons(&core.config.detect.bogons)
+            .context("writing the bogon ranges")?;
         for r in &state.rules {
             match rule_from_saved(r) {
                 Ok(rule) => core.runtime_rules.push(RuleEntry {
@@ -431,16 +504,26 @@ impl Core {
                 bans_active: self.bans.values().filter(|b| b.until_mono_ns > now).count(),
                 rules: self.policy().rules.len(),
                 generation: cfg.generation,
+                detections: self.detections.clone(),
+                bans_by_reason: self.bans_by_reason.clone(),
+                walked: false,
                 ..p.clone()
             });
         }
         let mut by_packets = TopK::new(TOP_MAX);
         let mut by_bytes = TopK::new(TOP_MAX);
         let mut by_drops = TopK::new(TOP_MAX);
+        let mut by_syns = TopK::new(TOP_MAX);
+        let mut by_ports = TopK::new(TOP_MAX);
+        let window = cfg.port_window;
         let tracked = self.tg.maps.for_each_source(|k, s| {
             by_packets.offer(s.packets, k, s);
             by_bytes.offer(s.bytes, k, s);
             by_drops.offer(s.dropped, k, s);
+            by_syns.offer(s.syns, k, s);
+            if s.port_window == window {
+                by_ports.offer(s.port_sketch.count_ones() as u64, k, s);
+            }
         })?;
         Ok(Snapshot {
             counters,
@@ -452,8 +535,13 @@ impl Core {
             top_by_packets: by_packets.into_talkers(&cfg, &self.redact),
             top_by_bytes: by_bytes.into_talkers(&cfg, &self.redact),
             top_by_drops: by_drops.into_talkers(&cfg, &self.redact),
+            top_by_syns: by_syns.into_talkers(&cfg, &self.redact),
+            top_by_ports: by_ports.into_talkers(&cfg, &self.redact),
             read_duration: start.elapsed(),
             generation: cfg.generation,
+            detections: self.detections.clone(),
+            bans_by_reason: self.bans_by_reason.clone(),
+            walked: true,
         })
     }
 
@@ -474,11 +562,171 @@ impl Core {
             if let Err(e) = self.tg.maps.unban(net) {
                 tracing::warn!(event = "ban_sweep_failed", "removing an expired ban: {e}");
             }
-            tracing::info!(event = "ban_expired", source = %self.redact.net(net), "ban expired");
+            let source = self.redact.net(net);
+            self.events.push(event(
+                "ban_expired",
+                Some(source),
+                "unbanned",
+                "ban expired".into(),
+            ));
         }
         if let Err(e) = self.save() {
             tracing::warn!(event = "state_save_failed", "{e}");
         }
+    }
+
+    /// Runs the detectors on what changed since the last interval, and
+    /// responds: per-source findings ban the source's prefix (escalating
+    /// with repeat offences) unless it is allowed or detection is in
+    /// monitor mode; host-wide findings are events (a spoofed storm has no
+    /// single source to ban).
+    pub fn detect(&mut self, snap: &Snapshot) {
+        let now = Instant::now();
+        let t = self.config.detect.thresholds;
+        let Ok(signals) = self.tg.maps.signals() else {
+            return;
+        };
+        let packets: u64 = Reason::ALL.iter().map(|r| snap.counters.packets(*r)).sum();
+        let created = snap.counters.source_events[source_event::CREATED as usize];
+        if let Some((at, p0, s0, c0)) = self.last_global {
+            let g = GlobalRates {
+                packets: packets.saturating_sub(p0),
+                syns: signals[signal::SYN as usize].saturating_sub(s0[signal::SYN as usize]),
+                acks: signals[signal::ACK as usize].saturating_sub(s0[signal::ACK as usize]),
+                new_sources: created.saturating_sub(c0),
+                bogon_sources: signals[signal::BOGON_SOURCE as usize]
+                    .saturating_sub(s0[signal::BOGON_SOURCE as usize]),
+                secs: now.duration_since(at).as_secs_f64(),
+            };
+            for (d, ev) in self.global.judge(&g, &t).into_iter().flatten() {
+                let what = match d {
+                    Detector::GlobalSynFlood => {
+                        "SYNs are not completing handshakes host-wide; per-source bans cannot stop spoofed SYNs, so this is reported, not banned"
+                    }
+                    Detector::SpoofedStorm => {
+                        "a surge of new (or bogon) sources: the mark of spoofed sources; per-source bans cannot stop it, the source table's LRU absorbs it"
+                    }
+                    _ => "host-wide traffic far above its learned baseline",
+                };
+                self.finding(d, ev, None, "logged", what.into());
+            }
+        }
+        self.last_global = Some((now, packets, signals, created));
+
+        if !snap.walked {
+            return;
+        }
+        let top: std::collections::HashMap<IpNet, Talker> = snap
+            .top_by_packets
+            .iter()
+            .chain(&snap.top_by_syns)
+            .chain(&snap.top_by_ports)
+            .filter_map(|t| Some((t.net?, t.clone())))
+            .collect();
+        if let Some((at, prev)) = self.last_walk.take() {
+            let secs = now.duration_since(at).as_secs_f64();
+            let typical = median_pps(&top, &prev, secs);
+            for (net, cur) in &top {
+                let Some(old) = prev.get(net) else { continue };
+                let r = SourceRates {
+                    packets: cur.packets.saturating_sub(old.packets),
+                    bytes: cur.bytes.saturating_sub(old.bytes),
+                    syns: cur.syns.saturating_sub(old.syns),
+                    acks: cur.acks.saturating_sub(old.acks),
+                    distinct_ports: cur.ports,
+                    secs,
+                };
+                if let Some((d, ev)) = judge_source(&r, typical, &t) {
+                    self.respond(*net, d, ev);
+                }
+            }
+        }
+        self.last_walk = Some((now, top));
+        // Each walk is one port-scan window.
+        if let Err(e) = self.tg.maps.next_port_window() {
+            tracing::warn!(event = "port_window_failed", "{e}");
+        }
+    }
+
+    fn finding(
+        &mut self,
+        d: Detector,
+        ev: Evidence,
+        source: Option<String>,
+        action: &str,
+        message: String,
+    ) {
+        *self.detections.entry(d.name()).or_default() += 1;
+        let mut e = event("detection", source, action, message);
+        e.detector = Some(d.name());
+        for (name, observed, limit) in ev.iter() {
+            e.evidence.insert(name, [*observed, *limit]);
+        }
+        self.events.push(e);
+    }
+
+    /// Bans `net` for a per-source finding, unless monitor mode, an allow
+    /// rule, the management guard or the ban cap says no (each said in
+    /// the event).
+    fn respond(&mut self, net: IpNet, d: Detector, ev: Evidence) {
+        let source = self.redact.net(net);
+        let allowed = self
+            .policy()
+            .rules
+            .iter()
+            .filter(|r| r.net.contains(&net))
+            .max_by_key(|r| r.net.prefix_len())
+            .is_some_and(|r| matches!(r.action, Action::Allow));
+        let offence = *self.offences.get(&net).unwrap_or(&0);
+        let ttls = &self.config.detect.ban_ttls;
+        let ttl = ttls[offence.min(ttls.len() - 1)];
+        let now = monotonic_ns();
+        let active = self.bans.values().filter(|b| b.until_mono_ns > now).count();
+        let (action, message) = if allowed {
+            (
+                "logged".to_owned(),
+                "not banned: the source is allowed by a rule".to_owned(),
+            )
+        } else if let Err(m) = guard_ban(&self.config.management, &net) {
+            ("logged".to_owned(), format!("not banned: {m}"))
+        } else if self.config.detect.mode == config::Mode::Monitor {
+            (
+                format!("would ban for {}s", ttl.as_secs()),
+                "monitor mode: nothing changed".to_owned(),
+            )
+        } else if self.bans.get(&net).is_some_and(|b| b.until_mono_ns > now) {
+            ("logged".to_owned(), "already banned".to_owned())
+        } else if active >= self.config.detect.max_bans {
+            (
+                "logged".to_owned(),
+                format!("not banned: {active} automatic bans already in force (detect.max_bans)"),
+            )
+        } else {
+            let until = now + ttl.as_nanos() as u64;
+            match self.tg.maps.ban(net, until) {
+                Ok(()) => {
+                    self.bans.insert(
+                        net,
+                        BanInfo {
+                            until_mono_ns: until,
+                            until_unix_ms: unix_ms() + ttl.as_millis() as u64,
+                            reason: Some(d.name().into()),
+                        },
+                    );
+                    self.offences.insert(net, offence + 1);
+                    *self.bans_by_reason.entry(d.name().into()).or_default() += 1;
+                    if let Err(e) = self.save() {
+                        tracing::warn!(event = "state_save_failed", "{e}");
+                    }
+                    (
+                        format!("banned for {}s", ttl.as_secs()),
+                        format!("offence {} of this source", offence + 1),
+                    )
+                }
+                Err(e) => ("logged".to_owned(), format!("ban failed: {e}")),
+            }
+        };
+        self.finding(d, ev, Some(source), &action, message);
     }
 
     /// Re-reads the config file. On any error nothing changes.
@@ -763,7 +1011,20 @@ impl Core {
                     },
                 );
                 self.save()?;
-                tracing::info!(event = "ban_added", source = %self.redact.net(net), ttl_seconds = ttl.as_secs(), reason = reason.as_deref().unwrap_or(""), "ban added");
+                *self.bans_by_reason.entry("manual".into()).or_default() += 1;
+                let mut e = event(
+                    "ban_added",
+                    Some(self.redact.net(net)),
+                    "banned",
+                    format!(
+                        "banned for {}s by an operator: {}",
+                        ttl.as_secs(),
+                        reason.as_deref().unwrap_or("no reason given")
+                    ),
+                );
+                e.evidence
+                    .insert("ttl_seconds", [ttl.as_secs() as f64, 0.0]);
+                self.events.push(e);
                 Ok(json!({ "banned": net.to_string(), "ttl_seconds": ttl.as_secs() }))
             }
             Command::BanList => {
@@ -783,10 +1044,17 @@ impl Core {
                 }
                 self.tg.maps.unban(net).map_err(|e| e.to_string())?;
                 self.save()?;
-                tracing::info!(event = "ban_removed", source = %self.redact.net(net), "ban removed");
+                let source = self.redact.net(net);
+                self.events.push(event(
+                    "ban_removed",
+                    Some(source),
+                    "unbanned",
+                    "ban lifted by an operator".into(),
+                ));
                 Ok(json!({ "unbanned": net.to_string() }))
             }
             Command::Reload => self.reload(),
+            Command::Events { since } => Ok(json!({ "events": self.events.since(since) })),
         }
     }
 }
@@ -949,7 +1217,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let res = tokio::task::spawn_blocking(move || {
                     let mut core = lock(&c);
                     core.sweep_bans();
-                    core.snapshot(walk, prev.as_deref())
+                    let snap = core.snapshot(walk, prev.as_deref())?;
+                    core.detect(&snap);
+                    Ok::<_, anyhow::Error>(snap)
                 })
                 .await;
                 match res {

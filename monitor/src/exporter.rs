@@ -33,6 +33,8 @@ pub struct Metrics {
     top_packets: IntGaugeVec,
     top_dropped: IntGaugeVec,
     map_read: Gauge,
+    detections: IntCounterVec,
+    bans: IntCounterVec,
     scrape: Gauge,
     top_n: usize,
     /// Serializes updates and scrapes so a scrape sees one snapshot.
@@ -135,6 +137,23 @@ impl Metrics {
         .expect("valid metric definition");
         r.register(Box::new(scrape.clone()))
             .expect("registered once");
+        let detections = counter_vec(
+            &r,
+            "tollgate_detections_total",
+            "Anomalies detected, by detector (flood, syn_flood, global_syn_flood, port_scan, spoofed_storm, spike).",
+            &["detector"],
+        );
+        let bans = counter_vec(
+            &r,
+            "tollgate_bans_total",
+            "Bans placed, by reason (the detector that asked for it, or manual).",
+            &["reason"],
+        );
+        for d in monitor_common::detect::Detector::ALL {
+            detections.with_label_values(&[d.name()]);
+            bans.with_label_values(&[d.name()]);
+        }
+        bans.with_label_values(&["manual"]);
         let build = IntGaugeVec::new(
             Opts::new("tollgate_build_info", "Build information; always 1."),
             &["version"],
@@ -157,6 +176,8 @@ impl Metrics {
             top_packets,
             top_dropped,
             map_read,
+            detections,
+            bans,
             scrape,
             top_n,
             lock: Mutex::new(()),
@@ -226,6 +247,12 @@ impl Metrics {
                 .set(t.dropped as i64);
         }
         self.map_read.set(s.read_duration.as_secs_f64());
+        for (d, n) in &s.detections {
+            raise(&self.detections.with_label_values(&[d]), *n);
+        }
+        for (r, n) in &s.bans_by_reason {
+            raise(&self.bans.with_label_values(&[r]), *n);
+        }
     }
 
     /// The text exposition format.

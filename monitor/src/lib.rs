@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod events;
 pub mod exporter;
 pub mod loader;
 pub mod maps;

@@ -133,6 +133,7 @@ fn main() -> ExitCode {
             BanOp::Remove { cidr, client: c } => client(&c, Req::BanRemove { cidr }, print_done),
         },
         Command::Reload(c) => client(&c, Req::Reload, print_done),
+        Command::Events { follow, client: c } => events_cmd(&c, follow),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -213,6 +214,49 @@ fn client(c: &ClientArgs, req: Req, human: fn(&Value)) -> anyhow::Result<()> {
         human(&v);
     }
     Ok(())
+}
+
+fn events_cmd(c: &ClientArgs, follow: bool) -> anyhow::Result<()> {
+    let mut conn = Client::connect(&c.socket)?;
+    let mut since = 0;
+    loop {
+        let v = conn.call(Req::Events { since })?;
+        for e in v["events"].as_array().into_iter().flatten() {
+            since = since.max(e["seq"].as_u64().unwrap_or(0));
+            if c.json {
+                println!("{e}");
+            } else {
+                let evidence = e["evidence"]
+                    .as_object()
+                    .map(|o| {
+                        o.iter()
+                            .map(|(k, v)| format!("{k}={} (line {})", plain(&v[0]), plain(&v[1])))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "#{} {} {} {} {}: {}{}",
+                    plain(&e["seq"]),
+                    plain(&e["kind"]),
+                    e["detector"].as_str().unwrap_or("-"),
+                    e["source"].as_str().unwrap_or("-"),
+                    plain(&e["action"]),
+                    plain(&e["message"]),
+                    if evidence.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{evidence}]")
+                    }
+                );
+            }
+        }
+        if !follow {
+            return Ok(());
+        }
+        std::io::stdout().flush()?;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 fn print_pretty(v: &Value) {

@@ -13,8 +13,8 @@ use aya::{
 };
 use ipnet::IpNet;
 use monitor_common::{
-    maps::MAX_IFINDEX,
     maps::{self as names, source_event},
+    maps::{MAX_IFINDEX, signal},
     reason::{MAX_IFACES, Malformed, Reason, Verdict, counter_index},
     types::{Counter, ReplayRecord, RuleParams, RuntimeConfig, SourceKey, SourceState, family},
 };
@@ -60,6 +60,9 @@ pub struct Maps {
     counters: PerCpuArray<MapData, Counter>,
     malformed: PerCpuArray<MapData, Counter>,
     source_events: PerCpuArray<MapData, u64>,
+    signals: PerCpuArray<MapData, u64>,
+    bogons_v4: LpmTrie<MapData, [u8; 4], u8>,
+    bogons_v6: LpmTrie<MapData, [u8; 16], u8>,
     pub(crate) replay_clock: Array<MapData, u64>,
     pub(crate) replay_out: Array<MapData, ReplayRecord>,
     max_sources: u32,
@@ -115,6 +118,9 @@ impl Maps {
             counters: take!(ebpf, names::COUNTERS),
             malformed: take!(ebpf, names::MALFORMED),
             source_events: take!(ebpf, names::SOURCE_EVENTS),
+            signals: take!(ebpf, names::SIGNALS),
+            bogons_v4: take!(ebpf, names::BOGONS_V4),
+            bogons_v6: take!(ebpf, names::BOGONS_V6),
             replay_clock: take!(ebpf, names::REPLAY_CLOCK),
             replay_out: take!(ebpf, names::REPLAY_OUT),
             max_sources,
@@ -180,6 +186,53 @@ impl Maps {
             out.source_events[i as usize] = per_cpu.iter().sum();
         }
         Ok(out)
+    }
+
+    /// Host-wide detection signals (`signal::*`), summed over CPUs.
+    pub fn signals(&self) -> Result<[u64; signal::COUNT as usize], MapError> {
+        let mut out = [0u64; signal::COUNT as usize];
+        for (i, o) in out.iter_mut().enumerate() {
+            let per_cpu = self
+                .signals
+                .get(&(i as u32), 0)
+                .map_err(op(names::SIGNALS, "reading"))?;
+            *o = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Replaces the bogon ranges new sources are checked against.
+    pub fn set_bogons(&mut self, nets: &[IpNet]) -> Result<(), MapError> {
+        let old4: Vec<_> = self.bogons_v4.keys().filter_map(Result::ok).collect();
+        for k in old4 {
+            let _ = self.bogons_v4.remove(&k);
+        }
+        let old6: Vec<_> = self.bogons_v6.keys().filter_map(Result::ok).collect();
+        for k in old6 {
+            let _ = self.bogons_v6.remove(&k);
+        }
+        for n in nets {
+            match n {
+                IpNet::V4(n) => self
+                    .bogons_v4
+                    .insert(&lpm_v4(n), 1, 0)
+                    .map_err(op(names::BOGONS_V4, "inserting"))?,
+                IpNet::V6(n) => self
+                    .bogons_v6
+                    .insert(&lpm_v6(n), 1, 0)
+                    .map_err(op(names::BOGONS_V6, "inserting"))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a new destination-port window: every source's sketch starts
+    /// over at its next packet.
+    pub fn next_port_window(&mut self) -> Result<u32, MapError> {
+        let mut cfg = self.runtime_config()?;
+        cfg.port_window = cfg.port_window.wrapping_add(1);
+        self.set_runtime_config(&cfg)?;
+        Ok(cfg.port_window)
     }
 
     /// The state of one source key, if tracked.

@@ -386,13 +386,16 @@ impl Maps {
                 source,
             })?;
         }
-        let cfg = RuntimeConfig::new(
-            current.generation.wrapping_add(1),
-            policy.v4_prefix,
-            policy.v6_prefix,
-            policy.malformed as u32,
-            clock_base_ns.unwrap_or(current.clock_base_ns),
-        );
+        let cfg = RuntimeConfig {
+            port_window: current.port_window,
+            ..RuntimeConfig::new(
+                current.generation.wrapping_add(1),
+                policy.v4_prefix,
+                policy.v6_prefix,
+                policy.malformed as u32,
+                clock_base_ns.unwrap_or(current.clock_base_ns),
+            )
+        };
         self.set_runtime_config(&cfg)?;
         Ok(())
     }

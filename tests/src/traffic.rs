@@ -81,3 +81,45 @@ pub fn udp(
         })
     })?
 }
+
+/// A bounded UDP port scan from `src` inside `ns`: one datagram to each
+/// port of `ports` in turn, at `pps`, repeated until `count` datagrams or
+/// `max_time`.
+pub fn udp_scan(
+    ns: &NetNs,
+    src: IpAddr,
+    dst: IpAddr,
+    ports: std::ops::Range<u16>,
+    count: u64,
+    pps: u64,
+    max_time: Duration,
+) -> anyhow::Result<Sent> {
+    ns.enter(|| -> anyhow::Result<Sent> {
+        let sock = UdpSocket::bind(SocketAddr::new(src, 0))
+            .with_context(|| format!("binding a UDP socket to {src} in {}", ns.name()))?;
+        let start = Instant::now();
+        let interval = Duration::from_secs_f64(1.0 / pps.max(1) as f64);
+        let mut sent = 0u64;
+        let mut port = ports.start;
+        while sent < count && start.elapsed() < max_time && !stopped() {
+            let due = interval * sent as u32;
+            let now = start.elapsed();
+            if now < due {
+                std::thread::sleep((due - now).min(Duration::from_millis(5)));
+                continue;
+            }
+            if sock.send_to(b"scan", SocketAddr::new(dst, port)).is_ok() {
+                sent += 1;
+            }
+            port = if port + 1 >= ports.end {
+                ports.start
+            } else {
+                port + 1
+            };
+        }
+        Ok(Sent {
+            packets: sent,
+            elapsed: start.elapsed(),
+        })
+    })?
+}

@@ -660,3 +660,135 @@ fn check_config_refuses_a_broken_file_with_ex_usage() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn detect_config(mode: &str) -> String {
+    format!(
+        "[detect]\nmode = \"{mode}\"\nflood_pps = 1000\nscan_ports = 60\nban_ttls = [\"3s\", \"1m\"]\n"
+    )
+}
+
+/// `tollgate events --json`: one JSON object per line.
+fn events(d: &Daemon) -> Vec<Value> {
+    let out = d.cli(&["events", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect()
+}
+
+/// The finding for `source` by `detector`, once it is in the event log.
+fn finding(d: &Daemon, detector: &str, source: &str) -> Value {
+    eventually(
+        &format!("a {detector} finding for {source}"),
+        Duration::from_secs(20),
+        || {
+            events(d).into_iter().find(|e| {
+                e["kind"] == "detection" && e["detector"] == detector && e["source"] == source
+            })
+        },
+    )
+}
+
+#[test]
+fn a_flood_is_detected_and_banned_then_the_ban_expires() {
+    let d = Daemon::new("flood", &["192.0.2.80"], &detect_config("enforce"));
+    // 1.5 s of 5,000 packets/s: over by the first walk, done before the
+    // first (3 s) ban ends, so the expiry can be watched without a second
+    // offence.
+    let attacker = std::thread::scope(|s| {
+        let a = s.spawn(|| d.send("192.0.2.80", 7_500, 5_000));
+        let e = finding(&d, "flood", "192.0.2.80");
+        assert!(
+            e["action"].as_str().unwrap().starts_with("banned for 3s"),
+            "{e}"
+        );
+        let pps = e["evidence"]["packets_per_second"][0].as_f64().unwrap();
+        assert!(pps > 1000.0, "evidence: {e}");
+        assert_eq!(
+            e["evidence"]["packets_per_second"][1].as_f64(),
+            Some(1000.0)
+        );
+        let bans = d.json(&["ban", "list"]);
+        assert_eq!(bans["bans"][0]["cidr"], "192.0.2.80/32");
+        assert_eq!(bans["bans"][0]["reason"], "flood");
+        a.join().unwrap()
+    });
+    let (p0, d0) = d.source("192.0.2.80", attacker);
+    assert!(d0 > 0);
+    // The ban ends on time: an expiry event, and traffic passes again
+    // (a rate under every line, so no new finding).
+    eventually(
+        "the automatic ban to expire",
+        Duration::from_secs(20),
+        || {
+            events(&d)
+                .iter()
+                .any(|e| e["kind"] == "ban_expired")
+                .then_some(())
+        },
+    );
+    let sent = d.send("192.0.2.80", 50, 100);
+    assert_eq!(
+        d.source("192.0.2.80", p0 + sent),
+        (p0 + sent, d0),
+        "passes after the ban"
+    );
+    let metrics = d
+        .lab
+        .server
+        .enter(|| http_get(METRICS, "/metrics"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        metrics.contains("tollgate_detections_total{detector=\"flood\"} "),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tollgate_bans_total{reason=\"flood\"} ") && !l.ends_with(" 0"))
+    );
+}
+
+#[test]
+fn monitor_mode_detects_and_changes_nothing() {
+    let d = Daemon::new("dmon", &["192.0.2.82"], &detect_config("monitor"));
+    std::thread::scope(|s| {
+        let a = s.spawn(|| d.send("192.0.2.82", 12_000, 4_000));
+        let e = finding(&d, "flood", "192.0.2.82");
+        assert_eq!(e["action"], "would ban for 3s", "{e}");
+        assert!(
+            d.json(&["ban", "list"])["bans"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        a.join().unwrap();
+    });
+}
+
+#[test]
+fn a_port_scan_is_detected() {
+    let d = Daemon::new("scan", &["192.0.2.83"], &detect_config("enforce"));
+    let sent = traffic::udp_scan(
+        d.lab.client(),
+        "192.0.2.83".parse().unwrap(),
+        d.lab.server_v4(),
+        1000..1400,
+        3_000,
+        1_000,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(sent.packets > 0);
+    let e = finding(&d, "port_scan", "192.0.2.83");
+    assert!(
+        e["evidence"]["distinct_ports"][0].as_f64().unwrap() >= 60.0,
+        "{e}"
+    );
+}

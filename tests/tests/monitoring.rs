@@ -40,6 +40,9 @@ fn exported_names() -> std::collections::HashSet<String> {
         bytes: 1,
         dropped: 0,
         syns: 0,
+        acks: 0,
+        ports: 0,
+        net: None,
     });
     m.update(&s);
     m.render()
