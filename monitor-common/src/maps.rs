@@ -45,6 +45,16 @@ pub const COUNTERS: &str = "TG_COUNTERS";
 pub const MALFORMED: &str = "TG_MALFORMED";
 /// Source-table events. Per-CPU array: `source_event::*` -> u64.
 pub const SOURCE_EVENTS: &str = "TG_SRC_EVENTS";
+/// Sources that went over their limit this detection window: the
+/// daemon's per-second suspects, so a flood is judged within an interval
+/// instead of waiting for a walk of the whole table. LRU hash:
+/// `SourceKey` -> window (u32). Writer: the kernel, once per source per
+/// window (on its first limited packet); the daemon reads and clears it.
+pub const HOT: &str = "TG_HOT";
+/// Capacity of `HOT`: more over-limit sources per interval than this are
+/// left to the periodic walk.
+pub const MAX_HOT: u32 = 8_192;
+
 /// Host-wide detection signals. Per-CPU array: `signal::*` -> u64.
 /// Writer: the kernel. Reader: the daemon (sums the CPUs).
 pub const SIGNALS: &str = "TG_SIGNALS";

@@ -136,7 +136,9 @@ pub struct SourceState {
     pub rule_slot: u32,
     /// `RuntimeConfig::port_window` the sketch belongs to.
     pub port_window: u32,
-    pub _pad: u32,
+    /// `RuntimeConfig::hot_window` in which this source was last reported
+    /// to the daemon as dropping (one report per window, not per packet).
+    pub hot_window: u32,
 }
 const _: () = assert!(core::mem::size_of::<SourceState>() == 104);
 
@@ -176,8 +178,12 @@ pub struct RuntimeConfig {
     /// `CLOCK_MONOTONIC` ns the bucket clock counts from (see
     /// `bucket`): set when the maps are created.
     pub clock_base_ns: u64,
+    /// The daemon's detection interval number: a source over its limit is
+    /// put in the hot list once per window.
+    pub hot_window: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 40);
+const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 48);
 
 /// The sketch bit of destination port `port`: Fibonacci hashing spreads
 /// neighbouring ports (a sequential scan) over the 64 bits.
@@ -221,6 +227,8 @@ impl RuntimeConfig {
             v4_mask: prefix_mask::<1>(v4_prefix.min(32))[0],
             port_window: 0,
             v6_mask: prefix_mask::<4>(v6_prefix.min(128)),
+            hot_window: 0,
+            _pad: 0,
         }
     }
 }

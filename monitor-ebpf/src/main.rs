@@ -38,7 +38,7 @@ use monitor_common::{
     },
 };
 
-use crate::maps::{TG_CONFIG, TG_REPLAY_CLK, TG_REPLAY_OUT, TG_SOURCES};
+use crate::maps::{TG_CONFIG, TG_HOT, TG_REPLAY_CLK, TG_REPLAY_OUT, TG_SOURCES};
 
 /// How an entry point gets the time and whether it records its verdicts.
 trait Mode {
@@ -188,6 +188,12 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
     if verdict == Verdict::Drop {
         atomic::add(unsafe { &mut (*state).dropped }, 1);
     }
+    if matches!(
+        reason,
+        Reason::RateLimitedPackets | Reason::RateLimitedBytes
+    ) {
+        report_hot(state, &key, cfg.hot_window);
+    }
     (reason, verdict)
 }
 
@@ -253,6 +259,18 @@ fn source_entry(
         }
     }
     TG_SOURCES.get_ptr_mut(key)
+}
+
+/// Puts an over-limit source in the daemon's hot list, once per window:
+/// the first limited packet of the window pays one map update, the rest of
+/// a flood only a compare.
+#[inline(always)]
+fn report_hot(state: *mut SourceState, key: &SourceKey, window: u32) {
+    let s = unsafe { &mut *state };
+    if s.hot_window != window {
+        s.hot_window = window;
+        let _ = TG_HOT.insert(key, &window, 0);
+    }
 }
 
 /// Flow record: CPUs race on one source, so the sums are atomic adds; the

@@ -9,8 +9,8 @@ use aya_ebpf::{
 };
 use monitor_common::{
     maps::{
-        DEFAULT_MAX_SOURCES, MAX_BANS_PER_FAMILY, MAX_BOGONS, MAX_IFINDEX, MAX_RULES_PER_FAMILY,
-        RULE_SLOTS, signal, source_event,
+        DEFAULT_MAX_SOURCES, MAX_BANS_PER_FAMILY, MAX_BOGONS, MAX_HOT, MAX_IFINDEX,
+        MAX_RULES_PER_FAMILY, RULE_SLOTS, signal, source_event,
     },
     reason::{COUNTER_SLOTS, Malformed},
     types::{Counter, ReplayRecord, RuleParams, RuntimeConfig, SourceKey, SourceState},
@@ -56,6 +56,9 @@ pub static TG_MALFORMED: PerCpuArray<Counter> =
 
 #[map]
 pub static TG_SRC_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(source_event::COUNT, 0);
+
+#[map]
+pub static TG_HOT: LruHashMap<SourceKey, u32> = LruHashMap::with_max_entries(MAX_HOT, 0);
 
 #[map]
 pub static TG_SIGNALS: PerCpuArray<u64> = PerCpuArray::with_max_entries(signal::COUNT, 0);

@@ -124,6 +124,10 @@ pub struct Core {
     offences: std::collections::HashMap<IpNet, usize>,
     detections: BTreeMap<&'static str, u64>,
     bans_by_reason: BTreeMap<String, u64>,
+    /// Hot sources at the previous interval, for their rates.
+    hot_prev: std::collections::HashMap<SourceKey, (Instant, SourceState)>,
+    /// A typical busy source's packet rate, from the last walk.
+    typical_pps: f64,
 }
 
 /// The median packet rate of the sources seen in both walks: what a
@@ -360,6 +364,8 @@ impl Core {
             offences: std::collections::HashMap::new(),
             detections: BTreeMap::new(),
             bans_by_reason: BTreeMap::new(),
+            hot_prev: std::collections::HashMap::new(),
+            typical_pps: 0.0,
         };
         core.tg
             .maps
@@ -613,6 +619,47 @@ impl Core {
         }
         self.last_global = Some((now, packets, signals, created));
 
+        // Sources over their limit this interval: judged now, not at the
+        // next walk of the whole table.
+        match self.tg.maps.take_hot() {
+            Ok(hot) => {
+                let cfg = self.tg.maps.runtime_config().unwrap_or_default();
+                let mut seen = std::collections::HashMap::new();
+                for key in hot {
+                    let Ok(Some(st)) = self.tg.maps.source(&key) else {
+                        continue;
+                    };
+                    let rates = match self.hot_prev.get(&key) {
+                        Some((at, old)) => SourceRates {
+                            packets: st.packets.saturating_sub(old.packets),
+                            bytes: st.bytes.saturating_sub(old.bytes),
+                            syns: st.syns.saturating_sub(old.syns),
+                            acks: st.acks.saturating_sub(old.acks),
+                            distinct_ports: ports_from_sketch(st.port_sketch),
+                            secs: now.duration_since(*at).as_secs_f64(),
+                        },
+                        // First time hot: its whole life so far, if long
+                        // enough to be a rate (a flood's source is new).
+                        None => SourceRates {
+                            packets: st.packets,
+                            bytes: st.bytes,
+                            syns: st.syns,
+                            acks: st.acks,
+                            distinct_ports: ports_from_sketch(st.port_sketch),
+                            secs: (st.last_seen_ns.saturating_sub(st.first_seen_ns) as f64 / 1e9)
+                                .max(1.0),
+                        },
+                    };
+                    seen.insert(key, (now, st));
+                    if let Some((d, ev)) = judge_source(&rates, self.typical_pps, &t) {
+                        self.respond(source_key_net(&key, &cfg), d, ev);
+                    }
+                }
+                self.hot_prev = seen;
+            }
+            Err(e) => tracing::warn!(event = "hot_read_failed", "{e}"),
+        }
+
         if !snap.walked {
             return;
         }
@@ -626,6 +673,7 @@ impl Core {
         if let Some((at, prev)) = self.last_walk.take() {
             let secs = now.duration_since(at).as_secs_f64();
             let typical = median_pps(&top, &prev, secs);
+            self.typical_pps = typical;
             for (net, cur) in &top {
                 let Some(old) = prev.get(net) else { continue };
                 let r = SourceRates {

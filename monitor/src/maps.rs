@@ -61,6 +61,7 @@ pub struct Maps {
     malformed: PerCpuArray<MapData, Counter>,
     source_events: PerCpuArray<MapData, u64>,
     signals: PerCpuArray<MapData, u64>,
+    hot: HashMap<MapData, SourceKey, u32>,
     bogons_v4: LpmTrie<MapData, [u8; 4], u8>,
     bogons_v6: LpmTrie<MapData, [u8; 16], u8>,
     pub(crate) replay_clock: Array<MapData, u64>,
@@ -119,6 +120,7 @@ impl Maps {
             malformed: take!(ebpf, names::MALFORMED),
             source_events: take!(ebpf, names::SOURCE_EVENTS),
             signals: take!(ebpf, names::SIGNALS),
+            hot: take!(ebpf, names::HOT),
             bogons_v4: take!(ebpf, names::BOGONS_V4),
             bogons_v6: take!(ebpf, names::BOGONS_V6),
             replay_clock: take!(ebpf, names::REPLAY_CLOCK),
@@ -224,6 +226,19 @@ impl Maps {
             }
         }
         Ok(())
+    }
+
+    /// The sources that went over their limit since the last call, and a
+    /// new hot window so they report again if they still do.
+    pub fn take_hot(&mut self) -> Result<Vec<SourceKey>, MapError> {
+        let keys: Vec<SourceKey> = self.hot.keys().filter_map(Result::ok).collect();
+        for k in &keys {
+            let _ = self.hot.remove(k);
+        }
+        let mut cfg = self.runtime_config()?;
+        cfg.hot_window = cfg.hot_window.wrapping_add(1).max(1);
+        self.set_runtime_config(&cfg)?;
+        Ok(keys)
     }
 
     /// Starts a new destination-port window: every source's sketch starts

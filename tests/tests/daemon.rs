@@ -36,11 +36,17 @@ fn eventually<T>(what: &str, limit: Duration, mut cond: impl FnMut() -> Option<T
 }
 
 fn config(dir: &Path, extra: &str) -> String {
+    // A test that wants the slow production walk says so in `extra` with a
+    // `# scan_interval = ...` line.
+    let scan = extra
+        .lines()
+        .find_map(|l| l.strip_prefix("# scan_interval = "))
+        .unwrap_or("\"200ms\"");
     format!(
         r#"interfaces = ["{SERVER_IF}"]
 interval = "200ms"
 [sources]
-scan_interval = "200ms"
+scan_interval = {scan}
 [default_limit]
 packets_per_second = 200
 burst_packets = 100
@@ -791,4 +797,18 @@ fn a_port_scan_is_detected() {
         e["evidence"]["distinct_ports"][0].as_f64().unwrap() >= 60.0,
         "{e}"
     );
+}
+
+#[test]
+fn floods_are_judged_between_table_walks() {
+    // The whole table is walked every 60 s here: the finding can only come
+    // from the kernel's hot list of over-limit sources, read every 200 ms.
+    let extra = format!("# scan_interval = \"60s\"\n{}", detect_config("enforce"));
+    let d = Daemon::new("hot", &["192.0.2.84"], &extra);
+    std::thread::scope(|s| {
+        let a = s.spawn(|| d.send("192.0.2.84", 7_500, 5_000));
+        let e = finding(&d, "flood", "192.0.2.84");
+        assert!(e["action"].as_str().unwrap().starts_with("banned"), "{e}");
+        a.join().unwrap();
+    });
 }
