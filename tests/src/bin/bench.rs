@@ -404,7 +404,114 @@ fn daemon_bench() -> anyhow::Result<()> {
     result
 }
 
+/// Time from the first packet of a flood to its source's ban being in
+/// force in the kernel (`tollgate ban list` reads the daemon's record,
+/// written right after the kernel map), with the daemon's default
+/// detection thresholds, at two read intervals.
+fn time_to_ban() -> anyhow::Result<()> {
+    println!();
+    for interval in ["1s", "250ms"] {
+        let addrs: Vec<std::net::IpAddr> = (90..95)
+            .map(|i| std::net::IpAddr::from([192, 0, 2, i]))
+            .collect();
+        let lab = lab::Lab::new("bench-ban", &addrs)?;
+        let dir = std::env::temp_dir().join(format!("tg-bench-ban-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let cfg = dir.join("tollgate.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "interfaces = [\"{}\"]\ninterval = \"{interval}\"\n[metrics]\nlisten = \"127.0.0.1:9640\"\n[control]\nsocket = \"{d}/control.sock\"\n[state]\nfile = \"{d}/state.json\"\n",
+                lab::netns::SERVER_IF,
+                d = dir.display()
+            ),
+        )?;
+        let bin = std::env::current_exe()?.with_file_name("tollgate");
+        let mut child = lab
+            .server
+            .command(bin.to_str().context("non-UTF-8 path")?)
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let sock = dir.join("control.sock");
+        let result = (|| -> anyhow::Result<Vec<f64>> {
+            let start = std::time::Instant::now();
+            while tollgate::control::Client::connect(&sock).is_err() {
+                if start.elapsed() > std::time::Duration::from_secs(30) {
+                    bail!("the daemon did not start");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            // Let the detectors see a quiet interval first.
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            let mut times = Vec::new();
+            for (i, a) in addrs.iter().enumerate() {
+                // Floods start at different points of the daemon's read
+                // cycle (the runs would otherwise fall into step with it).
+                std::thread::sleep(std::time::Duration::from_millis(137 * i as u64));
+                let t0 = std::time::Instant::now();
+                let banned = std::thread::scope(|s| -> anyhow::Result<Option<f64>> {
+                    let sender = s.spawn(|| {
+                        lab::traffic::udp(
+                            lab.client(),
+                            *a,
+                            lab.server_v4(),
+                            9,
+                            2_000_000,
+                            0,
+                            64,
+                            std::time::Duration::from_secs(4),
+                        )
+                    });
+                    let mut client = tollgate::control::Client::connect(&sock)?;
+                    let want = format!("{a}/32");
+                    let mut at = None;
+                    while t0.elapsed() < std::time::Duration::from_secs(4) {
+                        let v = client.call(tollgate::control::Command::BanList)?;
+                        if v["bans"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|b| b["cidr"] == want.as_str())
+                        {
+                            at = Some(t0.elapsed().as_secs_f64() * 1e3);
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    sender
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("sender panicked"))??;
+                    Ok(at)
+                })?;
+                match banned {
+                    Some(ms) => times.push(ms),
+                    None => println!("  {a}: no ban within 4 s"),
+                }
+            }
+            Ok(times)
+        })();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        let times = result?;
+        let n = times.len();
+        let t = stats(times);
+        println!(
+            "time from a UDP flood's first packet to its ban in force, interval {interval}: {:.0} / {:.0} / {:.0} ms (min/median/max of {n} floods; target < 1000 ms)",
+            t.min, t.median, t.max
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    if std::env::var("TG_BENCH_ONLY").is_ok_and(|v| v == "ban") {
+        return time_to_ban();
+    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "tollgate bench: BPF_PROG_TEST_RUN, {RUNS} runs x {REPEAT} repeats per figure, ns per packet (min / median / max); {cpus} CPUs"
@@ -547,5 +654,6 @@ fn main() -> anyhow::Result<()> {
     );
     drop(tg);
     daemon_bench()?;
+    time_to_ban()?;
     Ok(())
 }
