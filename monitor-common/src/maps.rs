@@ -55,6 +55,10 @@ pub const HOT: &str = "TG_HOT";
 /// left to the periodic walk.
 pub const MAX_HOT: u32 = 8_192;
 
+/// The host-wide SYN limit's GCRA word. Array of one u64. Writer: the
+/// kernel (compare-and-swap); the daemon resets it when it sets a limit.
+pub const SYN_BUCKET: &str = "TG_SYN_BUCKET";
+
 /// Host-wide detection signals. Per-CPU array: `signal::*` -> u64.
 /// Writer: the kernel. Reader: the daemon (sums the CPUs).
 pub const SIGNALS: &str = "TG_SIGNALS";

@@ -26,10 +26,13 @@ pub enum Reason {
     /// Passed without per-source state because the source map refused the
     /// insert (it should not for an LRU map; counted so it can't hide).
     Untracked = 8,
+    /// A TCP SYN over the host-wide SYN limit the daemon sets while it sees
+    /// a SYN flood from spoofed sources (which per-source bans cannot stop).
+    SynLimited = 9,
 }
 
 impl Reason {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     pub const ALL: [Reason; Self::COUNT] = [
         Reason::Pass,
         Reason::Allow,
@@ -40,6 +43,7 @@ impl Reason {
         Reason::Malformed,
         Reason::NonIp,
         Reason::Untracked,
+        Reason::SynLimited,
     ];
 
     /// The label used in metrics, logs and JSON.
@@ -54,6 +58,7 @@ impl Reason {
             Reason::Malformed => "malformed",
             Reason::NonIp => "non_ip",
             Reason::Untracked => "untracked",
+            Reason::SynLimited => "syn_limited",
         }
     }
 

@@ -182,8 +182,12 @@ pub struct RuntimeConfig {
     /// put in the hot list once per window.
     pub hot_window: u32,
     pub _pad: u32,
+    /// Host-wide limit on new TCP connections (SYN without ACK), set by
+    /// the daemon during a SYN flood from spoofed sources; unlimited
+    /// (interval 0) otherwise. Its state is the one word in `SYN_BUCKET`.
+    pub syn_limit: BucketParams,
 }
-const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 48);
+const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 64);
 
 /// The sketch bit of destination port `port`: Fibonacci hashing spreads
 /// neighbouring ports (a sequential scan) over the 64 bits.
@@ -229,6 +233,7 @@ impl RuntimeConfig {
             v6_mask: prefix_mask::<4>(v6_prefix.min(128)),
             hot_window: 0,
             _pad: 0,
+            syn_limit: BucketParams::UNLIMITED,
         }
     }
 }

@@ -22,6 +22,20 @@ use crate::{atomic, stats};
 /// N - 1 failures in a row are the realistic worst case.
 const CAS_MAX_TRIES: usize = 8;
 
+/// The host-wide SYN limit: a new TCP connection conforms to
+/// `cfg.syn_limit` or is dropped. All CPUs share one word here, which is
+/// the point: the limit is for the host, not per source.
+#[inline(always)]
+pub fn syn_allowed(params: &BucketParams, ns_since_base: u64) -> bool {
+    if !params.is_limited() {
+        return true;
+    }
+    let Some(tat) = crate::maps::TG_SYN_BUCKET.get_ptr_mut(0) else {
+        return true;
+    };
+    take(tat, ticks(ns_since_base), 1, params)
+}
+
 /// Takes `cost` from the bucket whose TAT is at `tat`, or returns false
 /// (leaving the bucket untouched) if the packet does not conform.
 #[inline(always)]

@@ -171,13 +171,21 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
     if unsafe { (*state).generation } != cfg.generation {
         policy::refresh(state, info, cfg.generation);
     }
-    let (reason, verdict) = enforce(
-        state,
-        cfg.generation,
-        len,
-        now,
-        now.saturating_sub(cfg.clock_base_ns),
-    );
+    let since_base = now.saturating_sub(cfg.clock_base_ns);
+    let (reason, verdict) = enforce(state, cfg.generation, len, now, since_base);
+    // New connections past the host-wide SYN limit (set only during a
+    // spoofed SYN flood); allowed sources are exempt like everywhere.
+    let is_syn =
+        info.l4 == l4::TCP && info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN;
+    let (reason, verdict) = if verdict == Verdict::Pass
+        && reason != Reason::Allow
+        && is_syn
+        && !limit::syn_allowed(&cfg.syn_limit, since_base)
+    {
+        (Reason::SynLimited, Verdict::Drop)
+    } else {
+        (reason, verdict)
+    };
     // Malformed packets that their source's limits let through (or that a
     // monitored rule would have dropped) get the malformed verdict.
     let (reason, verdict) = if verdict != Verdict::Drop && info.malformed != 0 {

@@ -61,6 +61,9 @@ pub static TG_SRC_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(sourc
 pub static TG_HOT: LruHashMap<SourceKey, u32> = LruHashMap::with_max_entries(MAX_HOT, 0);
 
 #[map]
+pub static TG_SYN_BUCKET: Array<u64> = Array::with_max_entries(1, 0);
+
+#[map]
 pub static TG_SIGNALS: PerCpuArray<u64> = PerCpuArray::with_max_entries(signal::COUNT, 0);
 
 #[map]

@@ -128,6 +128,10 @@ pub struct Core {
     hot_prev: std::collections::HashMap<SourceKey, (Instant, SourceState)>,
     /// A typical busy source's packet rate, from the last walk.
     typical_pps: f64,
+    /// Host-wide SYN rate outside SYN floods: what the SYN limit allows.
+    syn_baseline: monitor_common::detect::Ewma,
+    /// When the host-wide SYN limit set during a flood ends (monotonic ns).
+    syn_limit_until: Option<u64>,
 }
 
 /// The median packet rate of the sources seen in both walks: what a
@@ -366,6 +370,8 @@ impl Core {
             bans_by_reason: BTreeMap::new(),
             hot_prev: std::collections::HashMap::new(),
             typical_pps: 0.0,
+            syn_baseline: monitor_common::detect::Ewma::new(0.01),
+            syn_limit_until: None,
         };
         core.tg
             .maps
@@ -604,17 +610,52 @@ impl Core {
                     .saturating_sub(s0[signal::BOGON_SOURCE as usize]),
                 secs: now.duration_since(at).as_secs_f64(),
             };
-            for (d, ev) in self.global.judge(&g, &t).into_iter().flatten() {
-                let what = match d {
-                    Detector::GlobalSynFlood => {
-                        "SYNs are not completing handshakes host-wide; per-source bans cannot stop spoofed SYNs, so this is reported, not banned"
-                    }
-                    Detector::SpoofedStorm => {
-                        "a surge of new (or bogon) sources: the mark of spoofed sources; per-source bans cannot stop it, the source table's LRU absorbs it"
-                    }
-                    _ => "host-wide traffic far above its learned baseline",
-                };
-                self.finding(d, ev, None, "logged", what.into());
+            let findings = self.global.judge(&g, &t);
+            let syn_flood = findings
+                .iter()
+                .flatten()
+                .any(|(d, _)| *d == Detector::GlobalSynFlood);
+            if !syn_flood {
+                self.syn_baseline.observe(g.syns as f64 / g.secs.max(1e-3));
+            }
+            for (d, ev) in findings.into_iter().flatten() {
+                match d {
+                    Detector::GlobalSynFlood => self.limit_syns(ev),
+                    Detector::SpoofedStorm => self.finding(
+                        d,
+                        ev,
+                        None,
+                        "logged",
+                        "a surge of new (or bogon) sources: the mark of spoofed sources; per-source bans cannot stop it, the source table's LRU absorbs it".into(),
+                    ),
+                    _ => self.finding(
+                        d,
+                        ev,
+                        None,
+                        "logged",
+                        "host-wide traffic far above its learned baseline".into(),
+                    ),
+                }
+            }
+        }
+        if let Some(until) = self.syn_limit_until
+            && monotonic_ns() >= until
+        {
+            self.syn_limit_until = None;
+            match self
+                .tg
+                .maps
+                .set_syn_limit(monitor_common::bucket::BucketParams::UNLIMITED)
+            {
+                Ok(()) => {
+                    self.events.push(event(
+                        "syn_limit_lifted",
+                        None,
+                        "unlimited",
+                        "the host-wide limit on new TCP connections ended".into(),
+                    ));
+                }
+                Err(e) => tracing::warn!(event = "syn_limit_failed", "{e}"),
             }
         }
         self.last_global = Some((now, packets, signals, created));
@@ -693,6 +734,65 @@ impl Core {
         // Each walk is one port-scan window.
         if let Err(e) = self.tg.maps.next_port_window() {
             tracing::warn!(event = "port_window_failed", "{e}");
+        }
+    }
+
+    /// A SYN flood host-wide, from sources too many (or too spoofed) to ban
+    /// one by one: new connections are limited host-wide, for
+    /// `SYN_LIMIT_TTL`, to twice the usual SYN rate (at least 100/s);
+    /// allowed sources are exempt. Monitor mode only says so.
+    fn limit_syns(&mut self, ev: Evidence) {
+        const SYN_LIMIT_TTL: Duration = Duration::from_secs(60);
+        let rate = (2.0 * self.syn_baseline.mean).max(100.0) as u64;
+        // The burst covers a second of the rate and at least a clock tick.
+        let tick_burst =
+            (rate as u128 * coarse_tick_ns() as u128).div_ceil(1_000_000_000) as u64 + 1;
+        let burst = rate.max(tick_burst);
+        let d = Detector::GlobalSynFlood;
+        if self.syn_limit_until.is_some() {
+            return self.finding(
+                d,
+                ev,
+                None,
+                "logged",
+                "the host-wide SYN limit is already in force".into(),
+            );
+        }
+        if self.config.detect.mode == config::Mode::Monitor {
+            let action = format!(
+                "would limit new TCP connections to {rate}/s for {}s",
+                SYN_LIMIT_TTL.as_secs()
+            );
+            return self.finding(d, ev, None, &action, "monitor mode: nothing changed".into());
+        }
+        let params = match monitor_common::bucket::BucketParams::new(rate, burst) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.finding(d, ev, None, "logged", format!("no SYN limit: {e:?}"));
+            }
+        };
+        match self.tg.maps.set_syn_limit(params) {
+            Ok(()) => {
+                self.syn_limit_until = Some(monotonic_ns() + SYN_LIMIT_TTL.as_nanos() as u64);
+                let action = format!(
+                    "limited new TCP connections to {rate}/s for {}s",
+                    SYN_LIMIT_TTL.as_secs()
+                );
+                self.finding(
+                    d,
+                    ev,
+                    None,
+                    &action,
+                    "SYNs are not completing handshakes host-wide and per-source bans cannot stop spoofed sources: new connections are limited host-wide instead (allowed sources exempt)".into(),
+                );
+            }
+            Err(e) => self.finding(
+                d,
+                ev,
+                None,
+                "logged",
+                format!("setting the SYN limit failed: {e}"),
+            ),
         }
     }
 

@@ -13,6 +13,7 @@ use aya::{
 };
 use ipnet::IpNet;
 use monitor_common::{
+    bucket::BucketParams,
     maps::{self as names, source_event},
     maps::{MAX_IFINDEX, signal},
     reason::{MAX_IFACES, Malformed, Reason, Verdict, counter_index},
@@ -62,6 +63,7 @@ pub struct Maps {
     source_events: PerCpuArray<MapData, u64>,
     signals: PerCpuArray<MapData, u64>,
     hot: HashMap<MapData, SourceKey, u32>,
+    syn_bucket: Array<MapData, u64>,
     bogons_v4: LpmTrie<MapData, [u8; 4], u8>,
     bogons_v6: LpmTrie<MapData, [u8; 16], u8>,
     pub(crate) replay_clock: Array<MapData, u64>,
@@ -121,6 +123,7 @@ impl Maps {
             source_events: take!(ebpf, names::SOURCE_EVENTS),
             signals: take!(ebpf, names::SIGNALS),
             hot: take!(ebpf, names::HOT),
+            syn_bucket: take!(ebpf, names::SYN_BUCKET),
             bogons_v4: take!(ebpf, names::BOGONS_V4),
             bogons_v6: take!(ebpf, names::BOGONS_V6),
             replay_clock: take!(ebpf, names::REPLAY_CLOCK),
@@ -239,6 +242,17 @@ impl Maps {
         cfg.hot_window = cfg.hot_window.wrapping_add(1).max(1);
         self.set_runtime_config(&cfg)?;
         Ok(keys)
+    }
+
+    /// Sets (or, with `BucketParams::UNLIMITED`, lifts) the host-wide
+    /// limit on new TCP connections, starting from a full bucket.
+    pub fn set_syn_limit(&mut self, params: BucketParams) -> Result<(), MapError> {
+        self.syn_bucket
+            .set(0, 0, 0)
+            .map_err(op(names::SYN_BUCKET, "resetting"))?;
+        let mut cfg = self.runtime_config()?;
+        cfg.syn_limit = params;
+        self.set_runtime_config(&cfg)
     }
 
     /// Starts a new destination-port window: every source's sketch starts

@@ -389,6 +389,7 @@ impl Maps {
         let cfg = RuntimeConfig {
             port_window: current.port_window,
             hot_window: current.hot_window,
+            syn_limit: current.syn_limit,
             ..RuntimeConfig::new(
                 current.generation.wrapping_add(1),
                 policy.v4_prefix,

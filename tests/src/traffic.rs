@@ -123,3 +123,62 @@ pub fn udp_scan(
         })
     })?
 }
+
+/// Raw Ethernet frames (spoofed sources, hand-set flags) sent on `iface`
+/// inside `ns` through an AF_PACKET socket: `frames` round-robin, `count`
+/// in all at `pps`, stopping at `max_time`.
+pub fn raw_frames(
+    ns: &NetNs,
+    iface: &str,
+    frames: &[Vec<u8>],
+    count: u64,
+    pps: u64,
+    max_time: Duration,
+) -> anyhow::Result<Sent> {
+    ns.enter(|| -> anyhow::Result<Sent> {
+        let name = std::ffi::CString::new(iface)?;
+        // SAFETY: plain socket calls with valid arguments; the fd is closed
+        // below on every path.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        anyhow::ensure!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex as i32;
+        addr.sll_halen = 6;
+        let start = Instant::now();
+        let interval = Duration::from_secs_f64(1.0 / pps.max(1) as f64);
+        let mut sent = 0u64;
+        while sent < count && start.elapsed() < max_time && !stopped() && !frames.is_empty() {
+            let due = interval * sent as u32;
+            let now = start.elapsed();
+            if now < due {
+                std::thread::sleep((due - now).min(Duration::from_millis(5)));
+                continue;
+            }
+            let f = &frames[(sent as usize) % frames.len()];
+            let rc = unsafe {
+                libc::sendto(
+                    fd,
+                    f.as_ptr() as *const libc::c_void,
+                    f.len(),
+                    0,
+                    &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            if rc >= 0 {
+                sent += 1;
+            }
+        }
+        unsafe { libc::close(fd) };
+        Ok(Sent {
+            packets: sent,
+            elapsed: start.elapsed(),
+        })
+    })?
+}
