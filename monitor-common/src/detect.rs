@@ -218,6 +218,8 @@ pub fn judge_source(
 pub struct GlobalRates {
     pub packets: u64,
     pub syns: u64,
+    /// What SYNs are compared with: completed handshakes, or (host-wide,
+    /// where only SYNs are counted) all packets that are not SYNs.
     pub acks: u64,
     /// Sources created in the kernel's table during the interval.
     pub new_sources: u64,

@@ -74,8 +74,9 @@ pub const MAX_BOGONS: u32 = 256;
 pub mod signal {
     /// TCP segments with SYN set and ACK clear.
     pub const SYN: u32 = 0;
-    /// TCP segments with ACK set and SYN clear.
-    pub const ACK: u32 = 1;
+    /// Unused (was ACKs; the host-wide ratio now divides by all other
+    /// packets, which the global counters have anyway).
+    pub const RESERVED: u32 = 1;
     /// New sources from a bogon or reserved range.
     pub const BOGON_SOURCE: u32 = 2;
     pub const COUNT: u32 = 3;

@@ -285,26 +285,29 @@ fn report_hot(state: *mut SourceState, key: &SourceKey, window: u32) {
 /// last-seen time is a plain store (any CPU's recent time is right). The
 /// detection signals (ACKs, the port sketch) are plain updates: a lost
 /// race costs one count or one bit of an estimate, not an atomic per
-/// packet.
+/// packet. Only SYNs are counted host-wide (the host-wide SYN ratio is
+/// SYNs over all other packets), which keeps the common packet, an ACK,
+/// to one per-CPU counter.
 #[inline(always)]
 fn record_flow(state: *mut SourceState, info: &PacketInfo, len: u64, now: u64, window: u32) {
     let s = unsafe { &mut *state };
     atomic::add(&mut s.packets, 1);
     atomic::add(&mut s.bytes, len);
+    // A scan probes ports with SYNs or datagrams; an established
+    // connection's segments repeat one port, so they skip the sketch.
+    let mut probe = info.l4 == l4::UDP;
     if info.l4 == l4::TCP {
         match info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) {
             tcp_flag::SYN => {
                 atomic::add(&mut s.syns, 1);
                 stats::signal(signal::SYN);
+                probe = true;
             }
-            tcp_flag::ACK => {
-                s.acks += 1;
-                stats::signal(signal::ACK);
-            }
+            tcp_flag::ACK => s.acks += 1,
             _ => {}
         }
     }
-    if info.l4 == l4::TCP || info.l4 == l4::UDP {
+    if probe {
         let bit = port_bit(info.dport);
         if s.port_window != window {
             s.port_window = window;

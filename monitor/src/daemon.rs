@@ -604,7 +604,12 @@ impl Core {
             let g = GlobalRates {
                 packets: packets.saturating_sub(p0),
                 syns: signals[signal::SYN as usize].saturating_sub(s0[signal::SYN as usize]),
-                acks: signals[signal::ACK as usize].saturating_sub(s0[signal::ACK as usize]),
+                // Host-wide, every packet that is not a SYN stands in for
+                // the completed handshakes (a SYN flood's packets are
+                // nearly all SYNs; a healthy host's are not).
+                acks: packets.saturating_sub(p0).saturating_sub(
+                    signals[signal::SYN as usize].saturating_sub(s0[signal::SYN as usize]),
+                ),
                 new_sources: created.saturating_sub(c0),
                 bogon_sources: signals[signal::BOGON_SOURCE as usize]
                     .saturating_sub(s0[signal::BOGON_SOURCE as usize]),
