@@ -384,7 +384,7 @@ fn daemon_bench() -> anyhow::Result<()> {
         let r = stats(reads);
         println!();
         println!(
-            "daemon with {SOURCES} tracked sources, counters read every 1 s, the source table walked every 15 s (measured over 30 s):"
+            "daemon with {SOURCES} tracked sources, default settings: counters and the hot list read every 500 ms, the source table walked every 15 s (measured over 30 s):"
         );
         println!(
             "  one full map read (counters + batched source table + top talkers): {:.0} / {:.0} / {:.0} ms (min/median/max; target < 250 ms)",
