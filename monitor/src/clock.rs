@@ -18,6 +18,13 @@ pub fn monotonic_ns() -> u64 {
     read(libc::CLOCK_MONOTONIC)
 }
 
+/// `CLOCK_MONOTONIC_COARSE`: exactly what the XDP program reads, so "is
+/// this ban still in force" is answered as the kernel answers it (the fine
+/// clock runs up to a tick ahead).
+pub fn coarse_ns() -> u64 {
+    read(libc::CLOCK_MONOTONIC_COARSE)
+}
+
 /// How often the kernel's coarse clock advances (one tick: 4 ms at
 /// HZ=250). Within a tick every packet sees the same time, so a bucket's
 /// burst must cover at least one tick of its rate.

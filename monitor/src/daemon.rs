@@ -35,7 +35,7 @@ use monitor_common::{
 };
 
 use crate::{
-    clock::{coarse_tick_ns, monotonic_ns},
+    clock::{coarse_ns, coarse_tick_ns, monotonic_ns},
     config::{self, Config, Origin, RuleEntry, guard_ban, guard_rule},
     control::{self, Command, LimitSpec, Response},
     events::{EventLog, event},
@@ -506,7 +506,7 @@ impl Core {
         let start = Instant::now();
         let counters = self.tg.maps.counters()?;
         let cfg = self.tg.maps.runtime_config()?;
-        let now = monotonic_ns();
+        let now = coarse_ns();
         let mut ifaces = vec!["none".to_owned()];
         ifaces.extend(self.tg.attached().map(str::to_owned));
         if let Some(p) = prev.filter(|_| !walk) {
@@ -559,7 +559,7 @@ impl Core {
 
     /// Forgets bans the kernel no longer enforces.
     pub fn sweep_bans(&mut self) {
-        let now = monotonic_ns();
+        let now = coarse_ns();
         let expired: Vec<IpNet> = self
             .bans
             .iter()
@@ -1181,7 +1181,7 @@ impl Core {
                 Ok(json!({ "banned": net.to_string(), "ttl_seconds": ttl.as_secs() }))
             }
             Command::BanList => {
-                let now = monotonic_ns();
+                let now = coarse_ns();
                 Ok(
                     json!({ "bans": self.bans.iter().filter(|(_, b)| b.until_mono_ns > now).map(|(n, b)| json!({
                     "cidr": n.to_string(),
