@@ -53,22 +53,7 @@ pub const TOP_MAX: usize = 100;
 /// Longest ban accepted from the CLI: a month; longer is a deny rule.
 const MAX_BAN: Duration = Duration::from_secs(30 * 86_400);
 
-/// One source in a top list.
-#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
-pub struct Talker {
-    /// The source prefix, redacted as the logs are.
-    pub source: String,
-    pub packets: u64,
-    pub bytes: u64,
-    pub dropped: u64,
-    pub syns: u64,
-    pub acks: u64,
-    /// Distinct destination ports in the current window (estimate).
-    pub ports: u32,
-    /// The prefix itself, for responses (never shown: `source` is).
-    #[serde(skip)]
-    pub net: Option<IpNet>,
-}
+pub use crate::view::Talker;
 
 /// What one read of the maps found.
 #[derive(Clone, Debug, Default)]
@@ -208,16 +193,7 @@ impl TopK {
                     family: id[4],
                 };
                 let net = source_key_net(&key, cfg);
-                Some(Talker {
-                    source: redact.net(net),
-                    packets: s.packets,
-                    bytes: s.bytes,
-                    dropped: s.dropped,
-                    syns: s.syns,
-                    acks: s.acks,
-                    ports: ports_from_sketch(s.port_sketch),
-                    net: Some(net),
-                })
+                Some(Talker::new(net, redact.net(net), s))
             })
             .collect()
     }

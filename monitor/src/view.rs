@@ -10,14 +10,38 @@ use monitor_common::{
 
 use crate::maps::{Counters, source_key_net};
 
-/// One source's line in the top-talkers table.
-#[derive(Clone, Debug)]
+/// One source in a top-talkers list (the live view's table, the
+/// daemon's `top` and metrics, the detectors' candidates).
+#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
 pub struct Talker {
+    /// The source prefix, redacted as the logs are.
     pub source: String,
     pub packets: u64,
     pub bytes: u64,
     pub dropped: u64,
     pub syns: u64,
+    pub acks: u64,
+    /// Distinct destination ports in the current window (estimate).
+    pub ports: u32,
+    /// The prefix itself, for responses (never shown: `source` is).
+    #[serde(skip)]
+    pub net: Option<ipnet::IpNet>,
+}
+
+impl Talker {
+    /// The line for source `net` (shown as `shown`) with state `s`.
+    pub fn new(net: ipnet::IpNet, shown: String, s: &SourceState) -> Self {
+        Self {
+            source: shown,
+            packets: s.packets,
+            bytes: s.bytes,
+            dropped: s.dropped,
+            syns: s.syns,
+            acks: s.acks,
+            ports: monitor_common::detect::ports_from_sketch(s.port_sketch),
+            net: Some(net),
+        }
+    }
 }
 
 /// The `n` sources with the most packets.
@@ -30,12 +54,9 @@ pub fn top_talkers(
     v.sort_by_key(|(_, s)| std::cmp::Reverse(s.packets));
     v.into_iter()
         .take(n)
-        .map(|(k, s)| Talker {
-            source: source_key_net(k, cfg).to_string(),
-            packets: s.packets,
-            bytes: s.bytes,
-            dropped: s.dropped,
-            syns: s.syns,
+        .map(|(k, s)| {
+            let net = source_key_net(k, cfg);
+            Talker::new(net, net.to_string(), s)
         })
         .collect()
 }

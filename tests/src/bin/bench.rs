@@ -223,21 +223,26 @@ fn bpftool_run(id: u32, frame_file: &Path, repeat: u32) -> anyhow::Result<f64> {
         .with_context(|| format!("unexpected `bpftool prog run` output: {out}"))
 }
 
+/// The `i`-th of the benchmark's million sources: one per /64 of
+/// 2001:db8:f000::/36 (documentation space).
+fn bench_source(i: u32) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0x2001,
+        0xdb8,
+        0xf000 | (i >> 16) as u16,
+        i as u16,
+        0,
+        0,
+        0,
+        1,
+    )
+}
+
 fn fill_sources(tg: &mut Tollgate) -> anyhow::Result<()> {
     let cfg = tg.maps.runtime_config()?;
     let now = monotonic_ns();
     for i in 0..SOURCES {
-        let a = Ipv6Addr::new(
-            0x2001,
-            0xdb8,
-            0xf000 | (i >> 16) as u16,
-            i as u16,
-            0,
-            0,
-            0,
-            1,
-        );
-        let key: SourceKey = source_key(&cfg, IpAddr::V6(a));
+        let key: SourceKey = source_key(&cfg, IpAddr::V6(bench_source(i)));
         let state = SourceState {
             packets: 1,
             bytes: 100,
@@ -247,6 +252,30 @@ fn fill_sources(tg: &mut Tollgate) -> anyhow::Result<()> {
             ..SourceState::default()
         };
         tg.maps.insert_source(&key, &state)?;
+    }
+    Ok(())
+}
+
+/// `tollgate run --config cfg` (the binary beside this one) in `ns`.
+fn spawn_daemon(ns: &NetNs, cfg: &Path) -> anyhow::Result<std::process::Child> {
+    let bin = std::env::current_exe()?.with_file_name("tollgate");
+    ns.command(bin.to_str().context("non-UTF-8 path")?)
+        .args(["run", "--config"])
+        .arg(cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting the daemon")
+}
+
+/// Waits (up to 30 s) for the daemon's control socket to answer.
+fn wait_for_socket(sock: &Path) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    while tollgate::control::Client::connect(sock).is_err() {
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            bail!("the daemon did not open {} within 30 s", sock.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     Ok(())
 }
@@ -271,25 +300,10 @@ fn daemon_bench() -> anyhow::Result<()> {
             d = dir.display()
         ),
     )?;
-    let bin = std::env::current_exe()?.with_file_name("tollgate");
-    let mut child = ns
-        .command(bin.to_str().context("non-UTF-8 path")?)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("starting the daemon")?;
+    let mut child = spawn_daemon(&ns, &cfg)?;
     let result = (|| -> anyhow::Result<()> {
         let pid = child.id();
-        let sock = dir.join("control.sock");
-        let start = std::time::Instant::now();
-        while tollgate::control::Client::connect(&sock).is_err() {
-            if start.elapsed() > std::time::Duration::from_secs(30) {
-                bail!("the daemon did not open its control socket within 30 s");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        wait_for_socket(&dir.join("control.sock"))?;
         // The daemon's source map, by id: the ids of the maps it holds
         // (from its fdinfo), and the one of them named TG_SOURCES.
         let mut held = std::collections::HashSet::new();
@@ -319,16 +333,7 @@ fn daemon_bench() -> anyhow::Result<()> {
             aya::maps::Map::LruHashMap(data).try_into()?;
         let now = monotonic_ns();
         for i in 0..SOURCES {
-            let a = Ipv6Addr::new(
-                0x2001,
-                0xdb8,
-                0xf000 | (i >> 16) as u16,
-                i as u16,
-                0,
-                0,
-                0,
-                1,
-            );
+            let a = bench_source(i);
             let mut addr = [0u32; 4];
             for (w, c) in addr.iter_mut().zip(a.octets().chunks(4)) {
                 *w = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
@@ -426,24 +431,10 @@ fn time_to_ban() -> anyhow::Result<()> {
                 d = dir.display()
             ),
         )?;
-        let bin = std::env::current_exe()?.with_file_name("tollgate");
-        let mut child = lab
-            .server
-            .command(bin.to_str().context("non-UTF-8 path")?)
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
+        let mut child = spawn_daemon(&lab.server, &cfg)?;
         let sock = dir.join("control.sock");
         let result = (|| -> anyhow::Result<Vec<f64>> {
-            let start = std::time::Instant::now();
-            while tollgate::control::Client::connect(&sock).is_err() {
-                if start.elapsed() > std::time::Duration::from_secs(30) {
-                    bail!("the daemon did not start");
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
+            wait_for_socket(&sock)?;
             // Let the detectors see a quiet interval first.
             std::thread::sleep(std::time::Duration::from_secs(3));
             let mut times = Vec::new();
