@@ -1330,6 +1330,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the metrics address {metrics_addr} (metrics.listen)"))?;
     tracing::info!(event = "ready", metrics = %metrics_addr, socket = %socket_path.display(), "serving");
+    crate::notify::notify(&format!(
+        "READY=1\nSTATUS=enforcing on {}; metrics on {metrics_addr}",
+        config.interfaces.join(", ")
+    ));
+    let watchdog = crate::notify::watchdog_interval().map(|every| {
+        // Pets only while the map owner answers: a wedged daemon is
+        // restarted (the kernel keeps enforcing meanwhile).
+        let core = core.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let c = core.clone();
+                if tokio::task::spawn_blocking(move || lock(&c).tg.maps.runtime_config().is_ok())
+                    .await
+                    .unwrap_or(false)
+                {
+                    crate::notify::notify("WATCHDOG=1");
+                }
+            }
+        })
+    });
 
     let stats = {
         let (core, latest, metrics) = (core.clone(), latest.clone(), metrics.clone());
@@ -1394,16 +1416,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
+                crate::notify::notify("RELOADING=1");
                 let c = core.clone();
                 match tokio::task::spawn_blocking(move || lock(&c).reload()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::error!(event = "reload_failed", "{e}"),
                     Err(e) => tracing::error!(event = "reload_failed", "{e}"),
                 }
+                crate::notify::notify("READY=1");
             }
         }
     }
     tracing::info!(event = "stopping", "stopping");
+    crate::notify::notify("STOPPING=1");
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     stats.abort();
     exporter.abort();
     control.abort();

@@ -12,6 +12,7 @@ pub mod events;
 pub mod exporter;
 pub mod loader;
 pub mod maps;
+pub mod notify;
 pub mod policy;
 pub mod redact;
 pub mod replay;

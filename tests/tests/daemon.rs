@@ -868,3 +868,52 @@ fn a_spoofed_syn_flood_gets_a_host_wide_syn_limit() {
         "no per-source bans"
     );
 }
+
+#[test]
+fn the_daemon_tells_systemd_when_it_is_ready_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let lab = Lab::new("notify", &["192.0.2.86".parse().unwrap()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("tg-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tollgate.toml"), config(&dir, "")).unwrap();
+    let notify = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut child = lab
+        .server
+        .command(tollgate_bin().to_str().unwrap())
+        .args(["run", "--config"])
+        .arg(dir.join("tollgate.toml"))
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("a notification within 30 s");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=enforcing on tg-srv"),
+        "{ready}"
+    );
+    // Ready means ready: the control socket answers at once.
+    let out = Command::new(tollgate_bin())
+        .args(["status", "--socket"])
+        .arg(dir.join("control.sock"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let n = sock.recv(&mut buf).expect("a watchdog pet (every 200 ms)");
+    assert_eq!(&buf[..n], b"WATCHDOG=1");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let stopping = eventually("STOPPING=1", Duration::from_secs(10), || {
+        let n = sock.recv(&mut buf).ok()?;
+        (&buf[..n] == b"STOPPING=1").then_some(())
+    });
+    let _ = stopping;
+    assert!(child.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -24,6 +24,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iputils-ping", "ping"),
     ("prometheus", "promtool"),
     ("linux-perf", "perf"),
+    ("systemd", "systemd-analyze"),
+    ("util-linux", "setpriv"),
 ];
 
 /// bpf-linker is built against the LLVM that matches the nightly's (22).
