@@ -909,11 +909,10 @@ fn the_daemon_tells_systemd_when_it_is_ready_and_stopping() {
     assert_eq!(&buf[..n], b"WATCHDOG=1");
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let stopping = eventually("STOPPING=1", Duration::from_secs(10), || {
+    eventually("STOPPING=1", Duration::from_secs(10), || {
         let n = sock.recv(&mut buf).ok()?;
         (&buf[..n] == b"STOPPING=1").then_some(())
     });
-    let _ = stopping;
     assert!(child.wait().unwrap().success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
