@@ -1,20 +1,12 @@
 //! Bans: CIDRs dropped until an expiry the kernel itself checks, so a ban
 //! ends on time even when no daemon is running.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 use monitor_common::maps as names;
 
 use crate::maps::{MapError, Maps, lpm_v4, lpm_v6};
-
-/// One ban as stored in the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ban {
-    pub net: IpNet,
-    /// `CLOCK_MONOTONIC` ns (see `clock::monotonic_ns`).
-    pub until_ns: u64,
-}
 
 impl Maps {
     /// Bans `net` until `until_ns` (monotonic), replacing any ban on the
@@ -52,39 +44,6 @@ impl Maps {
                 source,
             }),
         }
-    }
-
-    /// Every ban in the kernel, expired ones included (the kernel ignores
-    /// those; the daemon sweeps them).
-    pub fn bans(&self) -> Result<Vec<Ban>, MapError> {
-        let mut out = Vec::new();
-        for kv in self.bans_v4.iter() {
-            let (k, until_ns) = kv.map_err(|source| MapError::Op {
-                map: names::BANS_V4,
-                op: "iterating",
-                source,
-            })?;
-            let net = Ipv4Net::new(Ipv4Addr::from(k.data()), k.prefix_len() as u8)
-                .unwrap_or_else(|_| Ipv4Net::from(Ipv4Addr::from(k.data())));
-            out.push(Ban {
-                net: net.into(),
-                until_ns,
-            });
-        }
-        for kv in self.bans_v6.iter() {
-            let (k, until_ns) = kv.map_err(|source| MapError::Op {
-                map: names::BANS_V6,
-                op: "iterating",
-                source,
-            })?;
-            let net = Ipv6Net::new(Ipv6Addr::from(k.data()), k.prefix_len() as u8)
-                .unwrap_or_else(|_| Ipv6Net::from(Ipv6Addr::from(k.data())));
-            out.push(Ban {
-                net: net.into(),
-                until_ns,
-            });
-        }
-        Ok(out)
     }
 }
 

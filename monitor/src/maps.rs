@@ -208,14 +208,8 @@ impl Maps {
 
     /// Replaces the bogon ranges new sources are checked against.
     pub fn set_bogons(&mut self, nets: &[IpNet]) -> Result<(), MapError> {
-        let old4: Vec<_> = self.bogons_v4.keys().filter_map(Result::ok).collect();
-        for k in old4 {
-            let _ = self.bogons_v4.remove(&k);
-        }
-        let old6: Vec<_> = self.bogons_v6.keys().filter_map(Result::ok).collect();
-        for k in old6 {
-            let _ = self.bogons_v6.remove(&k);
-        }
+        clear_trie(&mut self.bogons_v4, names::BOGONS_V4)?;
+        clear_trie(&mut self.bogons_v6, names::BOGONS_V6)?;
         for n in nets {
             match n {
                 IpNet::V4(n) => self
@@ -355,6 +349,54 @@ pub(crate) fn words(b: &[u8; 16]) -> [u32; 4] {
         *x = u32::from_ne_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
     }
     w
+}
+
+/// The address an LPM trie is keyed by (4 or 16 bytes).
+pub(crate) trait LpmAddr: aya::Pod {
+    fn net(self, prefix_len: u32) -> Option<IpNet>;
+}
+
+impl LpmAddr for [u8; 4] {
+    fn net(self, prefix_len: u32) -> Option<IpNet> {
+        ipnet::Ipv4Net::new(self.into(), prefix_len as u8)
+            .ok()
+            .map(IpNet::V4)
+    }
+}
+
+impl LpmAddr for [u8; 16] {
+    fn net(self, prefix_len: u32) -> Option<IpNet> {
+        ipnet::Ipv6Net::new(self.into(), prefix_len as u8)
+            .ok()
+            .map(IpNet::V6)
+    }
+}
+
+/// Every prefix of `trie` (named `map` in errors) with its value.
+pub(crate) fn trie_entries<K: LpmAddr, V: aya::Pod>(
+    trie: &LpmTrie<MapData, K, V>,
+    map: &'static str,
+) -> Result<Vec<(IpNet, V)>, MapError> {
+    let mut out = Vec::new();
+    for kv in trie.iter() {
+        let (k, v) = kv.map_err(op(map, "iterating"))?;
+        if let Some(net) = k.data().net(k.prefix_len()) {
+            out.push((net, v));
+        }
+    }
+    Ok(out)
+}
+
+/// Removes every prefix of `trie` (named `map` in errors).
+pub(crate) fn clear_trie<K: aya::Pod, V: aya::Pod>(
+    trie: &mut LpmTrie<MapData, K, V>,
+    map: &'static str,
+) -> Result<(), MapError> {
+    let keys: Vec<_> = trie.keys().filter_map(Result::ok).collect();
+    for k in keys {
+        trie.remove(&k).map_err(op(map, "clearing"))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn lpm_v4(net: &ipnet::Ipv4Net) -> Key<[u8; 4]> {

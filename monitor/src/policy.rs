@@ -16,7 +16,7 @@ use monitor_common::{
     types::{RuleParams, RuntimeConfig, action, rule_flag},
 };
 
-use crate::maps::{MapError, Maps, lpm_v4, lpm_v6};
+use crate::maps::{MapError, Maps, clear_trie, lpm_v4, lpm_v6, trie_entries};
 
 /// A rate and the burst allowed above it, in one unit (packets or bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -404,54 +404,19 @@ impl Maps {
 
     /// CIDR -> rule slot of policy set `set`.
     fn policy_slots(&self, set: usize) -> Result<HashMap<IpNet, u32>, MapError> {
-        let mut out = HashMap::new();
-        for kv in self.policy_v4[set].iter() {
-            let (k, slot) = kv.map_err(|source| MapError::Op {
-                map: names::POLICY_V4[set],
-                op: "iterating",
-                source,
-            })?;
-            if let Ok(n) = ipnet::Ipv4Net::new(k.data().into(), k.prefix_len() as u8) {
-                out.insert(IpNet::V4(n), slot);
-            }
-        }
-        for kv in self.policy_v6[set].iter() {
-            let (k, slot) = kv.map_err(|source| MapError::Op {
-                map: names::POLICY_V6[set],
-                op: "iterating",
-                source,
-            })?;
-            if let Ok(n) = ipnet::Ipv6Net::new(k.data().into(), k.prefix_len() as u8) {
-                out.insert(IpNet::V6(n), slot);
-            }
-        }
+        let mut out: HashMap<IpNet, u32> =
+            trie_entries(&self.policy_v4[set], names::POLICY_V4[set])?
+                .into_iter()
+                .collect();
+        out.extend(trie_entries(&self.policy_v6[set], names::POLICY_V6[set])?);
         Ok(out)
     }
 
     /// Empties the tries of policy set `set` (it holds the policy from two
     /// swaps ago).
     fn clear_policy_set(&mut self, set: usize) -> Result<(), MapError> {
-        let keys: Vec<_> = self.policy_v4[set].keys().filter_map(Result::ok).collect();
-        for k in keys {
-            self.policy_v4[set]
-                .remove(&k)
-                .map_err(|source| MapError::Op {
-                    map: names::POLICY_V4[set],
-                    op: "clearing the unused policy set",
-                    source,
-                })?;
-        }
-        let keys: Vec<_> = self.policy_v6[set].keys().filter_map(Result::ok).collect();
-        for k in keys {
-            self.policy_v6[set]
-                .remove(&k)
-                .map_err(|source| MapError::Op {
-                    map: names::POLICY_V6[set],
-                    op: "clearing the unused policy set",
-                    source,
-                })?;
-        }
-        Ok(())
+        clear_trie(&mut self.policy_v4[set], names::POLICY_V4[set])?;
+        clear_trie(&mut self.policy_v6[set], names::POLICY_V6[set])
     }
 
     /// Changes the generation without switching policy sets (+2 keeps the

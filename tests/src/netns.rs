@@ -69,6 +69,26 @@ impl NetNs {
         c
     }
 
+    /// A veth pair: `name` (with `mac`) here, `peer` (with `peer_mac`, if
+    /// given) in namespace `other`.
+    pub fn veth(
+        &self,
+        name: &str,
+        mac: &str,
+        peer: &str,
+        peer_mac: Option<&str>,
+        other: &NetNs,
+    ) -> anyhow::Result<()> {
+        let mut args = vec![
+            "link", "add", name, "address", mac, "type", "veth", "peer", "name", peer,
+        ];
+        if let Some(m) = peer_mac {
+            args.extend(["address", m]);
+        }
+        args.extend(["netns", other.name()]);
+        self.ip(&args).map(|_| ())
+    }
+
     /// `ip -n <ns> <args>`.
     pub fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
         let mut all = vec!["-n", self.name.as_str()];
@@ -146,22 +166,7 @@ impl Lab {
     pub fn new(tag: &str, client_addrs: &[IpAddr]) -> anyhow::Result<Self> {
         let server = NetNs::new(&format!("{tag}-s"))?;
         let client = NetNs::new(&format!("{tag}-c"))?;
-        server.ip(&[
-            "link",
-            "add",
-            SERVER_IF,
-            "address",
-            SERVER_MAC,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            CLIENT_IF,
-            "address",
-            CLIENT_MAC,
-            "netns",
-            client.name(),
-        ])?;
+        server.veth(SERVER_IF, SERVER_MAC, CLIENT_IF, Some(CLIENT_MAC), &client)?;
         let lab = Self {
             clients: vec![client],
             switch: None,
@@ -179,39 +184,13 @@ impl Lab {
         let switch = NetNs::new(&format!("{tag}-w"))?;
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
         switch.ip(&["link", "set", "br0", "up"])?;
-        server.ip(&[
-            "link",
-            "add",
-            SERVER_IF,
-            "address",
-            SERVER_MAC,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "p-srv",
-            "netns",
-            switch.name(),
-        ])?;
+        server.veth(SERVER_IF, SERVER_MAC, "p-srv", None, &switch)?;
         switch.ip(&["link", "set", "p-srv", "master", "br0", "up"])?;
         let mut namespaces = Vec::new();
         for i in 0..clients.len() {
             let ns = NetNs::new(&format!("{tag}-c{i}"))?;
             let port = format!("p-cli{i}");
-            ns.ip(&[
-                "link",
-                "add",
-                CLIENT_IF,
-                "address",
-                &client_mac(i),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                switch.name(),
-            ])?;
+            ns.veth(CLIENT_IF, &client_mac(i), &port, None, &switch)?;
             switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
             namespaces.push(ns);
         }
