@@ -871,7 +871,9 @@ pub fn guard_ban(management: &[IpNet], net: &IpNet) -> Result<(), String> {
 impl Config {
     /// The kernel policy: management CIDRs first as allow rules (so the
     /// longest match can never turn them into a deny inside them: such
-    /// rules are refused anyway), then the rules.
+    /// rules are refused anyway), then the config's rules, then `runtime`
+    /// rules, which shadow a config rule on the same CIDR (`tollgate limit
+    /// set --cidr` on a configured rule).
     pub fn policy(&self, runtime: &[RuleEntry]) -> Policy {
         let mut rules: Vec<Rule> = self
             .management
@@ -879,9 +881,12 @@ impl Config {
             .map(|m| Rule::new(*m, Action::Allow))
             .collect();
         let listed: std::collections::HashSet<IpNet> = rules.iter().map(|r| r.net).collect();
+        let shadowed: std::collections::HashSet<IpNet> =
+            runtime.iter().map(|e| e.rule.net).collect();
         rules.extend(
             self.rules
                 .iter()
+                .filter(|e| !shadowed.contains(&e.rule.net))
                 .chain(runtime)
                 .filter(|e| !listed.contains(&e.rule.net))
                 .map(|e| e.rule.clone()),

@@ -422,13 +422,7 @@ impl Core {
     }
 
     fn policy(&self) -> Policy {
-        // Runtime rules shadow config rules on the same CIDR (`limit set`
-        // on a configured rule).
-        let shadowed: std::collections::HashSet<IpNet> =
-            self.runtime_rules.iter().map(|e| e.rule.net).collect();
-        let mut cfg = self.config.clone();
-        cfg.rules.retain(|e| !shadowed.contains(&e.rule.net));
-        let mut p = cfg.policy(&self.runtime_rules);
+        let mut p = self.config.policy(&self.runtime_rules);
         if let Some((l, monitor)) = self.default_override {
             p.default = l;
             p.default_monitor = monitor;
