@@ -2,12 +2,15 @@
 //! the only other party (see the writer/reader notes in
 //! `monitor_common::maps`).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::{AsFd as _, OwnedFd},
+};
 
 use aya::{
     Ebpf,
     maps::{
-        Array, HashMap, MapData, MapError as AyaMapError, PerCpuArray,
+        Array, HashMap, MapData, MapError as AyaMapError,
         lpm_trie::{Key, LpmTrie},
     },
 };
@@ -16,7 +19,7 @@ use monitor_common::{
     bucket::BucketParams,
     maps::{self as names, source_event},
     maps::{MAX_IFINDEX, signal},
-    reason::{MAX_IFACES, Malformed, Reason, Verdict, counter_index},
+    reason::{COUNTER_SLOTS, MAX_IFACES, Malformed, Reason, Verdict, counter_index},
     types::{Counter, ReplayRecord, RuleParams, RuntimeConfig, SourceKey, SourceState, family},
 };
 
@@ -44,11 +47,57 @@ fn op(map: &'static str, op: &'static str) -> impl FnOnce(AyaMapError) -> MapErr
     move |source| MapError::Op { map, op, source }
 }
 
+/// A failed raw `bpf(2)` call on `map`.
+fn syscall_error(
+    map: &'static str,
+    op: &'static str,
+    call: &'static str,
+) -> impl FnOnce(std::io::Error) -> MapError {
+    move |io_error| MapError::Op {
+        map,
+        op,
+        source: AyaMapError::SyscallError(aya::sys::SyscallError { call, io_error }),
+    }
+}
+
+/// A descriptor of `map` of our own, for the batch syscalls.
+fn dup_fd(map: &aya::maps::Map, name: &'static str) -> Result<OwnedFd, MapError> {
+    use aya::maps::Map;
+    let data = match map {
+        Map::LruHashMap(d) | Map::HashMap(d) | Map::PerCpuArray(d) => d,
+        _ => return Err(MapError::Missing(name)),
+    };
+    data.fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(syscall_error(name, "duplicating the descriptor", "dup"))
+}
+
+/// Takes map `name` out of `ebpf`, keeping only a descriptor.
+fn take_fd(ebpf: &mut Ebpf, name: &'static str) -> Result<OwnedFd, MapError> {
+    let map = ebpf.take_map(name).ok_or(MapError::Missing(name))?;
+    dup_fd(&map, name)
+}
+
+/// Every entry of a per-CPU array, summed over CPUs, in one batch read.
+fn per_cpu_sums<T: Copy + Default>(
+    fd: &OwnedFd,
+    name: &'static str,
+    entries: u32,
+    add: impl Fn(T, T) -> T,
+) -> Result<Vec<T>, MapError> {
+    crate::batch::per_cpu_array_sums(fd, entries, add).map_err(syscall_error(
+        name,
+        "batch reading",
+        "bpf_map_lookup_batch",
+    ))
+}
+
 /// Every map of one loaded object.
 pub struct Maps {
     pub(crate) sources: HashMap<MapData, SourceKey, SourceState>,
     /// A second descriptor of the source map, for batch reads.
-    sources_fd: std::os::fd::OwnedFd,
+    sources_fd: OwnedFd,
     /// Both policy sets, indexed by `generation & 1`.
     pub(crate) policy_v4: [LpmTrie<MapData, [u8; 4], u32>; 2],
     pub(crate) policy_v6: [LpmTrie<MapData, [u8; 16], u32>; 2],
@@ -58,10 +107,11 @@ pub struct Maps {
     pub(crate) bans_v4: LpmTrie<MapData, [u8; 4], u64>,
     pub(crate) bans_v6: LpmTrie<MapData, [u8; 16], u64>,
     pub(crate) config: Array<MapData, RuntimeConfig>,
-    counters: PerCpuArray<MapData, Counter>,
-    malformed: PerCpuArray<MapData, Counter>,
-    source_events: PerCpuArray<MapData, u64>,
-    signals: PerCpuArray<MapData, u64>,
+    /// The per-CPU arrays, read in one batch each (see `batch`).
+    counters: OwnedFd,
+    malformed: OwnedFd,
+    source_events: OwnedFd,
+    signals: OwnedFd,
     hot: HashMap<MapData, SourceKey, u32>,
     syn_bucket: Array<MapData, u64>,
     bogons_v4: LpmTrie<MapData, [u8; 4], u8>,
@@ -83,23 +133,7 @@ impl Maps {
         let sources_map = ebpf
             .take_map(names::SOURCES)
             .ok_or(MapError::Missing(names::SOURCES))?;
-        let sources_fd = match &sources_map {
-            aya::maps::Map::LruHashMap(data) | aya::maps::Map::HashMap(data) => {
-                use std::os::fd::AsFd as _;
-                data.fd()
-                    .as_fd()
-                    .try_clone_to_owned()
-                    .map_err(|e| MapError::Op {
-                        map: names::SOURCES,
-                        op: "duplicating the descriptor",
-                        source: AyaMapError::SyscallError(aya::sys::SyscallError {
-                            call: "dup",
-                            io_error: e,
-                        }),
-                    })?
-            }
-            _ => return Err(MapError::Missing(names::SOURCES)),
-        };
+        let sources_fd = dup_fd(&sources_map, names::SOURCES)?;
         Ok(Self {
             sources: sources_map
                 .try_into()
@@ -118,10 +152,10 @@ impl Maps {
             bans_v4: take!(ebpf, names::BANS_V4),
             bans_v6: take!(ebpf, names::BANS_V6),
             config: take!(ebpf, names::CONFIG),
-            counters: take!(ebpf, names::COUNTERS),
-            malformed: take!(ebpf, names::MALFORMED),
-            source_events: take!(ebpf, names::SOURCE_EVENTS),
-            signals: take!(ebpf, names::SIGNALS),
+            counters: take_fd(ebpf, names::COUNTERS)?,
+            malformed: take_fd(ebpf, names::MALFORMED)?,
+            source_events: take_fd(ebpf, names::SOURCE_EVENTS)?,
+            signals: take_fd(ebpf, names::SIGNALS)?,
             hot: take!(ebpf, names::HOT),
             syn_bucket: take!(ebpf, names::SYN_BUCKET),
             bogons_v4: take!(ebpf, names::BOGONS_V4),
@@ -154,55 +188,42 @@ impl Maps {
     }
 
     /// Global counters summed over CPUs, by interface slot, reason and
-    /// verdict.
+    /// verdict: three batch reads.
     pub fn counters(&self) -> Result<Counters, MapError> {
         let mut out = Counters::default();
+        let all = per_cpu_sums(&self.counters, names::COUNTERS, COUNTER_SLOTS, add)?;
         for (slot, per_iface) in out.by_iface.iter_mut().enumerate() {
             for reason in Reason::ALL {
                 for verdict in Verdict::ALL {
-                    let per_cpu = self
-                        .counters
-                        .get(&counter_index(slot as u32, reason, verdict), 0)
-                        .map_err(op(names::COUNTERS, "reading"))?;
-                    let c = per_cpu.iter().fold(Counter::default(), |a, c| Counter {
-                        packets: a.packets + c.packets,
-                        bytes: a.bytes + c.bytes,
-                    });
-                    per_iface[reason as usize][verdict as usize] = c;
+                    per_iface[reason as usize][verdict as usize] =
+                        all[counter_index(slot as u32, reason, verdict) as usize];
                 }
             }
         }
-        for kind in Malformed::ALL {
-            let per_cpu = self
-                .malformed
-                .get(&(kind as u32), 0)
-                .map_err(op(names::MALFORMED, "reading"))?;
-            out.malformed[kind as usize] =
-                per_cpu.iter().fold(Counter::default(), |a, c| Counter {
-                    packets: a.packets + c.packets,
-                    bytes: a.bytes + c.bytes,
-                });
-        }
-        for i in 0..source_event::COUNT {
-            let per_cpu = self
-                .source_events
-                .get(&i, 0)
-                .map_err(op(names::SOURCE_EVENTS, "reading"))?;
-            out.source_events[i as usize] = per_cpu.iter().sum();
-        }
+        let malformed = per_cpu_sums(
+            &self.malformed,
+            names::MALFORMED,
+            Malformed::COUNT as u32,
+            add,
+        )?;
+        out.malformed.copy_from_slice(&malformed);
+        let events = per_cpu_sums(
+            &self.source_events,
+            names::SOURCE_EVENTS,
+            source_event::COUNT,
+            |a: u64, b| a + b,
+        )?;
+        out.source_events.copy_from_slice(&events);
         Ok(out)
     }
 
     /// Host-wide detection signals (`signal::*`), summed over CPUs.
     pub fn signals(&self) -> Result<[u64; signal::COUNT as usize], MapError> {
         let mut out = [0u64; signal::COUNT as usize];
-        for (i, o) in out.iter_mut().enumerate() {
-            let per_cpu = self
-                .signals
-                .get(&(i as u32), 0)
-                .map_err(op(names::SIGNALS, "reading"))?;
-            *o = per_cpu.iter().sum();
-        }
+        let sums = per_cpu_sums(&self.signals, names::SIGNALS, signal::COUNT, |a: u64, b| {
+            a + b
+        })?;
+        out.copy_from_slice(&sums);
         Ok(out)
     }
 
@@ -292,14 +313,11 @@ impl Maps {
         &self,
         each: impl FnMut(&SourceKey, &SourceState),
     ) -> Result<usize, MapError> {
-        crate::batch::for_each_source(&self.sources_fd, each).map_err(|e| MapError::Op {
-            map: names::SOURCES,
-            op: "batch lookup",
-            source: AyaMapError::SyscallError(aya::sys::SyscallError {
-                call: "bpf_map_lookup_batch",
-                io_error: e,
-            }),
-        })
+        crate::batch::for_each_source(&self.sources_fd, each).map_err(syscall_error(
+            names::SOURCES,
+            "batch lookup",
+            "bpf_map_lookup_batch",
+        ))
     }
 
     /// Inserts a source entry directly (benchmarks fill the table this way).
