@@ -124,3 +124,65 @@ pub const RULE_SLOTS: u32 = 2 * MAX_RULES_PER_FAMILY + 1;
 pub const DEFAULT_RULE_SLOT: u32 = 0;
 /// Bans per family held in the kernel at once.
 pub const MAX_BANS_PER_FAMILY: u32 = 65_536;
+
+/// Version of the layout of the pinned maps: their set, names, key and
+/// value types, sizes and the meaning of every field and index. The daemon
+/// pins its maps under `<pin_dir>/v<LAYOUT_VERSION>`, so a build with
+/// another layout never opens maps it would mis-read. Bump it with any
+/// such change (the `layout_fingerprint` test fails on size changes, as a
+/// reminder; field reorderings and new meanings are on the reviewer).
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// The maps the daemon pins and a restarted daemon adopts: all but the
+/// replay program's scratch maps.
+pub const PINNED: &[&str] = &[
+    SOURCES,
+    POLICY_V4[0],
+    POLICY_V4[1],
+    POLICY_V6[0],
+    POLICY_V6[1],
+    RULES,
+    IFACES,
+    BANS_V4,
+    BANS_V6,
+    CONFIG,
+    COUNTERS,
+    MALFORMED,
+    SOURCE_EVENTS,
+    HOT,
+    SYN_BUCKET,
+    SIGNALS,
+    BOGONS_V4,
+    BOGONS_V6,
+];
+
+#[cfg(test)]
+mod tests {
+    use core::mem::size_of;
+
+    use crate::{
+        reason::COUNTER_SLOTS,
+        types::{Counter, RuleParams, RuntimeConfig, SourceKey, SourceState},
+    };
+
+    /// Sizes and counts that define the pinned layout. If this fails, the
+    /// layout changed: bump `LAYOUT_VERSION` and then update the numbers.
+    #[test]
+    fn layout_fingerprint() {
+        assert_eq!(
+            (
+                super::LAYOUT_VERSION,
+                size_of::<SourceKey>(),
+                size_of::<SourceState>(),
+                size_of::<RuleParams>(),
+                size_of::<RuntimeConfig>(),
+                size_of::<Counter>(),
+                COUNTER_SLOTS,
+                super::PINNED.len(),
+            ),
+            (1, 20, 104, 40, 64, 16, COUNTER_SLOTS_V1, 18),
+            "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
+        );
+    }
+    const COUNTER_SLOTS_V1: u32 = 16 * 10 * 3;
+}

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use monitor_common::maps as names;
 
-use crate::maps::{MapError, Maps, lpm_v4, lpm_v6};
+use crate::maps::{MapError, Maps, lpm_v4, lpm_v6, trie_entries};
 
 impl Maps {
     /// Bans `net` until `until_ns` (monotonic), replacing any ban on the
@@ -23,6 +23,13 @@ impl Maps {
             source,
         })?;
         self.bump_generation()
+    }
+
+    /// Every ban in the kernel with its expiry (monotonic ns).
+    pub fn kernel_bans(&self) -> Result<Vec<(IpNet, u64)>, MapError> {
+        let mut out = trie_entries(&self.bans_v4, names::BANS_V4)?;
+        out.extend(trie_entries(&self.bans_v6, names::BANS_V6)?);
+        Ok(out)
     }
 
     /// Lifts the ban on exactly `net`. Returns whether there was one.

@@ -263,6 +263,8 @@ pub const DEFAULT_BOGONS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 struct StateFile {
     file: Option<PathBuf>,
+    pin_dir: Option<PathBuf>,
+    on_exit: Option<crate::pins::OnExit>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -343,6 +345,10 @@ pub struct Config {
     pub socket_group: Option<String>,
     pub log: LogConfig,
     pub state_file: PathBuf,
+    /// Where the maps and links are pinned in bpffs (a versioned directory
+    /// under it).
+    pub pin_dir: PathBuf,
+    pub on_exit: crate::pins::OnExit,
     pub detect: DetectConfig,
 }
 
@@ -831,8 +837,16 @@ pub fn parse(path: &Path, text: &str, check_interfaces: bool) -> Result<Config, 
             .state
             .file
             .unwrap_or_else(|| PathBuf::from("/var/lib/tollgate/state.json")),
+        pin_dir: f
+            .state
+            .pin_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR)),
+        on_exit: f.state.on_exit.unwrap_or(crate::pins::OnExit::Keep),
     })
 }
+
+/// Default `state.pin_dir`.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/tollgate";
 
 /// Refuses a rule that would deny or limit (part of) a management CIDR:
 /// the operator must not be able to lock themselves out.

@@ -92,6 +92,8 @@ struct BanInfo {
 /// The daemon's state, one owner.
 pub struct Core {
     tg: Tollgate,
+    /// The locked pin directory (dropped last: the lock outlives the maps).
+    pins: Option<crate::pins::PinDir>,
     config: Config,
     runtime_rules: Vec<RuleEntry>,
     default_override: Option<(Limit, bool)>,
@@ -325,12 +327,46 @@ impl Core {
         if let Some(note) = note {
             tracing::warn!(event = "state_unreadable", "{note}");
         }
-        let tg = Tollgate::load(&LoadOptions {
-            max_sources: config.max_sources,
-        })
+        let mut pins = crate::pins::PinDir::open(&config.pin_dir)?;
+        let older = pins.other_versions();
+        if !pins.adopted() && !older.is_empty() {
+            tracing::warn!(
+                event = "layout_changed",
+                "pinned maps of layout {} found under {}; this build uses layout v{}: its maps start fresh (bans and runtime rules come back from the state file; counters and bucket state restart). The running program keeps enforcing until ours replaces it.",
+                older.iter().map(|(v, _)| format!("v{v}")).collect::<Vec<_>>().join(", "),
+                config.pin_dir.display(),
+                monitor_common::maps::LAYOUT_VERSION
+            );
+        }
+        let load = |pins: &crate::pins::PinDir| {
+            Tollgate::load(&LoadOptions {
+                max_sources: config.max_sources,
+                pin_dir: Some(pins.dir().to_owned()),
+            })
+        };
+        let tg = match load(&pins) {
+            Err(e @ crate::loader::LoadError::PinnedCapacity { .. }) => {
+                tracing::warn!(
+                    event = "pins_restarted",
+                    "{e}: the maps start fresh (bans and runtime rules come back from the state file; counters and bucket state restart)"
+                );
+                pins.clear_maps()?;
+                load(&pins)
+            }
+            r => r,
+        }
         .context("loading Tollgate's XDP programs")?;
+        let adopted = pins.adopted();
+        if adopted {
+            tracing::info!(
+                event = "pins_adopted",
+                dir = %pins.dir().display(),
+                "adopted the pinned maps: buckets, flow records, bans and counters continue"
+            );
+        }
         let mut core = Self {
             tg,
+            pins: Some(pins),
             config,
             runtime_rules: Vec::new(),
             default_override: None,
@@ -342,8 +378,11 @@ impl Core {
             last_global: None,
             last_walk: None,
             offences: std::collections::HashMap::new(),
-            detections: BTreeMap::new(),
-            bans_by_reason: BTreeMap::new(),
+            detections: Detector::ALL
+                .iter()
+                .filter_map(|d| Some((d.name(), *state.detections.get(d.name())?)))
+                .collect(),
+            bans_by_reason: state.bans_by_reason.clone(),
             hot_prev: std::collections::HashMap::new(),
             typical_pps: 0.0,
             syn_baseline: monitor_common::detect::Ewma::new(0.01),
@@ -374,7 +413,9 @@ impl Core {
                 ),
             }
         }
-        core.apply(Some(monotonic_ns()))
+        // Adopted maps keep their bucket clock: the buckets are relative
+        // to it.
+        core.apply((!adopted).then(monotonic_ns))
             .map_err(|e| anyhow::anyhow!("applying the configured policy: {e}"))?;
         let now_unix = unix_ms();
         let now_mono = monotonic_ns();
@@ -396,6 +437,22 @@ impl Core {
                 },
             );
         }
+        if adopted {
+            // Bans the kernel holds that the state file missed (a crash
+            // between the two writes) stay known, and expire on time.
+            for (net, until) in core.tg.maps.kernel_bans()? {
+                if until > now_mono && !core.bans.contains_key(&net) {
+                    core.bans.insert(
+                        net,
+                        BanInfo {
+                            until_mono_ns: until,
+                            until_unix_ms: now_unix + (until - now_mono) / 1_000_000,
+                            reason: Some("restored from the kernel".into()),
+                        },
+                    );
+                }
+            }
+        }
         if !state.bans.is_empty() || !state.rules.is_empty() {
             tracing::info!(
                 event = "state_restored",
@@ -408,16 +465,59 @@ impl Core {
         Ok(core)
     }
 
+    /// Attaches on every configured interface through pinned links,
+    /// adopting those a previous daemon left (its program is replaced in
+    /// one atomic update), and detaches from interfaces no longer
+    /// configured.
     pub fn attach_all(&mut self) -> anyhow::Result<()> {
+        let pins = self.pins.as_ref().context("the pin directory is not open")?;
         for iface in self.config.interfaces.clone() {
-            self.tg.attach(&iface, self.config.attach_mode)?;
-            tracing::info!(event = "attached", iface = %iface, mode = %self.config.attach_mode, "attached");
+            let adopted = self.tg.attach_pinned(
+                &iface,
+                self.config.attach_mode,
+                &pins.link(&iface),
+                &pins.older_links(&iface),
+            )?;
+            if adopted {
+                tracing::info!(event = "attached", iface = %iface, "adopted the pinned XDP link: enforcement never paused");
+            } else {
+                tracing::info!(event = "attached", iface = %iface, mode = %self.config.attach_mode, "attached");
+            }
+        }
+        for stale in pins.stale_links(&self.config.interfaces) {
+            match std::fs::remove_file(&stale) {
+                Ok(()) => tracing::info!(event = "detached", pin = %stale.display(), "detached from an interface no longer configured"),
+                Err(e) => tracing::warn!(event = "detach_failed", pin = %stale.display(), "{e}"),
+            }
+        }
+        for (v, dir) in pins.other_versions() {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::info!(event = "old_pins_removed", layout = v, dir = %dir.display(), "removed the pins of layout v{v}"),
+                Err(e) => tracing::warn!(event = "old_pins_removal_failed", dir = %dir.display(), "{e}"),
+            }
         }
         Ok(())
     }
 
-    pub fn detach_all(&mut self) -> anyhow::Result<()> {
-        self.tg.detach_all()?;
+    /// What a clean stop leaves behind, per `state.on_exit`.
+    pub fn exit(&mut self) -> anyhow::Result<()> {
+        match self.config.on_exit {
+            crate::pins::OnExit::Keep => {
+                tracing::info!(
+                    event = "kept",
+                    "leaving XDP attached on {} with the maps pinned in {} (state.on_exit = \"keep\"): the kernel keeps enforcing the last policy and bans until the next daemon adopts them",
+                    self.config.interfaces.join(", "),
+                    self.config.pin_dir.display()
+                );
+            }
+            crate::pins::OnExit::Detach => {
+                self.tg.detach_all()?;
+                if let Some(p) = self.pins.take() {
+                    p.remove()?;
+                }
+                tracing::info!(event = "detached", "detached and removed the pins (state.on_exit = \"detach\")");
+            }
+        }
         Ok(())
     }
 
@@ -461,6 +561,12 @@ impl Core {
                     reason: b.reason.clone(),
                 })
                 .collect(),
+            detections: self
+                .detections
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            bans_by_reason: self.bans_by_reason.clone(),
             ..State::default()
         };
         state
@@ -1434,7 +1540,5 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Err(e) = core.save() {
         tracing::warn!(event = "state_save_failed", "{e}");
     }
-    core.detach_all()?;
-    tracing::info!(event = "detached", "detached; bye");
-    Ok(())
+    core.exit()
 }

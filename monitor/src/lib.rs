@@ -13,6 +13,7 @@ pub mod exporter;
 pub mod loader;
 pub mod maps;
 pub mod notify;
+pub mod pins;
 pub mod policy;
 pub mod redact;
 pub mod replay;

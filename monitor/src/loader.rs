@@ -1,9 +1,15 @@
 //! Loading the XDP object, taking ownership of its maps, attaching and
 //! detaching.
 
+use std::path::{Path, PathBuf};
+
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use monitor_common::{
     maps::{self as names, DEFAULT_MAX_SOURCES},
@@ -48,6 +54,23 @@ pub enum LoadError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error(
+        "the pinned source table holds {pinned} sources but the config asks for {wanted} (sources.max_tracked changed)"
+    )]
+    PinnedCapacity { pinned: u32, wanted: u32 },
+    #[error("adopting the XDP link pinned at {path}")]
+    Adopt {
+        path: PathBuf,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("pinning the XDP link on `{iface}` at {path}")]
+    Pin {
+        iface: String,
+        path: PathBuf,
+        #[source]
+        source: anyhow::Error,
+    },
     #[error(transparent)]
     Map(#[from] MapError),
 }
@@ -84,12 +107,16 @@ impl From<AttachMode> for XdpMode {
 pub struct LoadOptions {
     /// Capacity of the per-source LRU map.
     pub max_sources: u32,
+    /// Pin the maps here (the daemon's `PinDir`), adopting those already
+    /// pinned; `None` (tools and tests): private maps, gone with the value.
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             max_sources: DEFAULT_MAX_SOURCES,
+            pin_dir: None,
         }
     }
 }
@@ -99,17 +126,53 @@ impl Default for LoadOptions {
 pub struct Tollgate {
     ebpf: Ebpf,
     pub maps: Maps,
-    attached: Vec<(String, XdpLinkId)>,
+    attached: Vec<(String, Attachment)>,
+}
+
+/// How the program is attached to one interface.
+enum Attachment {
+    /// Through a link the program owns: detached when the program is
+    /// dropped (tools and tests).
+    Owned(XdpLinkId),
+    /// Through a link pinned at `pin`: outlives this process until the pin
+    /// is removed (the daemon).
+    Pinned { link: FdLink, pin: PathBuf },
 }
 
 impl Tollgate {
     /// Loads and verifies all three programs and takes the maps. The
     /// runtime config gets `clock_base_ns = now`, the bucket clock's origin.
     pub fn load(opts: &LoadOptions) -> Result<Self, LoadError> {
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(names::SOURCES, opts.max_sources)
-            .load(OBJECT)
-            .map_err(LoadError::Load)?;
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(names::SOURCES, opts.max_sources);
+        let pins: Vec<(&str, PathBuf)> = match &opts.pin_dir {
+            Some(dir) => names::PINNED.iter().map(|m| (*m, dir.join(m))).collect(),
+            None => Vec::new(),
+        };
+        for (name, path) in &pins {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(LoadError::Load)?;
+        // A pinned map is adopted as it is; its capacity is the one thing
+        // a config can change without a new layout version.
+        if let Some(aya::maps::Map::LruHashMap(m)) = ebpf.map(names::SOURCES) {
+            let pinned = m
+                .info()
+                .map_err(|source| {
+                    LoadError::Map(MapError::Op {
+                        map: names::SOURCES,
+                        op: "reading the map's info",
+                        source,
+                    })
+                })?
+                .max_entries();
+            if pinned != opts.max_sources {
+                return Err(LoadError::PinnedCapacity {
+                    pinned,
+                    wanted: opts.max_sources,
+                });
+            }
+        }
         for name in [
             names::PROG_MAIN,
             names::PROG_REPLAY,
@@ -153,14 +216,9 @@ impl Tollgate {
     }
 
     /// Attaches the production program to `iface` in the current network
-    /// namespace.
+    /// namespace, through a link the program owns.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<(), LoadError> {
-        // Counter slot = attach order, 1-based, set before the first packet;
-        // interfaces past MAX_IFACES share slot 0.
-        let slot = self.attached.len() as u32 + 1;
-        if (slot as usize) < MAX_IFACES {
-            self.maps.set_iface_slot(ifindex(iface), slot)?;
-        }
+        self.set_slot(iface)?;
         let prog = self.main_program_mut()?;
         let link = prog
             .attach(iface, mode.into())
@@ -169,18 +227,105 @@ impl Tollgate {
                 mode,
                 source,
             })?;
-        self.attached.push((iface.to_owned(), link));
+        self.attached
+            .push((iface.to_owned(), Attachment::Owned(link)));
         Ok(())
     }
 
-    /// Detaches from every interface, in the current network namespace.
-    /// (Dropping the struct detaches too; this reports errors.)
+    /// Attaches to `iface` through a link pinned at `pin`. If a link is
+    /// pinned there already, or at one of `older` (an earlier layout's
+    /// pins), it is adopted: its program is replaced by ours in one atomic
+    /// update, so the interface is never without enforcement. Returns
+    /// whether a link was adopted.
+    pub fn attach_pinned(
+        &mut self,
+        iface: &str,
+        mode: AttachMode,
+        pin: &Path,
+        older: &[PathBuf],
+    ) -> Result<bool, LoadError> {
+        self.set_slot(iface)?;
+        let existing = std::iter::once(pin)
+            .chain(older.iter().map(PathBuf::as_path))
+            .find(|p| p.exists());
+        let prog = self.main_program_mut()?;
+        let id = match existing {
+            Some(path) => {
+                let adopt = |e: anyhow::Error| LoadError::Adopt {
+                    path: path.to_owned(),
+                    source: e,
+                };
+                let fd: FdLink = PinnedLink::from_pin(path)
+                    .map_err(|e| adopt(e.into()))?
+                    .into();
+                let link = XdpLink::try_from(fd).map_err(|e| adopt(e.into()))?;
+                prog.attach_to_link(link).map_err(|e| adopt(e.into()))?
+            }
+            None => prog
+                .attach(iface, mode.into())
+                .map_err(|source| LoadError::Attach {
+                    iface: iface.to_owned(),
+                    mode,
+                    source,
+                })?,
+        };
+        let pin_err = |e: anyhow::Error| LoadError::Pin {
+            iface: iface.to_owned(),
+            path: pin.to_owned(),
+            source: e,
+        };
+        let link = prog.take_link(id).map_err(|e| pin_err(e.into()))?;
+        let link = FdLink::try_from(link).map_err(|e| {
+            pin_err(anyhow::anyhow!(
+                "{e}: the kernel attached XDP through netlink, not a BPF link (Linux 5.9 or later is needed to pin it)"
+            ))
+        })?;
+        let link = if existing == Some(pin) {
+            link
+        } else {
+            link.pin(pin).map_err(|e| pin_err(e.into()))?.into()
+        };
+        self.attached.push((
+            iface.to_owned(),
+            Attachment::Pinned {
+                link,
+                pin: pin.to_owned(),
+            },
+        ));
+        Ok(existing.is_some())
+    }
+
+    /// Counter slot = attach order, 1-based, set before the first packet;
+    /// interfaces past MAX_IFACES share slot 0.
+    fn set_slot(&mut self, iface: &str) -> Result<(), LoadError> {
+        let slot = self.attached.len() as u32 + 1;
+        if (slot as usize) < MAX_IFACES {
+            self.maps.set_iface_slot(ifindex(iface), slot)?;
+        }
+        Ok(())
+    }
+
+    /// Detaches from every interface, in the current network namespace,
+    /// removing pinned links' pins. (Dropping the struct detaches owned
+    /// links too, and leaves pinned ones attached; this reports errors.)
     pub fn detach_all(&mut self) -> Result<(), LoadError> {
         let attached = std::mem::take(&mut self.attached);
         let prog = self.main_program_mut()?;
-        for (iface, link) in attached {
-            prog.detach(link)
-                .map_err(|source| LoadError::Detach { iface, source })?;
+        for (iface, a) in attached {
+            match a {
+                Attachment::Owned(link) => prog
+                    .detach(link)
+                    .map_err(|source| LoadError::Detach { iface, source })?,
+                Attachment::Pinned { link, pin } => {
+                    // The link goes when its pin and our descriptor are
+                    // both gone.
+                    std::fs::remove_file(&pin).map_err(|e| LoadError::Detach {
+                        iface,
+                        source: aya::programs::ProgramError::IOError(e),
+                    })?;
+                    drop(link);
+                }
+            }
         }
         Ok(())
     }

@@ -171,6 +171,7 @@ fn run_cmd(args: RunArgs) -> ExitCode {
             mode: args.xdp_mode,
             load: LoadOptions {
                 max_sources: args.max_sources,
+                ..LoadOptions::default()
             },
             stats_interval: args.stats_interval(),
             top: args.top,
@@ -416,6 +417,7 @@ fn replay_cmd(args: &ReplayArgs) -> anyhow::Result<()> {
     policy.compile()?;
     let mut tg = Tollgate::load(&LoadOptions {
         max_sources: args.max_sources,
+        ..LoadOptions::default()
     })?;
     // The replay clock starts at 1 s; base 0 keeps the bucket clock equal
     // to it.

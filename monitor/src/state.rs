@@ -48,6 +48,12 @@ pub struct State {
     pub default_limit: Option<SavedRule>,
     #[serde(default)]
     pub bans: Vec<SavedBan>,
+    /// The daemon's own Prometheus counters (detections by detector, bans
+    /// by reason), so they do not reset across restarts either.
+    #[serde(default)]
+    pub detections: std::collections::BTreeMap<String, u64>,
+    #[serde(default)]
+    pub bans_by_reason: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for State {
@@ -57,6 +63,8 @@ impl Default for State {
             rules: Vec::new(),
             default_limit: None,
             bans: Vec::new(),
+            detections: Default::default(),
+            bans_by_reason: Default::default(),
         }
     }
 }

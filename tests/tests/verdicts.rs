@@ -446,6 +446,7 @@ fn a_policy_swap_keeps_the_buckets_of_unchanged_rules() {
 fn batch_reads_see_every_source() {
     let mut tg = tollgate::loader::Tollgate::load(&tollgate::loader::LoadOptions {
         max_sources: 16_384,
+        ..Default::default()
     })
     .expect("loading");
     tg.maps.apply_policy(&Policy::default(), Some(0)).unwrap();

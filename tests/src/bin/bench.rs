@@ -296,8 +296,9 @@ fn daemon_bench() -> anyhow::Result<()> {
     std::fs::write(
         &cfg,
         format!(
-            "interfaces = [\"bd0\"]\n[sources]\nmax_tracked = 1048576\n[metrics]\nlisten = \"127.0.0.1:9640\"\n[control]\nsocket = \"{d}/control.sock\"\n[state]\nfile = \"{d}/state.json\"\n",
-            d = dir.display()
+            "interfaces = [\"bd0\"]\n[sources]\nmax_tracked = 1048576\n[metrics]\nlisten = \"127.0.0.1:9640\"\n[control]\nsocket = \"{d}/control.sock\"\n[state]\nfile = \"{d}/state.json\"\npin_dir = \"/sys/fs/bpf/{p}\"\non_exit = \"detach\"\n",
+            d = dir.display(),
+            p = dir.file_name().and_then(|n| n.to_str()).unwrap_or("tg-bench"),
         ),
     )?;
     let mut child = spawn_daemon(&ns, &cfg)?;
@@ -426,9 +427,10 @@ fn time_to_ban() -> anyhow::Result<()> {
         std::fs::write(
             &cfg,
             format!(
-                "interfaces = [\"{}\"]\ninterval = \"{interval}\"\n[metrics]\nlisten = \"127.0.0.1:9640\"\n[control]\nsocket = \"{d}/control.sock\"\n[state]\nfile = \"{d}/state.json\"\n",
+                "interfaces = [\"{}\"]\ninterval = \"{interval}\"\n[metrics]\nlisten = \"127.0.0.1:9640\"\n[control]\nsocket = \"{d}/control.sock\"\n[state]\nfile = \"{d}/state.json\"\npin_dir = \"/sys/fs/bpf/{p}\"\non_exit = \"detach\"\n",
                 lab::netns::SERVER_IF,
-                d = dir.display()
+                d = dir.display(),
+                p = dir.file_name().and_then(|n| n.to_str()).unwrap_or("tg-bench"),
             ),
         )?;
         let mut child = spawn_daemon(&lab.server, &cfg)?;

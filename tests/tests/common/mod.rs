@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod daemon;
+
 use monitor_common::types::SourceKey;
 use tollgate::{
     loader::{LoadOptions, Tollgate},
@@ -15,7 +17,7 @@ use tollgate::{
 /// applies `policy` with the bucket clock based at 0, as `tollgate replay`
 /// does.
 pub fn load(policy: &Policy) -> Tollgate {
-    let mut tg = Tollgate::load(&LoadOptions { max_sources: 4096 })
+    let mut tg = Tollgate::load(&LoadOptions { max_sources: 4096, ..Default::default() })
         .expect("loading Tollgate's XDP object (tests run as root on a BPF-enabled kernel)");
     tg.maps
         .apply_policy(policy, Some(0))

@@ -1,0 +1,234 @@
+//! A lab with `tollgate run --config` in its server namespace, driven
+//! through the CLI: shared by the daemon and restart tests.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use lab::{Lab, netns::SERVER_IF, traffic};
+use serde_json::Value;
+
+use super::tollgate_bin;
+
+pub const METRICS: &str = "127.0.0.1:9640";
+
+/// Waits for `cond` to hold, checking every 100 ms, up to `limit`: a
+/// deadline, not a timing assertion.
+pub fn eventually<T>(what: &str, limit: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        if start.elapsed() >= limit {
+            panic!("{what}: not within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn config(dir: &Path, extra: &str) -> String {
+    // A test that wants the slow production walk says so in `extra` with a
+    // `# scan_interval = ...` line.
+    let scan = extra
+        .lines()
+        .find_map(|l| l.strip_prefix("# scan_interval = "))
+        .unwrap_or("\"200ms\"");
+    let on_exit = if extra.contains("# on_exit = keep") {
+        "keep"
+    } else {
+        "detach"
+    };
+    format!(
+        r#"interfaces = ["{SERVER_IF}"]
+interval = "200ms"
+[sources]
+scan_interval = {scan}
+[default_limit]
+packets_per_second = 200
+burst_packets = 100
+[management]
+cidrs = ["192.0.2.250/32"]
+[[rule]]
+cidr = "192.0.2.40/32"
+action = "deny"
+comment = "from the config"
+[metrics]
+listen = "{METRICS}"
+[control]
+socket = "{dir}/control.sock"
+[state]
+file = "{dir}/state.json"
+pin_dir = "{pins}"
+on_exit = "{on_exit}"
+[log]
+format = "json"
+{extra}"#,
+        dir = dir.display(),
+        pins = pin_root(dir).display(),
+    )
+}
+
+/// The test's own bpffs pin directory (tests run in parallel).
+pub fn pin_root(dir: &Path) -> PathBuf {
+    Path::new("/sys/fs/bpf").join(dir.file_name().expect("test dir name"))
+}
+
+/// A lab with `tollgate run` in its server namespace; killed and cleaned up
+/// on drop.
+pub struct Daemon {
+    pub lab: Lab,
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn new(tag: &str, clients: &[&str], extra: &str) -> Self {
+        let addrs: Vec<_> = clients.iter().map(|a| a.parse().unwrap()).collect();
+        let lab = Lab::new(tag, &addrs).expect("building the lab");
+        let dir = std::env::temp_dir().join(format!("tg-daemon-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tollgate.toml"), config(&dir, extra)).unwrap();
+        let mut d = Self {
+            lab,
+            dir,
+            child: None,
+        };
+        d.start();
+        d
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
+        let child = self
+            .lab
+            .server
+            .command(tollgate_bin().to_str().unwrap())
+            .args(["run", "--config"])
+            .arg(self.dir.join("tollgate.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting tollgate run");
+        self.child = Some(child);
+        eventually(
+            "the daemon answering on its socket",
+            Duration::from_secs(30),
+            || {
+                if let Some(c) = self.child.as_mut()
+                    && let Ok(Some(status)) = c.try_wait()
+                {
+                    panic!("the daemon exited with {status}: {}", self.log());
+                }
+                self.cli(&["status", "--json"])
+                    .status
+                    .success()
+                    .then_some(())
+            },
+        );
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(tollgate_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket())
+            .output()
+            .expect("running the tollgate CLI")
+    }
+
+    /// Runs a CLI command that must succeed and returns its `--json` answer.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.cli(&all);
+        assert!(
+            out.status.success(),
+            "tollgate {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    /// Runs a CLI command that must fail; returns its stderr.
+    pub fn refused(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            !out.status.success(),
+            "tollgate {args:?} should have failed"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn send(&self, src: &str, count: u64, pps: u64) -> u64 {
+        traffic::udp(
+            self.lab.client(),
+            src.parse().unwrap(),
+            self.lab.server_v4(),
+            9,
+            count,
+            pps,
+            64,
+            Duration::from_secs(20),
+        )
+        .expect("sending")
+        .packets
+    }
+
+    /// The kernel's record of `source` (packets, dropped), read through the
+    /// CLI once the daemon's snapshot has it.
+    pub fn source(&self, source: &str, packets_at_least: u64) -> (u64, u64) {
+        eventually(
+            &format!("{source} in `tollgate top`"),
+            Duration::from_secs(10),
+            || {
+                let v = self.json(&["top", "-n", "100", "--by", "packets"]);
+                v["sources"].as_array()?.iter().find_map(|s| {
+                    let p = s["packets"].as_u64()?;
+                    (s["source"] == source && p >= packets_at_least)
+                        .then(|| (p, s["dropped"].as_u64().unwrap_or(0)))
+                })
+            },
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+        // A test that kept its pins (or panicked) leaves nothing attached.
+        let _ = std::fs::remove_dir_all(pin_root(&self.dir));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.").then(|| body.to_owned())
+}
+
