@@ -1019,6 +1019,10 @@ burst_packets = 2000
                 "t.toml:3: rule[1]: only action = \"limit\" takes rates and bursts; remove them or change the action",
             ),
             (
+                "interfaces = [\"lo\"]\n[state]\non_exit = \"stay\"\n",
+                "t.toml:3: state.on_exit: unknown variant `stay`, expected `keep` or `detach`",
+            ),
+            (
                 "interfaces = [\"lo\"]\ninterval = \"soon\"\n",
                 "t.toml:2: interval: `soon` is not a duration; write a number with ms, s, m, h or d (e.g. `30s`, `10m`)",
             ),

@@ -333,7 +333,11 @@ impl Core {
             tracing::warn!(
                 event = "layout_changed",
                 "pinned maps of layout {} found under {}; this build uses layout v{}: its maps start fresh (bans and runtime rules come back from the state file; counters and bucket state restart). The running program keeps enforcing until ours replaces it.",
-                older.iter().map(|(v, _)| format!("v{v}")).collect::<Vec<_>>().join(", "),
+                older
+                    .iter()
+                    .map(|(v, _)| format!("v{v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 config.pin_dir.display(),
                 monitor_common::maps::LAYOUT_VERSION
             );
@@ -470,7 +474,10 @@ impl Core {
     /// one atomic update), and detaches from interfaces no longer
     /// configured.
     pub fn attach_all(&mut self) -> anyhow::Result<()> {
-        let pins = self.pins.as_ref().context("the pin directory is not open")?;
+        let pins = self
+            .pins
+            .as_ref()
+            .context("the pin directory is not open")?;
         for iface in self.config.interfaces.clone() {
             let adopted = self.tg.attach_pinned(
                 &iface,
@@ -486,14 +493,20 @@ impl Core {
         }
         for stale in pins.stale_links(&self.config.interfaces) {
             match std::fs::remove_file(&stale) {
-                Ok(()) => tracing::info!(event = "detached", pin = %stale.display(), "detached from an interface no longer configured"),
+                Ok(()) => {
+                    tracing::info!(event = "detached", pin = %stale.display(), "detached from an interface no longer configured")
+                }
                 Err(e) => tracing::warn!(event = "detach_failed", pin = %stale.display(), "{e}"),
             }
         }
         for (v, dir) in pins.other_versions() {
             match std::fs::remove_dir_all(&dir) {
-                Ok(()) => tracing::info!(event = "old_pins_removed", layout = v, dir = %dir.display(), "removed the pins of layout v{v}"),
-                Err(e) => tracing::warn!(event = "old_pins_removal_failed", dir = %dir.display(), "{e}"),
+                Ok(()) => {
+                    tracing::info!(event = "old_pins_removed", layout = v, dir = %dir.display(), "removed the pins of layout v{v}")
+                }
+                Err(e) => {
+                    tracing::warn!(event = "old_pins_removal_failed", dir = %dir.display(), "{e}")
+                }
             }
         }
         Ok(())
@@ -515,7 +528,10 @@ impl Core {
                 if let Some(p) = self.pins.take() {
                     p.remove()?;
                 }
-                tracing::info!(event = "detached", "detached and removed the pins (state.on_exit = \"detach\")");
+                tracing::info!(
+                    event = "detached",
+                    "detached and removed the pins (state.on_exit = \"detach\")"
+                );
             }
         }
         Ok(())

@@ -183,7 +183,12 @@ fn ensure_bpffs(root: &Path) -> anyhow::Result<()> {
             return Err(std::io::Error::last_os_error())
                 .context("mounting bpffs on /sys/fs/bpf (needs CAP_SYS_ADMIN once per boot; systemd mounts it normally)");
         }
-        tracing::info!(event = "bpffs_mounted", "mounted bpffs on /sys/fs/bpf");
+        // Mounted here, the pins live as long as this mount namespace: with
+        // `ip netns exec` or a private one they die with the daemon.
+        tracing::warn!(
+            event = "bpffs_mounted",
+            "mounted bpffs on /sys/fs/bpf; if this daemon runs in a private mount namespace (ip netns exec, unshare) the pins end with it: mount bpffs on the host at boot (systemd does) so enforcement survives restarts"
+        );
         return Ok(());
     }
     anyhow::bail!(

@@ -682,7 +682,7 @@ fn the_daemon_tells_systemd_when_it_is_ready_and_stopping() {
         .unwrap();
     let mut child = lab
         .server
-        .command(tollgate_bin().to_str().unwrap())
+        .nsenter(tollgate_bin().to_str().unwrap())
         .args(["run", "--config"])
         .arg(dir.join("tollgate.toml"))
         .env("NOTIFY_SOCKET", &notify)

@@ -39,7 +39,11 @@ fn policy() -> Policy {
 fn attached(tag: &str, addrs: &[&str]) -> (Lab, Tollgate) {
     let addrs: Vec<IpAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
     let lab = Lab::new(tag, &addrs).expect("building the namespace lab");
-    let mut tg = Tollgate::load(&LoadOptions { max_sources: 4096, ..Default::default() }).expect("loading");
+    let mut tg = Tollgate::load(&LoadOptions {
+        max_sources: 4096,
+        ..Default::default()
+    })
+    .expect("loading");
     tg.maps
         .apply_policy(&policy(), Some(monotonic_ns()))
         .expect("policy");

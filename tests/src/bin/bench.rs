@@ -259,7 +259,7 @@ fn fill_sources(tg: &mut Tollgate) -> anyhow::Result<()> {
 /// `tollgate run --config cfg` (the binary beside this one) in `ns`.
 fn spawn_daemon(ns: &NetNs, cfg: &Path) -> anyhow::Result<std::process::Child> {
     let bin = std::env::current_exe()?.with_file_name("tollgate");
-    ns.command(bin.to_str().context("non-UTF-8 path")?)
+    ns.nsenter(bin.to_str().context("non-UTF-8 path")?)
         .args(["run", "--config"])
         .arg(cfg)
         .stdout(std::process::Stdio::null())
@@ -298,7 +298,10 @@ fn daemon_bench() -> anyhow::Result<()> {
         format!(
             "interfaces = [\"bd0\"]\n[sources]\nmax_tracked = 1048576\n[metrics]\nlisten = \"127.0.0.1:9640\"\n[control]\nsocket = \"{d}/control.sock\"\n[state]\nfile = \"{d}/state.json\"\npin_dir = \"/sys/fs/bpf/{p}\"\non_exit = \"detach\"\n",
             d = dir.display(),
-            p = dir.file_name().and_then(|n| n.to_str()).unwrap_or("tg-bench"),
+            p = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("tg-bench"),
         ),
     )?;
     let mut child = spawn_daemon(&ns, &cfg)?;
@@ -430,7 +433,10 @@ fn time_to_ban() -> anyhow::Result<()> {
                 "interfaces = [\"{}\"]\ninterval = \"{interval}\"\n[metrics]\nlisten = \"127.0.0.1:9640\"\n[control]\nsocket = \"{d}/control.sock\"\n[state]\nfile = \"{d}/state.json\"\npin_dir = \"/sys/fs/bpf/{p}\"\non_exit = \"detach\"\n",
                 lab::netns::SERVER_IF,
                 d = dir.display(),
-                p = dir.file_name().and_then(|n| n.to_str()).unwrap_or("tg-bench"),
+                p = dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("tg-bench"),
             ),
         )?;
         let mut child = spawn_daemon(&lab.server, &cfg)?;

@@ -111,7 +111,7 @@ impl Daemon {
         let child = self
             .lab
             .server
-            .command(tollgate_bin().to_str().unwrap())
+            .nsenter(tollgate_bin().to_str().unwrap())
             .args(["run", "--config"])
             .arg(self.dir.join("tollgate.toml"))
             .stdout(Stdio::null())
@@ -231,4 +231,3 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     let (head, body) = out.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.").then(|| body.to_owned())
 }
-

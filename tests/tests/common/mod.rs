@@ -17,8 +17,11 @@ use tollgate::{
 /// applies `policy` with the bucket clock based at 0, as `tollgate replay`
 /// does.
 pub fn load(policy: &Policy) -> Tollgate {
-    let mut tg = Tollgate::load(&LoadOptions { max_sources: 4096, ..Default::default() })
-        .expect("loading Tollgate's XDP object (tests run as root on a BPF-enabled kernel)");
+    let mut tg = Tollgate::load(&LoadOptions {
+        max_sources: 4096,
+        ..Default::default()
+    })
+    .expect("loading Tollgate's XDP object (tests run as root on a BPF-enabled kernel)");
     tg.maps
         .apply_policy(policy, Some(0))
         .expect("applying the test policy");
