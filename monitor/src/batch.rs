@@ -105,7 +105,7 @@ pub fn per_cpu_array_sums<T: Copy + Default>(
     entries: u32,
     add: impl Fn(T, T) -> T,
 ) -> std::io::Result<Vec<T>> {
-    const { assert!(std::mem::size_of::<T>() % 8 == 0 && std::mem::align_of::<T>() <= 8) };
+    const { assert!(std::mem::size_of::<T>().is_multiple_of(8) && std::mem::align_of::<T>() <= 8) };
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
     let mut keys = vec![0u32; entries as usize];
     let mut values = vec![T::default(); entries as usize * cpus];
