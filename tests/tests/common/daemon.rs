@@ -84,10 +84,18 @@ pub struct Daemon {
     pub lab: Lab,
     pub dir: PathBuf,
     pub child: Option<Child>,
+    /// A program (with arguments) `tollgate run` is started through, such
+    /// as setpriv with a reduced capability set; empty: started directly.
+    pub launcher: Vec<String>,
 }
 
 impl Daemon {
     pub fn new(tag: &str, clients: &[&str], extra: &str) -> Self {
+        Self::with_launcher(tag, clients, extra, Vec::new())
+    }
+
+    /// Like `new`, with the daemon started through `launcher`.
+    pub fn with_launcher(tag: &str, clients: &[&str], extra: &str, launcher: Vec<String>) -> Self {
         let addrs: Vec<_> = clients.iter().map(|a| a.parse().unwrap()).collect();
         let lab = Lab::new(tag, &addrs).expect("building the lab");
         let dir = std::env::temp_dir().join(format!("tg-daemon-{tag}-{}", std::process::id()));
@@ -97,6 +105,7 @@ impl Daemon {
             lab,
             dir,
             child: None,
+            launcher,
         };
         d.start();
         d
@@ -108,10 +117,16 @@ impl Daemon {
 
     pub fn start(&mut self) {
         let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
-        let child = self
-            .lab
-            .server
-            .nsenter(tollgate_bin().to_str().unwrap())
+        let bin = tollgate_bin().to_str().unwrap().to_owned();
+        let mut cmd = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = self.lab.server.nsenter(program);
+                c.args(args).arg(&bin);
+                c
+            }
+            None => self.lab.server.nsenter(&bin),
+        };
+        let child = cmd
             .args(["run", "--config"])
             .arg(self.dir.join("tollgate.toml"))
             .stdout(Stdio::null())
