@@ -1,0 +1,145 @@
+//! The Debian package (packaging/build-deb.sh, what `cargo xtask deb`
+//! builds) installs, upgrades and removes cleanly: dpkg into a throwaway
+//! root, maintainer scripts run chrootless against it (they honour
+//! DPKG_ROOT), dependencies forced because the root is empty. And
+//! `cargo xtask install`/`uninstall` do the same into a staging root.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::tollgate_bin;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed: {said}");
+    said
+}
+
+/// A root with just enough for dpkg and the group tools.
+fn throwaway_root(tag: &str) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("tg-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "etc"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for (f, text) in [
+        ("var/lib/dpkg/status", ""),
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+        ("etc/group", "root:x:0:\n"),
+        ("etc/shadow", "root:*::0:99999:7:::\n"),
+        ("etc/gshadow", "root:*::\n"),
+    ] {
+        std::fs::write(root.join(f), text).unwrap();
+    }
+    root
+}
+
+fn deb(version: &str, out: &Path) -> PathBuf {
+    let path = run(Command::new(repo().join("packaging/build-deb.sh"))
+        .arg(tollgate_bin())
+        .arg(version)
+        .arg(out)
+        .env("DEB_COMPRESSION", "none"));
+    PathBuf::from(path.trim())
+}
+
+fn dpkg(root: &Path) -> Command {
+    let mut c = Command::new("dpkg");
+    c.arg(format!("--root={}", root.display()))
+        .args(["--force-script-chrootless", "--force-depends"]);
+    c
+}
+
+fn group_line(root: &Path) -> Option<String> {
+    std::fs::read_to_string(root.join("etc/group"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("tollgate:"))
+        .map(str::to_owned)
+}
+
+#[test]
+fn the_debian_package_installs_upgrades_and_removes_cleanly() {
+    let root = throwaway_root("dpkg");
+    let debs = root.with_extension("debs");
+    let v1 = deb("0.1.0", &debs);
+    let v2 = deb("0.1.1", &debs);
+
+    run(dpkg(&root).arg("-i").arg(&v1));
+    for f in [
+        "usr/bin/tollgate",
+        "lib/systemd/system/tollgate.service",
+        "etc/tollgate/tollgate.toml",
+        "etc/systemd/system/multi-user.target.wants/tollgate.service",
+    ] {
+        // symlink_metadata: the enablement link points at /lib/..., which
+        // resolves inside the root, not here.
+        assert!(
+            std::fs::symlink_metadata(root.join(f)).is_ok(),
+            "{f} installed"
+        );
+    }
+    assert!(root.join("var/lib/tollgate").is_dir(), "state directory");
+    assert!(group_line(&root).is_some(), "the tollgate group");
+    // The installed binary is the one built, and it runs.
+    let v = run(Command::new(root.join("usr/bin/tollgate")).arg("--version"));
+    assert!(v.contains("tollgate"), "{v}");
+    // The shipped config is valid as shipped.
+    let checked = run(Command::new(root.join("usr/bin/tollgate"))
+        .arg("check-config")
+        .arg(root.join("etc/tollgate/tollgate.toml")));
+    assert!(checked.contains("ok"), "{checked}");
+
+    // An operator's edit survives the upgrade (a conffile).
+    let conf = root.join("etc/tollgate/tollgate.toml");
+    let edited = format!(
+        "{}\n# edited by the operator\n",
+        std::fs::read_to_string(&conf).unwrap()
+    );
+    std::fs::write(&conf, &edited).unwrap();
+    run(dpkg(&root).arg("-i").arg(&v2));
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), edited);
+    let status = run(Command::new("dpkg-query")
+        .arg(format!(
+            "--admindir={}",
+            root.join("var/lib/dpkg").display()
+        ))
+        .args(["-W", "-f", "${Version} ${Status}", "tollgate"]));
+    assert_eq!(status.trim(), "0.1.1 install ok installed");
+
+    // Remove keeps config and state; purge takes them and the group.
+    run(dpkg(&root).args(["-r", "tollgate"]));
+    assert!(!root.join("usr/bin/tollgate").exists());
+    assert!(
+        std::fs::symlink_metadata(
+            root.join("etc/systemd/system/multi-user.target.wants/tollgate.service")
+        )
+        .is_err(),
+        "disabled on remove"
+    );
+    assert!(conf.exists(), "config kept on remove");
+    assert!(
+        root.join("var/lib/tollgate").is_dir(),
+        "state kept on remove"
+    );
+    run(dpkg(&root).args(["-P", "tollgate"]));
+    assert!(!root.join("etc/tollgate").exists(), "config purged");
+    assert!(!root.join("var/lib/tollgate").exists(), "state purged");
+    assert_eq!(group_line(&root), None, "group removed on purge");
+
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::remove_dir_all(&debs).unwrap();
+}
