@@ -1,8 +1,8 @@
 //! The Debian package (packaging/build-deb.sh, what `cargo xtask deb`
 //! builds) installs, upgrades and removes cleanly: dpkg into a throwaway
 //! root, maintainer scripts run chrootless against it (they honour
-//! DPKG_ROOT), dependencies forced because the root is empty. And
-//! `cargo xtask install`/`uninstall` do the same into a staging root.
+//! DPKG_ROOT), dependencies forced because the root is empty. `cargo xtask
+//! install`/`uninstall` go through the same package.
 
 mod common;
 
@@ -28,23 +28,16 @@ fn run(cmd: &mut Command) -> String {
     said
 }
 
-/// A root with just enough for dpkg and the group tools.
-fn throwaway_root(tag: &str) -> PathBuf {
-    let root = std::env::temp_dir().join(format!("tg-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "etc"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    for (f, text) in [
-        ("var/lib/dpkg/status", ""),
-        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
-        ("etc/group", "root:x:0:\n"),
-        ("etc/shadow", "root:*::0:99999:7:::\n"),
-        ("etc/gshadow", "root:*::\n"),
-    ] {
-        std::fs::write(root.join(f), text).unwrap();
-    }
-    root
+/// `cargo xtask` itself (the binary `cargo xtask test` runs as), so the
+/// test drives the real install and uninstall tasks.
+fn xtask() -> Command {
+    let bin = tollgate_bin().with_file_name("xtask");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the suite with `cargo xtask test`",
+        bin.display()
+    );
+    Command::new(bin)
 }
 
 fn deb(version: &str, out: &Path) -> PathBuf {
@@ -73,12 +66,19 @@ fn group_line(root: &Path) -> Option<String> {
 
 #[test]
 fn the_debian_package_installs_upgrades_and_removes_cleanly() {
-    let root = throwaway_root("dpkg");
+    let root = std::env::temp_dir().join(format!("tg-dpkg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
     let debs = root.with_extension("debs");
-    let v1 = deb("0.1.0", &debs);
-    let v2 = deb("0.1.1", &debs);
-
-    run(dpkg(&root).arg("-i").arg(&v1));
+    // `cargo xtask install` builds the package (of the binary under test
+    // here, not a release build) and installs it into the root.
+    run(xtask()
+        .args(["install", "--root"])
+        .arg(&root)
+        .arg("--binary")
+        .arg(tollgate_bin())
+        .arg("--out")
+        .arg(&debs)
+        .env("DEB_COMPRESSION", "none"));
     for f in [
         "usr/bin/tollgate",
         "lib/systemd/system/tollgate.service",
@@ -110,7 +110,8 @@ fn the_debian_package_installs_upgrades_and_removes_cleanly() {
         std::fs::read_to_string(&conf).unwrap()
     );
     std::fs::write(&conf, &edited).unwrap();
-    run(dpkg(&root).arg("-i").arg(&v2));
+    let next = deb("99.0.0", &debs);
+    run(dpkg(&root).arg("-i").arg(&next));
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), edited);
     let status = run(Command::new("dpkg-query")
         .arg(format!(
@@ -118,10 +119,10 @@ fn the_debian_package_installs_upgrades_and_removes_cleanly() {
             root.join("var/lib/dpkg").display()
         ))
         .args(["-W", "-f", "${Version} ${Status}", "tollgate"]));
-    assert_eq!(status.trim(), "0.1.1 install ok installed");
+    assert_eq!(status.trim(), "99.0.0 install ok installed");
 
     // Remove keeps config and state; purge takes them and the group.
-    run(dpkg(&root).args(["-r", "tollgate"]));
+    run(xtask().args(["uninstall", "--root"]).arg(&root));
     assert!(!root.join("usr/bin/tollgate").exists());
     assert!(
         std::fs::symlink_metadata(
@@ -135,7 +136,7 @@ fn the_debian_package_installs_upgrades_and_removes_cleanly() {
         root.join("var/lib/tollgate").is_dir(),
         "state kept on remove"
     );
-    run(dpkg(&root).args(["-P", "tollgate"]));
+    run(xtask().args(["uninstall", "--purge", "--root"]).arg(&root));
     assert!(!root.join("etc/tollgate").exists(), "config purged");
     assert!(!root.join("var/lib/tollgate").exists(), "state purged");
     assert_eq!(group_line(&root), None, "group removed on purge");

@@ -3,6 +3,7 @@
 //! fresh machine needs nothing but the README's two commands.
 
 mod exec;
+mod install;
 mod setup;
 mod tasks;
 
@@ -29,6 +30,14 @@ enum Task {
     Demo(tasks::DemoOptions),
     /// Measure per-packet cost against a floor and xdp-filter.
     Bench(tasks::BenchOptions),
+    /// Build the Debian package (target/debian/tollgate_VERSION_ARCH.deb).
+    Deb(install::DebOptions),
+    /// Build a release and install it as a package: binary, systemd unit
+    /// (enabled), example config (kept if there), tollgate group, state
+    /// directory.
+    Install(install::InstallOptions),
+    /// Remove the installed package; config and state stay unless --purge.
+    Uninstall(install::UninstallOptions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,5 +47,8 @@ fn main() -> anyhow::Result<()> {
         Task::Test(o) => tasks::test(&o),
         Task::Demo(o) => tasks::demo(&o),
         Task::Bench(o) => tasks::bench(&o),
+        Task::Deb(o) => install::deb(&o).map(drop),
+        Task::Install(o) => install::install(&o),
+        Task::Uninstall(o) => install::uninstall(&o),
     }
 }
