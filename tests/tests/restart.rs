@@ -62,12 +62,6 @@ fn packets_total(d: &Daemon) -> f64 {
         .sum()
 }
 
-fn kill_9(d: &mut Daemon) {
-    let mut c = d.child.take().expect("a running daemon");
-    c.kill().expect("SIGKILL");
-    c.wait().expect("reaping the daemon");
-}
-
 #[test]
 fn a_crashed_daemon_leaves_the_kernel_enforcing_and_its_successor_continues() {
     let mut d = Daemon::new("crash", &["192.0.2.31", "192.0.2.32", "192.0.2.33"], KEEP);
@@ -100,7 +94,23 @@ fn a_crashed_daemon_leaves_the_kernel_enforcing_and_its_successor_continues() {
         "{said}"
     );
 
-    kill_9(&mut d);
+    // kill -9 in the middle of a flow: the kernel counts (and limits)
+    // every packet across the crash.
+    let mut child = d.child.take().expect("a running daemon");
+    let during = std::thread::scope(|s| {
+        let flow = s.spawn(|| d.send("192.0.2.31", 1_000, 2_000));
+        std::thread::sleep(Duration::from_millis(200));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaping the daemon");
+        flow.join().expect("the sender")
+    });
+    let r = kernel_record(&d, [192, 0, 2, 31]).expect(".31 tracked");
+    assert_eq!(
+        r.packets,
+        sent + during,
+        "no packet missed across the crash"
+    );
+    assert!(r.dropped > dropped, "limited across the crash");
     assert_eq!(
         attached_prog(&d),
         Some(prog),
@@ -144,11 +154,11 @@ fn a_crashed_daemon_leaves_the_kernel_enforcing_and_its_successor_continues() {
     assert_eq!(bans.len(), 1, "{bans:?}");
     assert_eq!(bans[0]["cidr"], "192.0.2.33/32");
     assert!(bans[0]["remaining_seconds"].as_u64().unwrap() > 500);
-    let (packets, _) = d.source("192.0.2.31", sent + more);
-    assert!(packets >= sent + more);
+    let (packets, _) = d.source("192.0.2.31", sent + during + more);
+    assert!(packets >= sent + during + more);
     let total = packets_total(&d);
     assert!(
-        total >= counted + more as f64,
+        total >= counted + (during + more) as f64,
         "counters continue: {counted} before the crash, {total} after"
     );
     assert!(attached_prog(&d).is_some());
