@@ -10,6 +10,7 @@ extern crate std;
 
 pub mod bucket;
 pub mod detect;
+pub mod generator;
 pub mod maps;
 pub mod reason;
 pub mod types;
@@ -28,4 +29,5 @@ mod pod {
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for PacketInfo {}
     unsafe impl aya::Pod for ReplayRecord {}
+    unsafe impl aya::Pod for crate::generator::GenConfig {}
 }

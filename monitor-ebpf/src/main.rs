@@ -17,6 +17,7 @@
 )]
 
 mod atomic;
+mod generator;
 mod limit;
 mod maps;
 mod parse;

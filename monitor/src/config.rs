@@ -225,6 +225,20 @@ struct DetectFile {
     spike_floor_pps: Option<f64>,
     ban_ttls: Option<Vec<Spanned<String>>>,
     max_bans: Option<usize>,
+    #[serde(default)]
+    modes: DetectModesFile,
+}
+
+/// `[detect.modes]`: a mode per detector, overriding `detect.mode`.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DetectModesFile {
+    pub flood: Option<Mode>,
+    pub syn_flood: Option<Mode>,
+    pub global_syn_flood: Option<Mode>,
+    pub port_scan: Option<Mode>,
+    pub spoofed_storm: Option<Mode>,
+    pub spike: Option<Mode>,
 }
 
 /// Anomaly detection and automatic response.
@@ -240,6 +254,25 @@ pub struct DetectConfig {
     pub ban_ttls: Vec<Duration>,
     /// Automatic bans in force at most.
     pub max_bans: usize,
+    /// Per-detector modes (`[detect.modes]`); unset ones follow `mode`.
+    pub modes: DetectModesFile,
+}
+
+impl DetectConfig {
+    /// The mode detector `d` runs in.
+    pub fn mode_of(&self, d: monitor_common::detect::Detector) -> Mode {
+        use monitor_common::detect::Detector as D;
+        let m = &self.modes;
+        match d {
+            D::Flood => m.flood,
+            D::SynFlood => m.syn_flood,
+            D::GlobalSynFlood => m.global_syn_flood,
+            D::PortScan => m.port_scan,
+            D::SpoofedStorm => m.spoofed_storm,
+            D::Spike => m.spike,
+        }
+        .unwrap_or(self.mode)
+    }
 }
 
 /// Sources no packet can carry: "this network", loopback, multicast,
@@ -803,6 +836,7 @@ pub fn parse(path: &Path, text: &str, check_interfaces: bool) -> Result<Config, 
         bogons,
         ban_ttls,
         max_bans: d.max_bans.unwrap_or(10_000),
+        modes: d.modes,
     };
     Ok(Config {
         detect,
@@ -1017,6 +1051,10 @@ burst_packets = 2000
             (
                 "interfaces = [\"lo\"]\n[[rule]]\ncidr = \"192.0.2.0/24\"\naction = \"deny\"\npackets_per_second = 5\nburst_packets = 5\n",
                 "t.toml:3: rule[1]: only action = \"limit\" takes rates and bursts; remove them or change the action",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[detect.modes]\nflod = \"monitor\"\n",
+                "t.toml:3: detect.modes.flod: unknown field `flod`, expected one of `flood`, `syn_flood`, `global_syn_flood`, `port_scan`, `spoofed_storm`, `spike`",
             ),
             (
                 "interfaces = [\"lo\"]\n[state]\non_exit = \"stay\"\n",

@@ -855,7 +855,7 @@ impl Core {
                 "the host-wide SYN limit is already in force".into(),
             );
         }
-        if self.config.detect.mode == config::Mode::Monitor {
+        if self.config.detect.mode_of(d) == config::Mode::Monitor {
             let action = format!(
                 "would limit new TCP connections to {rate}/s for {}s",
                 SYN_LIMIT_TTL.as_secs()
@@ -934,7 +934,7 @@ impl Core {
             )
         } else if let Err(m) = guard_ban(&self.config.management, &net) {
             ("logged".to_owned(), format!("not banned: {m}"))
-        } else if self.config.detect.mode == config::Mode::Monitor {
+        } else if self.config.detect.mode_of(d) == config::Mode::Monitor {
             (
                 format!("would ban for {}s", ttl.as_secs()),
                 "monitor mode: nothing changed".to_owned(),

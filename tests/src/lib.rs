@@ -4,6 +4,8 @@
 //! packet builders and a pcap writer. One library, three users: the
 //! integration tests in `tests/`, `cargo xtask demo` and `cargo xtask bench`.
 
+pub mod flood;
+pub mod http;
 pub mod netns;
 pub mod packets;
 pub mod pcap;

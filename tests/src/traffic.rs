@@ -18,7 +18,7 @@ pub fn stop_all() {
     STOP.store(true, Ordering::Relaxed);
 }
 
-fn stopped() -> bool {
+pub fn stopped() -> bool {
     STOP.load(Ordering::Relaxed)
 }
 

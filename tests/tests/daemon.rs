@@ -581,6 +581,40 @@ fn monitor_mode_detects_and_changes_nothing() {
 }
 
 #[test]
+fn a_detector_in_monitor_mode_only_logs_while_the_others_act() {
+    // Enforcing, but the flood detector is on probation.
+    let extra = "[detect]\nmode = \"enforce\"\nflood_pps = 1000\nscan_ports = 60\nban_ttls = [\"5m\"]\n[detect.modes]\nflood = \"monitor\"\n";
+    let d = Daemon::new("dmodes", &["192.0.2.87", "192.0.2.88"], extra);
+    std::thread::scope(|s| {
+        let a = s.spawn(|| d.send("192.0.2.87", 12_000, 4_000));
+        let e = finding(&d, "flood", "192.0.2.87");
+        assert_eq!(e["action"], "would ban for 300s", "{e}");
+        a.join().unwrap();
+    });
+    traffic::udp_scan(
+        d.lab.client(),
+        "192.0.2.88".parse().unwrap(),
+        d.lab.server_v4(),
+        1000..1400,
+        3_000,
+        1_000,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let e = finding(&d, "port_scan", "192.0.2.88");
+    assert!(e["action"].as_str().unwrap().starts_with("banned"), "{e}");
+    let bans = d.json(&["ban", "list"]);
+    let cidrs: Vec<&str> = bans["bans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["cidr"].as_str())
+        .collect();
+    assert!(cidrs.contains(&"192.0.2.88/32"), "{bans}");
+    assert!(!cidrs.contains(&"192.0.2.87/32"), "{bans}");
+}
+
+#[test]
 fn a_port_scan_is_detected() {
     let d = Daemon::new("scan", &["192.0.2.83"], &detect_config("enforce"));
     let sent = traffic::udp_scan(

@@ -1,0 +1,156 @@
+//! Floods at millions of packets per second, for attacks that hurt a
+//! 2-core server (hping3 and trafgen reach 100-250 kpps here, which it
+//! absorbs). The generator program `tollgate_gen` runs through
+//! BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES inside the attacker's
+//! namespace: the kernel copies one template frame, the program gives each
+//! copy a source from a range (documentation addresses only) and a random
+//! source port, and XDP_TX sends it out of the attacker's interface.
+//! Bounded in frames and in time like every sender here.
+
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use aya::{
+    EbpfLoader,
+    maps::Array,
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
+};
+use monitor_common::{
+    generator::{GEN_MAP, GEN_MIN_FRAME, GEN_PROG, GenConfig},
+    maps::SOURCES,
+};
+
+use crate::{NetNs, packets::Spec, traffic::Sent};
+
+/// What the generator sends.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// TCP SYNs (connection openings) to `dport`.
+    Syn,
+    /// UDP datagrams to `dport`.
+    Udp,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Flood {
+    pub kind: Kind,
+    /// Sources `first_src .. first_src + sources`, one per frame at random.
+    pub first_src: Ipv4Addr,
+    pub sources: u32,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+    /// Busy work per frame, to slow the generator evenly (0: full speed).
+    pub spin: u32,
+}
+
+/// Documentation ranges only: a generator must never emit anything else.
+fn documentation(a: Ipv4Addr) -> bool {
+    let o = a.octets();
+    matches!(
+        (o[0], o[1], o[2]),
+        (192, 0, 2) | (198, 51, 100) | (203, 0, 113)
+    )
+}
+
+/// Sends `frames` frames of `spec` out of `iface` in `ns` at `pps` (0: as
+/// fast as the CPU goes), stopping at `max_time`; returns what the program
+/// transmitted.
+pub fn flood(
+    ns: &NetNs,
+    iface: &str,
+    spec: &Flood,
+    frames: u64,
+    pps: u64,
+    max_time: Duration,
+) -> anyhow::Result<Sent> {
+    let last = Ipv4Addr::from(u32::from(spec.first_src) + spec.sources.max(1) - 1);
+    anyhow::ensure!(
+        documentation(spec.first_src) && documentation(last) && spec.sources >= 1,
+        "flood sources {}..={last} leave the documentation ranges",
+        spec.first_src
+    );
+    let (src, dst) = (spec.first_src.to_string(), spec.dst.to_string());
+    let template = match spec.kind {
+        Kind::Syn => Spec::syn(&src, &dst, 40_000, spec.dport).build(),
+        Kind::Udp => Spec::udp(&src, &dst, 40_000, spec.dport)
+            .payload(GEN_MIN_FRAME - 42)
+            .build(),
+    };
+    let at16 = |o: usize| u16::from_ne_bytes([template[o], template[o + 1]]);
+    let cfg = GenConfig {
+        src_base: u32::from(spec.first_src),
+        src_count: spec.sources,
+        orig_src: u32::from_ne_bytes(template[26..30].try_into()?),
+        ip_csum: at16(24),
+        l4_csum: at16(match spec.kind {
+            Kind::Syn => 50,
+            Kind::Udp => 40,
+        }),
+        orig_sport: at16(34),
+        vary_sport: 1,
+        spin: spec.spin,
+    };
+    ns.enter(|| -> anyhow::Result<Sent> {
+        // The object's other maps are created too; keep the source table
+        // small, nothing else is used.
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(SOURCES, 1024)
+            .load(tollgate::loader::OBJECT)
+            .context("loading the BPF object for the generator")?;
+        let mut map: Array<_, GenConfig> = ebpf
+            .take_map(GEN_MAP)
+            .context("the object has no generator map")?
+            .try_into()?;
+        map.set(0, cfg, 0)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(GEN_PROG)
+            .context("the object has no generator program")?
+            .try_into()?;
+        prog.load().context("loading the generator program")?;
+        let name = std::ffi::CString::new(iface)?;
+        // SAFETY: a valid NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        anyhow::ensure!(ifindex != 0, "no interface {iface} in {}", ns.name());
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex.
+        let md: Vec<u8> = [0, template.len() as u32, 0, ifindex, 0, 0]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        let start = Instant::now();
+        let mut sent = 0u64;
+        // Paced: a millisecond's worth per call, then wait for the
+        // schedule. Unpaced: ~0.1 s per call at a few Mpps, so time and
+        // stop are still checked often.
+        let chunk = if pps > 0 {
+            (pps / 1000).max(64)
+        } else {
+            200_000
+        };
+        while sent < frames && start.elapsed() < max_time && !crate::traffic::stopped() {
+            if pps > 0 {
+                let due = Duration::from_secs_f64(sent as f64 / pps as f64);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let batch = (frames - sent).min(chunk) as u32;
+            prog.test_run(TestRunOptions {
+                data_in: Some(&template),
+                ctx_in: Some(&md),
+                repeat: batch,
+                attrs: TestRunAttrs::new().xdp_live_frames(64),
+                ..TestRunOptions::default()
+            })
+            .context("BPF_PROG_TEST_RUN with live frames")?;
+            sent += batch as u64;
+        }
+        Ok(Sent {
+            packets: sent,
+            elapsed: start.elapsed(),
+        })
+    })?
+}

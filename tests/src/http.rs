@@ -1,0 +1,135 @@
+//! A real HTTP server in the server namespace (`python3 -m http.server`,
+//! threaded) and a well-behaved client making requests at a fixed rate:
+//! the attack tests' measure of whether legitimate users still get
+//! through.
+
+use std::{
+    io::{Read, Write},
+    net::{IpAddr, SocketAddr, TcpStream},
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use crate::NetNs;
+
+/// An HTTP server on `addr:port` in a namespace; stopped on drop.
+pub struct HttpServer {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl HttpServer {
+    pub fn start(ns: &NetNs, addr: IpAddr, port: u16) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("tg-www-{}-{}", ns.name(), port));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("index.html"), "ok\n")?;
+        let child = ns
+            .command("python3")
+            .args(["-m", "http.server", "--bind", &addr.to_string()])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting python3 -m http.server")?;
+        let server = Self { child, dir };
+        // Ready when it answers.
+        let to = SocketAddr::new(addr, port);
+        let start = Instant::now();
+        while ns.enter(|| get(to, Duration::from_secs(1)))? != Some(200) {
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(15),
+                "the HTTP server did not answer on {to} within 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One `GET /`: the status code, or None on any failure or timeout.
+fn get(to: SocketAddr, timeout: Duration) -> Option<u16> {
+    let deadline = Instant::now() + timeout;
+    let mut s = TcpStream::connect_timeout(&to, timeout).ok()?;
+    let left = deadline.checked_duration_since(Instant::now())?;
+    s.set_read_timeout(Some(left)).ok()?;
+    s.set_write_timeout(Some(left)).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: tollgate-lab\r\n\r\n")
+        .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    let text = std::str::from_utf8(&head).ok()?;
+    text.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
+}
+
+/// What the well-behaved client saw.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Requests {
+    pub ok: u64,
+    pub total: u64,
+}
+
+impl Requests {
+    pub fn success(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.ok as f64 / self.total as f64
+        }
+    }
+}
+
+/// `rate` requests per second to `to` from `ns` for `duration`, each
+/// allowed `timeout`; counts the 200s. Requests are started on schedule
+/// from a few threads, so one slow request does not delay the next.
+pub fn client(
+    ns: &NetNs,
+    to: SocketAddr,
+    rate: u64,
+    duration: Duration,
+    timeout: Duration,
+) -> anyhow::Result<Requests> {
+    let total = (rate as f64 * duration.as_secs_f64()) as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let start = Instant::now();
+    let ok = std::sync::atomic::AtomicU64::new(0);
+    // Enough workers that `timeout`-long failures never hold up the
+    // schedule.
+    let workers = ((timeout.as_secs_f64() / interval.as_secs_f64()).ceil() as u64 + 2).min(64);
+    ns.enter(|| {
+        std::thread::scope(|s| {
+            for w in 0..workers {
+                let ok = &ok;
+                s.spawn(move || {
+                    let mut i = w;
+                    while i < total {
+                        let due = interval * i as u32;
+                        let now = start.elapsed();
+                        if now < due {
+                            std::thread::sleep(due - now);
+                        }
+                        if get(to, timeout) == Some(200) {
+                            ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        i += workers;
+                    }
+                });
+            }
+        })
+    })?;
+    Ok(Requests {
+        ok: ok.into_inner(),
+        total,
+    })
+}
