@@ -33,11 +33,16 @@ pub struct GenConfig {
     /// generator evenly to a chosen rate, where pacing by sleeping between
     /// BPF_PROG_TEST_RUN calls would send bursts.
     pub spin: u32,
+    /// The template's destination port, as read.
+    pub orig_dport: u16,
+    /// Non-zero: destination ports `dport .. dport + span` at random (a
+    /// port scan); zero: the template's port.
+    pub dport_span: u16,
 }
 
 /// Upper bound of `GenConfig::spin` (the loop the verifier walks).
 pub const GEN_MAX_SPIN: u32 = 2048;
-const _: () = assert!(core::mem::size_of::<GenConfig>() == 24);
+const _: () = assert!(core::mem::size_of::<GenConfig>() == 28);
 
 /// Name of the generator's config map and program.
 pub const GEN_MAP: &str = "TG_GEN";
@@ -52,16 +57,16 @@ pub const GEN_MIN_FRAME: usize = 14 + 20 + 20;
 /// packet's byte order, read natively; the one's-complement sum does not
 /// care which order as long as it is the same throughout.
 #[inline(always)]
-pub fn csum_update(hc: u16, old: &[u16; 3], new: &[u16; 3], words: usize) -> u16 {
+pub fn csum_update(hc: u16, old: &[u16; 4], new: &[u16; 4], words: usize) -> u16 {
     let mut sum: u32 = (!hc) as u32;
     let mut i = 0;
-    while i < 3 {
+    while i < 4 {
         if i < words {
             sum += (!old[i]) as u32 + new[i] as u32;
         }
         i += 1;
     }
-    // Seven 16-bit terms: two folds always suffice.
+    // Nine 16-bit terms: two folds always suffice.
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     !(sum as u16)
@@ -118,7 +123,7 @@ mod tests {
             let [o0, o1] = words_of(old);
             let [n0, n1] = words_of(new);
             let hc = u16::from_ne_bytes([hdr[10], hdr[11]]);
-            let updated = csum_update(hc, &[o0, o1, 0], &[n0, n1, 0], 2);
+            let updated = csum_update(hc, &[o0, o1, 0, 0], &[n0, n1, 0, 0], 2);
             let mut expect = hdr;
             expect[12..16].copy_from_slice(&src);
             expect[10..12].copy_from_slice(&[0, 0]);

@@ -181,7 +181,12 @@ pub struct RuntimeConfig {
     /// The daemon's detection interval number: a source over its limit is
     /// put in the hot list once per window.
     pub hot_window: u32,
-    pub _pad: u32,
+    /// While the SYN limit is in force: sources first seen before this
+    /// many seconds after `clock_base_ns` that have completed a handshake
+    /// (sent a bare ACK) are exempt from it, so clients known before a
+    /// spoofed flood began keep connecting. 0: nobody is exempt (and what
+    /// an older daemon's maps hold, which was padding).
+    pub syn_known_before_s: u32,
     /// Host-wide limit on new TCP connections (SYN without ACK), set by
     /// the daemon during a SYN flood from spoofed sources; unlimited
     /// (interval 0) otherwise. Its state is the one word in `SYN_BUCKET`.
@@ -232,7 +237,7 @@ impl RuntimeConfig {
             port_window: 0,
             v6_mask: prefix_mask::<4>(v6_prefix.min(128)),
             hot_window: 0,
-            _pad: 0,
+            syn_known_before_s: 0,
             syn_limit: BucketParams::UNLIMITED,
         }
     }

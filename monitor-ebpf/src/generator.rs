@@ -16,6 +16,7 @@ const IP_PROTO: usize = 23;
 const IP_CSUM: usize = 24;
 const IP_SRC: usize = 26;
 const SPORT: usize = 34;
+const DPORT: usize = 36;
 const TCP_CSUM: usize = 50;
 const UDP_CSUM: usize = 40;
 
@@ -47,10 +48,15 @@ pub fn tollgate_gen(ctx: XdpContext) -> u32 {
     } else {
         cfg.orig_sport
     };
+    let dport = if cfg.dport_span != 0 {
+        (u16::from_be(cfg.orig_dport).wrapping_add((x % cfg.dport_span as u32) as u16)).to_be()
+    } else {
+        cfg.orig_dport
+    };
     let [o0, o1] = words_of(cfg.orig_src);
     let [n0, n1] = words_of(src);
-    let old = [o0, o1, cfg.orig_sport];
-    let new = [n0, n1, sport];
+    let old = [o0, o1, cfg.orig_sport, cfg.orig_dport];
+    let new = [n0, n1, sport, dport];
     // Checked after the helper calls, which clobber the verifier's
     // knowledge of packet bounds held in registers.
     let (data, end) = (ctx.data(), ctx.data_end());
@@ -62,6 +68,7 @@ pub fn tollgate_gen(ctx: XdpContext) -> u32 {
     unsafe {
         (p.add(IP_SRC) as *mut u32).write_unaligned(src);
         (p.add(SPORT) as *mut u16).write_unaligned(sport);
+        (p.add(DPORT) as *mut u16).write_unaligned(dport);
         (p.add(IP_CSUM) as *mut u16).write_unaligned(csum_update(cfg.ip_csum, &old, &new, 2));
         match *p.add(IP_PROTO) {
             6 => (p.add(TCP_CSUM) as *mut u16).write_unaligned(csum_update(
@@ -73,7 +80,7 @@ pub fn tollgate_gen(ctx: XdpContext) -> u32 {
             // A zero UDP checksum means "none"; a computed zero is sent
             // as all ones.
             17 if cfg.l4_csum != 0 => {
-                let c = csum_update(cfg.l4_csum, &old, &new, 3);
+                let c = csum_update(cfg.l4_csum, &old, &new, 4);
                 (p.add(UDP_CSUM) as *mut u16).write_unaligned(if c == 0 { 0xffff } else { c });
             }
             _ => {}

@@ -175,12 +175,16 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
     let since_base = now.saturating_sub(cfg.clock_base_ns);
     let (reason, verdict) = enforce(state, cfg.generation, len, now, since_base);
     // New connections past the host-wide SYN limit (set only during a
-    // spoofed SYN flood); allowed sources are exempt like everywhere.
+    // spoofed SYN flood); allowed sources are exempt like everywhere, and so
+    // are sources known before the flood that completed a handshake (a
+    // spoofed source cannot: it never sees the SYN-ACK).
     let is_syn =
         info.l4 == l4::TCP && info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN;
     let (reason, verdict) = if verdict == Verdict::Pass
         && reason != Reason::Allow
         && is_syn
+        && cfg.syn_limit.is_limited()
+        && !known_client(state, cfg)
         && !limit::syn_allowed(&cfg.syn_limit, since_base)
     {
         (Reason::SynLimited, Verdict::Drop)
@@ -204,6 +208,16 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
         report_hot(state, &key, cfg.hot_window);
     }
     (reason, verdict)
+}
+
+/// A source that completed a handshake (sent a bare ACK) and was first
+/// seen before the SYN limit began.
+#[inline(always)]
+fn known_client(state: *const SourceState, cfg: &RuntimeConfig) -> bool {
+    let s = unsafe { &*state };
+    s.acks > 0
+        && s.first_seen_ns.saturating_sub(cfg.clock_base_ns)
+            < cfg.syn_known_before_s as u64 * 1_000_000_000
 }
 
 /// Allow, deny, ban, then the rule's buckets. A rule in monitor mode

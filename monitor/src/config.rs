@@ -225,6 +225,7 @@ struct DetectFile {
     spike_floor_pps: Option<f64>,
     ban_ttls: Option<Vec<Spanned<String>>>,
     max_bans: Option<usize>,
+    syn_limit_ttl: Option<Spanned<String>>,
     #[serde(default)]
     modes: DetectModesFile,
 }
@@ -256,6 +257,9 @@ pub struct DetectConfig {
     pub max_bans: usize,
     /// Per-detector modes (`[detect.modes]`); unset ones follow `mode`.
     pub modes: DetectModesFile,
+    /// How long the host-wide SYN limit set against a spoofed SYN flood
+    /// lasts (renewed while the flood goes on).
+    pub syn_limit_ttl: Duration,
 }
 
 impl DetectConfig {
@@ -811,6 +815,17 @@ pub fn parse(path: &Path, text: &str, check_interfaces: bool) -> Result<Config, 
             None => Ok(default),
         }
     };
+    let syn_limit_ttl = match &d.syn_limit_ttl {
+        Some(t) => {
+            let v = units::duration(t.get_ref())
+                .map_err(|m| c.err(t.span(), "detect.syn_limit_ttl", m))?;
+            if v.is_zero() || v > Duration::from_secs(86_400) {
+                return Err(c.err(t.span(), "detect.syn_limit_ttl", "between 1s and 1d"));
+            }
+            v
+        }
+        None => Duration::from_secs(60),
+    };
     let thresholds = monitor_common::detect::Thresholds {
         flood_pps: positive(d.flood_pps, "flood_pps", defaults.flood_pps)?,
         flood_bps: positive(d.flood_bps, "flood_bps", defaults.flood_bps)?,
@@ -837,6 +852,7 @@ pub fn parse(path: &Path, text: &str, check_interfaces: bool) -> Result<Config, 
         ban_ttls,
         max_bans: d.max_bans.unwrap_or(10_000),
         modes: d.modes,
+        syn_limit_ttl,
     };
     Ok(Config {
         detect,

@@ -119,7 +119,14 @@ pub struct Core {
     syn_baseline: monitor_common::detect::Ewma,
     /// When the host-wide SYN limit set during a flood ends (monotonic ns).
     syn_limit_until: Option<u64>,
+    /// Findings that changed nothing (monitor mode), by detector and
+    /// source, with when they were last reported: repeated every interval
+    /// while an attack lasts, they are reported once per `REPEAT_QUIET`.
+    quiet: std::collections::HashMap<(Detector, Option<IpNet>), Instant>,
 }
+
+/// How long a finding that changed nothing stays unrepeated.
+const REPEAT_QUIET: Duration = Duration::from_secs(60);
 
 /// The median packet rate of the sources seen in both walks: what a
 /// typical busy source sends, for the flood detector's relative line.
@@ -391,6 +398,7 @@ impl Core {
             typical_pps: 0.0,
             syn_baseline: monitor_common::detect::Ewma::new(0.01),
             syn_limit_until: None,
+            quiet: std::collections::HashMap::new(),
         };
         core.tg
             .maps
@@ -716,6 +724,11 @@ impl Core {
                 self.syn_baseline.observe(g.syns as f64 / g.secs.max(1e-3));
             }
             for (d, ev) in findings.into_iter().flatten() {
+                // Findings that only inform are said once per REPEAT_QUIET
+                // while the condition lasts.
+                if d != Detector::GlobalSynFlood && self.repeated(d, None) {
+                    continue;
+                }
                 match d {
                     Detector::GlobalSynFlood => self.limit_syns(ev),
                     Detector::SpoofedStorm => self.finding(
@@ -742,7 +755,7 @@ impl Core {
             match self
                 .tg
                 .maps
-                .set_syn_limit(monitor_common::bucket::BucketParams::UNLIMITED)
+                .set_syn_limit(monitor_common::bucket::BucketParams::UNLIMITED, 0)
             {
                 Ok(()) => {
                     self.events.push(event(
@@ -836,29 +849,28 @@ impl Core {
 
     /// A SYN flood host-wide, from sources too many (or too spoofed) to ban
     /// one by one: new connections are limited host-wide, for
-    /// `SYN_LIMIT_TTL`, to twice the usual SYN rate (at least 100/s);
+    /// `detect.syn_limit_ttl`, to twice the usual SYN rate (at least 100/s);
     /// allowed sources are exempt. Monitor mode only says so.
     fn limit_syns(&mut self, ev: Evidence) {
-        const SYN_LIMIT_TTL: Duration = Duration::from_secs(60);
+        let ttl = self.config.detect.syn_limit_ttl;
         let rate = (2.0 * self.syn_baseline.mean).max(100.0) as u64;
         // The burst covers a second of the rate and at least a clock tick.
         let tick_burst =
             (rate as u128 * coarse_tick_ns() as u128).div_ceil(1_000_000_000) as u64 + 1;
         let burst = rate.max(tick_burst);
         let d = Detector::GlobalSynFlood;
+        // Already answered: the limit is renewed when it lapses, if the
+        // flood is still on.
         if self.syn_limit_until.is_some() {
-            return self.finding(
-                d,
-                ev,
-                None,
-                "logged",
-                "the host-wide SYN limit is already in force".into(),
-            );
+            return;
         }
         if self.config.detect.mode_of(d) == config::Mode::Monitor {
+            if self.repeated(d, None) {
+                return;
+            }
             let action = format!(
                 "would limit new TCP connections to {rate}/s for {}s",
-                SYN_LIMIT_TTL.as_secs()
+                ttl.as_secs()
             );
             return self.finding(d, ev, None, &action, "monitor mode: nothing changed".into());
         }
@@ -868,19 +880,27 @@ impl Core {
                 return self.finding(d, ev, None, "logged", format!("no SYN limit: {e:?}"));
             }
         };
-        match self.tg.maps.set_syn_limit(params) {
+        // Clients that completed a handshake before now stay exempt: a
+        // spoofed source never sees the SYN-ACK it would have to answer.
+        let known_before = self
+            .tg
+            .maps
+            .runtime_config()
+            .map(|c| (monotonic_ns().saturating_sub(c.clock_base_ns) / 1_000_000_000) as u32)
+            .unwrap_or(0);
+        match self.tg.maps.set_syn_limit(params, known_before) {
             Ok(()) => {
-                self.syn_limit_until = Some(monotonic_ns() + SYN_LIMIT_TTL.as_nanos() as u64);
+                self.syn_limit_until = Some(monotonic_ns() + ttl.as_nanos() as u64);
                 let action = format!(
                     "limited new TCP connections to {rate}/s for {}s",
-                    SYN_LIMIT_TTL.as_secs()
+                    ttl.as_secs()
                 );
                 self.finding(
                     d,
                     ev,
                     None,
                     &action,
-                    "SYNs are not completing handshakes host-wide and per-source bans cannot stop spoofed sources: new connections are limited host-wide instead (allowed sources exempt)".into(),
+                    "SYNs are not completing handshakes host-wide and per-source bans cannot stop spoofed sources: new connections are limited host-wide instead (allowed sources, and sources that completed a handshake before the flood, exempt)".into(),
                 );
             }
             Err(e) => self.finding(
@@ -890,6 +910,21 @@ impl Core {
                 "logged",
                 format!("setting the SYN limit failed: {e}"),
             ),
+        }
+    }
+
+    /// Whether a finding of `d` on `net` that changed nothing was reported
+    /// within `REPEAT_QUIET` (if not, it is now).
+    fn repeated(&mut self, d: Detector, net: Option<IpNet>) -> bool {
+        let now = Instant::now();
+        match self.quiet.get(&(d, net)) {
+            Some(t) if now.duration_since(*t) < REPEAT_QUIET => true,
+            _ => {
+                self.quiet
+                    .retain(|_, t| now.duration_since(*t) < REPEAT_QUIET);
+                self.quiet.insert((d, net), now);
+                false
+            }
         }
     }
 
@@ -914,6 +949,20 @@ impl Core {
     /// rule, the management guard or the ban cap says no (each said in
     /// the event).
     fn respond(&mut self, net: IpNet, d: Detector, ev: Evidence) {
+        // A banned source's packets still reach the detectors (dropped);
+        // the ban already answered them. Expiry is judged on the kernel's
+        // clock, as the sweep does: a ban that just ended is swept (and
+        // its end reported) before a new one is considered.
+        if let Some(b) = self.bans.get(&net) {
+            if b.until_mono_ns > coarse_ns() {
+                return;
+            }
+            self.sweep_bans();
+        }
+        let now = monotonic_ns();
+        if self.config.detect.mode_of(d) == config::Mode::Monitor && self.repeated(d, Some(net)) {
+            return;
+        }
         let source = self.redact.net(net);
         let allowed = self
             .policy()
@@ -925,7 +974,6 @@ impl Core {
         let offence = *self.offences.get(&net).unwrap_or(&0);
         let ttls = &self.config.detect.ban_ttls;
         let ttl = ttls[offence.min(ttls.len() - 1)];
-        let now = monotonic_ns();
         let active = self.bans.values().filter(|b| b.until_mono_ns > now).count();
         let (action, message) = if allowed {
             (
@@ -939,8 +987,6 @@ impl Core {
                 format!("would ban for {}s", ttl.as_secs()),
                 "monitor mode: nothing changed".to_owned(),
             )
-        } else if self.bans.get(&net).is_some_and(|b| b.until_mono_ns > now) {
-            ("logged".to_owned(), "already banned".to_owned())
         } else if active >= self.config.detect.max_bans {
             (
                 "logged".to_owned(),

@@ -261,12 +261,20 @@ impl Maps {
 
     /// Sets (or, with `BucketParams::UNLIMITED`, lifts) the host-wide
     /// limit on new TCP connections, starting from a full bucket.
-    pub fn set_syn_limit(&mut self, params: BucketParams) -> Result<(), MapError> {
+    /// Sets the host-wide SYN limit; sources first seen before
+    /// `known_before_s` (seconds on the bucket clock) that have completed
+    /// a handshake are exempt.
+    pub fn set_syn_limit(
+        &mut self,
+        params: BucketParams,
+        known_before_s: u32,
+    ) -> Result<(), MapError> {
         self.syn_bucket
             .set(0, 0, 0)
             .map_err(op(names::SYN_BUCKET, "resetting"))?;
         let mut cfg = self.runtime_config()?;
         cfg.syn_limit = params;
+        cfg.syn_known_before_s = known_before_s;
         self.set_runtime_config(&cfg)
     }
 

@@ -390,6 +390,7 @@ impl Maps {
             port_window: current.port_window,
             hot_window: current.hot_window,
             syn_limit: current.syn_limit,
+            syn_known_before_s: current.syn_known_before_s,
             ..RuntimeConfig::new(
                 current.generation.wrapping_add(1),
                 policy.v4_prefix,

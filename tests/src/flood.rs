@@ -44,6 +44,9 @@ pub struct Flood {
     pub dport: u16,
     /// Busy work per frame, to slow the generator evenly (0: full speed).
     pub spin: u32,
+    /// Non-zero: destination ports `dport .. dport + dport_span` at random
+    /// (a port scan).
+    pub dport_span: u16,
 }
 
 /// Documentation ranges only: a generator must never emit anything else.
@@ -92,6 +95,8 @@ pub fn flood(
         orig_sport: at16(34),
         vary_sport: 1,
         spin: spec.spin,
+        orig_dport: at16(36),
+        dport_span: spec.dport_span,
     };
     ns.enter(|| -> anyhow::Result<Sent> {
         // The object's other maps are created too; keep the source table

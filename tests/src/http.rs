@@ -21,12 +21,21 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub fn start(ns: &NetNs, addr: IpAddr, port: u16) -> anyhow::Result<Self> {
+    /// Starts the server on `addr:port` in `ns`, on CPU `cpu` if given, and
+    /// waits until it answers.
+    pub fn start(ns: &NetNs, addr: IpAddr, port: u16, cpu: Option<usize>) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("tg-www-{}-{}", ns.name(), port));
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("index.html"), "ok\n")?;
-        let child = ns
-            .command("python3")
+        let mut cmd = match cpu {
+            Some(c) => {
+                let mut cmd = ns.command("taskset");
+                cmd.args(["-c", &c.to_string(), "python3"]);
+                cmd
+            }
+            None => ns.command("python3"),
+        };
+        let child = cmd
             .args(["-m", "http.server", "--bind", &addr.to_string()])
             .arg(port.to_string())
             .arg("--directory")
@@ -91,14 +100,16 @@ impl Requests {
 }
 
 /// `rate` requests per second to `to` from `ns` for `duration`, each
-/// allowed `timeout`; counts the 200s. Requests are started on schedule
-/// from a few threads, so one slow request does not delay the next.
+/// allowed `timeout`, on CPU `cpu` if given; counts the 200s. Requests are
+/// started on schedule from a few threads, so one slow request does not
+/// delay the next.
 pub fn client(
     ns: &NetNs,
     to: SocketAddr,
     rate: u64,
     duration: Duration,
     timeout: Duration,
+    cpu: Option<usize>,
 ) -> anyhow::Result<Requests> {
     let total = (rate as f64 * duration.as_secs_f64()) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
@@ -112,6 +123,9 @@ pub fn client(
             for w in 0..workers {
                 let ok = &ok;
                 s.spawn(move || {
+                    if let Some(c) = cpu {
+                        crate::traffic::pin_thread(c).expect("pinning the client");
+                    }
                     let mut i = w;
                     while i < total {
                         let due = interval * i as u32;

@@ -22,6 +22,23 @@ pub fn stopped() -> bool {
     STOP.load(Ordering::Relaxed)
 }
 
+/// Pins the calling thread to CPU `cpu` (the attack tests keep attacker
+/// and victim on different CPUs, as on different hosts).
+pub fn pin_thread(cpu: usize) -> anyhow::Result<()> {
+    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    anyhow::ensure!(
+        rc == 0,
+        "pinning to CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
 /// What a sender did.
 #[derive(Clone, Copy, Debug)]
 pub struct Sent {

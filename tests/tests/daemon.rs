@@ -13,7 +13,7 @@ use std::{
 };
 
 use common::{
-    daemon::{Daemon, METRICS, config, eventually, http_get},
+    daemon::{Daemon, METRICS, config, events, eventually, finding, http_get},
     tollgate_bin,
 };
 use lab::{Lab, netns::SERVER_IF, traffic};
@@ -474,34 +474,6 @@ fn detect_config(mode: &str) -> String {
 }
 
 /// `tollgate events --json`: one JSON object per line.
-fn events(d: &Daemon) -> Vec<Value> {
-    let out = d.cli(&["events", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
-        .collect()
-}
-
-/// The finding for `source` by `detector`, once it is in the event log.
-fn finding(d: &Daemon, detector: &str, source: &str) -> Value {
-    eventually(
-        &format!("a {detector} finding for {source}"),
-        Duration::from_secs(20),
-        || {
-            events(d).into_iter().find(|e| {
-                e["kind"] == "detection"
-                    && e["detector"] == detector
-                    && (e["source"] == source || (source.is_empty() && e["source"].is_null()))
-            })
-        },
-    )
-}
-
 #[test]
 fn a_flood_is_detected_and_banned_then_the_ban_expires() {
     let d = Daemon::new("flood", &["192.0.2.80"], &detect_config("enforce"));

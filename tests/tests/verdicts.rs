@@ -476,3 +476,45 @@ fn batch_reads_see_every_source() {
     one_by_one.sort_by_key(|(k, _)| (k.family, k.addr));
     assert_eq!(batched, one_by_one);
 }
+
+#[test]
+fn the_host_wide_syn_limit_spares_clients_known_before_it() {
+    // Generous per-source limits: only the SYN limit drops here.
+    let mut tg = load(&Policy {
+        default: pps(1_000_000, 1_000_000),
+        ..Policy::default()
+    });
+    let server = "192.0.2.1";
+    // A client that completed a handshake at t = 1 s (its bare ACK).
+    let ack = Spec::tcp("192.0.2.20", server, 40000, 443).build();
+    assert_eq!(report(&mut tg, &ack, SEC).verdict, Some("pass"));
+    // The limit starts at t = 2 s: one new connection per second, burst 1.
+    tg.maps
+        .set_syn_limit(BucketParams::new(1, 1).unwrap(), 2)
+        .unwrap();
+    let syn = |src: &str, port: u16| Spec::syn(src, server, port, 443).build();
+    let t = 3 * SEC;
+    for i in 0..20 {
+        let r = report(&mut tg, &syn("192.0.2.20", 41000 + i), t + i as u64);
+        assert_eq!(r.verdict, Some("pass"), "the known client connects");
+    }
+    // A source first seen during the flood gets the burst, then nothing;
+    // answering with an ACK does not make it known.
+    let spoofed = "198.51.100.7";
+    let r = report(&mut tg, &syn(spoofed, 42000), t);
+    assert_eq!(r.verdict, Some("pass"), "the burst");
+    let ack = Spec::tcp(spoofed, server, 42000, 443).build();
+    report(&mut tg, &ack, t + 1);
+    for i in 1..20 {
+        let r = report(&mut tg, &syn(spoofed, 42000 + i), t + 2 + i as u64);
+        assert_eq!(
+            (r.verdict, r.reason),
+            (Some("drop"), Some("syn_limited")),
+            "SYN {i} from a source new during the flood"
+        );
+    }
+    // Lifted: everyone connects.
+    tg.maps.set_syn_limit(BucketParams::UNLIMITED, 0).unwrap();
+    let r = report(&mut tg, &syn(spoofed, 43000), t + 100);
+    assert_eq!(r.verdict, Some("pass"));
+}

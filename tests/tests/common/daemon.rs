@@ -38,6 +38,12 @@ pub fn config(dir: &Path, extra: &str) -> String {
         .lines()
         .find_map(|l| l.strip_prefix("# scan_interval = "))
         .unwrap_or("\"200ms\"");
+    // A test with its own default limit brings the whole table.
+    let default_limit = if extra.contains("[default_limit]") {
+        ""
+    } else {
+        "[default_limit]\npackets_per_second = 200\nburst_packets = 100\n"
+    };
     let on_exit = if extra.contains("# on_exit = keep") {
         "keep"
     } else {
@@ -48,10 +54,7 @@ pub fn config(dir: &Path, extra: &str) -> String {
 interval = "200ms"
 [sources]
 scan_interval = {scan}
-[default_limit]
-packets_per_second = 200
-burst_packets = 100
-[management]
+{default_limit}[management]
 cidrs = ["192.0.2.250/32"]
 [[rule]]
 cidr = "192.0.2.40/32"
@@ -245,4 +248,33 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     s.read_to_string(&mut out).ok()?;
     let (head, body) = out.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.").then(|| body.to_owned())
+}
+
+/// The daemon's event log, one JSON value per event.
+pub fn events(d: &Daemon) -> Vec<Value> {
+    let out = d.cli(&["events", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect()
+}
+
+/// The finding for `source` by `detector`, once it is in the event log.
+pub fn finding(d: &Daemon, detector: &str, source: &str) -> Value {
+    eventually(
+        &format!("a {detector} finding for {source}"),
+        Duration::from_secs(20),
+        || {
+            events(d).into_iter().find(|e| {
+                e["kind"] == "detection"
+                    && e["detector"] == detector
+                    && (e["source"] == source || (source.is_empty() && e["source"].is_null()))
+            })
+        },
+    )
 }
