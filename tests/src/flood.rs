@@ -58,9 +58,132 @@ fn documentation(a: Ipv4Addr) -> bool {
     )
 }
 
-/// Sends `frames` frames of `spec` out of `iface` in `ns` at `pps` (0: as
-/// fast as the CPU goes), stopping at `max_time`; returns what the program
-/// transmitted.
+/// A generator loaded in a namespace, ready to send `spec`'s frames out
+/// of an interface there.
+pub struct Generator {
+    ebpf: aya::Ebpf,
+    template: Vec<u8>,
+    /// `struct xdp_md` naming the interface.
+    md: Vec<u8>,
+}
+
+impl Generator {
+    pub fn load(ns: &NetNs, iface: &str, spec: &Flood) -> anyhow::Result<Self> {
+        let last = Ipv4Addr::from(u32::from(spec.first_src) + spec.sources.max(1) - 1);
+        anyhow::ensure!(
+            documentation(spec.first_src) && documentation(last) && spec.sources >= 1,
+            "flood sources {}..={last} leave the documentation ranges",
+            spec.first_src
+        );
+        let (src, dst) = (spec.first_src.to_string(), spec.dst.to_string());
+        let template = match spec.kind {
+            Kind::Syn => Spec::syn(&src, &dst, 40_000, spec.dport).build(),
+            Kind::Udp => Spec::udp(&src, &dst, 40_000, spec.dport)
+                .payload(GEN_MIN_FRAME - 42)
+                .build(),
+        };
+        let at16 = |o: usize| u16::from_ne_bytes([template[o], template[o + 1]]);
+        let cfg = GenConfig {
+            src_base: u32::from(spec.first_src),
+            src_count: spec.sources,
+            orig_src: u32::from_ne_bytes(template[26..30].try_into()?),
+            ip_csum: at16(24),
+            l4_csum: at16(match spec.kind {
+                Kind::Syn => 50,
+                Kind::Udp => 40,
+            }),
+            orig_sport: at16(34),
+            vary_sport: 1,
+            spin: spec.spin,
+            orig_dport: at16(36),
+            dport_span: spec.dport_span,
+        };
+        ns.enter(|| -> anyhow::Result<Self> {
+            // The object's other maps are created too; keep the source
+            // table small, nothing else is used.
+            let mut ebpf = EbpfLoader::new()
+                .map_max_entries(SOURCES, 1024)
+                .load(tollgate::loader::OBJECT)
+                .context("loading the BPF object for the generator")?;
+            let mut map: Array<_, GenConfig> = ebpf
+                .take_map(GEN_MAP)
+                .context("the object has no generator map")?
+                .try_into()?;
+            map.set(0, cfg, 0)?;
+            let prog: &mut Xdp = ebpf
+                .program_mut(GEN_PROG)
+                .context("the object has no generator program")?
+                .try_into()?;
+            prog.load().context("loading the generator program")?;
+            let name = std::ffi::CString::new(iface)?;
+            // SAFETY: a valid NUL-terminated name.
+            let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            anyhow::ensure!(ifindex != 0, "no interface {iface} in {}", ns.name());
+            // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+            // rx_queue_index, egress_ifindex.
+            let md: Vec<u8> = [0, template.len() as u32, 0, ifindex, 0, 0]
+                .iter()
+                .flat_map(|v| v.to_ne_bytes())
+                .collect();
+            Ok(Self { ebpf, template, md })
+        })?
+    }
+
+    /// Sends `frames` frames at `pps` (0: as fast as the CPU goes), from
+    /// `ns` (the namespace it was loaded in), stopping at `max_time`;
+    /// returns what the program transmitted.
+    pub fn send(
+        &mut self,
+        ns: &NetNs,
+        frames: u64,
+        pps: u64,
+        max_time: Duration,
+    ) -> anyhow::Result<Sent> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(GEN_PROG)
+            .context("the object has no generator program")?
+            .try_into()?;
+        let (template, md) = (&self.template, &self.md);
+        ns.enter(|| -> anyhow::Result<Sent> {
+            let start = Instant::now();
+            let mut sent = 0u64;
+            // Paced: a millisecond's worth per call, then wait for the
+            // schedule. Unpaced: ~0.1 s per call at a few Mpps, so time and
+            // stop are still checked often.
+            let chunk = if pps > 0 {
+                (pps / 1000).max(64)
+            } else {
+                200_000
+            };
+            while sent < frames && start.elapsed() < max_time && !crate::traffic::stopped() {
+                if pps > 0 {
+                    let due = Duration::from_secs_f64(sent as f64 / pps as f64);
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                let batch = (frames - sent).min(chunk) as u32;
+                prog.test_run(TestRunOptions {
+                    data_in: Some(template),
+                    ctx_in: Some(md),
+                    repeat: batch,
+                    attrs: TestRunAttrs::new().xdp_live_frames(64),
+                    ..TestRunOptions::default()
+                })
+                .context("BPF_PROG_TEST_RUN with live frames")?;
+                sent += batch as u64;
+            }
+            Ok(Sent {
+                packets: sent,
+                elapsed: start.elapsed(),
+            })
+        })?
+    }
+}
+
+/// Loads a generator for `spec` in `ns` and sends `frames` frames out of
+/// `iface` (see `Generator::send`).
 pub fn flood(
     ns: &NetNs,
     iface: &str,
@@ -69,93 +192,5 @@ pub fn flood(
     pps: u64,
     max_time: Duration,
 ) -> anyhow::Result<Sent> {
-    let last = Ipv4Addr::from(u32::from(spec.first_src) + spec.sources.max(1) - 1);
-    anyhow::ensure!(
-        documentation(spec.first_src) && documentation(last) && spec.sources >= 1,
-        "flood sources {}..={last} leave the documentation ranges",
-        spec.first_src
-    );
-    let (src, dst) = (spec.first_src.to_string(), spec.dst.to_string());
-    let template = match spec.kind {
-        Kind::Syn => Spec::syn(&src, &dst, 40_000, spec.dport).build(),
-        Kind::Udp => Spec::udp(&src, &dst, 40_000, spec.dport)
-            .payload(GEN_MIN_FRAME - 42)
-            .build(),
-    };
-    let at16 = |o: usize| u16::from_ne_bytes([template[o], template[o + 1]]);
-    let cfg = GenConfig {
-        src_base: u32::from(spec.first_src),
-        src_count: spec.sources,
-        orig_src: u32::from_ne_bytes(template[26..30].try_into()?),
-        ip_csum: at16(24),
-        l4_csum: at16(match spec.kind {
-            Kind::Syn => 50,
-            Kind::Udp => 40,
-        }),
-        orig_sport: at16(34),
-        vary_sport: 1,
-        spin: spec.spin,
-        orig_dport: at16(36),
-        dport_span: spec.dport_span,
-    };
-    ns.enter(|| -> anyhow::Result<Sent> {
-        // The object's other maps are created too; keep the source table
-        // small, nothing else is used.
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(SOURCES, 1024)
-            .load(tollgate::loader::OBJECT)
-            .context("loading the BPF object for the generator")?;
-        let mut map: Array<_, GenConfig> = ebpf
-            .take_map(GEN_MAP)
-            .context("the object has no generator map")?
-            .try_into()?;
-        map.set(0, cfg, 0)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(GEN_PROG)
-            .context("the object has no generator program")?
-            .try_into()?;
-        prog.load().context("loading the generator program")?;
-        let name = std::ffi::CString::new(iface)?;
-        // SAFETY: a valid NUL-terminated name.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        anyhow::ensure!(ifindex != 0, "no interface {iface} in {}", ns.name());
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
-        // rx_queue_index, egress_ifindex.
-        let md: Vec<u8> = [0, template.len() as u32, 0, ifindex, 0, 0]
-            .iter()
-            .flat_map(|v| v.to_ne_bytes())
-            .collect();
-        let start = Instant::now();
-        let mut sent = 0u64;
-        // Paced: a millisecond's worth per call, then wait for the
-        // schedule. Unpaced: ~0.1 s per call at a few Mpps, so time and
-        // stop are still checked often.
-        let chunk = if pps > 0 {
-            (pps / 1000).max(64)
-        } else {
-            200_000
-        };
-        while sent < frames && start.elapsed() < max_time && !crate::traffic::stopped() {
-            if pps > 0 {
-                let due = Duration::from_secs_f64(sent as f64 / pps as f64);
-                if let Some(wait) = due.checked_sub(start.elapsed()) {
-                    std::thread::sleep(wait);
-                }
-            }
-            let batch = (frames - sent).min(chunk) as u32;
-            prog.test_run(TestRunOptions {
-                data_in: Some(&template),
-                ctx_in: Some(&md),
-                repeat: batch,
-                attrs: TestRunAttrs::new().xdp_live_frames(64),
-                ..TestRunOptions::default()
-            })
-            .context("BPF_PROG_TEST_RUN with live frames")?;
-            sent += batch as u64;
-        }
-        Ok(Sent {
-            packets: sent,
-            elapsed: start.elapsed(),
-        })
-    })?
+    Generator::load(ns, iface, spec)?.send(ns, frames, pps, max_time)
 }
