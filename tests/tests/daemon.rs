@@ -552,6 +552,21 @@ fn monitor_mode_detects_and_changes_nothing() {
     });
 }
 
+/// A bounded scan loop from `src`: 400 UDP ports, 3,000 probes at 1,000/s.
+fn scan(d: &Daemon, src: &str) -> u64 {
+    traffic::udp_scan(
+        d.lab.client(),
+        src.parse().unwrap(),
+        d.lab.server_v4(),
+        1000..1400,
+        3_000,
+        1_000,
+        Duration::from_secs(10),
+    )
+    .expect("scanning")
+    .packets
+}
+
 #[test]
 fn a_detector_in_monitor_mode_only_logs_while_the_others_act() {
     // Enforcing, but the flood detector is on probation.
@@ -563,16 +578,7 @@ fn a_detector_in_monitor_mode_only_logs_while_the_others_act() {
         assert_eq!(e["action"], "would ban for 300s", "{e}");
         a.join().unwrap();
     });
-    traffic::udp_scan(
-        d.lab.client(),
-        "192.0.2.88".parse().unwrap(),
-        d.lab.server_v4(),
-        1000..1400,
-        3_000,
-        1_000,
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    scan(&d, "192.0.2.88");
     let e = finding(&d, "port_scan", "192.0.2.88");
     assert!(e["action"].as_str().unwrap().starts_with("banned"), "{e}");
     let bans = d.json(&["ban", "list"]);
@@ -589,17 +595,7 @@ fn a_detector_in_monitor_mode_only_logs_while_the_others_act() {
 #[test]
 fn a_port_scan_is_detected() {
     let d = Daemon::new("scan", &["192.0.2.83"], &detect_config("enforce"));
-    let sent = traffic::udp_scan(
-        d.lab.client(),
-        "192.0.2.83".parse().unwrap(),
-        d.lab.server_v4(),
-        1000..1400,
-        3_000,
-        1_000,
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    assert!(sent.packets > 0);
+    assert!(scan(&d, "192.0.2.83") > 0);
     let e = finding(&d, "port_scan", "192.0.2.83");
     assert!(
         e["evidence"]["distinct_ports"][0].as_f64().unwrap() >= 60.0,

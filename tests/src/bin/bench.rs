@@ -257,6 +257,27 @@ fn fill_sources(tg: &mut Tollgate) -> anyhow::Result<()> {
 }
 
 /// `tollgate run --config cfg` (the binary beside this one) in `ns`.
+/// A directory for a benchmarked daemon and its config on `iface` (plus
+/// `extra` tables): its own socket, state file and pins, detached on exit.
+fn daemon_config(
+    tag: &str,
+    iface: &str,
+    extra: &str,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("tg-bench-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let cfg = dir.join("tollgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "interfaces = [\"{iface}\"]\n[metrics]\nlisten = \"127.0.0.1:9640\"\n[control]\nsocket = \"{d}/control.sock\"\n[state]\nfile = \"{d}/state.json\"\npin_dir = \"/sys/fs/bpf/tg-bench-{tag}-{pid}\"\non_exit = \"detach\"\n{extra}",
+            d = dir.display(),
+            pid = std::process::id(),
+        ),
+    )?;
+    Ok((dir, cfg))
+}
+
 fn spawn_daemon(ns: &NetNs, cfg: &Path) -> anyhow::Result<std::process::Child> {
     let bin = std::env::current_exe()?.with_file_name("tollgate");
     ns.nsenter(bin.to_str().context("non-UTF-8 path")?)
@@ -290,20 +311,7 @@ fn daemon_bench() -> anyhow::Result<()> {
     ns.ip(&["link", "add", "bd0", "type", "veth", "peer", "name", "bd1"])?;
     ns.ip(&["link", "set", "bd0", "up"])?;
     ns.ip(&["link", "set", "bd1", "up"])?;
-    let dir = std::env::temp_dir().join(format!("tg-bench-daemon-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let cfg = dir.join("tollgate.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "interfaces = [\"bd0\"]\n[sources]\nmax_tracked = 1048576\n[metrics]\nlisten = \"127.0.0.1:9640\"\n[control]\nsocket = \"{d}/control.sock\"\n[state]\nfile = \"{d}/state.json\"\npin_dir = \"/sys/fs/bpf/{p}\"\non_exit = \"detach\"\n",
-            d = dir.display(),
-            p = dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("tg-bench"),
-        ),
-    )?;
+    let (dir, cfg) = daemon_config("daemon", "bd0", "[sources]\nmax_tracked = 1048576\n")?;
     let mut child = spawn_daemon(&ns, &cfg)?;
     let result = (|| -> anyhow::Result<()> {
         let pid = child.id();
@@ -527,20 +535,10 @@ fn time_to_ban() -> anyhow::Result<()> {
         lab.client()
             .ip(&["route", "add", "local", range, "dev", "lo"])?;
     }
-    let dir = std::env::temp_dir().join(format!("tg-bench-ban-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let cfg = dir.join("tollgate.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "interfaces = [\"{}\"]\n[metrics]\nlisten = \"127.0.0.1:9640\"\n[control]\nsocket = \"{d}/control.sock\"\n[state]\nfile = \"{d}/state.json\"\npin_dir = \"/sys/fs/bpf/{p}\"\non_exit = \"detach\"\n[detect]\nsyn_limit_ttl = \"2s\"\n",
-            lab::netns::SERVER_IF,
-            d = dir.display(),
-            p = dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("tg-bench"),
-        ),
+    let (dir, cfg) = daemon_config(
+        "ban",
+        lab::netns::SERVER_IF,
+        "[detect]\nsyn_limit_ttl = \"2s\"\n",
     )?;
     let mut child = spawn_daemon(&lab.server, &cfg)?;
     let sock = dir.join("control.sock");
