@@ -167,7 +167,16 @@ impl TopK {
     }
 
     fn offer(&mut self, score: u64, key: &SourceKey, s: &SourceState) {
-        if score == 0 {
+        // The common case, a source below the list's minimum, costs one
+        // comparison: a million sources are offered to five lists per walk.
+        let full = self.heap.len() >= self.k;
+        if score == 0
+            || (full
+                && self
+                    .heap
+                    .peek()
+                    .is_some_and(|std::cmp::Reverse((min, _))| score <= *min))
+        {
             return;
         }
         let id = [
@@ -177,17 +186,26 @@ impl TopK {
             key.addr[3],
             key.family,
         ];
-        if self.heap.len() < self.k {
-            self.heap.push(std::cmp::Reverse((score, id)));
-            self.states.insert(id, *s);
-        } else if let Some(std::cmp::Reverse((min, _))) = self.heap.peek()
-            && score > *min
-        {
-            if let Some(std::cmp::Reverse((_, gone))) = self.heap.pop() {
-                self.states.remove(&gone);
+        // A source seen twice (a walk racing an insert) is listed once.
+        if self.states.contains_key(&id) {
+            return;
+        }
+        if full && let Some(std::cmp::Reverse((_, gone))) = self.heap.pop() {
+            self.states.remove(&gone);
+        }
+        self.heap.push(std::cmp::Reverse((score, id)));
+        self.states.insert(id, *s);
+    }
+
+    fn merge(&mut self, other: TopK) {
+        for std::cmp::Reverse((score, id)) in other.heap {
+            if let Some(s) = other.states.get(&id) {
+                let key = SourceKey {
+                    addr: [id[0], id[1], id[2], id[3]],
+                    family: id[4],
+                };
+                self.offer(score, &key, s);
             }
-            self.heap.push(std::cmp::Reverse((score, id)));
-            self.states.insert(id, *s);
         }
     }
 
@@ -205,6 +223,52 @@ impl TopK {
                 Some(Talker::new(net, redact.net(net), s))
             })
             .collect()
+    }
+}
+
+/// The top lists one walk keeps.
+struct Tops {
+    window: u32,
+    by_packets: TopK,
+    by_bytes: TopK,
+    by_drops: TopK,
+    by_syns: TopK,
+    by_ports: TopK,
+}
+
+impl Tops {
+    fn new(window: u32) -> Self {
+        Self {
+            window,
+            by_packets: TopK::new(TOP_MAX),
+            by_bytes: TopK::new(TOP_MAX),
+            by_drops: TopK::new(TOP_MAX),
+            by_syns: TopK::new(TOP_MAX),
+            by_ports: TopK::new(TOP_MAX),
+        }
+    }
+
+    fn offer(&mut self, k: &SourceKey, s: &SourceState) {
+        self.by_packets.offer(s.packets, k, s);
+        self.by_bytes.offer(s.bytes, k, s);
+        self.by_drops.offer(s.dropped, k, s);
+        self.by_syns.offer(s.syns, k, s);
+        if s.port_window == self.window {
+            self.by_ports.offer(s.port_sketch.count_ones() as u64, k, s);
+        }
+    }
+
+    /// Adds another share's lists (each source was in one share only).
+    fn merge(&mut self, other: Tops) {
+        for (mine, theirs) in [
+            (&mut self.by_packets, other.by_packets),
+            (&mut self.by_bytes, other.by_bytes),
+            (&mut self.by_drops, other.by_drops),
+            (&mut self.by_syns, other.by_syns),
+            (&mut self.by_ports, other.by_ports),
+        ] {
+            mine.merge(theirs);
+        }
     }
 }
 
@@ -622,21 +686,28 @@ impl Core {
                 ..p.clone()
             });
         }
-        let mut by_packets = TopK::new(TOP_MAX);
-        let mut by_bytes = TopK::new(TOP_MAX);
-        let mut by_drops = TopK::new(TOP_MAX);
-        let mut by_syns = TopK::new(TOP_MAX);
-        let mut by_ports = TopK::new(TOP_MAX);
+        // The walk runs on every CPU (up to four shares); each share keeps
+        // its own top lists, merged after.
+        let shares = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let window = cfg.port_window;
-        let tracked = self.tg.maps.for_each_source(|k, s| {
-            by_packets.offer(s.packets, k, s);
-            by_bytes.offer(s.bytes, k, s);
-            by_drops.offer(s.dropped, k, s);
-            by_syns.offer(s.syns, k, s);
-            if s.port_window == window {
-                by_ports.offer(s.port_sketch.count_ones() as u64, k, s);
-            }
-        })?;
+        let mut tops: Vec<Tops> = (0..shares).map(|_| Tops::new(window)).collect();
+        let parts: Vec<_> = tops
+            .iter_mut()
+            .map(|t| move |k: &SourceKey, s: &SourceState| t.offer(k, s))
+            .collect();
+        let (tracked, _) = self.tg.maps.for_each_source_split(parts)?;
+        let mut all = Tops::new(window);
+        for t in tops {
+            all.merge(t);
+        }
+        let Tops {
+            by_packets,
+            by_bytes,
+            by_drops,
+            by_syns,
+            by_ports,
+            ..
+        } = all;
         Ok(Snapshot {
             counters,
             ifaces,
@@ -1603,4 +1674,47 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(event = "state_save_failed", "{e}");
     }
     core.exit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u32) -> SourceKey {
+        SourceKey::v4(u32::from_ne_bytes([192, 0, 2, i as u8]), u32::MAX)
+    }
+
+    fn packets(t: TopK) -> Vec<u64> {
+        let cfg = RuntimeConfig::new(0, 32, 64, 0, 0);
+        t.into_talkers(&cfg, &Redactor::none())
+            .iter()
+            .map(|t| t.packets)
+            .collect()
+    }
+
+    /// The top k of the scores offered, highest first, whether offered to
+    /// one list or split over two and merged (as the walk's shares are).
+    #[test]
+    fn top_k_keeps_the_highest_and_merges() {
+        let scores: Vec<u64> = (1..=200u64).map(|i| (i * 7919) % 1000 + 1).collect();
+        let mut want = scores.clone();
+        want.sort_unstable_by(|a, b| b.cmp(a));
+        want.truncate(10);
+        let state = |p: u64| SourceState {
+            packets: p,
+            ..Default::default()
+        };
+        let mut one = TopK::new(10);
+        let (mut a, mut b) = (TopK::new(10), TopK::new(10));
+        for (i, p) in scores.iter().enumerate() {
+            one.offer(*p, &key(i as u32), &state(*p));
+            let half = if i % 2 == 0 { &mut a } else { &mut b };
+            half.offer(*p, &key(i as u32), &state(*p));
+        }
+        // A source offered twice is listed once.
+        one.offer(scores[0], &key(0), &state(scores[0]));
+        a.merge(b);
+        assert_eq!(packets(one), want);
+        assert_eq!(packets(a), want);
+    }
 }

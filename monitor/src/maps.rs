@@ -328,6 +328,50 @@ impl Maps {
         ))
     }
 
+    /// Walks the source table in `parts.len()` threads, each calling its
+    /// own `part` for the sources of its share of the hash buckets; returns
+    /// how many there were, and the parts (with what they gathered). A
+    /// million sources take the kernel ~0.4 s to copy out on one core
+    /// here; the shares run on as many.
+    pub fn for_each_source_split<F>(&self, mut parts: Vec<F>) -> Result<(usize, Vec<F>), MapError>
+    where
+        F: FnMut(&SourceKey, &SourceState) + Send,
+    {
+        // The kernel's hash tables have a power-of-two number of buckets,
+        // at least the capacity. (Were it otherwise, the shares would only
+        // be uneven: the split is correct at any bucket.)
+        let buckets = self.max_sources.next_power_of_two() as u64;
+        let n = parts.len().max(1) as u64;
+        let fd = &self.sources_fd;
+        let counts: Vec<std::io::Result<usize>> = std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .iter_mut()
+                .enumerate()
+                .map(|(i, part)| {
+                    let from = (buckets * i as u64 / n) as u32;
+                    let to = (i as u64 + 1 < n).then(|| (buckets * (i as u64 + 1) / n) as u32);
+                    s.spawn(move || crate::batch::for_each_source_in(fd, from, to, part))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(std::io::Error::other("a walker panicked")))
+                })
+                .collect()
+        });
+        let mut total = 0;
+        for c in counts {
+            total += c.map_err(syscall_error(
+                names::SOURCES,
+                "batch lookup",
+                "bpf_map_lookup_batch",
+            ))?;
+        }
+        Ok((total, parts))
+    }
+
     /// Inserts a source entry directly (benchmarks fill the table this way).
     pub fn insert_source(&mut self, key: &SourceKey, state: &SourceState) -> Result<(), MapError> {
         self.sources

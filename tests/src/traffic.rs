@@ -39,6 +39,24 @@ pub fn pin_thread(cpu: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Lets the calling thread run on every CPU again.
+pub fn unpin_thread() -> anyhow::Result<()> {
+    let cpus = std::fs::read_to_string("/sys/devices/system/cpu/online")?;
+    // SAFETY: a zeroed cpu_set_t with the online CPUs set, for this thread.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for range in cpus.trim().split(',') {
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            for c in a.parse::<usize>()?..=b.parse::<usize>()? {
+                libc::CPU_SET(c, &mut set);
+            }
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    anyhow::ensure!(rc == 0, "unpinning: {}", std::io::Error::last_os_error());
+    Ok(())
+}
+
 /// What a sender did.
 #[derive(Clone, Copy, Debug)]
 pub struct Sent {

@@ -165,16 +165,6 @@ fn tollgate_run(tg: &Tollgate, prog: &'static str, frame: &[u8]) -> anyhow::Resu
     Ok(tg.run_program(prog, frame, REPEAT)?.1 as f64)
 }
 
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; one bit set, applied to this
-    // thread (children, such as bpftool, inherit it).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 /// xdp-filter loaded on a veth in its own namespace, with `DENIED` source
 /// addresses denied; returns the namespace (kept alive) and the id of the
 /// program on the interface (libxdp's dispatcher, which runs xdp-filter).
@@ -616,8 +606,11 @@ fn time_to_ban() -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    if std::env::var("TG_BENCH_ONLY").is_ok_and(|v| v == "ban") {
-        return time_to_ban();
+    // TG_BENCH_ONLY=ban|daemon: one part alone, for quick tuning.
+    match std::env::var("TG_BENCH_ONLY").as_deref() {
+        Ok("ban") => return time_to_ban(),
+        Ok("daemon") => return daemon_bench(),
+        _ => {}
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
@@ -651,7 +644,8 @@ fn main() -> anyhow::Result<()> {
     // round runs every program on every frame once), on one pinned CPU,
     // so noise lands on all programs alike; the ratios use the minimum
     // (noise only ever adds) and the median.
-    pin_to_cpu(cpus - 1);
+    // Children (bpftool) inherit the pinning.
+    lab::traffic::pin_thread(cpus - 1)?;
     // TG_BENCH_ONLY=tollgate: Tollgate's figures alone, for quick tuning.
     let only_tollgate = std::env::var("TG_BENCH_ONLY").is_ok_and(|v| v == "tollgate");
     // xdp-filter keeps one set of pinned maps per host, so its two feature
@@ -746,19 +740,31 @@ fn main() -> anyhow::Result<()> {
     if !only_tollgate && worst.iter().any(|w| !w.0.is_finite() || w.0 <= 0.0) {
         bail!("xdp-filter measured no slower than the floor; the figures are not meaningful");
     }
-    let mut walks = Vec::new();
-    for _ in 0..5 {
-        let t = std::time::Instant::now();
-        let mut n = 0;
-        tg.maps.for_each_source(|_, _| n += 1)?;
-        walks.push(t.elapsed().as_secs_f64() * 1e3);
-        assert!(n >= SOURCES as usize);
+    // The walk on one thread, and split over the CPUs as the daemon runs
+    // it (unpinned again for that).
+    lab::traffic::unpin_thread()?;
+    for shares in [1, cpus.min(4)] {
+        let mut walks = Vec::new();
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let mut counts = vec![0usize; shares];
+            let parts: Vec<_> = counts
+                .iter_mut()
+                .map(|n| move |_: &_, _: &_| *n += 1)
+                .collect();
+            let (n, _) = tg.maps.for_each_source_split(parts)?;
+            walks.push(t.elapsed().as_secs_f64() * 1e3);
+            anyhow::ensure!(
+                n >= SOURCES as usize && counts.iter().sum::<usize>() == n,
+                "the walk saw {n} of {SOURCES} sources"
+            );
+        }
+        let w = stats(walks);
+        println!(
+            "batched walk of the {SOURCES}-source table alone, {shares} thread(s): {:.0} / {:.0} / {:.0} ms",
+            w.min, w.median, w.max
+        );
     }
-    let w = stats(walks);
-    println!(
-        "batched walk of the {SOURCES}-source table alone: {:.0} / {:.0} / {:.0} ms",
-        w.min, w.median, w.max
-    );
     drop(tg);
     daemon_bench()?;
     time_to_ban()?;
