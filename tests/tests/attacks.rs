@@ -153,7 +153,9 @@ fn run(tag: &str, attack: Attack, mode: &str) -> Run {
                 to,
                 40,
                 Duration::from_secs(12),
-                Duration::from_secs(2),
+                // An API client's patience: one lost SYN (retransmitted
+                // after 1 s) still makes it, two do not.
+                Duration::from_millis(1_500),
                 Some(1),
             )
         });
