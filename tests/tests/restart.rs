@@ -254,3 +254,28 @@ fn a_pin_dir_outside_bpffs_is_refused() {
     assert!(!dir.join("pins").exists(), "nothing created off bpffs");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A new source-table capacity cannot reuse the pinned table: the daemon
+/// says so and starts its maps fresh, still adopting the link.
+#[test]
+fn a_changed_capacity_starts_the_maps_fresh() {
+    let mut d = Daemon::new("cap", &["192.0.2.37"], KEEP);
+    d.stop();
+    let path = d.dir.join("tollgate.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("[sources]\n", "[sources]\nmax_tracked = 65536\n"),
+    )
+    .unwrap();
+    d.start();
+    let log = d.log();
+    assert!(log.contains("\"event\":\"pins_restarted\""), "{log}");
+    assert!(
+        log.contains("holds 1048576 sources but the config asks for 65536"),
+        "{log}"
+    );
+    assert!(log.contains("adopted the pinned XDP link"), "{log}");
+    let sent = d.send("192.0.2.37", 50, 1_000);
+    assert_eq!(d.source("192.0.2.37", sent).0, sent);
+}
