@@ -605,11 +605,46 @@ fn time_to_ban() -> anyhow::Result<()> {
     result
 }
 
+/// The source table's walk alone, on one thread and split over the CPUs
+/// as the daemon runs it.
+fn walk_bench(tg: &Tollgate, cpus: usize) -> anyhow::Result<()> {
+    for shares in [1, cpus.min(4)] {
+        let mut walks = Vec::new();
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let mut counts = vec![0usize; shares];
+            let parts: Vec<_> = counts
+                .iter_mut()
+                .map(|n| move |_: &_, _: &_| *n += 1)
+                .collect();
+            let (n, _) = tg.maps.for_each_source_split(parts)?;
+            walks.push(t.elapsed().as_secs_f64() * 1e3);
+            anyhow::ensure!(
+                n >= SOURCES as usize && counts.iter().sum::<usize>() == n,
+                "the walk saw {n} of {SOURCES} sources"
+            );
+        }
+        let w = stats(walks);
+        println!(
+            "batched walk of the {SOURCES}-source table alone, {shares} thread(s): {:.0} / {:.0} / {:.0} ms",
+            w.min, w.median, w.max
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
-    // TG_BENCH_ONLY=ban|daemon: one part alone, for quick tuning.
+    // TG_BENCH_ONLY=ban|daemon|walk: one part alone, for quick tuning.
     match std::env::var("TG_BENCH_ONLY").as_deref() {
         Ok("ban") => return time_to_ban(),
         Ok("daemon") => return daemon_bench(),
+        Ok("walk") => {
+            let mut tg = Tollgate::load(&LoadOptions::default())?;
+            tg.maps.apply_policy(&policy(), Some(monotonic_ns()))?;
+            fill_sources(&mut tg)?;
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            return walk_bench(&tg, cpus);
+        }
         _ => {}
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -740,31 +775,9 @@ fn main() -> anyhow::Result<()> {
     if !only_tollgate && worst.iter().any(|w| !w.0.is_finite() || w.0 <= 0.0) {
         bail!("xdp-filter measured no slower than the floor; the figures are not meaningful");
     }
-    // The walk on one thread, and split over the CPUs as the daemon runs
-    // it (unpinned again for that).
+    // Unpinned again for the walk, which runs on every CPU.
     lab::traffic::unpin_thread()?;
-    for shares in [1, cpus.min(4)] {
-        let mut walks = Vec::new();
-        for _ in 0..5 {
-            let t = std::time::Instant::now();
-            let mut counts = vec![0usize; shares];
-            let parts: Vec<_> = counts
-                .iter_mut()
-                .map(|n| move |_: &_, _: &_| *n += 1)
-                .collect();
-            let (n, _) = tg.maps.for_each_source_split(parts)?;
-            walks.push(t.elapsed().as_secs_f64() * 1e3);
-            anyhow::ensure!(
-                n >= SOURCES as usize && counts.iter().sum::<usize>() == n,
-                "the walk saw {n} of {SOURCES} sources"
-            );
-        }
-        let w = stats(walks);
-        println!(
-            "batched walk of the {SOURCES}-source table alone, {shares} thread(s): {:.0} / {:.0} / {:.0} ms",
-            w.min, w.median, w.max
-        );
-    }
+    walk_bench(&tg, cpus)?;
     drop(tg);
     daemon_bench()?;
     time_to_ban()?;
