@@ -71,11 +71,13 @@ pub fn tollgate_gen(ctx: XdpContext) -> u32 {
         (p.add(DPORT) as *mut u16).write_unaligned(dport);
         (p.add(IP_CSUM) as *mut u16).write_unaligned(csum_update(cfg.ip_csum, &old, &new, 2));
         match *p.add(IP_PROTO) {
+            // Addresses and both ports are in the TCP/UDP pseudo-header
+            // and header: all four words.
             6 => (p.add(TCP_CSUM) as *mut u16).write_unaligned(csum_update(
                 cfg.l4_csum,
                 &old,
                 &new,
-                3,
+                4,
             )),
             // A zero UDP checksum means "none"; a computed zero is sent
             // as all ones.

@@ -514,10 +514,19 @@ impl Core {
             );
         }
         if adopted {
+            // A SYN limit the previous daemon set has no end here (its
+            // timer went with it): lift it; a flood still going on gets it
+            // again within an interval.
+            if core.tg.maps.runtime_config()?.syn_limit.is_limited() {
+                core.lift_syn_limit("lifted at start: the daemon that set it is gone");
+            }
             // Bans the kernel holds that the state file missed (a crash
-            // between the two writes) stay known, and expire on time.
+            // between the two writes) stay known, and expire on time;
+            // expired ones are removed.
             for (net, until) in core.tg.maps.kernel_bans()? {
-                if until > now_mono && !core.bans.contains_key(&net) {
+                if until <= now_mono {
+                    core.tg.maps.unban(net)?;
+                } else if !core.bans.contains_key(&net) {
                     core.bans.insert(
                         net,
                         BanInfo {
@@ -771,6 +780,14 @@ impl Core {
         };
         let packets: u64 = Reason::ALL.iter().map(|r| snap.counters.packets(*r)).sum();
         let created = snap.counters.source_events[source_event::CREATED as usize];
+        // A lapsed SYN limit is lifted before this interval is judged, so a
+        // flood still going on gets it again at once.
+        if self
+            .syn_limit_until
+            .is_some_and(|until| monotonic_ns() >= until)
+        {
+            self.lift_syn_limit("the host-wide limit on new TCP connections ended");
+        }
         if let Some((at, p0, s0, c0)) = self.last_global {
             let g = GlobalRates {
                 packets: packets.saturating_sub(p0),
@@ -817,26 +834,6 @@ impl Core {
                         "host-wide traffic far above its learned baseline".into(),
                     ),
                 }
-            }
-        }
-        if let Some(until) = self.syn_limit_until
-            && monotonic_ns() >= until
-        {
-            self.syn_limit_until = None;
-            match self
-                .tg
-                .maps
-                .set_syn_limit(monitor_common::bucket::BucketParams::UNLIMITED, 0)
-            {
-                Ok(()) => {
-                    self.events.push(event(
-                        "syn_limit_lifted",
-                        None,
-                        "unlimited",
-                        "the host-wide limit on new TCP connections ended".into(),
-                    ));
-                }
-                Err(e) => tracing::warn!(event = "syn_limit_failed", "{e}"),
             }
         }
         self.last_global = Some((now, packets, signals, created));
@@ -981,6 +978,22 @@ impl Core {
                 "logged",
                 format!("setting the SYN limit failed: {e}"),
             ),
+        }
+    }
+
+    /// Lifts the host-wide SYN limit and says why.
+    fn lift_syn_limit(&mut self, why: &str) {
+        self.syn_limit_until = None;
+        match self
+            .tg
+            .maps
+            .set_syn_limit(monitor_common::bucket::BucketParams::UNLIMITED, 0)
+        {
+            Ok(()) => {
+                self.events
+                    .push(event("syn_limit_lifted", None, "unlimited", why.into()));
+            }
+            Err(e) => tracing::warn!(event = "syn_limit_failed", "{e}"),
         }
     }
 

@@ -58,12 +58,6 @@ pub enum LoadError {
         "the pinned source table holds {pinned} sources but the config asks for {wanted} (sources.max_tracked changed)"
     )]
     PinnedCapacity { pinned: u32, wanted: u32 },
-    #[error("adopting the XDP link pinned at {path}")]
-    Adopt {
-        path: PathBuf,
-        #[source]
-        source: anyhow::Error,
-    },
     #[error("pinning the XDP link on `{iface}` at {path}")]
     Pin {
         iface: String,
@@ -249,18 +243,24 @@ impl Tollgate {
             .chain(older.iter().map(PathBuf::as_path))
             .find(|p| p.exists());
         let prog = self.main_program_mut()?;
-        let id = match existing {
-            Some(path) => {
-                let adopt = |e: anyhow::Error| LoadError::Adopt {
-                    path: path.to_owned(),
-                    source: e,
-                };
-                let fd: FdLink = PinnedLink::from_pin(path)
-                    .map_err(|e| adopt(e.into()))?
-                    .into();
-                let link = XdpLink::try_from(fd).map_err(|e| adopt(e.into()))?;
-                prog.attach_to_link(link).map_err(|e| adopt(e.into()))?
+        // A pinned link whose interface went away while no daemon ran (or
+        // came back as a new one) cannot take our program: its pin is
+        // removed and the interface attached afresh.
+        let adopted = existing.and_then(|path| match adopt_link(prog, path) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::warn!(
+                    event = "stale_link",
+                    pin = %path.display(),
+                    "the pinned link on `{iface}` cannot be adopted ({e:#}); removing its pin and attaching afresh"
+                );
+                let _ = std::fs::remove_file(path);
+                None
             }
+        });
+        let existing = existing.filter(|_| adopted.is_some());
+        let id = match adopted {
+            Some(id) => id,
             None => prog
                 .attach(iface, mode.into())
                 .map_err(|source| LoadError::Attach {
@@ -335,6 +335,14 @@ impl Tollgate {
     pub fn attached(&self) -> impl Iterator<Item = &str> {
         self.attached.iter().map(|(i, _)| i.as_str())
     }
+}
+
+/// Replaces the program of the XDP link pinned at `path` with `prog`, in
+/// one atomic update.
+fn adopt_link(prog: &mut Xdp, path: &Path) -> anyhow::Result<XdpLinkId> {
+    let fd: FdLink = PinnedLink::from_pin(path)?.into();
+    let link = XdpLink::try_from(fd)?;
+    Ok(prog.attach_to_link(link)?)
 }
 
 /// The interface index of `iface` in this network namespace (0 if none).

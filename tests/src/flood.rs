@@ -182,6 +182,33 @@ impl Generator {
     }
 }
 
+impl Generator {
+    /// One frame as the program rewrites it (BPF_PROG_TEST_RUN without live
+    /// frames: nothing is sent), for checking what goes on the wire.
+    pub fn sample(&self) -> anyhow::Result<Vec<u8>> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(GEN_PROG)
+            .context("the object has no generator program")?
+            .try_into()?;
+        let mut out = vec![0u8; self.template.len() + 256];
+        let r = prog
+            .test_run(TestRunOptions {
+                data_in: Some(&self.template),
+                data_out: Some(&mut out),
+                ..TestRunOptions::default()
+            })
+            .context("BPF_PROG_TEST_RUN")?;
+        anyhow::ensure!(
+            r.return_value == 3,
+            "the generator returned {} instead of XDP_TX",
+            r.return_value
+        );
+        out.truncate(r.data_size_out as usize);
+        Ok(out)
+    }
+}
+
 /// Loads a generator for `spec` in `ns` and sends `frames` frames out of
 /// `iface` (see `Generator::send`).
 pub fn flood(

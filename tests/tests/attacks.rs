@@ -320,3 +320,43 @@ fn the_generator_refuses_addresses_outside_documentation_ranges() {
         "{err}"
     );
 }
+
+/// What the generator puts on the wire is valid: both checksums right for
+/// every rewritten source, source port and destination port (a bad one
+/// would be dropped by the server's stack before it costs anything).
+#[test]
+fn the_generator_sends_valid_checksums() {
+    use etherparse::{Ipv4Header, TcpHeader, UdpHeader};
+    let lab = lab::Lab::new("agck", &[CLIENT.parse().unwrap()]).unwrap();
+    for attack in [Attack::PortScan, Attack::SpoofedSynFlood, Attack::UdpFlood] {
+        let spec = attack.flood();
+        let g = lab::flood::Generator::load(lab.client(), CLIENT_IF, &spec).unwrap();
+        for _ in 0..200 {
+            let f = g.sample().unwrap();
+            let (ip, _) = Ipv4Header::from_slice(&f[14..]).unwrap();
+            assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "{attack:?}");
+            let src = u32::from_be_bytes(ip.source) - u32::from(spec.first_src);
+            assert!(src < spec.sources, "{attack:?}: source {:?}", ip.source);
+            match spec.kind {
+                Kind::Syn => {
+                    let (tcp, _) = TcpHeader::from_slice(&f[34..]).unwrap();
+                    assert_eq!(
+                        tcp.checksum,
+                        tcp.calc_checksum_ipv4(&ip, &f[54..]).unwrap(),
+                        "{attack:?}"
+                    );
+                    let port = tcp.destination_port.wrapping_sub(spec.dport);
+                    assert!(port <= spec.dport_span, "{attack:?}: port {port}");
+                }
+                Kind::Udp => {
+                    let (udp, _) = UdpHeader::from_slice(&f[34..]).unwrap();
+                    assert_eq!(
+                        udp.checksum,
+                        udp.calc_checksum_ipv4(&ip, &f[42..]).unwrap(),
+                        "{attack:?}"
+                    );
+                }
+            }
+        }
+    }
+}

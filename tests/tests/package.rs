@@ -103,7 +103,13 @@ fn the_debian_package_installs_upgrades_and_removes_cleanly() {
         .arg(root.join("etc/tollgate/tollgate.toml")));
     assert!(checked.contains("ok"), "{checked}");
 
-    // An operator's edit survives the upgrade (a conffile).
+    // An operator's edit survives the upgrade (a conffile), and so does
+    // their choice to disable the service.
+    let wants = root.join("etc/systemd/system/multi-user.target.wants/tollgate.service");
+    run(Command::new("systemctl")
+        .arg(format!("--root={}", root.display()))
+        .args(["disable", "tollgate.service"]));
+    assert!(std::fs::symlink_metadata(&wants).is_err(), "disabled");
     let conf = root.join("etc/tollgate/tollgate.toml");
     let edited = format!(
         "{}\n# edited by the operator\n",
@@ -113,6 +119,13 @@ fn the_debian_package_installs_upgrades_and_removes_cleanly() {
     let next = deb("99.0.0", &debs);
     run(dpkg(&root).arg("-i").arg(&next));
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), edited);
+    assert!(
+        std::fs::symlink_metadata(&wants).is_err(),
+        "an upgrade does not enable a disabled service"
+    );
+    run(Command::new("systemctl")
+        .arg(format!("--root={}", root.display()))
+        .args(["enable", "tollgate.service"]));
     let status = run(Command::new("dpkg-query")
         .arg(format!(
             "--admindir={}",
@@ -125,10 +138,7 @@ fn the_debian_package_installs_upgrades_and_removes_cleanly() {
     run(xtask().args(["uninstall", "--root"]).arg(&root));
     assert!(!root.join("usr/bin/tollgate").exists());
     assert!(
-        std::fs::symlink_metadata(
-            root.join("etc/systemd/system/multi-user.target.wants/tollgate.service")
-        )
-        .is_err(),
+        std::fs::symlink_metadata(&wants).is_err(),
         "disabled on remove"
     );
     assert!(conf.exists(), "config kept on remove");

@@ -279,3 +279,35 @@ fn a_changed_capacity_starts_the_maps_fresh() {
     let sent = d.send("192.0.2.37", 50, 1_000);
     assert_eq!(d.source("192.0.2.37", sent).0, sent);
 }
+
+/// An interface deleted and created again while no daemon ran leaves a
+/// pinned link that cannot take a program: the daemon removes that pin and
+/// attaches afresh instead of failing to start.
+#[test]
+fn a_link_whose_interface_went_away_is_replaced() {
+    use lab::netns::{CLIENT_IF, CLIENT_MAC, SERVER_MAC};
+    let mut d = Daemon::new("stale", &["192.0.2.38"], KEEP);
+    d.stop();
+    let old = attached_prog(&d).expect("kept attached");
+    d.lab.server.ip(&["link", "del", SERVER_IF]).unwrap();
+    d.lab
+        .server
+        .veth(
+            SERVER_IF,
+            SERVER_MAC,
+            CLIENT_IF,
+            Some(CLIENT_MAC),
+            d.lab.client(),
+        )
+        .unwrap();
+    d.lab.server.ip(&["link", "set", SERVER_IF, "up"]).unwrap();
+    assert_eq!(attached_prog(&d), None, "a new interface, nothing attached");
+    d.start();
+    assert!(d.log().contains("\"event\":\"stale_link\""), "{}", d.log());
+    let now = attached_prog(&d).expect("attached afresh");
+    assert_ne!(now, old);
+    assert!(
+        layout_dir(&d).join(format!("link-{SERVER_IF}")).exists(),
+        "pinned again"
+    );
+}
