@@ -526,15 +526,12 @@ impl Core {
             for (net, until) in core.tg.maps.kernel_bans()? {
                 if until <= now_mono {
                     core.tg.maps.unban(net)?;
-                } else if !core.bans.contains_key(&net) {
-                    core.bans.insert(
-                        net,
-                        BanInfo {
-                            until_mono_ns: until,
-                            until_unix_ms: now_unix + (until - now_mono) / 1_000_000,
-                            reason: Some("restored from the kernel".into()),
-                        },
-                    );
+                } else {
+                    core.bans.entry(net).or_insert_with(|| BanInfo {
+                        until_mono_ns: until,
+                        until_unix_ms: now_unix + (until - now_mono) / 1_000_000,
+                        reason: Some("restored from the kernel".into()),
+                    });
                 }
             }
         }
