@@ -49,6 +49,56 @@ pub struct Flood {
     pub dport_span: u16,
 }
 
+/// The attacks the lab runs (tests/tests/attacks.rs) and times
+/// (`cargo xtask bench`), each from the generator at ~1.2 Mpps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attack {
+    /// SYNs from one source to the server's port.
+    SynFlood,
+    /// SYNs from 250 spoofed sources (198.51.100.1-250).
+    SpoofedSynFlood,
+    /// UDP datagrams from one source to the server's port.
+    UdpFlood,
+    /// SYNs from one source to 10,000 ports (20000-29999), as fast as a
+    /// flood.
+    PortScan,
+}
+
+impl Attack {
+    pub const ALL: [Attack; 4] = [
+        Attack::UdpFlood,
+        Attack::SynFlood,
+        Attack::PortScan,
+        Attack::SpoofedSynFlood,
+    ];
+
+    /// The attack from `attacker` (single-source kinds) on `dst:port`.
+    pub fn flood(self, attacker: Ipv4Addr, dst: Ipv4Addr, port: u16) -> Flood {
+        let one = |kind, dport_span| Flood {
+            kind,
+            first_src: attacker,
+            sources: 1,
+            dst,
+            dport: port,
+            spin: 300,
+            dport_span,
+        };
+        match self {
+            Attack::SynFlood => one(Kind::Syn, 0),
+            Attack::UdpFlood => one(Kind::Udp, 0),
+            Attack::PortScan => Flood {
+                dport: 20_000,
+                ..one(Kind::Syn, 10_000)
+            },
+            Attack::SpoofedSynFlood => Flood {
+                first_src: Ipv4Addr::new(198, 51, 100, 1),
+                sources: 250,
+                ..one(Kind::Syn, 0)
+            },
+        }
+    }
+}
+
 /// Documentation ranges only: a generator must never emit anything else.
 fn documentation(a: Ipv4Addr) -> bool {
     let o = a.octets();
@@ -129,41 +179,27 @@ impl Generator {
         })?
     }
 
-    /// Sends `frames` frames at `pps` (0: as fast as the CPU goes), from
-    /// `ns` (the namespace it was loaded in), stopping at `max_time`;
-    /// returns what the program transmitted.
-    pub fn send(
-        &mut self,
-        ns: &NetNs,
-        frames: u64,
-        pps: u64,
-        max_time: Duration,
-    ) -> anyhow::Result<Sent> {
-        let prog: &Xdp = self
+    fn program(&self) -> anyhow::Result<&Xdp> {
+        Ok(self
             .ebpf
             .program(GEN_PROG)
             .context("the object has no generator program")?
-            .try_into()?;
+            .try_into()?)
+    }
+
+    /// Sends `frames` frames as fast as the program goes (its `spin` sets
+    /// the rate), from `ns` (the namespace it was loaded in), stopping at
+    /// `max_time`; returns what the program transmitted.
+    pub fn send(&mut self, ns: &NetNs, frames: u64, max_time: Duration) -> anyhow::Result<Sent> {
+        let prog = self.program()?;
         let (template, md) = (&self.template, &self.md);
         ns.enter(|| -> anyhow::Result<Sent> {
             let start = Instant::now();
             let mut sent = 0u64;
-            // Paced: a millisecond's worth per call, then wait for the
-            // schedule. Unpaced: ~0.1 s per call at a few Mpps, so time and
-            // stop are still checked often.
-            let chunk = if pps > 0 {
-                (pps / 1000).max(64)
-            } else {
-                200_000
-            };
             while sent < frames && start.elapsed() < max_time && !crate::traffic::stopped() {
-                if pps > 0 {
-                    let due = Duration::from_secs_f64(sent as f64 / pps as f64);
-                    if let Some(wait) = due.checked_sub(start.elapsed()) {
-                        std::thread::sleep(wait);
-                    }
-                }
-                let batch = (frames - sent).min(chunk) as u32;
+                // ~0.1 s per call at a few Mpps, so time and stop are
+                // checked often.
+                let batch = (frames - sent).min(200_000) as u32;
                 prog.test_run(TestRunOptions {
                     data_in: Some(template),
                     ctx_in: Some(md),
@@ -180,19 +216,13 @@ impl Generator {
             })
         })?
     }
-}
 
-impl Generator {
     /// One frame as the program rewrites it (BPF_PROG_TEST_RUN without live
     /// frames: nothing is sent), for checking what goes on the wire.
     pub fn sample(&self) -> anyhow::Result<Vec<u8>> {
-        let prog: &Xdp = self
-            .ebpf
-            .program(GEN_PROG)
-            .context("the object has no generator program")?
-            .try_into()?;
         let mut out = vec![0u8; self.template.len() + 256];
-        let r = prog
+        let r = self
+            .program()?
             .test_run(TestRunOptions {
                 data_in: Some(&self.template),
                 data_out: Some(&mut out),
@@ -216,8 +246,7 @@ pub fn flood(
     iface: &str,
     spec: &Flood,
     frames: u64,
-    pps: u64,
     max_time: Duration,
 ) -> anyhow::Result<Sent> {
-    Generator::load(ns, iface, spec)?.send(ns, frames, pps, max_time)
+    Generator::load(ns, iface, spec)?.send(ns, frames, max_time)
 }

@@ -25,35 +25,32 @@ pub fn stopped() -> bool {
 /// Pins the calling thread to CPU `cpu` (the attack tests keep attacker
 /// and victim on different CPUs, as on different hosts).
 pub fn pin_thread(cpu: usize) -> anyhow::Result<()> {
-    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    anyhow::ensure!(
-        rc == 0,
-        "pinning to CPU {cpu}: {}",
-        std::io::Error::last_os_error()
-    );
-    Ok(())
+    set_affinity([cpu]).with_context(|| format!("pinning to CPU {cpu}"))
 }
 
-/// Lets the calling thread run on every CPU again.
+/// Lets the calling thread run on every online CPU again.
 pub fn unpin_thread() -> anyhow::Result<()> {
-    let cpus = std::fs::read_to_string("/sys/devices/system/cpu/online")?;
-    // SAFETY: a zeroed cpu_set_t with the online CPUs set, for this thread.
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online")?;
+    let mut cpus = Vec::new();
+    for range in online.trim().split(',') {
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        cpus.extend(a.parse::<usize>()?..=b.parse::<usize>()?);
+    }
+    set_affinity(cpus).context("unpinning")
+}
+
+fn set_affinity(cpus: impl IntoIterator<Item = usize>) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t with the given CPUs set, for this thread.
     let rc = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for range in cpus.trim().split(',') {
-            let (a, b) = range.split_once('-').unwrap_or((range, range));
-            for c in a.parse::<usize>()?..=b.parse::<usize>()? {
-                libc::CPU_SET(c, &mut set);
-            }
+        for c in cpus {
+            libc::CPU_SET(c, &mut set);
         }
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
     };
-    anyhow::ensure!(rc == 0, "unpinning: {}", std::io::Error::last_os_error());
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     Ok(())
 }
 

@@ -27,7 +27,7 @@ use std::{
 
 use common::daemon::{Daemon, events, eventually};
 use lab::{
-    flood::{Flood, Kind, flood},
+    flood::{Attack, Flood, Kind, flood},
     http::{HttpServer, Requests, client},
     netns::{CLIENT_IF, SERVER_IF},
     traffic::pin_thread,
@@ -38,59 +38,28 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const CLIENT: &str = "192.0.2.10";
 const ATTACKER: &str = "203.0.113.66";
-const SPOOFED_FIRST: &str = "198.51.100.1";
 const HTTP_PORT: u16 = 8080;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Attack {
-    /// SYNs from one source, ~1.2 Mpps.
-    SynFlood,
-    /// SYNs from 250 spoofed sources.
-    SpoofedSynFlood,
-    /// UDP datagrams from one source to the HTTP port.
-    UdpFlood,
-    /// SYNs from one source to 10,000 ports, as fast as a flood.
-    PortScan,
+/// The lab's attacks, from `ATTACKER` on the HTTP server.
+fn flood_of(attack: Attack) -> Flood {
+    attack.flood(
+        ATTACKER.parse().unwrap(),
+        "192.0.2.1".parse().unwrap(),
+        HTTP_PORT,
+    )
 }
 
-impl Attack {
-    fn flood(self) -> Flood {
-        let one = |kind, dport_span| Flood {
-            kind,
-            first_src: ATTACKER.parse().unwrap(),
-            sources: 1,
-            dst: "192.0.2.1".parse().unwrap(),
-            dport: HTTP_PORT,
-            spin: 300,
-            dport_span,
-        };
-        match self {
-            Attack::SynFlood => one(Kind::Syn, 0),
-            Attack::UdpFlood => one(Kind::Udp, 0),
-            Attack::PortScan => Flood {
-                dport: 20_000,
-                ..one(Kind::Syn, 10_000)
-            },
-            Attack::SpoofedSynFlood => Flood {
-                first_src: SPOOFED_FIRST.parse().unwrap(),
-                sources: 250,
-                ..one(Kind::Syn, 0)
-            },
-        }
-    }
-
-    /// The detectors whose finding answers the attack, the one that must
-    /// fire in monitor mode first, and the source they name (none for
-    /// host-wide findings). A scan at flood speed is also a SYN flood:
-    /// enforcing, whichever of the two bans first answers it (the other
-    /// then has nothing left to do).
-    fn detectors(self) -> (&'static [&'static str], Option<&'static str>) {
-        match self {
-            Attack::SynFlood => (&["syn_flood"], Some(ATTACKER)),
-            Attack::UdpFlood => (&["flood"], Some(ATTACKER)),
-            Attack::PortScan => (&["port_scan", "syn_flood"], Some(ATTACKER)),
-            Attack::SpoofedSynFlood => (&["global_syn_flood"], None),
-        }
+/// The detectors whose finding answers `attack`, the one that must fire in
+/// monitor mode first, and the source they name (none for host-wide
+/// findings). A scan at flood speed is also a SYN flood: enforcing,
+/// whichever of the two bans first answers it (the other then has nothing
+/// left to do).
+fn detectors(attack: Attack) -> (&'static [&'static str], Option<&'static str>) {
+    match attack {
+        Attack::SynFlood => (&["syn_flood"], Some(ATTACKER)),
+        Attack::UdpFlood => (&["flood"], Some(ATTACKER)),
+        Attack::PortScan => (&["port_scan", "syn_flood"], Some(ATTACKER)),
+        Attack::SpoofedSynFlood => (&["global_syn_flood"], None),
     }
 }
 
@@ -145,7 +114,7 @@ fn run(tag: &str, attack: Attack, mode: &str) -> Run {
     let _http = HttpServer::start(server, d.lab.server_v4(), HTTP_PORT, Some(1))
         .expect("starting the HTTP server");
     let to = SocketAddr::new(d.lab.server_v4(), HTTP_PORT);
-    let spec = attack.flood();
+    let spec = flood_of(attack);
     let requests = std::thread::scope(|s| {
         let c = s.spawn(|| {
             client(
@@ -168,7 +137,6 @@ fn run(tag: &str, attack: Attack, mode: &str) -> Run {
                     CLIENT_IF,
                     &spec,
                     40_000_000,
-                    0,
                     Duration::from_secs(9),
                 )
             })
@@ -179,7 +147,7 @@ fn run(tag: &str, attack: Attack, mode: &str) -> Run {
         c.join().unwrap().expect("the client")
     });
     // The decisive finding: what was (or would have been) done.
-    let (detectors, source) = attack.detectors();
+    let (detectors, source) = detectors(attack);
     let wanted: &[&str] = if mode == "monitor" {
         &detectors[..1]
     } else {
@@ -304,17 +272,9 @@ fn the_generator_refuses_addresses_outside_documentation_ranges() {
     let spec = Flood {
         first_src: Ipv4Addr::new(203, 0, 113, 200),
         sources: 100,
-        ..Attack::SynFlood.flood()
+        ..flood_of(Attack::SynFlood)
     };
-    let err = flood(
-        lab.client(),
-        CLIENT_IF,
-        &spec,
-        10,
-        0,
-        Duration::from_secs(1),
-    )
-    .unwrap_err();
+    let err = flood(lab.client(), CLIENT_IF, &spec, 10, Duration::from_secs(1)).unwrap_err();
     assert!(
         err.to_string().contains("leave the documentation ranges"),
         "{err}"
@@ -329,7 +289,7 @@ fn the_generator_sends_valid_checksums() {
     use etherparse::{Ipv4Header, TcpHeader, UdpHeader};
     let lab = lab::Lab::new("agck", &[CLIENT.parse().unwrap()]).unwrap();
     for attack in [Attack::PortScan, Attack::SpoofedSynFlood, Attack::UdpFlood] {
-        let spec = attack.flood();
+        let spec = flood_of(attack);
         let g = lab::flood::Generator::load(lab.client(), CLIENT_IF, &spec).unwrap();
         for _ in 0..200 {
             let f = g.sample().unwrap();

@@ -411,60 +411,31 @@ fn daemon_bench() -> anyhow::Result<()> {
     result
 }
 
-/// The attacks `time_to_ban` measures, each from the live-frames
-/// generator at ~1.2 Mpps (as in tests/tests/attacks.rs).
-#[derive(Clone, Copy, Debug)]
-enum AttackKind {
-    UdpFlood,
-    SynFlood,
-    PortScan,
-    SpoofedSynFlood,
+use lab::flood::Attack;
+
+fn describe(attack: Attack) -> &'static str {
+    match attack {
+        Attack::UdpFlood => "UDP flood, one source -> its ban",
+        Attack::SynFlood => "SYN flood, one source -> its ban",
+        Attack::PortScan => "port scan (10,000 ports), one source -> its ban",
+        Attack::SpoofedSynFlood => "SYN flood, 250 spoofed sources -> host-wide SYN limit",
+    }
 }
 
-impl AttackKind {
-    const ALL: [AttackKind; 4] = [
-        AttackKind::UdpFlood,
-        AttackKind::SynFlood,
-        AttackKind::PortScan,
-        AttackKind::SpoofedSynFlood,
-    ];
-
-    fn describe(self) -> &'static str {
-        match self {
-            AttackKind::UdpFlood => "UDP flood, one source -> its ban",
-            AttackKind::SynFlood => "SYN flood, one source -> its ban",
-            AttackKind::PortScan => "port scan (10,000 ports), one source -> its ban",
-            AttackKind::SpoofedSynFlood => "SYN flood, 250 spoofed sources -> host-wide SYN limit",
-        }
-    }
-
-    /// Run `run`'s flood (a fresh attacker address per run, so every ban
-    /// is a first offence).
-    fn flood(self, run: u8) -> lab::flood::Flood {
-        use lab::flood::{Flood, Kind};
-        let one = |kind, base: u8, dport_span| Flood {
-            kind,
-            first_src: std::net::Ipv4Addr::new(203, 0, 113, base + run),
-            sources: 1,
-            dst: std::net::Ipv4Addr::new(192, 0, 2, 1),
-            dport: 8080,
-            spin: 300,
-            dport_span,
-        };
-        match self {
-            AttackKind::UdpFlood => one(Kind::Udp, 10, 0),
-            AttackKind::SynFlood => one(Kind::Syn, 30, 0),
-            AttackKind::PortScan => Flood {
-                dport: 20_000,
-                ..one(Kind::Syn, 50, 10_000)
-            },
-            AttackKind::SpoofedSynFlood => Flood {
-                first_src: std::net::Ipv4Addr::new(198, 51, 100, 1),
-                sources: 250,
-                ..one(Kind::Syn, 0, 0)
-            },
-        }
-    }
+/// Run `run`'s attack: a fresh attacker address per run, so every ban is
+/// a first offence.
+fn attack_flood(attack: Attack, run: u8) -> lab::flood::Flood {
+    let base = match attack {
+        Attack::UdpFlood => 10,
+        Attack::SynFlood => 30,
+        Attack::PortScan => 50,
+        Attack::SpoofedSynFlood => 0,
+    };
+    attack.flood(
+        std::net::Ipv4Addr::new(203, 0, 113, base + run),
+        std::net::Ipv4Addr::new(192, 0, 2, 1),
+        8080,
+    )
 }
 
 /// Whether the daemon's answer to `kind` is in force: the attacker's ban
@@ -473,13 +444,13 @@ impl AttackKind {
 /// right after the kernel's config map).
 fn answered(
     client: &mut tollgate::control::Client,
-    kind: AttackKind,
+    kind: Attack,
     src: std::net::Ipv4Addr,
     since: u64,
 ) -> anyhow::Result<bool> {
     use tollgate::control::Command;
     Ok(match kind {
-        AttackKind::SpoofedSynFlood => client.call(Command::Events { since })?["events"]
+        Attack::SpoofedSynFlood => client.call(Command::Events { since })?["events"]
             .as_array()
             .into_iter()
             .flatten()
@@ -538,10 +509,10 @@ fn time_to_ban() -> anyhow::Result<()> {
         // Let the detectors see quiet intervals first.
         std::thread::sleep(std::time::Duration::from_secs(3));
         let mut medians = Vec::new();
-        for kind in AttackKind::ALL {
+        for kind in Attack::ALL {
             let mut times = Vec::new();
             for run in 0..RUNS {
-                let spec = kind.flood(run);
+                let spec = attack_flood(kind, run);
                 let mut generator =
                     lab::flood::Generator::load(lab.client(), lab::netns::CLIENT_IF, &spec)?;
                 // Attacks start at different points of the daemon's read
@@ -552,12 +523,7 @@ fn time_to_ban() -> anyhow::Result<()> {
                 let t0 = std::time::Instant::now();
                 let at = std::thread::scope(|s| -> anyhow::Result<Option<f64>> {
                     let sender = s.spawn(|| {
-                        generator.send(
-                            lab.client(),
-                            20_000_000,
-                            0,
-                            std::time::Duration::from_secs(3),
-                        )
+                        generator.send(lab.client(), 20_000_000, std::time::Duration::from_secs(3))
                     });
                     let mut at = None;
                     while t0.elapsed() < std::time::Duration::from_secs(3) {
@@ -579,14 +545,14 @@ fn time_to_ban() -> anyhow::Result<()> {
             }
             let n = times.len();
             if n == 0 {
-                println!("{:<58} never answered", kind.describe());
+                println!("{:<58} never answered", describe(kind));
                 continue;
             }
             let t = stats(times);
             medians.push(t.median);
             println!(
                 "{:<58} {:>4.0} / {:>4.0} / {:>4.0} ms (min/median/max of {n})",
-                kind.describe(),
+                describe(kind),
                 t.min,
                 t.median,
                 t.max
