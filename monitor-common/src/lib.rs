@@ -23,6 +23,9 @@ mod pod {
     use crate::{bucket::BucketParams, types::*};
     unsafe impl aya::Pod for SourceKey {}
     unsafe impl aya::Pod for SourceState {}
+    unsafe impl aya::Pod for SourceFlow {}
+    unsafe impl aya::Pod for SourceControl {}
+    unsafe impl aya::Pod for SlotClock {}
     unsafe impl aya::Pod for RuleParams {}
     unsafe impl aya::Pod for BucketParams {}
     unsafe impl aya::Pod for RuntimeConfig {}

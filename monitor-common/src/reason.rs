@@ -23,8 +23,9 @@ pub enum Reason {
     Malformed = 6,
     /// Not IPv4 or IPv6 (ARP, LLDP, ...): always passed.
     NonIp = 7,
-    /// Passed without per-source state because the source map refused the
-    /// insert (it should not for an LRU map; counted so it can't hide).
+    /// Passed without per-source state because the source table took
+    /// nothing (only if its index is full of entries left by races; counted
+    /// so it cannot hide).
     Untracked = 8,
     /// A TCP SYN over the host-wide SYN limit the daemon sets while it sees
     /// a SYN flood from spoofed sources (which per-source bans cannot stop).

@@ -98,9 +98,11 @@ impl SourceKey {
     }
 }
 
-/// Per-source state: two GCRA buckets, the cached policy decision, and the
-/// flow record. Written by the kernel (atomically where CPUs race), read and
-/// aged out by the daemon.
+/// A source's whole record as user space sees it: two GCRA buckets, the
+/// cached policy decision, and the flow record. The kernel keeps it in two
+/// parts, `SourceFlow` (what the daemon sweeps) and `SourceControl`, in
+/// the same slot of two arrays; written by the kernel (atomically where
+/// CPUs race), read by the daemon.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceState {
@@ -141,6 +143,128 @@ pub struct SourceState {
     pub hot_window: u32,
 }
 const _: () = assert!(core::mem::size_of::<SourceState>() == 104);
+
+/// The part of a source's record the daemon sweeps (`maps::SOURCE_FLOWS`,
+/// mmap-ed, one cache line per source): who it is and its flow counters.
+/// `key.family == 0` marks a free slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceFlow {
+    pub key: SourceKey,
+    /// `RuntimeConfig::port_window` the sketch belongs to.
+    pub port_window: u32,
+    /// Packets seen from this source, whatever the verdict.
+    pub packets: u64,
+    /// Bytes seen (frame length from the Ethernet header on).
+    pub bytes: u64,
+    /// Packets dropped (deny, limit, ban, malformed-drop).
+    pub dropped: u64,
+    /// TCP segments with SYN set and ACK clear.
+    pub syns: u64,
+    /// Destination-port sketch of the current window: bit
+    /// `hash(port) % 64` per TCP/UDP port seen (see `detect::ports_from_sketch`).
+    pub port_sketch: u64,
+}
+const _: () = assert!(core::mem::size_of::<SourceFlow>() == 64);
+
+impl SourceFlow {
+    /// Whether the slot holds a source.
+    #[inline(always)]
+    pub fn in_use(&self) -> bool {
+        self.key.family != 0
+    }
+}
+
+/// The rest of a source's record (`maps::SOURCE_CONTROL`, same slot):
+/// its buckets, cached policy decision and times. Read on every packet by
+/// the kernel; by the daemon only for single sources.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceControl {
+    pub pkt_tat: u64,
+    pub byte_tat: u64,
+    pub acks: u64,
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    pub ban_until_ns: u64,
+    pub generation: u32,
+    pub rule_slot: u32,
+    pub hot_window: u32,
+    /// `slot_flag::*`.
+    pub flags: u32,
+}
+const _: () = assert!(core::mem::size_of::<SourceControl>() == 64);
+
+impl SourceState {
+    /// The whole record of one source from its two parts.
+    pub fn from_parts(flow: &SourceFlow, ctl: &SourceControl) -> Self {
+        Self {
+            pkt_tat: ctl.pkt_tat,
+            byte_tat: ctl.byte_tat,
+            packets: flow.packets,
+            bytes: flow.bytes,
+            dropped: flow.dropped,
+            syns: flow.syns,
+            acks: ctl.acks,
+            port_sketch: flow.port_sketch,
+            first_seen_ns: ctl.first_seen_ns,
+            last_seen_ns: ctl.last_seen_ns,
+            ban_until_ns: ctl.ban_until_ns,
+            generation: ctl.generation,
+            rule_slot: ctl.rule_slot,
+            port_window: flow.port_window,
+            hot_window: ctl.hot_window,
+        }
+    }
+
+    /// The two parts of `key`'s record holding this state (flags clear).
+    pub fn into_parts(self, key: SourceKey) -> (SourceFlow, SourceControl) {
+        (
+            SourceFlow {
+                key,
+                port_window: self.port_window,
+                packets: self.packets,
+                bytes: self.bytes,
+                dropped: self.dropped,
+                syns: self.syns,
+                port_sketch: self.port_sketch,
+            },
+            SourceControl {
+                pkt_tat: self.pkt_tat,
+                byte_tat: self.byte_tat,
+                acks: self.acks,
+                first_seen_ns: self.first_seen_ns,
+                last_seen_ns: self.last_seen_ns,
+                ban_until_ns: self.ban_until_ns,
+                generation: self.generation,
+                rule_slot: self.rule_slot,
+                hot_window: self.hot_window,
+                flags: 0,
+            },
+        )
+    }
+}
+
+/// Bits of `SourceControl::flags`.
+pub mod slot_flag {
+    /// Set by every packet of the slot's source, cleared as the clock hand
+    /// passes: a source referenced since the last pass keeps its slot.
+    pub const REFERENCED: u32 = 1;
+}
+
+/// The source table's clock (`maps::SOURCE_CLOCK`): where the hand is and
+/// how many slots it sweeps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotClock {
+    /// Slot claims so far; the next claim looks at `hand % capacity`.
+    /// Advanced with an atomic fetch-add by every CPU.
+    pub hand: u64,
+    /// Slots in the source table, written by the loader; 0 (not yet set)
+    /// means no source is tracked.
+    pub capacity: u64,
+}
+const _: () = assert!(core::mem::size_of::<SlotClock>() == 16);
 
 /// One rule's decision and buckets; slot 0 of the rules array is the
 /// default limit.
@@ -313,6 +437,35 @@ mod tests {
 
     fn be(words: &[u32]) -> std::vec::Vec<u8> {
         words.iter().flat_map(|w| w.to_ne_bytes()).collect()
+    }
+
+    /// Every field of a source's state lands in one of its two records and
+    /// comes back from them.
+    #[test]
+    fn source_state_splits_and_joins_losslessly() {
+        let state = SourceState {
+            pkt_tat: 1,
+            byte_tat: 2,
+            packets: 3,
+            bytes: 4,
+            dropped: 5,
+            syns: 6,
+            acks: 7,
+            port_sketch: 8,
+            first_seen_ns: 9,
+            last_seen_ns: 10,
+            ban_until_ns: 11,
+            generation: 12,
+            rule_slot: 13,
+            port_window: 14,
+            hot_window: 15,
+        };
+        let key = SourceKey::v4(0x0200_00c0, u32::MAX);
+        let (flow, ctl) = state.into_parts(key);
+        assert_eq!(flow.key, key);
+        assert!(flow.in_use());
+        assert_eq!(ctl.flags, 0);
+        assert_eq!(SourceState::from_parts(&flow, &ctl), state);
     }
 
     #[test]

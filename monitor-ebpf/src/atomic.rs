@@ -9,10 +9,28 @@
 
 use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 
-/// `*p += v`, atomically.
+/// `*p += v`, atomically, the result unused. (Not for a fetch-add: with
+/// the result used, LLVM 22's BPF backend still emits the non-fetching
+/// `lock *(u64 *)(p) += r` and then reads the addend's register as if it
+/// held the old value, as the object's disassembly showed; use a
+/// compare-and-swap.)
 #[inline(always)]
 pub fn add(p: *mut u64, v: u64) {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, v) };
+}
+
+/// `*p += 1`, atomically, returning the value it replaced; `seen` is the
+/// caller's latest read of `*p`. After `tries` lost races it gives up and
+/// returns the last value seen without adding (callers tolerate that).
+#[inline(always)]
+pub fn fetch_increment(p: *mut u64, mut seen: u64, tries: u32) -> u64 {
+    for _ in 0..tries {
+        match compare_exchange(p, seen, seen.wrapping_add(1)) {
+            Ok(()) => return seen,
+            Err(now) => seen = now,
+        }
+    }
+    seen
 }
 
 /// `*p -= v`, atomically (wrapping, as an add of the two's complement).

@@ -12,7 +12,7 @@ use monitor_common::{
     bucket::{BucketParams, conform, ticks},
     maps::source_event,
     reason::Reason,
-    types::{RuleParams, SourceState},
+    types::{RuleParams, SourceControl},
 };
 
 use crate::{atomic, stats};
@@ -60,7 +60,7 @@ fn take(tat: *mut u64, now: u64, cost: u64, params: &BucketParams) -> bool {
 /// same bucket level as before the charge).
 #[inline(always)]
 pub fn apply(
-    state: *mut SourceState,
+    state: *mut SourceControl,
     rule: &RuleParams,
     len: u64,
     ns_since_base: u64,

@@ -22,24 +22,26 @@ mod limit;
 mod maps;
 mod parse;
 mod policy;
+mod sources;
 mod stats;
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, xdp_action},
-    helpers::generated::bpf_ktime_get_coarse_ns,
-    macros::xdp,
+    bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, macros::xdp,
     programs::XdpContext,
 };
 use monitor_common::{
     maps::{signal, source_event},
     reason::{Reason, Verdict},
     types::{
-        PacketInfo, ReplayRecord, RuntimeConfig, SourceKey, SourceState, action, family, l4,
+        PacketInfo, ReplayRecord, RuntimeConfig, SourceControl, SourceKey, action, family, l4,
         port_bit, rule_flag, tcp_flag,
     },
 };
 
-use crate::maps::{TG_CONFIG, TG_HOT, TG_REPLAY_CLK, TG_REPLAY_OUT, TG_SOURCES};
+use crate::{
+    maps::{TG_CONFIG, TG_HOT, TG_REPLAY_CLK, TG_REPLAY_OUT},
+    sources::Source,
+};
 
 /// How an entry point gets the time and whether it records its verdicts.
 trait Mode {
@@ -161,19 +163,19 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
     } else {
         SourceKey::v6(&info.src, &cfg.v6_mask)
     };
-    let Some(state) = source_entry(&key, info, cfg.generation, now) else {
+    let Some(src) = source_entry(&key, info, cfg.generation, now) else {
         stats::source_event(source_event::INSERT_FAILED);
         if info.malformed != 0 {
             return (Reason::Malformed, malformed_verdict(cfg));
         }
         return (Reason::Untracked, Verdict::Pass);
     };
-    record_flow(state, info, len, now, cfg.port_window);
-    if unsafe { (*state).generation } != cfg.generation {
-        policy::refresh(state, info, cfg.generation);
+    record_flow(src, info, len, now, cfg.port_window);
+    if unsafe { (*src.ctl).generation } != cfg.generation {
+        policy::refresh(src.ctl, info, cfg.generation);
     }
     let since_base = now.saturating_sub(cfg.clock_base_ns);
-    let (reason, verdict) = enforce(state, cfg.generation, len, now, since_base);
+    let (reason, verdict) = enforce(src.ctl, cfg.generation, len, now, since_base);
     // New connections past the host-wide SYN limit (set only during a
     // spoofed SYN flood); allowed sources are exempt like everywhere, and so
     // are sources known before the flood that completed a handshake (a
@@ -184,7 +186,7 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
         && reason != Reason::Allow
         && is_syn
         && cfg.syn_limit.is_limited()
-        && !known_client(state, cfg)
+        && !known_client(src.ctl, cfg)
         && !limit::syn_allowed(&cfg.syn_limit, since_base)
     {
         (Reason::SynLimited, Verdict::Drop)
@@ -199,13 +201,13 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
         (reason, verdict)
     };
     if verdict == Verdict::Drop {
-        atomic::add(unsafe { &mut (*state).dropped }, 1);
+        atomic::add(unsafe { &mut (*src.flow).dropped }, 1);
     }
     if matches!(
         reason,
         Reason::RateLimitedPackets | Reason::RateLimitedBytes
     ) {
-        report_hot(state, &key, cfg.hot_window);
+        report_hot(src.ctl, &key, cfg.hot_window);
     }
     (reason, verdict)
 }
@@ -213,8 +215,8 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
 /// A source that completed a handshake (sent a bare ACK) and was first
 /// seen before the SYN limit began.
 #[inline(always)]
-fn known_client(state: *const SourceState, cfg: &RuntimeConfig) -> bool {
-    let s = unsafe { &*state };
+fn known_client(ctl: *const SourceControl, cfg: &RuntimeConfig) -> bool {
+    let s = unsafe { &*ctl };
     s.acks > 0
         && s.first_seen_ns.saturating_sub(cfg.clock_base_ns)
             < cfg.syn_known_before_s as u64 * 1_000_000_000
@@ -225,13 +227,13 @@ fn known_client(state: *const SourceState, cfg: &RuntimeConfig) -> bool {
 /// always enforced.
 #[inline(always)]
 fn enforce(
-    state: *mut SourceState,
+    ctl: *mut SourceControl,
     generation: u32,
     len: u64,
     now: u64,
     since_base: u64,
 ) -> (Reason, Verdict) {
-    let slot = unsafe { (*state).rule_slot };
+    let slot = unsafe { (*ctl).rule_slot };
     let Some(rule) = maps::rule(generation & 1, slot) else {
         return (Reason::Pass, Verdict::Pass);
     };
@@ -245,51 +247,48 @@ fn enforce(
         action::DENY => return (Reason::Deny, would_drop),
         _ => {}
     }
-    if now < unsafe { (*state).ban_until_ns } {
+    if now < unsafe { (*ctl).ban_until_ns } {
         return (Reason::Banned, Verdict::Drop);
     }
-    match limit::apply(state, rule, len, since_base) {
+    match limit::apply(ctl, rule, len, since_base) {
         Some(reason) => (reason, would_drop),
         None => (Reason::Pass, Verdict::Pass),
     }
 }
 
-/// The source's entry, created (already resolved against the policy) if
-/// it is new. `None` only if the LRU map refused the insert.
+/// The source's records, created (already resolved against the policy)
+/// if it is new. `None` only if the table took nothing.
 #[inline(always)]
-fn source_entry(
-    key: &SourceKey,
-    info: &PacketInfo,
-    generation: u32,
-    now: u64,
-) -> Option<*mut SourceState> {
-    if let Some(p) = TG_SOURCES.get_ptr_mut(key) {
-        return Some(p);
+fn source_entry(key: &SourceKey, info: &PacketInfo, generation: u32, now: u64) -> Option<Source> {
+    if let Some(src) = sources::find(key) {
+        return Some(src);
     }
     let (rule_slot, ban_until_ns) = policy::lookup(info, generation);
-    let fresh = SourceState {
+    let fresh = SourceControl {
         first_seen_ns: now,
         ban_until_ns,
         generation,
         rule_slot,
-        ..SourceState::default()
+        ..SourceControl::default()
     };
-    // NOEXIST: if another CPU created it first, keep theirs.
-    if TG_SOURCES.insert(key, &fresh, BPF_NOEXIST as u64).is_ok() {
-        stats::source_event(source_event::CREATED);
-        if policy::is_bogon(info) {
-            stats::signal(signal::BOGON_SOURCE);
+    match sources::claim(key, &fresh) {
+        Ok(p) => {
+            stats::source_event(source_event::CREATED);
+            if policy::is_bogon(info) {
+                stats::signal(signal::BOGON_SOURCE);
+            }
+            Some(p)
         }
+        Err(theirs) => theirs,
     }
-    TG_SOURCES.get_ptr_mut(key)
 }
 
 /// Puts an over-limit source in the daemon's hot list, once per window:
 /// the first limited packet of the window pays one map update, the rest of
 /// a flood only a compare.
 #[inline(always)]
-fn report_hot(state: *mut SourceState, key: &SourceKey, window: u32) {
-    let s = unsafe { &mut *state };
+fn report_hot(ctl: *mut SourceControl, key: &SourceKey, window: u32) {
+    let s = unsafe { &mut *ctl };
     if s.hot_window != window {
         s.hot_window = window;
         let _ = TG_HOT.insert(key, &window, 0);
@@ -304,8 +303,8 @@ fn report_hot(state: *mut SourceState, key: &SourceKey, window: u32) {
 /// SYNs over all other packets), which keeps the common packet, an ACK,
 /// to one per-CPU counter.
 #[inline(always)]
-fn record_flow(state: *mut SourceState, info: &PacketInfo, len: u64, now: u64, window: u32) {
-    let s = unsafe { &mut *state };
+fn record_flow(src: Source, info: &PacketInfo, len: u64, now: u64, window: u32) {
+    let (s, ctl) = unsafe { (&mut *src.flow, &mut *src.ctl) };
     atomic::add(&mut s.packets, 1);
     atomic::add(&mut s.bytes, len);
     // A scan probes ports with SYNs or datagrams; an established
@@ -318,7 +317,7 @@ fn record_flow(state: *mut SourceState, info: &PacketInfo, len: u64, now: u64, w
                 stats::signal(signal::SYN);
                 probe = true;
             }
-            tcp_flag::ACK => s.acks += 1,
+            tcp_flag::ACK => ctl.acks += 1,
             _ => {}
         }
     }
@@ -331,7 +330,7 @@ fn record_flow(state: *mut SourceState, info: &PacketInfo, len: u64, now: u64, w
             s.port_sketch |= bit;
         }
     }
-    s.last_seen_ns = now;
+    ctl.last_seen_ns = now;
 }
 
 #[cfg(not(test))]

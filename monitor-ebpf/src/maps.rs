@@ -4,21 +4,35 @@
 //! say, because aya names a map after its static.
 
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use monitor_common::{
     maps::{
         DEFAULT_MAX_SOURCES, MAX_BANS_PER_FAMILY, MAX_BOGONS, MAX_HOT, MAX_IFINDEX,
-        MAX_RULES_PER_FAMILY, RULE_SLOTS, signal, source_event,
+        MAX_RULES_PER_FAMILY, RULE_SLOTS, index_entries, signal, source_event,
     },
     reason::{COUNTER_SLOTS, Malformed},
-    types::{Counter, ReplayRecord, RuleParams, RuntimeConfig, SourceKey, SourceState},
+    types::{
+        Counter, ReplayRecord, RuleParams, RuntimeConfig, SlotClock, SourceControl, SourceFlow,
+        SourceKey,
+    },
 };
 
 #[map]
-pub static TG_SOURCES: LruHashMap<SourceKey, SourceState> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_SOURCES, 0);
+pub static TG_SOURCES: HashMap<SourceKey, u32> =
+    HashMap::with_max_entries(index_entries(DEFAULT_MAX_SOURCES), 0);
+
+#[map]
+pub static TG_SRC_FLOWS: Array<SourceFlow> =
+    Array::with_max_entries(DEFAULT_MAX_SOURCES, BPF_F_MMAPABLE);
+
+#[map]
+pub static TG_SRC_CTL: Array<SourceControl> = Array::with_max_entries(DEFAULT_MAX_SOURCES, 0);
+
+#[map]
+pub static TG_SRC_CLOCK: Array<SlotClock> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static TG_POLICY4_A: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(MAX_RULES_PER_FAMILY, 0);

@@ -7,7 +7,7 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use monitor_common::{
     maps::DEFAULT_RULE_SLOT,
-    types::{PacketInfo, SourceState, family},
+    types::{PacketInfo, SourceControl, family},
 };
 
 use crate::maps::{
@@ -77,7 +77,7 @@ fn v6_bytes(words: &[u32; 4]) -> [u8; 16] {
 /// starts with full buckets under the new rule. Two CPUs may resolve at
 /// once; they write the same values, so the race is harmless.
 #[inline(always)]
-pub fn refresh(state: *mut SourceState, info: &PacketInfo, generation: u32) {
+pub fn refresh(state: *mut SourceControl, info: &PacketInfo, generation: u32) {
     let (slot, ban) = lookup(info, generation);
     let s = unsafe { &mut *state };
     if s.rule_slot != slot {

@@ -190,8 +190,8 @@ pub struct RunArgs {
     /// fallback for drivers without XDP support.
     #[arg(long, value_enum, default_value_t = AttachMode::Native)]
     pub xdp_mode: AttachMode,
-    /// Capacity of the per-source table (LRU: the least recent source is
-    /// evicted when full).
+    /// Capacity of the per-source table (when full, a new source takes the
+    /// slot of one not seen since the clock hand last passed).
     #[arg(long, default_value_t = DEFAULT_MAX_SOURCES)]
     pub max_sources: u32,
     /// Print counters and top talkers every this many seconds (0: only at

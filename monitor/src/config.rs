@@ -672,7 +672,7 @@ pub fn parse(path: &Path, text: &str, check_interfaces: bool) -> Result<Config, 
             }
             d
         }
-        None => Duration::from_secs(15).max(interval),
+        None => Duration::from_secs(1).max(interval),
     };
     let default_given = f.default_limit.packets_per_second.is_some()
         || f.default_limit.bytes_per_second.is_some()

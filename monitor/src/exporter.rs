@@ -84,11 +84,11 @@ impl Metrics {
         let capacity = gauge(
             &r,
             "tollgate_sources_capacity",
-            "Capacity of the per-source table (LRU).",
+            "Capacity of the per-source table (slots).",
         );
         let evictions = IntCounter::new(
             "tollgate_source_evictions_total",
-            "Sources evicted from the full per-source table (created minus present).",
+            "Sources evicted from the full per-source table to make room for new ones.",
         )
         .expect("valid metric definition");
         r.register(Box::new(evictions.clone()))
@@ -227,8 +227,10 @@ impl Metrics {
         }
         self.tracked.set(s.tracked as i64);
         self.capacity.set(s.capacity as i64);
-        let created = s.counters.source_events[source_event::CREATED as usize];
-        raise(&self.evictions, created.saturating_sub(s.tracked as u64));
+        raise(
+            &self.evictions,
+            s.counters.source_events[source_event::EVICTED as usize],
+        );
         raise(
             &self.insert_failures,
             s.counters.source_events[source_event::INSERT_FAILED as usize],

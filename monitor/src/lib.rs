@@ -18,6 +18,7 @@ pub mod policy;
 pub mod redact;
 pub mod replay;
 pub mod run;
+pub mod sources;
 pub mod state;
 pub mod units;
 pub mod view;

@@ -99,7 +99,7 @@ impl From<AttachMode> for XdpMode {
 /// Knobs fixed at load time.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// Capacity of the per-source LRU map.
+    /// Slots in the source table.
     pub max_sources: u32,
     /// Pin the maps here (the daemon's `PinDir`), adopting those already
     /// pinned; `None` (tools and tests): private maps, gone with the value.
@@ -138,7 +138,9 @@ impl Tollgate {
     /// runtime config gets `clock_base_ns = now`, the bucket clock's origin.
     pub fn load(opts: &LoadOptions) -> Result<Self, LoadError> {
         let mut loader = EbpfLoader::new();
-        loader.map_max_entries(names::SOURCES, opts.max_sources);
+        loader.map_max_entries(names::SOURCES, names::index_entries(opts.max_sources));
+        loader.map_max_entries(names::SOURCE_FLOWS, opts.max_sources);
+        loader.map_max_entries(names::SOURCE_CONTROL, opts.max_sources);
         let pins: Vec<(&str, PathBuf)> = match &opts.pin_dir {
             Some(dir) => names::PINNED.iter().map(|m| (*m, dir.join(m))).collect(),
             None => Vec::new(),
@@ -149,12 +151,12 @@ impl Tollgate {
         let mut ebpf = loader.load(OBJECT).map_err(LoadError::Load)?;
         // A pinned map is adopted as it is; its capacity is the one thing
         // a config can change without a new layout version.
-        if let Some(aya::maps::Map::LruHashMap(m)) = ebpf.map(names::SOURCES) {
+        if let Some(aya::maps::Map::Array(m)) = ebpf.map(names::SOURCE_FLOWS) {
             let pinned = m
                 .info()
                 .map_err(|source| {
                     LoadError::Map(MapError::Op {
-                        map: names::SOURCES,
+                        map: names::SOURCE_FLOWS,
                         op: "reading the map's info",
                         source,
                     })

@@ -15,12 +15,17 @@ use aya::{
     },
 };
 use ipnet::IpNet;
+
+use crate::sources::SourceTable;
 use monitor_common::{
     bucket::BucketParams,
     maps::{self as names, source_event},
     maps::{MAX_IFINDEX, signal},
     reason::{COUNTER_SLOTS, MAX_IFACES, Malformed, Reason, Verdict, counter_index},
-    types::{Counter, ReplayRecord, RuleParams, RuntimeConfig, SourceKey, SourceState, family},
+    types::{
+        Counter, ReplayRecord, RuleParams, RuntimeConfig, SourceFlow, SourceKey, SourceState,
+        family,
+    },
 };
 
 /// A map operation that failed, naming the map and the operation.
@@ -43,12 +48,12 @@ pub enum MapError {
     },
 }
 
-fn op(map: &'static str, op: &'static str) -> impl FnOnce(AyaMapError) -> MapError {
+pub(crate) fn op(map: &'static str, op: &'static str) -> impl FnOnce(AyaMapError) -> MapError {
     move |source| MapError::Op { map, op, source }
 }
 
 /// A failed raw `bpf(2)` call on `map`.
-fn syscall_error(
+pub(crate) fn syscall_error(
     map: &'static str,
     op: &'static str,
     call: &'static str,
@@ -95,9 +100,7 @@ fn per_cpu_sums<T: Copy + Default>(
 
 /// Every map of one loaded object.
 pub struct Maps {
-    pub(crate) sources: HashMap<MapData, SourceKey, SourceState>,
-    /// A second descriptor of the source map, for batch reads.
-    sources_fd: OwnedFd,
+    pub sources: SourceTable,
     /// Both policy sets, indexed by `generation & 1`.
     pub(crate) policy_v4: [LpmTrie<MapData, [u8; 4], u32>; 2],
     pub(crate) policy_v6: [LpmTrie<MapData, [u8; 16], u32>; 2],
@@ -118,7 +121,6 @@ pub struct Maps {
     bogons_v6: LpmTrie<MapData, [u8; 16], u8>,
     pub(crate) replay_clock: Array<MapData, u64>,
     pub(crate) replay_out: Array<MapData, ReplayRecord>,
-    max_sources: u32,
 }
 
 macro_rules! take {
@@ -130,15 +132,8 @@ macro_rules! take {
 
 impl Maps {
     pub(crate) fn take(ebpf: &mut Ebpf, max_sources: u32) -> Result<Self, MapError> {
-        let sources_map = ebpf
-            .take_map(names::SOURCES)
-            .ok_or(MapError::Missing(names::SOURCES))?;
-        let sources_fd = dup_fd(&sources_map, names::SOURCES)?;
         Ok(Self {
-            sources: sources_map
-                .try_into()
-                .map_err(op(names::SOURCES, "opening"))?,
-            sources_fd,
+            sources: SourceTable::take(ebpf, max_sources)?,
             policy_v4: [
                 take!(ebpf, names::POLICY_V4[0]),
                 take!(ebpf, names::POLICY_V4[1]),
@@ -162,7 +157,6 @@ impl Maps {
             bogons_v6: take!(ebpf, names::BOGONS_V6),
             replay_clock: take!(ebpf, names::REPLAY_CLOCK),
             replay_out: take!(ebpf, names::REPLAY_OUT),
-            max_sources,
         })
     }
 
@@ -289,11 +283,7 @@ impl Maps {
 
     /// The state of one source key, if tracked.
     pub fn source(&self, key: &SourceKey) -> Result<Option<SourceState>, MapError> {
-        match self.sources.get(key, 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(AyaMapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(op(names::SOURCES, "reading")(e)),
-        }
+        self.sources.get(key)
     }
 
     /// The source key `addr` falls under with the current prefixes.
@@ -301,86 +291,37 @@ impl Maps {
         Ok(source_key(&self.runtime_config()?, addr))
     }
 
-    /// Every tracked source. Entries the kernel evicts while we iterate are
-    /// skipped, not reported as errors.
+    /// Every tracked source with its whole state, read through the index
+    /// (a few syscalls per source: for tests and small tables; the daemon
+    /// sweeps the flow records instead).
     pub fn sources(&self) -> Result<Vec<(SourceKey, SourceState)>, MapError> {
-        let mut out = Vec::new();
-        for item in self.sources.iter() {
-            match item {
-                Ok(kv) => out.push(kv),
-                Err(AyaMapError::KeyNotFound) => continue,
-                Err(e) => return Err(op(names::SOURCES, "iterating")(e)),
-            }
-        }
-        Ok(out)
+        self.sources.by_index()
     }
 
-    /// Calls `each` for every tracked source, reading the table in
-    /// batches; returns how many there were.
-    pub fn for_each_source(
-        &self,
-        each: impl FnMut(&SourceKey, &SourceState),
-    ) -> Result<usize, MapError> {
-        crate::batch::for_each_source(&self.sources_fd, each).map_err(syscall_error(
-            names::SOURCES,
-            "batch lookup",
-            "bpf_map_lookup_batch",
-        ))
+    /// Calls `each` with the flow record of every tracked source, in one
+    /// sweep; returns how many there were.
+    pub fn for_each_source(&self, each: impl FnMut(&SourceFlow)) -> Result<usize, MapError> {
+        self.sources.for_each(each)
     }
 
-    /// Walks the source table in `parts.len()` threads, each calling its
-    /// own `part` for the sources of its share of the hash buckets; returns
-    /// how many there were, and the parts (with what they gathered). A
-    /// million sources take the kernel ~0.4 s to copy out on one core
-    /// here; the shares run on as many.
-    pub fn for_each_source_split<F>(&self, mut parts: Vec<F>) -> Result<(usize, Vec<F>), MapError>
+    /// Sweeps the flow records in `parts.len()` threads, each calling its
+    /// own `part` for its share of the slots; returns how many sources
+    /// there were, and the parts (with what they gathered).
+    pub fn for_each_source_split<F>(&self, parts: Vec<F>) -> Result<(usize, Vec<F>), MapError>
     where
-        F: FnMut(&SourceKey, &SourceState) + Send,
+        F: FnMut(&SourceFlow) + Send,
     {
-        // The kernel's hash tables have a power-of-two number of buckets,
-        // at least the capacity. (Were it otherwise, the shares would only
-        // be uneven: the split is correct at any bucket.)
-        let buckets = self.max_sources.next_power_of_two() as u64;
-        let n = parts.len().max(1) as u64;
-        let fd = &self.sources_fd;
-        let counts: Vec<std::io::Result<usize>> = std::thread::scope(|s| {
-            let handles: Vec<_> = parts
-                .iter_mut()
-                .enumerate()
-                .map(|(i, part)| {
-                    let from = (buckets * i as u64 / n) as u32;
-                    let to = (i as u64 + 1 < n).then(|| (buckets * (i as u64 + 1) / n) as u32);
-                    s.spawn(move || crate::batch::for_each_source_in(fd, from, to, part))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(std::io::Error::other("a walker panicked")))
-                })
-                .collect()
-        });
-        let mut total = 0;
-        for c in counts {
-            total += c.map_err(syscall_error(
-                names::SOURCES,
-                "batch lookup",
-                "bpf_map_lookup_batch",
-            ))?;
-        }
-        Ok((total, parts))
+        self.sources.for_each_split(parts)
     }
 
-    /// Inserts a source entry directly (benchmarks fill the table this way).
+    /// Tracks one source directly, as the kernel would (tests and
+    /// benchmarks fill the table this way; see `SourceTable::insert`).
     pub fn insert_source(&mut self, key: &SourceKey, state: &SourceState) -> Result<(), MapError> {
-        self.sources
-            .insert(key, state, 0)
-            .map_err(op(names::SOURCES, "inserting"))
+        self.sources.insert([(*key, *state)])
     }
 
     pub fn max_sources(&self) -> u32 {
-        self.max_sources
+        self.sources.capacity()
     }
 }
 

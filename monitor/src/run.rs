@@ -55,13 +55,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
 fn report(tg: &Tollgate, opts: &RunOptions) -> anyhow::Result<String> {
     let counters = tg.maps.counters()?;
-    let sources = tg.maps.sources()?;
+    let mut flows = Vec::new();
+    tg.maps.for_each_source(|f| flows.push(*f))?;
     let cfg = tg.maps.runtime_config()?;
-    let talkers = view::top_talkers(&sources, &cfg, opts.top);
+    let talkers = view::top_talkers(&flows, &cfg, opts.top, |k| {
+        tg.maps.source(k).ok().flatten().map_or(0, |s| s.acks)
+    });
     Ok(view::render(
         &opts.iface,
         &counters,
-        sources.len(),
+        flows.len(),
         tg.maps.max_sources(),
         &talkers,
     ))

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use monitor_common::{
     maps::source_event,
     reason::{Reason, Verdict},
-    types::{RuntimeConfig, SourceKey, SourceState},
+    types::{RuntimeConfig, SourceFlow, SourceKey},
 };
 
 use crate::maps::{Counters, source_key_net};
@@ -29,34 +29,37 @@ pub struct Talker {
 }
 
 impl Talker {
-    /// The line for source `net` (shown as `shown`) with state `s`.
-    pub fn new(net: ipnet::IpNet, shown: String, s: &SourceState) -> Self {
+    /// The line for source `net` (shown as `shown`) with flow record `s`
+    /// and `acks` bare ACKs (kept in the source's control record).
+    pub fn new(net: ipnet::IpNet, shown: String, s: &SourceFlow, acks: u64) -> Self {
         Self {
             source: shown,
             packets: s.packets,
             bytes: s.bytes,
             dropped: s.dropped,
             syns: s.syns,
-            acks: s.acks,
+            acks,
             ports: monitor_common::detect::ports_from_sketch(s.port_sketch),
             net: Some(net),
         }
     }
 }
 
-/// The `n` sources with the most packets.
+/// The `n` sources with the most packets, with their ACK counts from
+/// `acks`.
 pub fn top_talkers(
-    sources: &[(SourceKey, SourceState)],
+    flows: &[SourceFlow],
     cfg: &RuntimeConfig,
     n: usize,
+    acks: impl Fn(&SourceKey) -> u64,
 ) -> Vec<Talker> {
-    let mut v: Vec<_> = sources.iter().collect();
-    v.sort_by_key(|(_, s)| std::cmp::Reverse(s.packets));
+    let mut v: Vec<_> = flows.iter().collect();
+    v.sort_by_key(|s| std::cmp::Reverse(s.packets));
     v.into_iter()
         .take(n)
-        .map(|(k, s)| {
-            let net = source_key_net(k, cfg);
-            Talker::new(net, net.to_string(), s)
+        .map(|s| {
+            let net = source_key_net(&s.key, cfg);
+            Talker::new(net, net.to_string(), s, acks(&s.key))
         })
         .collect()
 }
@@ -72,15 +75,11 @@ pub fn render(
     let mut out = String::new();
     let pass = counters.total(Verdict::Pass);
     let drop = counters.total(Verdict::Drop);
-    let created = counters.source_events[source_event::CREATED as usize];
+    let evicted = counters.source_events[source_event::EVICTED as usize];
     let _ = writeln!(
         out,
         "== tollgate on {iface}: passed {} pkts / {} B, dropped {} pkts / {} B; sources {tracked}/{capacity} tracked, {} evicted",
-        pass.packets,
-        pass.bytes,
-        drop.packets,
-        drop.bytes,
-        (created as usize).saturating_sub(tracked),
+        pass.packets, pass.bytes, drop.packets, drop.bytes, evicted,
     );
     let _ = write!(out, "   by reason:");
     for r in Reason::ALL {

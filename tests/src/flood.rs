@@ -20,7 +20,7 @@ use aya::{
 };
 use monitor_common::{
     generator::{GEN_MAP, GEN_MIN_FRAME, GEN_PROG, GenConfig},
-    maps::SOURCES,
+    maps::{SOURCE_CONTROL, SOURCE_FLOWS, SOURCES},
 };
 
 use crate::{NetNs, packets::Spec, traffic::Sent};
@@ -153,6 +153,8 @@ impl Generator {
             // table small, nothing else is used.
             let mut ebpf = EbpfLoader::new()
                 .map_max_entries(SOURCES, 1024)
+                .map_max_entries(SOURCE_FLOWS, 1024)
+                .map_max_entries(SOURCE_CONTROL, 1024)
                 .load(tollgate::loader::OBJECT)
                 .context("loading the BPF object for the generator")?;
             let mut map: Array<_, GenConfig> = ebpf

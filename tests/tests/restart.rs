@@ -8,7 +8,6 @@ mod common;
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
-use aya::maps::{HashMap, Map, MapData};
 use common::{
     daemon::{Daemon, METRICS, eventually, http_get, pin_root},
     tollgate_bin,
@@ -18,6 +17,7 @@ use monitor_common::{
     maps::{LAYOUT_VERSION, SOURCES},
     types::{SourceKey, SourceState},
 };
+use tollgate::sources::SourceTable;
 
 const KEEP: &str = "# on_exit = keep";
 
@@ -29,11 +29,10 @@ fn layout_dir(d: &Daemon) -> PathBuf {
 /// The kernel's record of `addr` (a /32 source), read from the pinned
 /// source map itself: no daemon involved.
 fn kernel_record(d: &Daemon, addr: [u8; 4]) -> Option<SourceState> {
-    let data = MapData::from_pin(layout_dir(d).join(SOURCES)).expect("opening the pinned map");
-    let map: HashMap<_, SourceKey, SourceState> =
-        HashMap::try_from(Map::LruHashMap(data)).expect("the pinned source map");
-    map.get(&SourceKey::v4(u32::from_ne_bytes(addr), u32::MAX), 0)
-        .ok()
+    let table = SourceTable::from_pins(&layout_dir(d)).expect("opening the pinned source table");
+    table
+        .get(&SourceKey::v4(u32::from_ne_bytes(addr), u32::MAX))
+        .expect("reading the pinned source table")
 }
 
 /// The id of the XDP program attached to the server's interface, if any.

@@ -443,7 +443,7 @@ fn a_policy_swap_keeps_the_buckets_of_unchanged_rules() {
 }
 
 #[test]
-fn batch_reads_see_every_source() {
+fn sweeps_see_every_source_once() {
     let mut tg = tollgate::loader::Tollgate::load(&tollgate::loader::LoadOptions {
         max_sources: 16_384,
         ..Default::default()
@@ -451,47 +451,120 @@ fn batch_reads_see_every_source() {
     .expect("loading");
     tg.maps.apply_policy(&Policy::default(), Some(0)).unwrap();
     let cfg = tg.maps.runtime_config().unwrap();
-    // More than one batch (4096) worth of sources.
-    for i in 0..4_000u32 {
-        for a in [
+    let sources = (0..4_000u32).flat_map(|i| {
+        [
             std::net::IpAddr::from([198, 18, (i >> 8) as u8, i as u8]),
             std::net::IpAddr::from([0x2001, 0xdb8, 0, i as u16, 0, 0, 0, 1]),
-        ] {
-            let key = tollgate::maps::source_key(&cfg, a);
+        ]
+        .map(|a| {
             let state = monitor_common::types::SourceState {
                 packets: i as u64 + 1,
+                bytes: 100 * i as u64,
+                acks: i as u64 / 2,
+                pkt_tat: 7 * i as u64,
+                rule_slot: i % 3,
                 ..Default::default()
             };
-            tg.maps.insert_source(&key, &state).unwrap();
-        }
-    }
-    let mut batched = Vec::new();
-    let n = tg
-        .maps
-        .for_each_source(|k, s| batched.push((*k, *s)))
-        .expect("batch lookup");
-    let mut one_by_one = tg.maps.sources().unwrap();
-    assert_eq!(n, 8_000);
-    batched.sort_by_key(|(k, _)| (k.family, k.addr));
-    one_by_one.sort_by_key(|(k, _)| (k.family, k.addr));
-    assert_eq!(batched, one_by_one);
-    // Split walks: every share boundary falls somewhere else among the
-    // buckets; each source is read exactly once whatever the split.
+            (tollgate::maps::source_key(&cfg, a), state)
+        })
+    });
+    let mut expected: Vec<_> = sources.collect();
+    tg.maps.sources.insert(expected.iter().copied()).unwrap();
+    // Whole states, through the index, come back as written (both parts).
+    let mut whole = tg.maps.sources().unwrap();
+    whole.sort_by_key(|(k, _)| (k.family, k.addr));
+    expected.sort_by_key(|(k, _)| (k.family, k.addr));
+    assert_eq!(whole, expected);
+    let mut by_index: Vec<_> = whole.into_iter().map(|(k, s)| s.into_parts(k).0).collect();
+    by_index.sort_by_key(|f| (f.key.family, f.key.addr));
+    let mut swept = Vec::new();
+    let n = tg.maps.for_each_source(|f| swept.push(*f)).expect("sweep");
+    assert_eq!((n, swept.len(), by_index.len()), (8_000, 8_000, 8_000));
+    swept.sort_by_key(|f| (f.key.family, f.key.addr));
+    assert_eq!(swept, by_index);
+    // Split sweeps: shares start on page boundaries of the flow array,
+    // wherever the division falls; each source is read exactly once.
     for shares in [2, 3, 4, 5, 7, 16, 61] {
         let mut gathered: Vec<Vec<_>> = vec![Vec::new(); shares];
         let parts: Vec<_> = gathered
             .iter_mut()
-            .map(|v| {
-                move |k: &monitor_common::types::SourceKey,
-                      s: &monitor_common::types::SourceState| v.push((*k, *s))
-            })
+            .map(|v| move |f: &monitor_common::types::SourceFlow| v.push(*f))
             .collect();
-        let (n, _) = tg.maps.for_each_source_split(parts).expect("split walk");
+        let (n, _) = tg.maps.for_each_source_split(parts).expect("split sweep");
         let mut all: Vec<_> = gathered.into_iter().flatten().collect();
         assert_eq!((n, all.len()), (8_000, 8_000), "{shares} shares");
-        all.sort_by_key(|(k, _)| (k.family, k.addr));
-        assert_eq!(all, one_by_one, "{shares} shares");
+        all.sort_by_key(|f| (f.key.family, f.key.addr));
+        assert_eq!(all, by_index, "{shares} shares");
     }
+}
+
+/// A full table under a storm of one-packet sources: the clock recycles
+/// the storm's slots and the clients that keep sending keep theirs (a
+/// table that evicted the oldest entry would lose them every lap).
+#[test]
+fn a_full_table_recycles_one_time_sources_and_keeps_busy_ones() {
+    let mut tg = tollgate::loader::Tollgate::load(&tollgate::loader::LoadOptions {
+        max_sources: 64,
+        ..Default::default()
+    })
+    .expect("loading");
+    tg.maps
+        .apply_policy(
+            &Policy {
+                default: pps(1_000_000, 1_000_000),
+                ..Policy::default()
+            },
+            Some(0),
+        )
+        .unwrap();
+    let busy: Vec<String> = (1..=8).map(|i| format!("192.0.2.{i}")).collect();
+    let rounds = 50u64;
+    let mut t = SEC;
+    for round in 0..rounds {
+        for b in &busy {
+            judge(&mut tg, &udp(b), t);
+        }
+        for j in 0..20u64 {
+            let n = round * 20 + j;
+            let src = format!("203.0.113.{}", n % 250);
+            let src = if n < 250 {
+                src
+            } else {
+                format!("2001:db8:{:x}::1", n)
+            };
+            judge(&mut tg, &udp(&src), t);
+        }
+        t += SEC / 100;
+    }
+    for b in &busy {
+        let s = tg.maps.source(&key(&tg, b)).unwrap();
+        assert_eq!(
+            s.map(|s| s.packets),
+            Some(rounds),
+            "{b} kept its slot (and its count) through the storm"
+        );
+    }
+    let created = tg.maps.counters().unwrap().source_events;
+    let (created, evicted) = (
+        created[monitor_common::maps::source_event::CREATED as usize],
+        created[monitor_common::maps::source_event::EVICTED as usize],
+    );
+    let mut swept = Vec::new();
+    tg.maps.for_each_source(|f| swept.push(f.key)).unwrap();
+    let mut by_index: Vec<_> = tg
+        .maps
+        .sources()
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(created, 8 + rounds * 20);
+    assert_eq!(swept.len(), 64, "the table is full");
+    assert_eq!(evicted, created - 64, "every slot reuse counted");
+    // The index and the slots agree: one entry per tracked source.
+    swept.sort_by_key(|k| (k.family, k.addr));
+    by_index.sort_by_key(|k| (k.family, k.addr));
+    assert_eq!(swept, by_index);
 }
 
 #[test]

@@ -1,0 +1,151 @@
+//! The source table: an index (hash, key -> slot) over two arrays of
+//! slots (flow records, control records), recycled by a CLOCK hand. See
+//! `monitor_common::maps::SOURCES` for why it is not one LRU hash.
+
+use aya_ebpf::bindings::BPF_NOEXIST;
+use monitor_common::{
+    maps::{CLOCK_TRIES, source_event},
+    types::{SourceControl, SourceFlow, SourceKey, slot_flag},
+};
+
+use crate::{
+    atomic,
+    maps::{TG_SOURCES, TG_SRC_CLOCK, TG_SRC_CTL, TG_SRC_FLOWS},
+    stats,
+};
+
+/// One tracked source: its two records.
+#[derive(Clone, Copy)]
+pub struct Source {
+    pub flow: *mut SourceFlow,
+    pub ctl: *mut SourceControl,
+}
+
+/// The slot `slot`'s records.
+#[inline(always)]
+fn slot(slot: u32) -> Option<Source> {
+    Some(Source {
+        flow: TG_SRC_FLOWS.get_ptr_mut(slot)?,
+        ctl: TG_SRC_CTL.get_ptr_mut(slot)?,
+    })
+}
+
+/// `key`'s source if it is tracked, marked referenced for the clock. An
+/// index entry whose slot holds another key (left by a race, see `hand`)
+/// is removed.
+#[inline(always)]
+pub fn find(key: &SourceKey) -> Option<Source> {
+    let at = unsafe { TG_SOURCES.get(key) }.copied()?;
+    if let Some(src) = slot(at)
+        && same(unsafe { &(*src.flow).key }, key)
+    {
+        let ctl = unsafe { &mut *src.ctl };
+        // Test before setting: a flood's packets read the line (they
+        // update it anyway) but only the first after the hand passed
+        // writes the flag.
+        if ctl.flags & slot_flag::REFERENCED == 0 {
+            ctl.flags |= slot_flag::REFERENCED;
+        }
+        return Some(src);
+    }
+    let _ = TG_SOURCES.remove(key);
+    None
+}
+
+/// Tracks `key` with control record `fresh` (flow counters zero) in a
+/// slot taken from the clock. `Ok` with the source if this CPU created
+/// it, `Err` with the source another CPU created first (`fresh` is
+/// dropped) or `Err(None)` if the table took nothing (no capacity set, or
+/// the index full of stale entries).
+#[inline(always)]
+pub fn claim(key: &SourceKey, fresh: &SourceControl) -> Result<Source, Option<Source>> {
+    let Some((at, src)) = hand() else {
+        return Err(None);
+    };
+    let flow = unsafe { &mut *src.flow };
+    if flow.key.family != 0 {
+        // Evict: the old source's index entry goes with its slot (unless
+        // a race already pointed it elsewhere).
+        let old = flow.key;
+        if unsafe { TG_SOURCES.get(&old) }.copied() == Some(at) {
+            let _ = TG_SOURCES.remove(&old);
+        }
+        stats::source_event(source_event::EVICTED);
+    }
+    *flow = SourceFlow {
+        key: *key,
+        ..SourceFlow::default()
+    };
+    unsafe { *src.ctl = *fresh };
+    // NOEXIST: if another CPU indexed the source first, keep theirs and
+    // give the slot back.
+    if TG_SOURCES.insert(key, &at, BPF_NOEXIST as u64).is_ok() {
+        return Ok(src);
+    }
+    flow.key.family = 0;
+    Err(find(key))
+}
+
+/// The slot under the clock hand that a new source may take: the first,
+/// from the hand on, that is free or whose source was not referenced
+/// since the hand last passed (the flag is cleared as the hand passes),
+/// else the last of the `CLOCK_TRIES` looked at. The hand then moves past
+/// it with one compare-and-swap. If another CPU moved the hand meanwhile
+/// (both claiming at once), this claim takes the slot at the hand as it
+/// is now, referenced or not: one more loop over the slots would make the
+/// verifier walk every combination of the two.
+#[inline(always)]
+fn hand() -> Option<(u32, Source)> {
+    let clock = TG_SRC_CLOCK.get_ptr_mut(0)?;
+    let capacity = unsafe { (*clock).capacity };
+    if capacity == 0 {
+        return None;
+    }
+    let hand = unsafe { &raw mut (*clock).hand };
+    let at = atomic::load(hand);
+    let (ahead, src) = look(at, capacity)?;
+    match atomic::compare_exchange(hand, at, at.wrapping_add(ahead + 1)) {
+        Ok(()) => Some((((at + ahead) % capacity) as u32, src)),
+        Err(now) => {
+            // If this CPU loses every race too, it shares a slot with the
+            // winner; the loser's index entry then points at the winner's
+            // key, which `find` notices and repairs on its next packet.
+            let now = atomic::fetch_increment(hand, now, CLAIM_RETRIES);
+            let at = (now % capacity) as u32;
+            Some((at, slot(at)?))
+        }
+    }
+}
+
+/// How many slots past `at` the slot to take is, and its records.
+#[inline(always)]
+fn look(at: u64, capacity: u64) -> Option<(u64, Source)> {
+    let mut ahead = 0u64;
+    loop {
+        let src = slot(((at + ahead) % capacity) as u32)?;
+        let ctl = unsafe { &mut *src.ctl };
+        if unsafe { (*src.flow).key.family } == 0
+            || ctl.flags & slot_flag::REFERENCED == 0
+            || ahead + 1 >= CLOCK_TRIES as u64
+        {
+            return Some((ahead, src));
+        }
+        ctl.flags &= !slot_flag::REFERENCED;
+        ahead += 1;
+    }
+}
+
+/// Compare-and-swap attempts on the hand after a lost race before a
+/// claim goes ahead without moving it.
+const CLAIM_RETRIES: u32 = 4;
+
+/// Key equality word by word (a derived `==` on arrays may become a
+/// `memcmp` call, which BPF does not have).
+#[inline(always)]
+fn same(a: &SourceKey, b: &SourceKey) -> bool {
+    a.family == b.family
+        && a.addr[0] == b.addr[0]
+        && a.addr[1] == b.addr[1]
+        && a.addr[2] == b.addr[2]
+        && a.addr[3] == b.addr[3]
+}

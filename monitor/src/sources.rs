@@ -1,0 +1,401 @@
+//! The source table from user space (layout in
+//! `monitor_common::maps::SOURCES`): single sources through the index, and
+//! the full read as a sequential sweep of the mmap-ed flow records, a
+//! window at a time, split over threads by slot range.
+
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
+    path::Path,
+    sync::atomic::{AtomicU32, AtomicU64, Ordering},
+};
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, Map, MapData, MapError as AyaMapError},
+};
+use monitor_common::{
+    maps as names,
+    types::{SlotClock, SourceControl, SourceFlow, SourceKey, SourceState},
+};
+
+use crate::maps::{MapError, op, syscall_error};
+
+/// Slots per mmap window: 4 MiB, so a sweep's resident memory stays
+/// small (the mapping is populated as a whole when made, and unmapped
+/// after) while each mmap call is amortised over 65,536 sources.
+const WINDOW: u32 = 65_536;
+const SLOT: usize = std::mem::size_of::<SourceFlow>();
+/// Slots ahead of the one read that the sweep asks the CPU to fetch.
+const PREFETCH: usize = 16;
+
+/// The index, the slots' two arrays and the clock of one source table.
+pub struct SourceTable {
+    index: HashMap<MapData, SourceKey, u32>,
+    flows: Array<MapData, SourceFlow>,
+    /// A descriptor of the flow records of our own, for mmap.
+    flows_fd: OwnedFd,
+    control: Array<MapData, SourceControl>,
+    clock: Array<MapData, SlotClock>,
+    capacity: u32,
+}
+
+impl SourceTable {
+    /// Takes the table out of a loaded object whose slots number
+    /// `capacity`, and gives the clock that capacity (a fresh table has 0,
+    /// which tracks nothing).
+    pub(crate) fn take(ebpf: &mut Ebpf, capacity: u32) -> Result<Self, MapError> {
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(MapError::Missing(name));
+        let mut table = Self::from_maps(
+            take(names::SOURCES)?,
+            take(names::SOURCE_FLOWS)?,
+            take(names::SOURCE_CONTROL)?,
+            take(names::SOURCE_CLOCK)?,
+        )?;
+        if table.capacity != capacity {
+            return Err(MapError::Full {
+                map: names::SOURCE_FLOWS,
+                capacity: table.capacity,
+                what: format!("the loader asked for {capacity} slots"),
+            });
+        }
+        let mut clock = table.clock()?;
+        if clock.capacity != capacity as u64 {
+            clock.capacity = capacity as u64;
+            table
+                .clock
+                .set(0, clock, 0)
+                .map_err(op(names::SOURCE_CLOCK, "writing the capacity"))?;
+        }
+        Ok(table)
+    }
+
+    /// Opens the table pinned in `dir` (a daemon's layout directory), to
+    /// look at a daemon's sources from outside it (tests, the bench).
+    pub fn from_pins(dir: &Path) -> Result<Self, MapError> {
+        let open = |name: &'static str, wrap: fn(MapData) -> Map| {
+            MapData::from_pin(dir.join(name))
+                .map(wrap)
+                .map_err(op(name, "opening the pin"))
+        };
+        Self::from_maps(
+            open(names::SOURCES, Map::HashMap)?,
+            open(names::SOURCE_FLOWS, Map::Array)?,
+            open(names::SOURCE_CONTROL, Map::Array)?,
+            open(names::SOURCE_CLOCK, Map::Array)?,
+        )
+    }
+
+    fn from_maps(index: Map, flows: Map, control: Map, clock: Map) -> Result<Self, MapError> {
+        let flows_fd = match &flows {
+            Map::Array(d) => d.fd().as_fd().try_clone_to_owned().map_err(syscall_error(
+                names::SOURCE_FLOWS,
+                "duplicating",
+                "dup",
+            ))?,
+            _ => return Err(MapError::Missing(names::SOURCE_FLOWS)),
+        };
+        let flows: Array<MapData, SourceFlow> = flows
+            .try_into()
+            .map_err(op(names::SOURCE_FLOWS, "opening"))?;
+        let capacity = flows.len();
+        Ok(Self {
+            index: index.try_into().map_err(op(names::SOURCES, "opening"))?,
+            flows,
+            flows_fd,
+            control: control
+                .try_into()
+                .map_err(op(names::SOURCE_CONTROL, "opening"))?,
+            clock: clock
+                .try_into()
+                .map_err(op(names::SOURCE_CLOCK, "opening"))?,
+            capacity,
+        })
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    pub fn clock(&self) -> Result<SlotClock, MapError> {
+        self.clock
+            .get(&0, 0)
+            .map_err(op(names::SOURCE_CLOCK, "reading"))
+    }
+
+    /// The state of one source key, if tracked.
+    pub fn get(&self, key: &SourceKey) -> Result<Option<SourceState>, MapError> {
+        let slot = match self.index.get(key, 0) {
+            Ok(s) => s,
+            Err(AyaMapError::KeyNotFound) => return Ok(None),
+            Err(e) => return Err(op(names::SOURCES, "reading")(e)),
+        };
+        let flow = self
+            .flows
+            .get(&slot, 0)
+            .map_err(op(names::SOURCE_FLOWS, "reading"))?;
+        // An index entry a race left behind (see the kernel's `find`).
+        if flow.key != *key {
+            return Ok(None);
+        }
+        let ctl = self
+            .control
+            .get(&slot, 0)
+            .map_err(op(names::SOURCE_CONTROL, "reading"))?;
+        Ok(Some(SourceState::from_parts(&flow, &ctl)))
+    }
+
+    /// Every tracked source read through the index, one syscall per
+    /// entry and two per source: slow, a cross-check of the sweep.
+    pub fn by_index(&self) -> Result<Vec<(SourceKey, SourceState)>, MapError> {
+        let mut out = Vec::new();
+        for item in self.index.keys() {
+            let key = match item {
+                Ok(k) => k,
+                // Removed while we iterate.
+                Err(AyaMapError::KeyNotFound) => continue,
+                Err(e) => return Err(op(names::SOURCES, "iterating")(e)),
+            };
+            if let Some(state) = self.get(&key)? {
+                out.push((key, state));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Calls `each` with the flow record of every tracked source; returns
+    /// how many there were. (The control records are not swept; `get`
+    /// reads a source's whole state.)
+    pub fn for_each(&self, each: impl FnMut(&SourceFlow)) -> Result<usize, MapError> {
+        self.sweep(0, self.used()?, each)
+    }
+
+    /// Slots `0..used` may hold sources: the hand has claimed each slot
+    /// below it at least once (claims go round in order), none past it.
+    /// A sweep stops there, so it costs what the table holds until the
+    /// table has been full once, not its capacity. (A claim in flight
+    /// past the hand read is seen by the next sweep.)
+    fn used(&self) -> Result<u32, MapError> {
+        Ok(self.clock()?.hand.min(self.capacity as u64) as u32)
+    }
+
+    /// Sweeps the flow records in `parts.len()` threads, each calling its
+    /// own `part` for the sources of its share of the slots; returns how
+    /// many there were, and the parts (with what they gathered).
+    pub fn for_each_split<F>(&self, mut parts: Vec<F>) -> Result<(usize, Vec<F>), MapError>
+    where
+        F: FnMut(&SourceFlow) + Send,
+    {
+        let n = parts.len().max(1) as u64;
+        // Shares start on page boundaries, as mmap offsets must.
+        let align = (page_size() / SLOT).max(1) as u64;
+        let cap = self.used()? as u64;
+        let bound = |i: u64| ((cap * i / n).div_ceil(align) * align).min(cap) as u32;
+        let counts: Vec<Result<usize, MapError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .iter_mut()
+                .enumerate()
+                .map(|(i, part)| {
+                    let (from, to) = (bound(i as u64), bound(i as u64 + 1));
+                    s.spawn(move || self.sweep(from, to, part))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(syscall_error(names::SOURCE_FLOWS, "sweeping", "mmap")(
+                            std::io::Error::other("a sweeping thread panicked"),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        let mut total = 0;
+        for c in counts {
+            total += c?;
+        }
+        Ok((total, parts))
+    }
+
+    /// Calls `each` for the sources in slots `from..to` (`from` on a page
+    /// boundary). A slot the kernel is claiming while we read may show its
+    /// new key with part of its old counters, once; nothing else is torn
+    /// in a way that matters (each counter is one aligned word).
+    fn sweep(
+        &self,
+        from: u32,
+        to: u32,
+        mut each: impl FnMut(&SourceFlow),
+    ) -> Result<usize, MapError> {
+        let mut found = 0;
+        let mut at = from;
+        while at < to {
+            let count = WINDOW.min(to - at);
+            let window = Window::map(&self.flows_fd, at, count).map_err(syscall_error(
+                names::SOURCE_FLOWS,
+                "mapping",
+                "mmap",
+            ))?;
+            for i in 0..count as usize {
+                let p = window.slot(i);
+                window.prefetch(i + PREFETCH);
+                // SAFETY: `p` is inside the mapping, which lives as long
+                // as `window`; the kernel writes it concurrently, hence
+                // the atomic reads (plain data, any bit pattern valid).
+                let family = unsafe { AtomicU32::from_ptr(&raw const (*p).key.family as *mut u32) }
+                    .load(Ordering::Relaxed);
+                if family == 0 {
+                    continue;
+                }
+                // SAFETY: as above; `SourceFlow` is 8 aligned words.
+                let flow = unsafe { read_flow(p) };
+                found += 1;
+                each(&flow);
+            }
+            at += count;
+        }
+        Ok(found)
+    }
+
+    /// Tracks `entries` (keys and states) the way the kernel would, each
+    /// in the slot under the clock hand (no second chance), or in its own
+    /// slot if already tracked. Only for a data path that is not claiming
+    /// slots meanwhile: benchmarks and tests fill tables this way.
+    pub fn insert(
+        &mut self,
+        entries: impl IntoIterator<Item = (SourceKey, SourceState)>,
+    ) -> Result<(), MapError> {
+        let mut clock = self.clock()?;
+        if clock.capacity == 0 {
+            return Ok(());
+        }
+        for (key, state) in entries {
+            let slot = match self.index.get(&key, 0) {
+                Ok(s) => s,
+                Err(AyaMapError::KeyNotFound) => {
+                    let s = (clock.hand % clock.capacity) as u32;
+                    clock.hand += 1;
+                    let old = self
+                        .flows
+                        .get(&s, 0)
+                        .map_err(op(names::SOURCE_FLOWS, "reading"))?;
+                    if old.in_use() && self.index.get(&old.key, 0).ok() == Some(s) {
+                        self.index
+                            .remove(&old.key)
+                            .map_err(op(names::SOURCES, "removing"))?;
+                    }
+                    self.index
+                        .insert(key, s, 0)
+                        .map_err(op(names::SOURCES, "inserting"))?;
+                    s
+                }
+                Err(e) => return Err(op(names::SOURCES, "reading")(e)),
+            };
+            let (flow, ctl) = state.into_parts(key);
+            self.flows
+                .set(slot, flow, 0)
+                .map_err(op(names::SOURCE_FLOWS, "writing"))?;
+            self.control
+                .set(slot, ctl, 0)
+                .map_err(op(names::SOURCE_CONTROL, "writing"))?;
+        }
+        self.clock
+            .set(0, clock, 0)
+            .map_err(op(names::SOURCE_CLOCK, "writing"))
+    }
+}
+
+/// A copy of the flow record at `p`, read as relaxed atomic words (the
+/// kernel writes it meanwhile; each word is read whole, the record may mix
+/// two moments, see `sweep`).
+///
+/// # Safety
+/// `p` must point at a mapped, aligned `SourceFlow`.
+unsafe fn read_flow(p: *const SourceFlow) -> SourceFlow {
+    const WORDS: usize = SLOT / 8;
+    const { assert!(SLOT.is_multiple_of(8) && std::mem::align_of::<SourceFlow>() == 8) };
+    let mut out = [0u64; WORDS];
+    let words = p as *const u64;
+    for (i, w) in out.iter_mut().enumerate() {
+        // SAFETY: inside the slot, 8-aligned (the caller's contract).
+        *w = unsafe { AtomicU64::from_ptr(words.add(i) as *mut u64) }.load(Ordering::Relaxed);
+    }
+    // SAFETY: `SourceFlow` is plain data of exactly these words.
+    unsafe { std::mem::transmute::<[u64; WORDS], SourceFlow>(out) }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as usize } else { 4096 }
+}
+
+/// A read-only mapping of some flow records, unmapped when dropped.
+struct Window {
+    base: *const SourceFlow,
+    len: usize,
+}
+
+impl Window {
+    /// Maps `count` slots from slot `first`, whose offset must be a whole
+    /// number of pages.
+    fn map(fd: &OwnedFd, first: u32, count: u32) -> std::io::Result<Self> {
+        let page = page_size();
+        let offset = first as usize * SLOT;
+        if !offset.is_multiple_of(page) {
+            return Err(std::io::Error::other(format!(
+                "slot {first} is not on a page boundary"
+            )));
+        }
+        let len = (count as usize * SLOT).div_ceil(page) * page;
+        // SAFETY: a fresh shared read-only mapping of the map's memory;
+        // the kernel checks the range against the array's size.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self {
+            base: base as *const SourceFlow,
+            len,
+        })
+    }
+
+    fn slot(&self, i: usize) -> *const SourceFlow {
+        debug_assert!((i + 1) * SLOT <= self.len);
+        self.base.wrapping_add(i)
+    }
+
+    /// Hints that slot `i` will be read soon (nothing past the mapping).
+    /// The hardware prefetcher stops at page boundaries; this runs ahead
+    /// into the next page, TLB miss included.
+    #[inline(always)]
+    fn prefetch(&self, i: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if (i + 1) * SLOT <= self.len {
+            // SAFETY: a hint on an address inside the mapping.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    self.base.wrapping_add(i) as *const i8,
+                )
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = i;
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping `map` made.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
+    }
+}
