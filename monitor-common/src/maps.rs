@@ -78,7 +78,7 @@ pub const MALFORMED: &str = "TG_MALFORMED";
 pub const SOURCE_EVENTS: &str = "TG_SRC_EVENTS";
 /// Sources that went over their limit this detection window: the
 /// daemon's per-second suspects, so a flood is judged within an interval
-/// instead of waiting for a walk of the whole table. LRU hash:
+/// instead of waiting for a sweep of the whole table. LRU hash:
 /// `SourceKey` -> window (u32). Writer: the kernel, once per source per
 /// window (on its first limited packet); the daemon reads and clears it.
 pub const HOT: &str = "TG_HOT";
@@ -134,7 +134,10 @@ pub const PROG_FLOOR: &str = "tollgate_floor";
 pub mod source_event {
     /// A new source entry was inserted.
     pub const CREATED: u32 = 0;
-    /// The insert failed (the packet was passed as `Reason::Untracked`).
+    /// The table took nothing for a new source: another CPU moved the
+    /// clock hand while this one looked (both claiming at that instant),
+    /// or the index was full. The packet went untracked: bans and deny
+    /// rules applied, no buckets (`Reason::Untracked` when it passed).
     pub const INSERT_FAILED: u32 = 1;
     /// A bucket's compare-and-swap lost `CAS_MAX_TRIES` races in a row; the
     /// packet was treated as over the limit.

@@ -24,8 +24,9 @@ pub enum Reason {
     /// Not IPv4 or IPv6 (ARP, LLDP, ...): always passed.
     NonIp = 7,
     /// Passed without per-source state because the source table took
-    /// nothing (only if its index is full of entries left by races; counted
-    /// so it cannot hide).
+    /// nothing for a new source this time (two CPUs claiming at the same
+    /// instant, or a full index; `source_event::INSERT_FAILED`). Its ban
+    /// and a deny rule still applied; the next packet claims again.
     Untracked = 8,
     /// A TCP SYN over the host-wide SYN limit the daemon sets while it sees
     /// a SYN flood from spoofed sources (which per-source bans cannot stop).

@@ -257,8 +257,11 @@ pub mod slot_flag {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SlotClock {
-    /// Slot claims so far; the next claim looks at `hand % capacity`.
-    /// Advanced with an atomic fetch-add by every CPU.
+    /// Slots the hand has passed; the next claim looks from
+    /// `hand % capacity` on. A claim moves it past the slot it takes with
+    /// one compare-and-swap (so it never goes back, and a slot at or past
+    /// it has not been claimed since the table was created, until its
+    /// first lap ends).
     pub hand: u64,
     /// Slots in the source table, written by the loader; 0 (not yet set)
     /// means no source is tracked.

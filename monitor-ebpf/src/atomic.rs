@@ -19,20 +19,6 @@ pub fn add(p: *mut u64, v: u64) {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, v) };
 }
 
-/// `*p += 1`, atomically, returning the value it replaced; `seen` is the
-/// caller's latest read of `*p`. After `tries` lost races it gives up and
-/// returns the last value seen without adding (callers tolerate that).
-#[inline(always)]
-pub fn fetch_increment(p: *mut u64, mut seen: u64, tries: u32) -> u64 {
-    for _ in 0..tries {
-        match compare_exchange(p, seen, seen.wrapping_add(1)) {
-            Ok(()) => return seen,
-            Err(now) => seen = now,
-        }
-    }
-    seen
-}
-
 /// `*p -= v`, atomically (wrapping, as an add of the two's complement).
 #[inline(always)]
 pub fn sub(p: *mut u64, v: u64) {

@@ -163,12 +163,16 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
     } else {
         SourceKey::v6(&info.src, &cfg.v6_mask)
     };
-    let Some(src) = source_entry(&key, info, cfg.generation, now) else {
-        stats::source_event(source_event::INSERT_FAILED);
-        if info.malformed != 0 {
-            return (Reason::Malformed, malformed_verdict(cfg));
+    let src = match source_entry(&key, info, cfg.generation, now) {
+        Ok(src) => src,
+        Err(fresh) => {
+            stats::source_event(source_event::INSERT_FAILED);
+            let (reason, verdict) = enforce_untracked(&fresh, now);
+            if verdict != Verdict::Drop && info.malformed != 0 {
+                return (Reason::Malformed, malformed_verdict(cfg));
+            }
+            return (reason, verdict);
         }
-        return (Reason::Untracked, Verdict::Pass);
     };
     record_flow(src, info, len, now, cfg.port_window);
     if unsafe { (*src.ctl).generation } != cfg.generation {
@@ -257,11 +261,17 @@ fn enforce(
 }
 
 /// The source's records, created (already resolved against the policy)
-/// if it is new. `None` only if the table took nothing.
+/// if it is new. If the table took nothing this time, the control record
+/// it would have had (its rule and ban), for `enforce_untracked`.
 #[inline(always)]
-fn source_entry(key: &SourceKey, info: &PacketInfo, generation: u32, now: u64) -> Option<Source> {
+fn source_entry(
+    key: &SourceKey,
+    info: &PacketInfo,
+    generation: u32,
+    now: u64,
+) -> Result<Source, SourceControl> {
     if let Some(src) = sources::find(key) {
-        return Some(src);
+        return Ok(src);
     }
     let (rule_slot, ban_until_ns) = policy::lookup(info, generation);
     let fresh = SourceControl {
@@ -277,9 +287,27 @@ fn source_entry(key: &SourceKey, info: &PacketInfo, generation: u32, now: u64) -
             if policy::is_bogon(info) {
                 stats::signal(signal::BOGON_SOURCE);
             }
-            Some(p)
+            Ok(p)
         }
-        Err(theirs) => theirs,
+        Err(Some(theirs)) => Ok(theirs),
+        Err(None) => Err(fresh),
+    }
+}
+
+/// A packet whose source the table did not take this time: there are no
+/// buckets to charge, but its rule's allow or deny and its ban apply as
+/// they would (same order as `enforce`).
+#[inline(always)]
+fn enforce_untracked(fresh: &SourceControl, now: u64) -> (Reason, Verdict) {
+    let Some(rule) = maps::rule(fresh.generation & 1, fresh.rule_slot) else {
+        return (Reason::Untracked, Verdict::Pass);
+    };
+    match rule.action {
+        action::ALLOW => (Reason::Allow, Verdict::Pass),
+        action::DENY if rule.flags & rule_flag::MONITOR != 0 => (Reason::Deny, Verdict::Monitor),
+        action::DENY => (Reason::Deny, Verdict::Drop),
+        _ if now < fresh.ban_until_ns => (Reason::Banned, Verdict::Drop),
+        _ => (Reason::Untracked, Verdict::Pass),
     }
 }
 

@@ -31,8 +31,9 @@ fn slot(slot: u32) -> Option<Source> {
 }
 
 /// `key`'s source if it is tracked, marked referenced for the clock. An
-/// index entry whose slot holds another key (left by a race, see `hand`)
-/// is removed.
+/// index entry whose slot holds another key (a torn claim; slots are
+/// never handed to two CPUs) is removed, unless another CPU has already
+/// replaced it.
 #[inline(always)]
 pub fn find(key: &SourceKey) -> Option<Source> {
     let at = unsafe { TG_SOURCES.get(key) }.copied()?;
@@ -48,15 +49,18 @@ pub fn find(key: &SourceKey) -> Option<Source> {
         }
         return Some(src);
     }
-    let _ = TG_SOURCES.remove(key);
+    if unsafe { TG_SOURCES.get(key) }.copied() == Some(at) {
+        let _ = TG_SOURCES.remove(key);
+    }
     None
 }
 
 /// Tracks `key` with control record `fresh` (flow counters zero) in a
 /// slot taken from the clock. `Ok` with the source if this CPU created
 /// it, `Err` with the source another CPU created first (`fresh` is
-/// dropped) or `Err(None)` if the table took nothing (no capacity set, or
-/// the index full of stale entries).
+/// dropped) or `Err(None)` if the table took nothing this time (another
+/// CPU moved the clock hand while this one looked; no capacity set; the
+/// index full).
 #[inline(always)]
 pub fn claim(key: &SourceKey, fresh: &SourceControl) -> Result<Source, Option<Source>> {
     let Some((at, src)) = hand() else {
@@ -90,10 +94,13 @@ pub fn claim(key: &SourceKey, fresh: &SourceControl) -> Result<Source, Option<So
 /// from the hand on, that is free or whose source was not referenced
 /// since the hand last passed (the flag is cleared as the hand passes),
 /// else the last of the `CLOCK_TRIES` looked at. The hand then moves past
-/// it with one compare-and-swap. If another CPU moved the hand meanwhile
-/// (both claiming at once), this claim takes the slot at the hand as it
-/// is now, referenced or not: one more loop over the slots would make the
-/// verifier walk every combination of the two.
+/// it with one compare-and-swap, so the slots it passed are this CPU's
+/// alone. If another CPU moved the hand meanwhile (both claiming at once)
+/// this claim gives up: the packet goes untracked (enforcing bans and deny
+/// rules all the same) and the source's next packet claims again. A
+/// second look would make the verifier walk every combination of the two
+/// loops, and taking a slot without moving the hand would let two CPUs
+/// share it.
 #[inline(always)]
 fn hand() -> Option<(u32, Source)> {
     let clock = TG_SRC_CLOCK.get_ptr_mut(0)?;
@@ -104,17 +111,8 @@ fn hand() -> Option<(u32, Source)> {
     let hand = unsafe { &raw mut (*clock).hand };
     let at = atomic::load(hand);
     let (ahead, src) = look(at, capacity)?;
-    match atomic::compare_exchange(hand, at, at.wrapping_add(ahead + 1)) {
-        Ok(()) => Some((((at + ahead) % capacity) as u32, src)),
-        Err(now) => {
-            // If this CPU loses every race too, it shares a slot with the
-            // winner; the loser's index entry then points at the winner's
-            // key, which `find` notices and repairs on its next packet.
-            let now = atomic::fetch_increment(hand, now, CLAIM_RETRIES);
-            let at = (now % capacity) as u32;
-            Some((at, slot(at)?))
-        }
-    }
+    atomic::compare_exchange(hand, at, at.wrapping_add(ahead + 1)).ok()?;
+    Some((((at + ahead) % capacity) as u32, src))
 }
 
 /// How many slots past `at` the slot to take is, and its records.
@@ -134,10 +132,6 @@ fn look(at: u64, capacity: u64) -> Option<(u64, Source)> {
         ahead += 1;
     }
 }
-
-/// Compare-and-swap attempts on the hand after a lost race before a
-/// claim goes ahead without moving it.
-const CLAIM_RETRIES: u32 = 4;
 
 /// Key equality word by word (a derived `==` on arrays may become a
 /// `memcmp` call, which BPF does not have).

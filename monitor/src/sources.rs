@@ -122,6 +122,14 @@ impl SourceTable {
             .map_err(op(names::SOURCE_CLOCK, "reading"))
     }
 
+    /// Sets the clock: for tests and benchmarks (a hand moved, or claims
+    /// stopped with capacity 0); the kernel moves the hand meanwhile.
+    pub fn set_clock(&mut self, clock: SlotClock) -> Result<(), MapError> {
+        self.clock
+            .set(0, clock, 0)
+            .map_err(op(names::SOURCE_CLOCK, "writing"))
+    }
+
     /// The state of one source key, if tracked.
     pub fn get(&self, key: &SourceKey) -> Result<Option<SourceState>, MapError> {
         let slot = match self.index.get(key, 0) {
@@ -141,6 +149,16 @@ impl SourceTable {
             .control
             .get(&slot, 0)
             .map_err(op(names::SOURCE_CONTROL, "reading"))?;
+        // The slot may have gone to another source between the reads; the
+        // flow record's key, read again, says whether the control record
+        // was still this source's.
+        let again = self
+            .flows
+            .get(&slot, 0)
+            .map_err(op(names::SOURCE_FLOWS, "reading"))?;
+        if again.key != *key {
+            return Ok(None);
+        }
         Ok(Some(SourceState::from_parts(&flow, &ctl)))
     }
 

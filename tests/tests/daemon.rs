@@ -603,6 +603,29 @@ fn a_port_scan_is_detected() {
     );
 }
 
+/// A scan slower than a table walk sees: 40 new ports a second, 8 per
+/// 200 ms walk here; the 15 s port window adds them up.
+#[test]
+fn a_slow_port_scan_is_detected_across_walks() {
+    let d = Daemon::new("slowscan", &["192.0.2.89"], &detect_config("enforce"));
+    // 240 ports in 6 s: wherever a port window ends, one part of the scan
+    // has at least 120 ports in a window (the threshold is 60).
+    let sent = traffic::udp_scan(
+        d.lab.client(),
+        "192.0.2.89".parse().unwrap(),
+        d.lab.server_v4(),
+        2000..2240,
+        240,
+        40,
+        Duration::from_secs(10),
+    )
+    .expect("scanning")
+    .packets;
+    assert_eq!(sent, 240);
+    let e = finding(&d, "port_scan", "192.0.2.89");
+    assert!(e["action"].as_str().unwrap().starts_with("banned"), "{e}");
+}
+
 #[test]
 fn floods_are_judged_between_table_walks() {
     // The whole table is walked every 60 s here: the finding can only come

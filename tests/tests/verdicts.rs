@@ -442,6 +442,60 @@ fn a_policy_swap_keeps_the_buckets_of_unchanged_rules() {
     }
 }
 
+/// A packet whose source the table cannot take (here: claims stopped,
+/// as when two CPUs claim at once) has no buckets, but bans and deny
+/// rules hold all the same; it is counted, and tracking resumes.
+#[test]
+fn untracked_packets_still_obey_bans_and_deny_rules() {
+    let mut tg = load(&Policy {
+        default: pps(1, 1),
+        rules: vec![
+            rule("198.51.100.0/24", Action::Deny),
+            rule("203.0.113.0/24", Action::Allow),
+        ],
+        ..Policy::default()
+    });
+    tg.maps
+        .ban("192.0.2.30/32".parse().unwrap(), 100 * SEC)
+        .unwrap();
+    let running = tg.maps.sources.clock().unwrap();
+    tg.maps
+        .sources
+        .set_clock(monitor_common::types::SlotClock {
+            capacity: 0,
+            ..running
+        })
+        .unwrap();
+    for i in 0..3 {
+        for (src, want) in [
+            ("192.0.2.30", ("drop", "banned")),
+            ("198.51.100.5", ("drop", "deny")),
+            ("203.0.113.5", ("pass", "allow")),
+            // Over its 1/s limit from the second packet, were it tracked.
+            ("192.0.2.31", ("pass", "untracked")),
+        ] {
+            let r = report(&mut tg, &udp(src), SEC + i);
+            assert_eq!((r.verdict, r.reason), (Some(want.0), Some(want.1)), "{src}");
+        }
+    }
+    let events = tg.maps.counters().unwrap().source_events;
+    assert_eq!(
+        events[monitor_common::maps::source_event::INSERT_FAILED as usize],
+        12
+    );
+    assert!(tg.maps.sources().unwrap().is_empty());
+    tg.maps.sources.set_clock(running).unwrap();
+    assert_eq!(
+        judge(&mut tg, &udp("192.0.2.31"), 2 * SEC).reason(),
+        Reason::Pass
+    );
+    assert_eq!(
+        judge(&mut tg, &udp("192.0.2.31"), 2 * SEC).reason(),
+        Reason::RateLimitedPackets,
+        "tracked again, its bucket applies"
+    );
+}
+
 #[test]
 fn sweeps_see_every_source_once() {
     let mut tg = tollgate::loader::Tollgate::load(&tollgate::loader::LoadOptions {

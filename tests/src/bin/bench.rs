@@ -618,7 +618,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "setup: {} CIDR rules, {} sources tracked (filled in {:.1} s), capacity {}",
         policy.rules.len(),
-        tg.maps.sources()?.len(),
+        tg.maps.for_each_source(|_| {})?,
         t.elapsed().as_secs_f64(),
         tg.maps.max_sources()
     );
