@@ -554,13 +554,18 @@ fn monitor_mode_detects_and_changes_nothing() {
 
 /// A bounded scan loop from `src`: 400 UDP ports, 3,000 probes at 1,000/s.
 fn scan(d: &Daemon, src: &str) -> u64 {
+    scan_at(d, src, 1000..1400, 3_000, 1_000)
+}
+
+/// `count` UDP probes from `src` over `ports` at `pps`, within 10 s.
+fn scan_at(d: &Daemon, src: &str, ports: std::ops::Range<u16>, count: u64, pps: u64) -> u64 {
     traffic::udp_scan(
         d.lab.client(),
         src.parse().unwrap(),
         d.lab.server_v4(),
-        1000..1400,
-        3_000,
-        1_000,
+        ports,
+        count,
+        pps,
         Duration::from_secs(10),
     )
     .expect("scanning")
@@ -610,18 +615,7 @@ fn a_slow_port_scan_is_detected_across_walks() {
     let d = Daemon::new("slowscan", &["192.0.2.89"], &detect_config("enforce"));
     // 240 ports in 6 s: wherever a port window ends, one part of the scan
     // has at least 120 ports in a window (the threshold is 60).
-    let sent = traffic::udp_scan(
-        d.lab.client(),
-        "192.0.2.89".parse().unwrap(),
-        d.lab.server_v4(),
-        2000..2240,
-        240,
-        40,
-        Duration::from_secs(10),
-    )
-    .expect("scanning")
-    .packets;
-    assert_eq!(sent, 240);
+    assert_eq!(scan_at(&d, "192.0.2.89", 2000..2240, 240, 40), 240);
     let e = finding(&d, "port_scan", "192.0.2.89");
     assert!(e["action"].as_str().unwrap().starts_with("banned"), "{e}");
 }
