@@ -65,11 +65,11 @@ pub(crate) fn syscall_error(
     }
 }
 
-/// A descriptor of `map` of our own, for the batch syscalls.
-fn dup_fd(map: &aya::maps::Map, name: &'static str) -> Result<OwnedFd, MapError> {
+/// A descriptor of array `map` of our own, for the batch syscalls and mmap.
+pub(crate) fn dup_fd(map: &aya::maps::Map, name: &'static str) -> Result<OwnedFd, MapError> {
     use aya::maps::Map;
     let data = match map {
-        Map::LruHashMap(d) | Map::HashMap(d) | Map::PerCpuArray(d) => d,
+        Map::PerCpuArray(d) | Map::Array(d) => d,
         _ => return Err(MapError::Missing(name)),
     };
     data.fd()
@@ -312,12 +312,6 @@ impl Maps {
         F: FnMut(&SourceFlow) + Send,
     {
         self.sources.for_each_split(parts)
-    }
-
-    /// Tracks one source directly, as the kernel would (tests and
-    /// benchmarks fill the table this way; see `SourceTable::insert`).
-    pub fn insert_source(&mut self, key: &SourceKey, state: &SourceState) -> Result<(), MapError> {
-        self.sources.insert([(*key, *state)])
     }
 
     pub fn max_sources(&self) -> u32 {

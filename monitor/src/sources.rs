@@ -4,7 +4,7 @@
 //! window at a time, split over threads by slot range.
 
 use std::{
-    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, OwnedFd},
     path::Path,
     sync::atomic::{AtomicU32, AtomicU64, Ordering},
 };
@@ -18,7 +18,7 @@ use monitor_common::{
     types::{SlotClock, SourceControl, SourceFlow, SourceKey, SourceState},
 };
 
-use crate::maps::{MapError, op, syscall_error};
+use crate::maps::{MapError, dup_fd, op, syscall_error};
 
 /// Slots per mmap window: 4 MiB, so a sweep's resident memory stays
 /// small (the mapping is populated as a whole when made, and unmapped
@@ -86,14 +86,7 @@ impl SourceTable {
     }
 
     fn from_maps(index: Map, flows: Map, control: Map, clock: Map) -> Result<Self, MapError> {
-        let flows_fd = match &flows {
-            Map::Array(d) => d.fd().as_fd().try_clone_to_owned().map_err(syscall_error(
-                names::SOURCE_FLOWS,
-                "duplicating",
-                "dup",
-            ))?,
-            _ => return Err(MapError::Missing(names::SOURCE_FLOWS)),
-        };
+        let flows_fd = dup_fd(&flows, names::SOURCE_FLOWS)?;
         let flows: Array<MapData, SourceFlow> = flows
             .try_into()
             .map_err(op(names::SOURCE_FLOWS, "opening"))?;
@@ -137,10 +130,7 @@ impl SourceTable {
             Err(AyaMapError::KeyNotFound) => return Ok(None),
             Err(e) => return Err(op(names::SOURCES, "reading")(e)),
         };
-        let flow = self
-            .flows
-            .get(&slot, 0)
-            .map_err(op(names::SOURCE_FLOWS, "reading"))?;
+        let flow = self.flow(slot)?;
         // An index entry a race left behind (see the kernel's `find`).
         if flow.key != *key {
             return Ok(None);
@@ -152,18 +142,20 @@ impl SourceTable {
         // The slot may have gone to another source between the reads; the
         // flow record's key, read again, says whether the control record
         // was still this source's.
-        let again = self
-            .flows
-            .get(&slot, 0)
-            .map_err(op(names::SOURCE_FLOWS, "reading"))?;
-        if again.key != *key {
+        if self.flow(slot)?.key != *key {
             return Ok(None);
         }
         Ok(Some(SourceState::from_parts(&flow, &ctl)))
     }
 
-    /// Every tracked source read through the index, one syscall per
-    /// entry and two per source: slow, a cross-check of the sweep.
+    fn flow(&self, slot: u32) -> Result<SourceFlow, MapError> {
+        self.flows
+            .get(&slot, 0)
+            .map_err(op(names::SOURCE_FLOWS, "reading"))
+    }
+
+    /// Every tracked source read through the index, a few syscalls per
+    /// source: slow, for small tables and as a cross-check of the sweep.
     pub fn by_index(&self) -> Result<Vec<(SourceKey, SourceState)>, MapError> {
         let mut out = Vec::new();
         for item in self.index.keys() {
@@ -293,10 +285,7 @@ impl SourceTable {
                 Err(AyaMapError::KeyNotFound) => {
                     let s = (clock.hand % clock.capacity) as u32;
                     clock.hand += 1;
-                    let old = self
-                        .flows
-                        .get(&s, 0)
-                        .map_err(op(names::SOURCE_FLOWS, "reading"))?;
+                    let old = self.flow(s)?;
                     if old.in_use() && self.index.get(&old.key, 0).ok() == Some(s) {
                         self.index
                             .remove(&old.key)
