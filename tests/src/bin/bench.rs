@@ -609,6 +609,20 @@ fn main() -> anyhow::Result<()> {
         "tollgate bench: BPF_PROG_TEST_RUN, {RUNS} runs x {REPEAT} repeats per figure, ns per packet (min / median / max); {cpus} CPUs"
     );
     let mut tg = Tollgate::load(&LoadOptions::default()).context("loading Tollgate")?;
+    // The verifier's work per program: how close each is to the kernel's
+    // limit of 1,000,000 processed instructions.
+    let mut verified = Vec::new();
+    for name in [PROG_MAIN, monitor_common::maps::PROG_REPLAY] {
+        let insns = tg.program(name)?.info()?.verified_instruction_count();
+        verified.push(format!(
+            "{name} {}",
+            insns.map_or("unknown".to_owned(), |n| n.to_string())
+        ));
+    }
+    println!(
+        "verifier: instructions processed, {} (limit 1000000)",
+        verified.join(", ")
+    );
     let policy = policy();
     tg.maps.apply_policy(&policy, Some(monotonic_ns()))?;
     tg.maps
