@@ -32,11 +32,15 @@ pub const SOURCE_CLOCK: &str = "TG_SRC_CLOCK";
 /// last one even though referenced: a run of this many busy sources side
 /// by side (created together) survives a storm.
 pub const CLOCK_TRIES: u32 = 16;
-/// Entries of the index for a table of `capacity` slots. Each slot's
-/// source has one entry; the margin holds entries CPUs racing on the same
-/// new source create and remove again.
+/// Entries of the index for a table of `capacity` slots: exactly one per
+/// slot. Every entry points at a distinct slot holding its key: a claim
+/// removes the evicted source's entry before it inserts its own, and of
+/// CPUs racing to index the same new source only one insert succeeds
+/// (`BPF_NOEXIST`). No margin, so a power-of-two capacity keeps the
+/// hash at as many buckets (a margin would double them: 16 MiB more at
+/// the default). A leak would show as `source_event::INSERT_FAILED`.
 pub const fn index_entries(capacity: u32) -> u32 {
-    capacity.saturating_add(capacity / 16 + 64)
+    capacity
 }
 /// The policy is double-buffered: two sets of (IPv4 trie, IPv6 trie, rules
 /// array). The daemon writes the set not in use, then flips the low bit of
@@ -149,7 +153,8 @@ pub mod source_event {
 
 /// Default capacity of the source table: at least a million clients, as
 /// the issue asks, rounded to a power of two. 2 x 64 bytes per slot plus
-/// about 80 per index entry: about 210 MiB of kernel memory, preallocated.
+/// about 96 per index entry (element and bucket): about 225 MiB of kernel
+/// memory, preallocated (`bpftool map show`, memlock).
 pub const DEFAULT_MAX_SOURCES: u32 = 1 << 20;
 /// Rules per family; a fleet's allow/deny lists run to thousands, not
 /// millions. The rules array holds both families plus the default slot.

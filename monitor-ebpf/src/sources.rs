@@ -96,11 +96,12 @@ pub fn claim(key: &SourceKey, fresh: &SourceControl) -> Result<Source, Option<So
 /// else the last of the `CLOCK_TRIES` looked at. The hand then moves past
 /// it with one compare-and-swap, so the slots it passed are this CPU's
 /// alone. If another CPU moved the hand meanwhile (both claiming at once)
-/// this claim gives up: the packet goes untracked (enforcing bans and deny
-/// rules all the same) and the source's next packet claims again. A
-/// second look would make the verifier walk every combination of the two
-/// loops, and taking a slot without moving the hand would let two CPUs
-/// share it.
+/// this claim tries once more, for the one slot then under the hand; if
+/// that fails too it gives up: the packet goes untracked (enforcing bans
+/// and deny rules all the same) and the source's next packet claims
+/// again. A second full look would make the verifier walk every
+/// combination of the two loops, and taking a slot without moving the
+/// hand would let two CPUs share it.
 #[inline(always)]
 fn hand() -> Option<(u32, Source)> {
     let clock = TG_SRC_CLOCK.get_ptr_mut(0)?;
@@ -111,8 +112,22 @@ fn hand() -> Option<(u32, Source)> {
     let hand = unsafe { &raw mut (*clock).hand };
     let at = atomic::load(hand);
     let (ahead, src) = look(at, capacity)?;
-    atomic::compare_exchange(hand, at, at.wrapping_add(ahead + 1)).ok()?;
-    Some((((at + ahead) % capacity) as u32, src))
+    let now = match atomic::compare_exchange(hand, at, at.wrapping_add(ahead + 1)) {
+        Ok(()) => return Some((((at + ahead) % capacity) as u32, src)),
+        Err(now) => now,
+    };
+    // Lost the race: one more try, at the slot now under the hand alone,
+    // taken only if it may be (free, or not referenced since the hand
+    // last passed).
+    let taken = (now % capacity) as u32;
+    let src = slot(taken)?;
+    if unsafe { (*src.flow).key.family } != 0
+        && unsafe { (*src.ctl).flags } & slot_flag::REFERENCED != 0
+    {
+        return None;
+    }
+    atomic::compare_exchange(hand, now, now.wrapping_add(1)).ok()?;
+    Some((taken, src))
 }
 
 /// How many slots past `at` the slot to take is, and its records.
