@@ -170,21 +170,11 @@ fn two_cpus_claiming_slots_keep_the_index_and_the_slots_in_step() {
         event(source_event::EVICTED),
         event(source_event::INSERT_FAILED),
     );
-    let mut swept = Vec::new();
-    tg.maps.for_each_source(|f| swept.push(f.key)).unwrap();
-    let mut indexed: Vec<_> = tg
-        .maps
-        .sources()
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let (swept, indexed) = common::swept_and_indexed(&tg);
     eprintln!(
         "2 x {SOURCES} packets: {created} sources created, {evicted} evicted, {failed} untracked (claims that lost the hand twice), {} tracked",
         swept.len()
     );
-    swept.sort_by_key(|k| (k.family, k.addr));
-    indexed.sort_by_key(|k| (k.family, k.addr));
     let distinct = {
         let mut d = swept.clone();
         d.dedup();

@@ -603,21 +603,11 @@ fn a_full_table_recycles_one_time_sources_and_keeps_busy_ones() {
         created[monitor_common::maps::source_event::CREATED as usize],
         created[monitor_common::maps::source_event::EVICTED as usize],
     );
-    let mut swept = Vec::new();
-    tg.maps.for_each_source(|f| swept.push(f.key)).unwrap();
-    let mut by_index: Vec<_> = tg
-        .maps
-        .sources()
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let (swept, by_index) = common::swept_and_indexed(&tg);
     assert_eq!(created, 8 + rounds * 20);
     assert_eq!(swept.len(), 64, "the table is full");
     assert_eq!(evicted, created - 64, "every slot reuse counted");
     // The index and the slots agree: one entry per tracked source.
-    swept.sort_by_key(|k| (k.family, k.addr));
-    by_index.sort_by_key(|k| (k.family, k.addr));
     assert_eq!(swept, by_index);
 }
 

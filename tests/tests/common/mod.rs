@@ -12,6 +12,23 @@ use tollgate::{
     replay::{Judged, PacketReport},
 };
 
+/// The tracked source keys as the sweep of the slots sees them and as
+/// the index does, each sorted (equal when the two are in step).
+pub fn swept_and_indexed(tg: &Tollgate) -> (Vec<SourceKey>, Vec<SourceKey>) {
+    let mut swept = Vec::new();
+    tg.maps.for_each_source(|f| swept.push(f.key)).unwrap();
+    let mut indexed: Vec<_> = tg
+        .maps
+        .sources()
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    swept.sort_by_key(|k| (k.family, k.addr));
+    indexed.sort_by_key(|k| (k.family, k.addr));
+    (swept, indexed)
+}
+
 /// Loads the real XDP object with a small source table (tests run in
 /// parallel; a million preallocated entries each would be wasteful) and
 /// applies `policy` with the bucket clock based at 0, as `tollgate replay`
