@@ -33,13 +33,30 @@ fn pin_to_cpu(cpu: usize) {
     }
 }
 
-#[test]
-fn two_cpus_on_one_source_lose_no_update() {
+/// Runs `work` on CPUs 0 and 1 at once: two pinned threads released
+/// together. BPF_PROG_TEST_RUN runs the program on the calling CPU, so
+/// the two run it truly in parallel.
+fn on_two_cpus(work: impl Fn() + Sync) {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert!(
         cpus >= 2,
         "this test needs two CPUs; the machine has {cpus}"
     );
+    let start = Barrier::new(2);
+    std::thread::scope(|scope| {
+        for cpu in 0..2 {
+            let (start, work) = (&start, &work);
+            scope.spawn(move || {
+                pin_to_cpu(cpu);
+                start.wait();
+                work();
+            });
+        }
+    });
+}
+
+#[test]
+fn two_cpus_on_one_source_lose_no_update() {
     let rate = 2_000_000;
     // The live clock advances a tick (4 ms) at a time: the burst must
     // cover a tick of the rate, as the daemon requires.
@@ -66,20 +83,10 @@ fn two_cpus_on_one_source_lose_no_update() {
     let frame = Spec::udp("192.0.2.99", "198.51.100.1", 1, 2).build();
     const REPEAT: u32 = 2_000_000;
     const ROUNDS: u32 = 3;
-    let start = Barrier::new(2);
-    // BPF_PROG_TEST_RUN runs the program on the calling CPU, so two pinned
-    // threads run it truly in parallel.
-    std::thread::scope(|scope| {
-        for cpu in 0..2 {
-            let (tg, start, frame) = (&tg, &start, &frame);
-            scope.spawn(move || {
-                pin_to_cpu(cpu);
-                start.wait();
-                for _ in 0..ROUNDS {
-                    tg.run_program(PROG_MAIN, frame, REPEAT)
-                        .expect("BPF_PROG_TEST_RUN of the production program");
-                }
-            });
+    on_two_cpus(|| {
+        for _ in 0..ROUNDS {
+            tg.run_program(PROG_MAIN, &frame, REPEAT)
+                .expect("BPF_PROG_TEST_RUN of the production program");
         }
     });
     let s = tg
@@ -119,16 +126,6 @@ fn two_cpus_on_one_source_lose_no_update() {
 /// leaked.
 #[test]
 fn two_cpus_claiming_slots_keep_the_index_and_the_slots_in_step() {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert!(
-        cpus >= 2,
-        "this test needs two CPUs; the machine has {cpus}"
-    );
-    let mut tg = tollgate::loader::Tollgate::load(&tollgate::loader::LoadOptions {
-        max_sources: 256,
-        ..Default::default()
-    })
-    .expect("loading");
     let policy = Policy {
         default: Limit {
             packets: Some(Rate {
@@ -139,6 +136,8 @@ fn two_cpus_claiming_slots_keep_the_index_and_the_slots_in_step() {
         },
         ..Policy::default()
     };
+    let mut tg = common::load_with(256, &policy);
+    // The live program's clock: base the buckets at "now", as the daemon does.
     tg.maps
         .apply_policy(&policy, Some(tollgate::clock::monotonic_ns()))
         .unwrap();
@@ -149,18 +148,10 @@ fn two_cpus_claiming_slots_keep_the_index_and_the_slots_in_step() {
             Spec::udp(&src, "2001:db8:ffff::1", 1, 2).build()
         })
         .collect();
-    let start = Barrier::new(2);
-    std::thread::scope(|scope| {
-        for cpu in 0..2 {
-            let (tg, start, frames) = (&tg, &start, &frames);
-            scope.spawn(move || {
-                pin_to_cpu(cpu);
-                start.wait();
-                for f in frames {
-                    tg.run_program(PROG_MAIN, f, 1)
-                        .expect("BPF_PROG_TEST_RUN of the production program");
-                }
-            });
+    on_two_cpus(|| {
+        for f in &frames {
+            tg.run_program(PROG_MAIN, f, 1)
+                .expect("BPF_PROG_TEST_RUN of the production program");
         }
     });
     let c = tg.maps.counters().unwrap();

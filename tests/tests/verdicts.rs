@@ -498,12 +498,7 @@ fn untracked_packets_still_obey_bans_and_deny_rules() {
 
 #[test]
 fn sweeps_see_every_source_once() {
-    let mut tg = tollgate::loader::Tollgate::load(&tollgate::loader::LoadOptions {
-        max_sources: 16_384,
-        ..Default::default()
-    })
-    .expect("loading");
-    tg.maps.apply_policy(&Policy::default(), Some(0)).unwrap();
+    let mut tg = common::load_with(16_384, &Policy::default());
     let cfg = tg.maps.runtime_config().unwrap();
     let sources = (0..4_000u32).flat_map(|i| {
         [
@@ -557,20 +552,13 @@ fn sweeps_see_every_source_once() {
 /// table that evicted the oldest entry would lose them every lap).
 #[test]
 fn a_full_table_recycles_one_time_sources_and_keeps_busy_ones() {
-    let mut tg = tollgate::loader::Tollgate::load(&tollgate::loader::LoadOptions {
-        max_sources: 64,
-        ..Default::default()
-    })
-    .expect("loading");
-    tg.maps
-        .apply_policy(
-            &Policy {
-                default: pps(1_000_000, 1_000_000),
-                ..Policy::default()
-            },
-            Some(0),
-        )
-        .unwrap();
+    let mut tg = common::load_with(
+        64,
+        &Policy {
+            default: pps(1_000_000, 1_000_000),
+            ..Policy::default()
+        },
+    );
     let busy: Vec<String> = (1..=8).map(|i| format!("192.0.2.{i}")).collect();
     let rounds = 50u64;
     let mut t = SEC;

@@ -34,8 +34,13 @@ pub fn swept_and_indexed(tg: &Tollgate) -> (Vec<SourceKey>, Vec<SourceKey>) {
 /// applies `policy` with the bucket clock based at 0, as `tollgate replay`
 /// does.
 pub fn load(policy: &Policy) -> Tollgate {
+    load_with(4096, policy)
+}
+
+/// `load` with a source table of `max_sources` slots.
+pub fn load_with(max_sources: u32, policy: &Policy) -> Tollgate {
     let mut tg = Tollgate::load(&LoadOptions {
-        max_sources: 4096,
+        max_sources,
         ..Default::default()
     })
     .expect("loading Tollgate's XDP object (tests run as root on a BPF-enabled kernel)");
