@@ -229,9 +229,11 @@ mod tests {
                 super::source_event::COUNT,
                 super::PINNED.len(),
             ),
-            (2, 20, 64, 64, 16, 40, 64, 16, COUNTER_SLOTS_V1, 4, 21),
+            (2, 20, 64, 64, 16, 40, 64, 16, COUNTER_SLOTS_V2, 4, 21),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }
-    const COUNTER_SLOTS_V1: u32 = 16 * 10 * 3;
+    /// The counter array of layout 2: 16 interface slots x 10 reasons x 3
+    /// verdicts.
+    const COUNTER_SLOTS_V2: u32 = 16 * 10 * 3;
 }

@@ -898,39 +898,7 @@ pub fn parse(path: &Path, text: &str, check_interfaces: bool) -> Result<Config, 
 /// Default `state.pin_dir`.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/tollgate";
 
-/// Refuses a rule that would deny or limit (part of) a management CIDR:
-/// the operator must not be able to lock themselves out.
-pub fn guard_rule(management: &[IpNet], rule: &Rule) -> Result<(), String> {
-    if matches!(rule.action, Action::Allow) {
-        return Ok(());
-    }
-    for m in management {
-        if m.contains(&rule.net) || rule.net.contains(m) {
-            return Err(format!(
-                "{} would {} the management network {m} (the operator's own access); management CIDRs are always allowed, so narrow the rule to leave {m} out",
-                rule.net,
-                if matches!(rule.action, Action::Deny) {
-                    "deny"
-                } else {
-                    "limit"
-                }
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Refuses a ban that covers (part of) a management CIDR.
-pub fn guard_ban(management: &[IpNet], net: &IpNet) -> Result<(), String> {
-    for m in management {
-        if m.contains(net) || net.contains(m) {
-            return Err(format!(
-                "a ban on {net} would cover the management network {m} (the operator's own access); ban a narrower prefix"
-            ));
-        }
-    }
-    Ok(())
-}
+pub use crate::policy::{guard_ban, guard_rule};
 
 impl Config {
     /// The kernel policy: management CIDRs first as allow rules (so the

@@ -4,7 +4,7 @@
 //! it through one mutex, never across an await.
 
 use std::{
-    collections::{BTreeMap, BinaryHeap},
+    collections::BTreeMap,
     net::IpAddr,
     os::unix::fs::PermissionsExt,
     path::PathBuf,
@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use monitor_common::{
     maps::source_event,
     reason::{Reason, Verdict},
-    types::{RuntimeConfig, SourceFlow, SourceKey, SourceState},
+    types::{SourceFlow, SourceKey, SourceState},
 };
 use serde_json::json;
 use tokio::{
@@ -41,15 +41,13 @@ use crate::{
     events::{EventLog, event},
     exporter::{self, Metrics},
     loader::{LoadOptions, Tollgate},
-    maps::{Counters, source_key_net},
+    maps::source_key_net,
     policy::{Action, Limit, Policy, Rate, Rule},
     redact::Redactor,
+    snapshot::{Snapshot, TOP_MAX, Talker, Tops, key_id},
     state::{SavedBan, SavedRule, State, unix_ms},
     units,
 };
-
-/// Top-N lists kept per snapshot (the CLI asks for at most this many).
-pub const TOP_MAX: usize = 100;
 
 /// How long a source's destination-port sketch collects before it starts
 /// over: `detect.scan_ports` distinct ports within it mark a scan (about
@@ -59,35 +57,6 @@ pub const TOP_MAX: usize = 100;
 pub const PORT_WINDOW: Duration = Duration::from_secs(15);
 /// Longest ban accepted from the CLI: a month; longer is a deny rule.
 const MAX_BAN: Duration = Duration::from_secs(30 * 86_400);
-
-pub use crate::view::Talker;
-
-/// What one read of the maps found.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    pub counters: Counters,
-    /// Interface names by counter slot (slot 0: traffic on no slot).
-    pub ifaces: Vec<String>,
-    pub tracked: usize,
-    pub capacity: u32,
-    pub bans_active: usize,
-    pub rules: usize,
-    pub top_by_packets: Vec<Talker>,
-    pub top_by_bytes: Vec<Talker>,
-    pub top_by_drops: Vec<Talker>,
-    /// For the detectors: the sources with the most SYNs, and with the
-    /// most distinct destination ports this window.
-    pub top_by_syns: Vec<Talker>,
-    pub top_by_ports: Vec<Talker>,
-    pub read_duration: Duration,
-    pub generation: u32,
-    /// Detections so far, by detector name.
-    pub detections: BTreeMap<&'static str, u64>,
-    /// Bans placed so far, by reason (a detector's name, or `manual`).
-    pub bans_by_reason: BTreeMap<String, u64>,
-    /// Whether this snapshot walked the source table (top lists fresh).
-    pub walked: bool,
-}
 
 #[derive(Clone, Debug)]
 struct BanInfo {
@@ -157,141 +126,6 @@ fn median_pps(
     }
     rates.sort_by(|a, b| a.total_cmp(b));
     rates[rates.len() / 2]
-}
-
-/// Bounded top-K by one key.
-struct TopK {
-    k: usize,
-    /// Scores at or below this are not listed: 0 until the list is full
-    /// (a zero score never is), then the list's minimum.
-    floor: u64,
-    heap: BinaryHeap<std::cmp::Reverse<(u64, [u32; 5])>>,
-    flows: std::collections::HashMap<[u32; 5], SourceFlow>,
-}
-
-fn key_id(key: &SourceKey) -> [u32; 5] {
-    [
-        key.addr[0],
-        key.addr[1],
-        key.addr[2],
-        key.addr[3],
-        key.family,
-    ]
-}
-
-impl TopK {
-    fn new(k: usize) -> Self {
-        Self {
-            k,
-            floor: 0,
-            heap: BinaryHeap::new(),
-            flows: std::collections::HashMap::new(),
-        }
-    }
-
-    /// The common case, a source at or below the list's floor, costs one
-    /// comparison: a million sources are offered to five lists per sweep.
-    #[inline(always)]
-    fn offer(&mut self, score: u64, flow: &SourceFlow) {
-        if score > self.floor {
-            self.admit(score, flow);
-        }
-    }
-
-    #[inline(never)]
-    fn admit(&mut self, score: u64, flow: &SourceFlow) {
-        let id = key_id(&flow.key);
-        // A source seen twice (a sweep racing a claim) is listed once.
-        if self.flows.contains_key(&id) {
-            return;
-        }
-        if self.heap.len() >= self.k
-            && let Some(std::cmp::Reverse((_, gone))) = self.heap.pop()
-        {
-            self.flows.remove(&gone);
-        }
-        self.heap.push(std::cmp::Reverse((score, id)));
-        self.flows.insert(id, *flow);
-        if self.heap.len() >= self.k {
-            self.floor = self
-                .heap
-                .peek()
-                .map_or(0, |std::cmp::Reverse((min, _))| *min);
-        }
-    }
-
-    fn merge(&mut self, other: TopK) {
-        for std::cmp::Reverse((score, id)) in other.heap {
-            if let Some(f) = other.flows.get(&id) {
-                self.offer(score, f);
-            }
-        }
-    }
-
-    /// The list, highest first, with each source's ACK count from `acks`
-    /// (the sweep reads flow records only).
-    fn into_talkers(
-        self,
-        cfg: &RuntimeConfig,
-        redact: &Redactor,
-        acks: &mut impl FnMut(&SourceKey) -> u64,
-    ) -> Vec<Talker> {
-        let mut v: Vec<_> = self.heap.into_iter().map(|r| r.0).collect();
-        v.sort_by(|a, b| b.cmp(a));
-        v.into_iter()
-            .filter_map(|(_, id)| {
-                let f = self.flows.get(&id)?;
-                let net = source_key_net(&f.key, cfg);
-                Some(Talker::new(net, redact.net(net), f, acks(&f.key)))
-            })
-            .collect()
-    }
-}
-
-/// The top lists one walk keeps.
-struct Tops {
-    window: u32,
-    by_packets: TopK,
-    by_bytes: TopK,
-    by_drops: TopK,
-    by_syns: TopK,
-    by_ports: TopK,
-}
-
-impl Tops {
-    fn new(window: u32) -> Self {
-        Self {
-            window,
-            by_packets: TopK::new(TOP_MAX),
-            by_bytes: TopK::new(TOP_MAX),
-            by_drops: TopK::new(TOP_MAX),
-            by_syns: TopK::new(TOP_MAX),
-            by_ports: TopK::new(TOP_MAX),
-        }
-    }
-
-    fn offer(&mut self, s: &SourceFlow) {
-        self.by_packets.offer(s.packets, s);
-        self.by_bytes.offer(s.bytes, s);
-        self.by_drops.offer(s.dropped, s);
-        self.by_syns.offer(s.syns, s);
-        if s.port_window == self.window {
-            self.by_ports.offer(s.port_sketch.count_ones() as u64, s);
-        }
-    }
-
-    /// Adds another share's lists (each source was in one share only).
-    fn merge(&mut self, other: Tops) {
-        for (mine, theirs) in [
-            (&mut self.by_packets, other.by_packets),
-            (&mut self.by_bytes, other.by_bytes),
-            (&mut self.by_drops, other.by_drops),
-            (&mut self.by_syns, other.by_syns),
-            (&mut self.by_ports, other.by_ports),
-        ] {
-            mine.merge(theirs);
-        }
-    }
 }
 
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
@@ -1722,48 +1556,4 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(event = "state_save_failed", "{e}");
     }
     core.exit()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(i: u32) -> SourceKey {
-        SourceKey::v4(u32::from_ne_bytes([192, 0, 2, i as u8]), u32::MAX)
-    }
-
-    fn packets(t: TopK) -> Vec<u64> {
-        let cfg = RuntimeConfig::new(0, 32, 64, 0, 0);
-        t.into_talkers(&cfg, &Redactor::none(), &mut |_| 0)
-            .iter()
-            .map(|t| t.packets)
-            .collect()
-    }
-
-    /// The top k of the scores offered, highest first, whether offered to
-    /// one list or split over two and merged (as the walk's shares are).
-    #[test]
-    fn top_k_keeps_the_highest_and_merges() {
-        let scores: Vec<u64> = (1..=200u64).map(|i| (i * 7919) % 1000 + 1).collect();
-        let mut want = scores.clone();
-        want.sort_unstable_by(|a, b| b.cmp(a));
-        want.truncate(10);
-        let flow = |i: u32, p: u64| SourceFlow {
-            key: key(i),
-            packets: p,
-            ..Default::default()
-        };
-        let mut one = TopK::new(10);
-        let (mut a, mut b) = (TopK::new(10), TopK::new(10));
-        for (i, p) in scores.iter().enumerate() {
-            one.offer(*p, &flow(i as u32, *p));
-            let half = if i % 2 == 0 { &mut a } else { &mut b };
-            half.offer(*p, &flow(i as u32, *p));
-        }
-        // A source offered twice is listed once.
-        one.offer(scores[0], &flow(0, scores[0]));
-        a.merge(b);
-        assert_eq!(packets(one), want);
-        assert_eq!(packets(a), want);
-    }
 }

@@ -16,7 +16,7 @@ use prometheus::{
     Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::daemon::Snapshot;
+use crate::snapshot::Snapshot;
 
 /// Every metric the daemon exports, registered once.
 pub struct Metrics {

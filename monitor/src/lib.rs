@@ -1,7 +1,5 @@
 //! Tollgate's user-space side: loading the XDP programs, owning their
 //! maps, and the tools built on them.
-pub mod bans;
-pub mod batch;
 pub mod capture;
 pub mod cli;
 pub mod clock;
@@ -18,7 +16,7 @@ pub mod policy;
 pub mod redact;
 pub mod replay;
 pub mod run;
-pub mod sources;
+pub mod snapshot;
 pub mod state;
 pub mod units;
 pub mod view;

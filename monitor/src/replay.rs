@@ -68,32 +68,10 @@ impl Tollgate {
     /// (kernel `CLOCK_MONOTONIC` time), and returns what it recorded. The maps
     /// (sources, counters) are updated exactly as live traffic would.
     pub fn judge_frame(&mut self, frame: &[u8], now_ns: u64) -> Result<Judged, ReplayError> {
-        self.maps
-            .replay_clock
-            .set(0, now_ns, 0)
-            .map_err(|source| MapError::Op {
-                map: names::REPLAY_CLOCK,
-                op: "setting the replay clock",
-                source,
-            })?;
-        self.maps
-            .replay_out
-            .set(0, ReplayRecord::default(), 0)
-            .map_err(|source| MapError::Op {
-                map: names::REPLAY_OUT,
-                op: "clearing the replay record",
-                source,
-            })?;
+        self.maps.set_replay_clock(now_ns)?;
+        self.maps.clear_replay_record()?;
         let action = self.run_program(names::PROG_REPLAY, frame, 1)?.0;
-        let record = self
-            .maps
-            .replay_out
-            .get(&0, 0)
-            .map_err(|source| MapError::Op {
-                map: names::REPLAY_OUT,
-                op: "reading the replay record",
-                source,
-            })?;
+        let record = self.maps.replay_record()?;
         if record.written == 0 {
             return Err(ReplayError::NoRecord { action });
         }

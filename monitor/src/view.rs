@@ -8,42 +8,10 @@ use monitor_common::{
     types::{RuntimeConfig, SourceFlow, SourceKey},
 };
 
-use crate::maps::{Counters, source_key_net};
-
-/// One source in a top-talkers list (the live view's table, the
-/// daemon's `top` and metrics, the detectors' candidates).
-#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
-pub struct Talker {
-    /// The source prefix, redacted as the logs are.
-    pub source: String,
-    pub packets: u64,
-    pub bytes: u64,
-    pub dropped: u64,
-    pub syns: u64,
-    pub acks: u64,
-    /// Distinct destination ports in the current window (estimate).
-    pub ports: u32,
-    /// The prefix itself, for responses (never shown: `source` is).
-    #[serde(skip)]
-    pub net: Option<ipnet::IpNet>,
-}
-
-impl Talker {
-    /// The line for source `net` (shown as `shown`) with flow record `s`
-    /// and `acks` bare ACKs (kept in the source's control record).
-    pub fn new(net: ipnet::IpNet, shown: String, s: &SourceFlow, acks: u64) -> Self {
-        Self {
-            source: shown,
-            packets: s.packets,
-            bytes: s.bytes,
-            dropped: s.dropped,
-            syns: s.syns,
-            acks,
-            ports: monitor_common::detect::ports_from_sketch(s.port_sketch),
-            net: Some(net),
-        }
-    }
-}
+use crate::{
+    maps::{Counters, source_key_net},
+    snapshot::Talker,
+};
 
 /// The `n` sources with the most packets, with their ACK counts from
 /// `acks`.

@@ -27,7 +27,7 @@ fn promtool(args: &[&str]) -> String {
 /// Every metric name the exporter can print, from its own output after an
 /// update with one interface, one malformed packet and one top talker.
 fn exported_names() -> std::collections::HashSet<String> {
-    use tollgate::daemon::{Snapshot, Talker};
+    use tollgate::snapshot::{Snapshot, Talker};
     let m = tollgate::exporter::Metrics::new(10);
     let mut s = Snapshot {
         ifaces: vec!["none".into(), "eth0".into()],

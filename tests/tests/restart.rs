@@ -17,7 +17,7 @@ use monitor_common::{
     maps::{LAYOUT_VERSION, SOURCES},
     types::{SourceKey, SourceState},
 };
-use tollgate::sources::SourceTable;
+use tollgate::maps::SourceTable;
 
 const KEEP: &str = "# on_exit = keep";
 

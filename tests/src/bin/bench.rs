@@ -321,7 +321,7 @@ fn daemon_bench() -> anyhow::Result<()> {
             std::process::id(),
             monitor_common::maps::LAYOUT_VERSION
         ));
-        let mut table = tollgate::sources::SourceTable::from_pins(&pins)
+        let mut table = tollgate::maps::SourceTable::from_pins(&pins)
             .with_context(|| format!("opening the daemon's source table in {}", pins.display()))?;
         let now = monotonic_ns();
         table.insert((0..SOURCES).map(|i| {

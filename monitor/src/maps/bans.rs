@@ -6,7 +6,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use monitor_common::maps as names;
 
-use crate::maps::{MapError, Maps, lpm_v4, lpm_v6, trie_entries};
+use super::{
+    MapError, Maps,
+    trie::{lpm_v4, lpm_v6, trie_entries},
+};
 
 impl Maps {
     /// Bans `net` until `until_ns` (monotonic), replacing any ban on the

@@ -18,7 +18,7 @@ use monitor_common::{
     types::{SlotClock, SourceControl, SourceFlow, SourceKey, SourceState},
 };
 
-use crate::maps::{MapError, dup_fd, op, syscall_error};
+use super::{MapError, dup_fd, op, syscall_error};
 
 /// Slots per mmap window: 4 MiB, so a sweep's resident memory stays
 /// small (the mapping is populated as a whole when made, and unmapped

@@ -1,0 +1,133 @@
+//! Writing a policy into the kernel: the rule parameters and the CIDR
+//! tries of the policy set not in use, then one store that switches sets.
+
+use std::collections::{HashMap, HashSet};
+
+use ipnet::IpNet;
+use monitor_common::{
+    maps::{self as names, DEFAULT_RULE_SLOT, MAX_RULES_PER_FAMILY, RULE_SLOTS},
+    types::{RuleParams, RuntimeConfig},
+};
+
+use super::{
+    MapError, Maps,
+    trie::{clear_trie, lpm_v4, lpm_v6, trie_entries},
+};
+use crate::policy::{Policy, PolicyError};
+
+/// Why applying a policy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("invalid policy: {0}")]
+    Invalid(#[from] PolicyError),
+    #[error(transparent)]
+    Map(#[from] MapError),
+}
+
+impl Maps {
+    /// Writes `policy` into the policy set not in use, then flips the
+    /// generation's low bit so the kernel switches sets in one store: a
+    /// packet sees the old policy or the new one, never a mix, and nothing
+    /// is unenforced in between. Every cached source re-resolves on its
+    /// next packet; a CIDR that stays keeps its rule slot, so its sources
+    /// keep their buckets. `clock_base_ns` is the bucket clock's origin
+    /// (kept from the current config when `None`).
+    pub fn apply_policy(
+        &mut self,
+        policy: &Policy,
+        clock_base_ns: Option<u64>,
+    ) -> Result<(), ApplyError> {
+        let params = policy.compile()?;
+        let current = self.runtime_config()?;
+        let active = (current.generation & 1) as usize;
+        let next = active ^ 1;
+        let old = self.policy_slots(active)?;
+        let in_use: HashSet<u32> = old.values().copied().collect();
+        let mut free = 1..;
+        let mut slots = Vec::with_capacity(policy.rules.len());
+        for rule in &policy.rules {
+            let slot = match old.get(&rule.net) {
+                Some(s) => *s,
+                None => free
+                    .by_ref()
+                    .find(|s| !in_use.contains(s) && !old.values().any(|o| o == s))
+                    .ok_or(PolicyError::TooMany {
+                        family: "IPv4 and IPv6",
+                        count: policy.rules.len(),
+                        max: MAX_RULES_PER_FAMILY,
+                    })?,
+            };
+            slots.push(slot);
+        }
+        let base = next as u32 * RULE_SLOTS;
+        let rules = &mut self.rules;
+        let mut write_rule = |slot: u32, p: &RuleParams| {
+            rules.set(base + slot, p, 0).map_err(|source| MapError::Op {
+                map: names::RULES,
+                op: "writing a rule",
+                source,
+            })
+        };
+        write_rule(DEFAULT_RULE_SLOT, &params[0])?;
+        for (i, slot) in slots.iter().enumerate() {
+            write_rule(*slot, &params[i + 1])?;
+        }
+        self.clear_policy_set(next)?;
+        for (rule, slot) in policy.rules.iter().zip(&slots) {
+            let res = match rule.net {
+                IpNet::V4(n) => self.policy_v4[next].insert(&lpm_v4(&n), *slot, 0),
+                IpNet::V6(n) => self.policy_v6[next].insert(&lpm_v6(&n), *slot, 0),
+            };
+            res.map_err(|source| MapError::Op {
+                map: if rule.net.addr().is_ipv4() {
+                    names::POLICY_V4[next]
+                } else {
+                    names::POLICY_V6[next]
+                },
+                op: "inserting a rule prefix",
+                source,
+            })?;
+        }
+        let cfg = RuntimeConfig {
+            port_window: current.port_window,
+            hot_window: current.hot_window,
+            syn_limit: current.syn_limit,
+            syn_known_before_s: current.syn_known_before_s,
+            ..RuntimeConfig::new(
+                current.generation.wrapping_add(1),
+                policy.v4_prefix,
+                policy.v6_prefix,
+                policy.malformed as u32,
+                clock_base_ns.unwrap_or(current.clock_base_ns),
+            )
+        };
+        self.set_runtime_config(&cfg)?;
+        Ok(())
+    }
+
+    /// CIDR -> rule slot of policy set `set`.
+    fn policy_slots(&self, set: usize) -> Result<HashMap<IpNet, u32>, MapError> {
+        let mut out: HashMap<IpNet, u32> =
+            trie_entries(&self.policy_v4[set], names::POLICY_V4[set])?
+                .into_iter()
+                .collect();
+        out.extend(trie_entries(&self.policy_v6[set], names::POLICY_V6[set])?);
+        Ok(out)
+    }
+
+    /// Empties the tries of policy set `set` (it holds the policy from two
+    /// swaps ago).
+    fn clear_policy_set(&mut self, set: usize) -> Result<(), MapError> {
+        clear_trie(&mut self.policy_v4[set], names::POLICY_V4[set])?;
+        clear_trie(&mut self.policy_v6[set], names::POLICY_V6[set])
+    }
+
+    /// Changes the generation without switching policy sets (+2 keeps the
+    /// low bit): every cached source re-resolves its rule and ban on its
+    /// next packet. Used after ban changes.
+    pub(super) fn bump_generation(&mut self) -> Result<(), MapError> {
+        let mut cfg = self.runtime_config()?;
+        cfg.generation = cfg.generation.wrapping_add(2);
+        self.set_runtime_config(&cfg)
+    }
+}
