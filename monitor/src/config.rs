@@ -341,13 +341,7 @@ pub struct LogConfig {
     pub hash_key_file: Option<PathBuf>,
 }
 
-/// Where a rule came from, shown by `tollgate rules list`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    Config,
-    Runtime,
-}
+pub use crate::policy::Origin;
 
 /// A rule with its comment and origin.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,30 +4,31 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::state::unix_ms;
 
 /// Events kept for `tollgate events` (older ones are in the log).
 pub const KEEP: usize = 1_000;
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Event {
     /// Increasing, so `tollgate events --follow` can ask for what is new.
     pub seq: u64,
     pub unix_ms: u64,
-    /// `detection`, `ban_added`, `ban_removed`, `ban_expired`.
-    pub kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detector: Option<&'static str>,
+    /// `detection`, `ban_added`, `ban_removed`, `ban_expired`,
+    /// `syn_limit_lifted`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<String>,
     /// The source or prefix, redacted as configured.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// What was done: `logged` (monitor mode or nothing to do), `banned`, ...
     pub action: String,
     /// The numbers that crossed the line: name -> [observed, limit].
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub evidence: BTreeMap<&'static str, [f64; 2]>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub evidence: BTreeMap<String, [f64; 2]>,
     pub message: String,
 }
 
@@ -45,8 +46,8 @@ impl EventLog {
         e.unix_ms = unix_ms();
         let evidence = serde_json::to_string(&e.evidence).unwrap_or_default();
         tracing::warn!(
-            event = e.kind,
-            detector = e.detector.unwrap_or(""),
+            event = %e.kind,
+            detector = e.detector.as_deref().unwrap_or(""),
             source = e.source.as_deref().unwrap_or(""),
             action = %e.action,
             evidence = %evidence,
@@ -72,7 +73,7 @@ pub fn event(kind: &'static str, source: Option<String>, action: &str, message: 
     Event {
         seq: 0,
         unix_ms: 0,
-        kind,
+        kind: kind.to_owned(),
         detector: None,
         source,
         action: action.to_owned(),

@@ -132,6 +132,16 @@ impl PinDir {
         Ok(())
     }
 
+    /// Undoes a start that failed on fresh maps: unpins them, and removes
+    /// the directory and the root if that leaves them empty (a running
+    /// older layout's pins are not touched).
+    pub fn discard_fresh(&mut self) -> anyhow::Result<()> {
+        self.clear_maps()?;
+        let _ = std::fs::remove_dir(&self.dir);
+        let _ = std::fs::remove_dir(&self.root);
+        Ok(())
+    }
+
     /// Removes every pin of this layout and the directory (after the links
     /// were detached), and the root if nothing else is in it.
     pub fn remove(self) -> anyhow::Result<()> {

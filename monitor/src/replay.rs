@@ -279,6 +279,23 @@ impl ReplayTotals {
             *self.by_reason.entry(reason).or_default() += 1;
         }
     }
+
+    /// The closing line of a text replay.
+    pub fn line(&self) -> String {
+        format!(
+            "totals: {} packets, {} passed, {} dropped, {} monitored, {} not run; by reason: {}",
+            self.packets,
+            self.pass,
+            self.drop,
+            self.monitor,
+            self.skipped,
+            self.by_reason
+                .iter()
+                .map(|(r, n)| format!("{r}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    }
 }
 
 /// Where a frame of `len` bytes can be run, or why not.

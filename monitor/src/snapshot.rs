@@ -47,7 +47,7 @@ pub struct Snapshot {
 
 /// One source in a top-talkers list (the live view's table, the
 /// daemon's `top` and metrics, the detectors' candidates).
-#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Talker {
     /// The source prefix, redacted as the logs are.
     pub source: String,

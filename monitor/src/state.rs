@@ -13,7 +13,10 @@ use std::{
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::control::LimitSpec;
+use crate::{
+    config::RuleEntry,
+    policy::{Action, LimitSpec, action_name},
+};
 
 pub const VERSION: u32 = 1;
 
@@ -27,6 +30,41 @@ pub struct SavedRule {
     pub monitor: bool,
     #[serde(default)]
     pub comment: Option<String>,
+}
+
+impl SavedRule {
+    /// The state file's form of a runtime rule.
+    pub fn from_entry(e: &RuleEntry) -> Self {
+        Self {
+            cidr: e.rule.net.to_string(),
+            action: action_name(&e.rule.action).into(),
+            limit: match &e.rule.action {
+                Action::Limit(l) => LimitSpec::from_limit(l),
+                _ => LimitSpec::default(),
+            },
+            monitor: e.rule.monitor,
+            comment: e.comment.clone(),
+        }
+    }
+
+    /// The saved limit, read as written. Daemons before the byte rate
+    /// needed a unit wrote bytes as bare numbers: those are bytes.
+    pub fn limit_spec(&self) -> LimitSpec {
+        let bytes = |v: &Option<String>| {
+            v.as_ref().map(|t| {
+                if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
+                    format!("{t}B")
+                } else {
+                    t.clone()
+                }
+            })
+        };
+        LimitSpec {
+            bytes_per_second: bytes(&self.limit.bytes_per_second),
+            burst_bytes: bytes(&self.limit.burst_bytes),
+            ..self.limit.clone()
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -163,5 +201,20 @@ mod tests {
             "the bad file was moved aside, not overwritten"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A byte rate saved as a bare number by an earlier daemon still
+    /// restores, as bytes.
+    #[test]
+    fn bare_byte_numbers_of_older_state_files_are_bytes() {
+        let old: SavedRule = serde_json::from_str(
+            r#"{"cidr":"192.0.2.0/24","action":"limit","limit":{"bytes_per_second":"10000000","burst_bytes":"2000000"}}"#,
+        )
+        .unwrap();
+        let l = old.limit_spec().parse().unwrap();
+        assert_eq!(
+            l.bytes.map(|r| (r.per_sec, r.burst)),
+            Some((10_000_000, 2_000_000))
+        );
     }
 }

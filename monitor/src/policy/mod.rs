@@ -72,6 +72,28 @@ pub struct Rule {
     pub monitor: bool,
 }
 
+/// Where a rule or limit in force comes from.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// `management.cidrs`: always allowed.
+    Management,
+    /// The config file.
+    Config,
+    /// Changed at run time (CLI), kept in the state file.
+    Runtime,
+}
+
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Management => "management",
+            Origin::Config => "config",
+            Origin::Runtime => "runtime",
+        }
+    }
+}
+
 /// Everything the kernel needs to decide a packet's fate, but bans.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {

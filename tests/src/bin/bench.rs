@@ -441,21 +441,23 @@ fn answered(
     src: std::net::Ipv4Addr,
     since: u64,
 ) -> anyhow::Result<bool> {
-    use tollgate::control::Command;
+    use tollgate::control::Request as Command;
     Ok(match kind {
-        Attack::SpoofedSynFlood => client.call(Command::Events { since })?["events"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|e| {
-                e["detector"] == "global_syn_flood"
-                    && e["action"]
-                        .as_str()
-                        .is_some_and(|a| a.starts_with("limited"))
-            }),
+        Attack::SpoofedSynFlood => {
+            client.call::<serde_json::Value>(Command::Events { since })?["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| {
+                    e["detector"] == "global_syn_flood"
+                        && e["action"]
+                            .as_str()
+                            .is_some_and(|a| a.starts_with("limited"))
+                })
+        }
         _ => {
             let want = format!("{src}/32");
-            client.call(Command::BanList)?["bans"]
+            client.call::<serde_json::Value>(Command::BanList)?["bans"]
                 .as_array()
                 .into_iter()
                 .flatten()
@@ -466,7 +468,7 @@ fn answered(
 
 /// The newest event's sequence number.
 fn last_seq(client: &mut tollgate::control::Client) -> anyhow::Result<u64> {
-    let v = client.call(tollgate::control::Command::Events { since: 0 })?;
+    let v: serde_json::Value = client.call(tollgate::control::Request::Events { since: 0 })?;
     Ok(v["events"]
         .as_array()
         .and_then(|a| a.last())

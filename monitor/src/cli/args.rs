@@ -1,4 +1,4 @@
-//! Command-line arguments.
+//! The command line: every subcommand and flag of `tollgate` (clap).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -139,7 +139,10 @@ pub enum RulesOp {
 
 #[derive(Subcommand, Debug)]
 pub enum LimitOp {
+    /// The default limit and the limit rules in force.
     Show(ClientArgs),
+    /// Change the numbers (or the mode) of the default limit or of a limit
+    /// rule; the numbers not given stay as they are.
     Set {
         /// The limit rule to change; without it, the default limit.
         #[arg(long)]
@@ -149,6 +152,15 @@ pub enum LimitOp {
         /// `true`: count what would be dropped and pass it; `false`: enforce.
         #[arg(long)]
         monitor: Option<bool>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Drop the runtime change of the default limit (or of the configured
+    /// rule on `--cidr`): the config file's numbers apply again.
+    Reset {
+        /// The configured rule to restore; without it, the default limit.
+        #[arg(long)]
+        cidr: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -230,12 +242,12 @@ pub struct ReplayArgs {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum MalformedVerdict {
+pub enum MalformedArg {
     Drop,
     Pass,
 }
 
-/// The policy, from flags (the config file comes with the daemon).
+/// The policy, from flags (`run --iface` and `replay` without `--config`).
 #[derive(Args, Debug)]
 pub struct PolicyArgs {
     /// Default limit: packets per second per source.
@@ -263,8 +275,8 @@ pub struct PolicyArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(0..=128))]
     pub v6_prefix: u8,
     /// What to do with packets whose headers cannot be read.
-    #[arg(long, value_enum, default_value_t = MalformedVerdict::Drop)]
-    pub malformed: MalformedVerdict,
+    #[arg(long, value_enum, default_value_t = MalformedArg::Drop)]
+    pub malformed: MalformedArg,
 }
 
 impl PolicyArgs {
@@ -290,8 +302,8 @@ impl PolicyArgs {
             v4_prefix: self.v4_prefix,
             v6_prefix: self.v6_prefix,
             malformed: match self.malformed {
-                MalformedVerdict::Drop => Verdict::Drop,
-                MalformedVerdict::Pass => Verdict::Pass,
+                MalformedArg::Drop => Verdict::Drop,
+                MalformedArg::Pass => Verdict::Pass,
             },
             default_monitor: false,
         }
@@ -299,8 +311,8 @@ impl PolicyArgs {
 }
 
 impl LimitArgs {
-    pub fn spec(&self) -> crate::control::LimitSpec {
-        crate::control::LimitSpec {
+    pub fn spec(&self) -> crate::policy::LimitSpec {
+        crate::policy::LimitSpec {
             packets_per_second: self.packets_per_second.clone(),
             burst_packets: self.burst_packets.clone(),
             bytes_per_second: self.bytes_per_second.clone(),

@@ -1,0 +1,195 @@
+//! The text the CLI prints for each typed reply (`--json` prints the reply
+//! itself).
+
+use crate::{
+    control::replies::{
+        Banned, Bans, LimitChanged, LimitNumbers, Reloaded, RuleChanged, RuleLine, Rules, Status,
+        Top, Unbanned,
+    },
+    events::Event,
+};
+
+/// How a reply reads as text.
+pub trait Text {
+    fn text(&self) -> String;
+}
+
+impl Text for Status {
+    fn text(&self) -> String {
+        let by_reason: Vec<String> = self
+            .by_reason
+            .iter()
+            .filter(|(_, n)| **n != 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        format!(
+            "tollgate {} on {} ({}), up {}s\npackets: {} passed, {} dropped, {} monitored\nsources: {} tracked of {}, {} evicted; bans active: {}\nrules: {} from config, {} runtime, {} management\nby reason: {}",
+            self.version,
+            self.interfaces.join(", "),
+            self.attach_mode,
+            self.uptime_seconds,
+            self.packets.pass,
+            self.packets.drop,
+            self.packets.monitor,
+            self.sources.tracked,
+            self.sources.capacity,
+            self.sources.evicted,
+            self.bans_active,
+            self.rules.config,
+            self.rules.runtime,
+            self.rules.management,
+            by_reason.join(" ")
+        )
+    }
+}
+
+impl Text for Top {
+    fn text(&self) -> String {
+        let mut out = format!(
+            "{:<28} {:>12} {:>12} {:>12} {:>10}",
+            "source", "packets", "bytes", "dropped", "syns"
+        );
+        for s in &self.sources {
+            out.push_str(&format!(
+                "\n{:<28} {:>12} {:>12} {:>12} {:>10}",
+                s.source, s.packets, s.bytes, s.dropped, s.syns
+            ));
+        }
+        out
+    }
+}
+
+fn limit_text(l: &LimitNumbers) -> String {
+    let mut parts = Vec::new();
+    if let (Some(r), Some(b)) = (l.packets_per_second, l.burst_packets) {
+        parts.push(format!("{r} pps burst {b}"));
+    }
+    if let (Some(r), Some(b)) = (l.bytes_per_second, l.burst_bytes) {
+        parts.push(format!("{r} B/s burst {b} B"));
+    }
+    parts.join(", ")
+}
+
+fn monitor_text(on: bool) -> &'static str {
+    if on { " [monitor]" } else { "" }
+}
+
+fn rule_text(r: &RuleLine) -> String {
+    format!(
+        "{:<24} {:<6} {}{} ({}){}",
+        r.cidr,
+        r.action,
+        r.limit.as_ref().map(limit_text).unwrap_or_default(),
+        monitor_text(r.monitor),
+        r.origin.name(),
+        r.comment
+            .as_deref()
+            .map(|c| format!(" # {c}"))
+            .unwrap_or_default()
+    )
+}
+
+impl Text for Rules {
+    fn text(&self) -> String {
+        let d = &self.default;
+        let mut out = format!(
+            "default: {}{} ({})",
+            limit_text(&d.limit),
+            monitor_text(d.monitor),
+            d.origin.name()
+        );
+        for r in &self.rules {
+            out.push('\n');
+            out.push_str(&rule_text(r));
+        }
+        out
+    }
+}
+
+impl Text for LimitChanged {
+    fn text(&self) -> String {
+        format!(
+            "ok: {} now {}{} ({})",
+            self.cidr.as_deref().unwrap_or("default limit"),
+            limit_text(&self.limit),
+            monitor_text(self.monitor),
+            self.origin.name()
+        )
+    }
+}
+
+impl Text for RuleChanged {
+    fn text(&self) -> String {
+        match (&self.added, &self.removed) {
+            (Some(a), _) => format!("ok: added {a}"),
+            (_, Some(r)) => format!("ok: removed {r}"),
+            _ => "ok".into(),
+        }
+    }
+}
+
+impl Text for Banned {
+    fn text(&self) -> String {
+        format!("ok: banned {} for {}s", self.banned, self.ttl_seconds)
+    }
+}
+
+impl Text for Unbanned {
+    fn text(&self) -> String {
+        format!("ok: unbanned {}", self.unbanned)
+    }
+}
+
+impl Text for Bans {
+    fn text(&self) -> String {
+        if self.bans.is_empty() {
+            return "no bans in force".into();
+        }
+        self.bans
+            .iter()
+            .map(|b| {
+                format!(
+                    "{:<28} {:>8}s left  {}",
+                    b.cidr,
+                    b.remaining_seconds,
+                    b.reason.as_deref().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Text for Reloaded {
+    fn text(&self) -> String {
+        let mut out = format!("ok: reloaded {} ({} rules)", self.reloaded, self.rules);
+        for n in &self.notes {
+            out.push_str(&format!("\nnote: {n}"));
+        }
+        out
+    }
+}
+
+impl Text for Event {
+    fn text(&self) -> String {
+        let evidence: Vec<String> = self
+            .evidence
+            .iter()
+            .map(|(k, [observed, limit])| format!("{k}={observed} (line {limit})"))
+            .collect();
+        format!(
+            "#{} {} {} {} {}: {}{}",
+            self.seq,
+            self.kind,
+            self.detector.as_deref().unwrap_or("-"),
+            self.source.as_deref().unwrap_or("-"),
+            self.action,
+            self.message,
+            if evidence.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", evidence.join(", "))
+            }
+        )
+    }
+}

@@ -1,0 +1,185 @@
+//! One typed reply per control request, serialized by the daemon and
+//! read back by the CLI: a field renamed on one side fails to compile
+//! instead of printing `null`. The JSON of each is what `--json` prints.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    events::Event,
+    policy::{Action, Limit, Origin, action_name},
+    snapshot::Talker,
+};
+
+/// `status`: what the daemon runs and what it has seen.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub version: String,
+    pub interfaces: Vec<String>,
+    pub attach_mode: String,
+    pub uptime_seconds: u64,
+    pub policy_generation: u32,
+    pub rules: RuleCounts,
+    pub bans_active: usize,
+    pub sources: SourceCounts,
+    pub packets: ByVerdict,
+    pub bytes: ByVerdict,
+    /// Packets by reason, every reason listed.
+    pub by_reason: BTreeMap<String, u64>,
+    pub last_read_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuleCounts {
+    pub config: usize,
+    pub runtime: usize,
+    pub management: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceCounts {
+    pub tracked: usize,
+    pub capacity: u32,
+    pub evicted: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ByVerdict {
+    pub pass: u64,
+    pub drop: u64,
+    pub monitor: u64,
+}
+
+/// `top`: the sources with the most packets, bytes or drops.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Top {
+    pub by: String,
+    pub sources: Vec<Talker>,
+}
+
+/// A limit's numbers (`None`: that unit is not limited).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LimitNumbers {
+    pub packets_per_second: Option<u64>,
+    pub burst_packets: Option<u64>,
+    pub bytes_per_second: Option<u64>,
+    pub burst_bytes: Option<u64>,
+}
+
+impl From<&Limit> for LimitNumbers {
+    fn from(l: &Limit) -> Self {
+        Self {
+            packets_per_second: l.packets.map(|r| r.per_sec),
+            burst_packets: l.packets.map(|r| r.burst),
+            bytes_per_second: l.bytes.map(|r| r.per_sec),
+            burst_bytes: l.bytes.map(|r| r.burst),
+        }
+    }
+}
+
+/// The default limit in force.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DefaultLimit {
+    pub limit: LimitNumbers,
+    pub monitor: bool,
+    pub origin: Origin,
+}
+
+/// One rule in force.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuleLine {
+    pub cidr: String,
+    pub action: String,
+    /// The limit of a `limit` rule.
+    pub limit: Option<LimitNumbers>,
+    pub monitor: bool,
+    pub comment: Option<String>,
+    pub origin: Origin,
+}
+
+impl RuleLine {
+    pub fn new(rule: &crate::policy::Rule, comment: Option<String>, origin: Origin) -> Self {
+        Self {
+            cidr: rule.net.to_string(),
+            action: action_name(&rule.action).into(),
+            limit: match &rule.action {
+                Action::Limit(l) => Some(l.into()),
+                _ => None,
+            },
+            monitor: rule.monitor,
+            comment,
+            origin,
+        }
+    }
+}
+
+/// `rules list` (every rule) and `limit show` (the limit rules).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Rules {
+    pub default: DefaultLimit,
+    pub rules: Vec<RuleLine>,
+}
+
+/// `limit set` and `limit reset`: the limit now in force (`cidr` `None`:
+/// the default limit).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LimitChanged {
+    pub cidr: Option<String>,
+    pub limit: LimitNumbers,
+    pub monitor: bool,
+    pub origin: Origin,
+}
+
+/// `rules add` and `rules remove`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuleChanged {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<String>,
+}
+
+/// `ban add`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Banned {
+    pub banned: String,
+    pub ttl_seconds: u64,
+}
+
+/// `ban remove`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Unbanned {
+    pub unbanned: String,
+}
+
+/// One ban in force.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BanLine {
+    pub cidr: String,
+    pub remaining_seconds: u64,
+    pub reason: Option<String>,
+}
+
+/// `ban list`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Bans {
+    pub bans: Vec<BanLine>,
+}
+
+/// `reload`: what was read, and what the reload did not change.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reloaded {
+    pub reloaded: String,
+    pub rules: usize,
+    /// Runtime changes that still override the file (say so, and how to
+    /// drop them), and settings that change only on restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// `events`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Events {
+    pub events: Vec<Event>,
+}

@@ -1,0 +1,144 @@
+//! The daemon's side of the control socket: binding it, checking each
+//! peer's credentials, framing requests and responses. What a request
+//! does is the `Handler`'s business (the daemon's commands); this file
+//! knows nothing of the daemon.
+
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+
+use anyhow::Context as _;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream, unix::OwnedWriteHalf},
+};
+
+use super::{
+    peer::{group_id, peer_credentials, user_in_group},
+    protocol::{MAX_REQUEST, Request, Response, parse_request},
+};
+
+/// Answers one request; called on a blocking thread, one at a time per
+/// connection.
+pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
+
+/// Binds the control socket at `path`: a stale file removed, mode 0660,
+/// group `group` if given. Returns the listener and the group's id.
+pub fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<(UnixListener, Option<u32>)> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display()))?;
+    }
+    let l = UnixListener::bind(path)
+        .with_context(|| format!("binding the control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    let gid = match group {
+        Some(g) => {
+            let gid = group_id(g)
+                .with_context(|| format!("control.group: no group `{g}` on this host"))?;
+            std::os::unix::fs::chown(path, None, Some(gid))?;
+            Some(gid)
+        }
+        None => None,
+    };
+    Ok((l, gid))
+}
+
+/// Accepts connections for ever, each served on its own task.
+pub async fn serve(listener: UnixListener, allowed_gid: Option<u32>, handler: Handler) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(serve_client(stream, allowed_gid, handler.clone()));
+            }
+            Err(e) => tracing::warn!(event = "control_accept_failed", "{e}"),
+        }
+    }
+}
+
+async fn send(w: &mut OwnedWriteHalf, resp: &Response) -> std::io::Result<()> {
+    let line = serde_json::to_string(resp).unwrap_or_default();
+    w.write_all(format!("{line}\n").as_bytes()).await
+}
+
+/// Why a peer may not use the socket, if it may not: root, the daemon's
+/// own user and members of the control group may.
+fn refusal(stream: &UnixStream, allowed_gid: Option<u32>) -> Option<String> {
+    use std::os::fd::AsRawFd;
+    let peer = match peer_credentials(stream.as_raw_fd()) {
+        Ok(p) => p,
+        Err(e) => return Some(format!("cannot read your credentials: {e}")),
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let permitted = peer.uid == 0
+        || peer.uid == me
+        || allowed_gid.is_some_and(|g| user_in_group(peer.uid, peer.gid, g));
+    if permitted {
+        return None;
+    }
+    tracing::warn!(
+        event = "control_refused",
+        uid = peer.uid,
+        pid = peer.pid,
+        "control request refused"
+    );
+    Some(format!(
+        "permission denied: uid {} is not root{}",
+        peer.uid,
+        if allowed_gid.is_some() {
+            " and not in the control group"
+        } else {
+            "; set control.group in the config to let a group in"
+        }
+    ))
+}
+
+async fn serve_client(stream: UnixStream, allowed_gid: Option<u32>, handler: Handler) {
+    let refused = refusal(&stream, allowed_gid);
+    let (read, mut write) = stream.into_split();
+    if let Some(msg) = refused {
+        let _ = send(&mut write, &Response::error(msg)).await;
+        return;
+    }
+    let mut reader = BufReader::new(read);
+    loop {
+        let mut buf = Vec::new();
+        let n = match (&mut reader)
+            .take(MAX_REQUEST as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        if n == 0 {
+            return;
+        }
+        let oversized = buf.len() > MAX_REQUEST && !buf.ends_with(b"\n");
+        let resp = if oversized {
+            Response::error(format!(
+                "request longer than {MAX_REQUEST} bytes; refused (one request per line, a few hundred bytes each)"
+            ))
+        } else {
+            match std::str::from_utf8(&buf)
+                .map_err(|_| "the request is not UTF-8".to_owned())
+                .and_then(|l| parse_request(l.trim()))
+            {
+                Err(e) => Response::error(e),
+                Ok(req) => {
+                    let handler = handler.clone();
+                    tokio::task::spawn_blocking(move || handler(req.command))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Response::error("the request handler failed; see the daemon's log")
+                        })
+                }
+            }
+        };
+        if send(&mut write, &resp).await.is_err() || oversized {
+            return;
+        }
+    }
+}

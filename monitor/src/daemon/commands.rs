@@ -1,0 +1,278 @@
+//! The control socket's requests, one function each, answering with the
+//! typed replies of `control::replies`. Rule changes go through
+//! `change_rules` (mutate, apply, roll back, save); bans through the ban
+//! book.
+
+use std::collections::BTreeMap;
+
+use monitor_common::{
+    maps::source_event,
+    reason::{Reason, Verdict},
+};
+use serde::Serialize;
+
+use super::Daemon;
+use crate::{
+    clock::coarse_ns,
+    config::RuleEntry,
+    control::{
+        Request, Response,
+        replies::{
+            BanLine, Banned, Bans, ByVerdict, DefaultLimit, Events, RuleChanged, RuleCounts,
+            RuleLine, Rules, SourceCounts, Status, Top, Unbanned,
+        },
+    },
+    events::event,
+    policy::{
+        Action, LimitSpec, Origin, Rule, action_name, ban_ttl, guard_ban, guard_rule, parse_cidr,
+        parse_rule,
+    },
+    snapshot::{Snapshot, TOP_MAX},
+};
+
+fn reply<T: Serialize>(r: Result<T, String>) -> Response {
+    match r.and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string())) {
+        Ok(v) => Response::ok(v),
+        Err(e) => Response::error(e),
+    }
+}
+
+impl Daemon {
+    /// Handles one control request; `latest` is the stats loop's last
+    /// snapshot (none yet right after the start: one is read).
+    pub fn handle(&mut self, req: Request, latest: Option<&Snapshot>) -> Response {
+        match req {
+            Request::Status => reply(self.status(latest)),
+            Request::Top { n, by } => reply(self.top(latest, n, &by)),
+            Request::RulesList => reply(Ok::<_, String>(self.rules_list(|_| true))),
+            Request::RulesAdd {
+                cidr,
+                action,
+                limit,
+                monitor,
+                comment,
+            } => reply(self.rules_add(&cidr, &action, &limit, monitor, comment)),
+            Request::RulesRemove { cidr } => reply(self.rules_remove(&cidr)),
+            Request::LimitShow => reply(Ok::<_, String>(
+                self.rules_list(|r| matches!(r.action, Action::Limit(_))),
+            )),
+            Request::LimitSet {
+                cidr,
+                limit,
+                monitor,
+            } => reply(self.limit_set(cidr.as_deref(), &limit, monitor)),
+            Request::LimitReset { cidr } => reply(self.limit_reset(cidr.as_deref())),
+            Request::BanAdd { cidr, ttl, reason } => reply(self.ban_add(&cidr, &ttl, reason)),
+            Request::BanList => reply(Ok::<_, String>(self.ban_list())),
+            Request::BanRemove { cidr } => reply(self.ban_remove(&cidr)),
+            Request::Reload => reply(self.reload()),
+            Request::Events { since } => reply(Ok::<_, String>(Events {
+                events: self.events.since(since),
+            })),
+        }
+    }
+
+    fn latest(&self, latest: Option<&Snapshot>) -> Result<Snapshot, String> {
+        match latest {
+            Some(s) => Ok(s.clone()),
+            None => self.snapshot(true, None).map_err(|e| format!("{e:#}")),
+        }
+    }
+
+    fn status(&self, latest: Option<&Snapshot>) -> Result<Status, String> {
+        let snap = self.latest(latest)?;
+        let total = |v| snap.counters.total(v);
+        let verdicts = |f: fn(monitor_common::types::Counter) -> u64| ByVerdict {
+            pass: f(total(Verdict::Pass)),
+            drop: f(total(Verdict::Drop)),
+            monitor: f(total(Verdict::Monitor)),
+        };
+        Ok(Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            interfaces: self.config.interfaces.clone(),
+            attach_mode: self.config.attach_mode.to_string(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            policy_generation: snap.generation,
+            rules: RuleCounts {
+                config: self.config.rules.len(),
+                runtime: self.rules.runtime.len(),
+                management: self.config.management.len(),
+            },
+            bans_active: snap.bans_active,
+            sources: SourceCounts {
+                tracked: snap.tracked,
+                capacity: snap.capacity,
+                evicted: snap.counters.source_events[source_event::EVICTED as usize],
+            },
+            packets: verdicts(|c| c.packets),
+            bytes: verdicts(|c| c.bytes),
+            by_reason: Reason::ALL
+                .iter()
+                .map(|r| (r.name().to_owned(), snap.counters.packets(*r)))
+                .collect::<BTreeMap<_, _>>(),
+            last_read_ms: snap.read_duration.as_secs_f64() * 1e3,
+        })
+    }
+
+    fn top(&self, latest: Option<&Snapshot>, n: usize, by: &str) -> Result<Top, String> {
+        let snap = self.latest(latest)?;
+        if n == 0 || n > TOP_MAX {
+            return Err(format!("-n {n}: ask for 1 to {TOP_MAX} sources"));
+        }
+        let list = match by {
+            "packets" => &snap.top_by_packets,
+            "bytes" => &snap.top_by_bytes,
+            "drops" => &snap.top_by_drops,
+            other => return Err(format!("--by {other}: one of packets, bytes, drops")),
+        };
+        Ok(Top {
+            by: by.to_owned(),
+            sources: list.iter().take(n).cloned().collect(),
+        })
+    }
+
+    /// The default limit and the rules in force that `keep` selects.
+    fn rules_list(&self, keep: impl Fn(&Rule) -> bool) -> Rules {
+        let p = self.policy();
+        Rules {
+            default: DefaultLimit {
+                limit: (&p.default).into(),
+                monitor: p.default_monitor,
+                origin: if self.rules.default_override.is_some() {
+                    Origin::Runtime
+                } else {
+                    Origin::Config
+                },
+            },
+            rules: self
+                .rules
+                .all(&self.config)
+                .into_iter()
+                .filter(|(e, _)| keep(&e.rule))
+                .map(|(e, origin)| RuleLine::new(&e.rule, e.comment, origin))
+                .collect(),
+        }
+    }
+
+    fn rules_add(
+        &mut self,
+        cidr: &str,
+        action: &str,
+        limit: &LimitSpec,
+        monitor: bool,
+        comment: Option<String>,
+    ) -> Result<RuleChanged, String> {
+        let net = parse_cidr(cidr)?;
+        if self.rules.find(&self.config, net).is_some() {
+            return Err(format!(
+                "{net} already has a rule; `tollgate rules remove {net}` first, or `tollgate limit set --cidr {net}` to change its numbers"
+            ));
+        }
+        let rule = parse_rule(&net.to_string(), action, limit, monitor)?;
+        guard_rule(&self.config.management, &rule)?;
+        let shown = action_name(&rule.action);
+        self.change_rules(|book| {
+            book.runtime.push(RuleEntry {
+                rule,
+                comment,
+                origin: Origin::Runtime,
+            });
+            Ok(())
+        })?;
+        tracing::info!(event = "rule_added", cidr = %self.redact.net(net), action = shown, "runtime rule added");
+        Ok(RuleChanged {
+            added: Some(net.to_string()),
+            removed: None,
+        })
+    }
+
+    fn rules_remove(&mut self, cidr: &str) -> Result<RuleChanged, String> {
+        let net = parse_cidr(cidr)?;
+        let Some(i) = self.rules.runtime.iter().position(|e| e.rule.net == net) else {
+            if self.config.rules.iter().any(|e| e.rule.net == net)
+                || self.config.management.contains(&net)
+            {
+                return Err(format!(
+                    "the rule for {net} comes from {}; remove it there and run `tollgate reload`",
+                    self.config.path.display()
+                ));
+            }
+            return Err(format!(
+                "no rule for {net}; `tollgate rules list` shows them"
+            ));
+        };
+        self.change_rules(|book| {
+            book.runtime.remove(i);
+            Ok(())
+        })?;
+        tracing::info!(event = "rule_removed", cidr = %self.redact.net(net), "runtime rule removed");
+        Ok(RuleChanged {
+            added: None,
+            removed: Some(net.to_string()),
+        })
+    }
+
+    fn ban_add(&mut self, cidr: &str, ttl: &str, reason: Option<String>) -> Result<Banned, String> {
+        let net = parse_cidr(cidr)?;
+        let ttl = ban_ttl(ttl).map_err(|e| format!("--ttl {e}"))?;
+        guard_ban(&self.config.management, &net)?;
+        self.bans
+            .place(&mut self.tg.maps, net, ttl, reason.clone(), "manual")
+            .map_err(|e| e.to_string())?;
+        self.save()?;
+        let mut e = event(
+            "ban_added",
+            Some(self.redact.net(net)),
+            "banned",
+            format!(
+                "banned for {}s by an operator: {}",
+                ttl.as_secs(),
+                reason.as_deref().unwrap_or("no reason given")
+            ),
+        );
+        e.evidence
+            .insert("ttl_seconds".into(), [ttl.as_secs() as f64, 0.0]);
+        self.events.push(e);
+        Ok(Banned {
+            banned: net.to_string(),
+            ttl_seconds: ttl.as_secs(),
+        })
+    }
+
+    fn ban_list(&self) -> Bans {
+        let now = coarse_ns();
+        Bans {
+            bans: self
+                .bans
+                .in_force(now)
+                .map(|(n, b)| BanLine {
+                    cidr: n.to_string(),
+                    remaining_seconds: (b.until_mono_ns - now) / 1_000_000_000,
+                    reason: b.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn ban_remove(&mut self, cidr: &str) -> Result<Unbanned, String> {
+        let net = parse_cidr(cidr)?;
+        if !self
+            .bans
+            .lift(&mut self.tg.maps, net)
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!("no ban on {net}; `tollgate ban list` shows them"));
+        }
+        self.save()?;
+        let source = self.redact.net(net);
+        self.events.push(event(
+            "ban_removed",
+            Some(source),
+            "unbanned",
+            "ban lifted by an operator".into(),
+        ));
+        Ok(Unbanned {
+            unbanned: net.to_string(),
+        })
+    }
+}

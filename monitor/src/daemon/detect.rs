@@ -1,0 +1,270 @@
+//! The detectors' memory and their reading of each interval: host-wide
+//! rates against learned baselines, the hot list (sources over their
+//! limit), and the top talkers of each walk of the source table. Judging
+//! is pure logic in `monitor_common::detect`; this file keeps what it
+//! needs between intervals and returns `Finding`s, which `respond` acts on.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use monitor_common::{
+    detect::{
+        Detector, Evidence, Ewma, GlobalDetector, GlobalRates, SourceRates, Thresholds,
+        judge_source, ports_from_sketch,
+    },
+    maps::{signal, source_event},
+    reason::Reason,
+    types::{SourceKey, SourceState},
+};
+
+use crate::{
+    maps::{Maps, source_key_net},
+    snapshot::{Snapshot, Talker},
+};
+
+/// How long a source's destination-port sketch collects before it starts
+/// over: `detect.scan_ports` distinct ports within it mark a scan (about
+/// 7 new ports a second sustained, or a burst). It was one walk of the
+/// table when walks came every 15 s; walks are every second now, and a
+/// window that short would miss the slower scans.
+pub const PORT_WINDOW: Duration = Duration::from_secs(15);
+
+/// What the detectors found this interval.
+#[derive(Clone, Debug)]
+pub enum Finding {
+    /// One source prefix: answered by banning it.
+    Source {
+        net: IpNet,
+        detector: Detector,
+        evidence: Evidence,
+    },
+    /// A SYN flood host-wide: answered by limiting new connections to
+    /// twice the usual SYN rate (`usual_syns_per_sec`).
+    SynFlood {
+        evidence: Evidence,
+        usual_syns_per_sec: f64,
+    },
+    /// Something host-wide with no one source to ban: reported.
+    HostWide {
+        detector: Detector,
+        evidence: Evidence,
+    },
+}
+
+/// Host-wide totals at an interval: time, packets, signals, sources
+/// created.
+type Totals = (Instant, u64, [u64; signal::COUNT as usize], u64);
+
+/// What the detectors remember between intervals.
+pub struct Detection {
+    global: GlobalDetector,
+    last_global: Option<Totals>,
+    /// Top talkers at the previous walk, by prefix, for per-source rates.
+    last_walk: Option<(Instant, HashMap<IpNet, Talker>)>,
+    /// When the current destination-port window began (see `PORT_WINDOW`).
+    port_window_since: Instant,
+    /// Hot sources at the previous interval, for their rates.
+    hot_prev: HashMap<SourceKey, (Instant, SourceState)>,
+    /// A typical busy source's packet rate, from the last walk.
+    typical_pps: f64,
+    /// Host-wide SYN rate outside SYN floods: what the SYN limit allows.
+    syn_baseline: Ewma,
+}
+
+impl Default for Detection {
+    fn default() -> Self {
+        Self {
+            global: GlobalDetector::default(),
+            last_global: None,
+            last_walk: None,
+            port_window_since: Instant::now(),
+            hot_prev: HashMap::new(),
+            typical_pps: 0.0,
+            syn_baseline: Ewma::new(0.01),
+        }
+    }
+}
+
+/// The median packet rate of the sources seen in both walks: what a
+/// typical busy source sends, for the flood detector's relative line.
+/// With fewer than five sources there is no "typical" (0): the absolute
+/// line alone decides.
+fn median_pps(cur: &HashMap<IpNet, Talker>, prev: &HashMap<IpNet, Talker>, secs: f64) -> f64 {
+    let mut rates: Vec<f64> = cur
+        .iter()
+        .filter_map(|(n, c)| {
+            Some(c.packets.saturating_sub(prev.get(n)?.packets) as f64 / secs.max(1e-3))
+        })
+        .collect();
+    if rates.len() < 5 {
+        return 0.0;
+    }
+    rates.sort_by(|a, b| a.total_cmp(b));
+    rates[rates.len() / 2]
+}
+
+/// A source's rates since `old` (seen at `at`), or over its whole life
+/// the first time it is hot (a flood's source is new).
+fn hot_rates(st: &SourceState, old: Option<&(Instant, SourceState)>, now: Instant) -> SourceRates {
+    match old {
+        Some((at, old)) => SourceRates {
+            packets: st.packets.saturating_sub(old.packets),
+            bytes: st.bytes.saturating_sub(old.bytes),
+            syns: st.syns.saturating_sub(old.syns),
+            acks: st.acks.saturating_sub(old.acks),
+            distinct_ports: ports_from_sketch(st.port_sketch),
+            secs: now.duration_since(*at).as_secs_f64(),
+        },
+        None => SourceRates {
+            packets: st.packets,
+            bytes: st.bytes,
+            syns: st.syns,
+            acks: st.acks,
+            distinct_ports: ports_from_sketch(st.port_sketch),
+            secs: (st.last_seen_ns.saturating_sub(st.first_seen_ns) as f64 / 1e9).max(1.0),
+        },
+    }
+}
+
+impl Detection {
+    /// Judges what changed since the last interval: host-wide rates, the
+    /// hot list, and (when `snap` walked the table) the top talkers.
+    pub fn judge(&mut self, maps: &mut Maps, snap: &Snapshot, t: &Thresholds) -> Vec<Finding> {
+        let now = Instant::now();
+        let mut findings = Vec::new();
+        let Ok(signals) = maps.signals() else {
+            return findings;
+        };
+        self.judge_host(snap, signals, now, t, &mut findings);
+        self.judge_hot(maps, now, t, &mut findings);
+        if snap.walked {
+            self.judge_walk(snap, now, t, &mut findings);
+            // A new port window once the current one has lasted its
+            // length, however often the table is walked.
+            if now.duration_since(self.port_window_since) >= PORT_WINDOW {
+                self.port_window_since = now;
+                if let Err(e) = maps.next_port_window() {
+                    tracing::warn!(event = "port_window_failed", "{e}");
+                }
+            }
+        }
+        findings
+    }
+
+    /// Host-wide rates against their baselines.
+    fn judge_host(
+        &mut self,
+        snap: &Snapshot,
+        signals: [u64; signal::COUNT as usize],
+        now: Instant,
+        t: &Thresholds,
+        out: &mut Vec<Finding>,
+    ) {
+        let packets: u64 = Reason::ALL.iter().map(|r| snap.counters.packets(*r)).sum();
+        let created = snap.counters.source_events[source_event::CREATED as usize];
+        let syn = signal::SYN as usize;
+        let bogon = signal::BOGON_SOURCE as usize;
+        if let Some((at, p0, s0, c0)) = self.last_global {
+            let syns = signals[syn].saturating_sub(s0[syn]);
+            let g = GlobalRates {
+                packets: packets.saturating_sub(p0),
+                syns,
+                // Host-wide, every packet that is not a SYN stands in for
+                // the completed handshakes (a SYN flood's packets are
+                // nearly all SYNs; a healthy host's are not).
+                acks: packets.saturating_sub(p0).saturating_sub(syns),
+                new_sources: created.saturating_sub(c0),
+                bogon_sources: signals[bogon].saturating_sub(s0[bogon]),
+                secs: now.duration_since(at).as_secs_f64(),
+            };
+            let found = self.global.judge(&g, t);
+            let syn_flood = found
+                .iter()
+                .flatten()
+                .any(|(d, _)| *d == Detector::GlobalSynFlood);
+            if !syn_flood {
+                self.syn_baseline.observe(g.syns as f64 / g.secs.max(1e-3));
+            }
+            for (detector, evidence) in found.into_iter().flatten() {
+                out.push(match detector {
+                    Detector::GlobalSynFlood => Finding::SynFlood {
+                        evidence,
+                        usual_syns_per_sec: self.syn_baseline.mean,
+                    },
+                    _ => Finding::HostWide { detector, evidence },
+                });
+            }
+        }
+        self.last_global = Some((now, packets, signals, created));
+    }
+
+    /// Sources over their limit this interval: judged now, not at the
+    /// next walk of the whole table.
+    fn judge_hot(&mut self, maps: &mut Maps, now: Instant, t: &Thresholds, out: &mut Vec<Finding>) {
+        let hot = match maps.take_hot() {
+            Ok(hot) => hot,
+            Err(e) => return tracing::warn!(event = "hot_read_failed", "{e}"),
+        };
+        let cfg = maps.runtime_config().unwrap_or_default();
+        let mut seen = HashMap::new();
+        for key in hot {
+            let Ok(Some(st)) = maps.source(&key) else {
+                continue;
+            };
+            let rates = hot_rates(&st, self.hot_prev.get(&key), now);
+            seen.insert(key, (now, st));
+            if let Some((detector, evidence)) = judge_source(&rates, self.typical_pps, t) {
+                out.push(Finding::Source {
+                    net: source_key_net(&key, &cfg),
+                    detector,
+                    evidence,
+                });
+            }
+        }
+        self.hot_prev = seen;
+    }
+
+    /// The top talkers of this walk against the previous one.
+    fn judge_walk(
+        &mut self,
+        snap: &Snapshot,
+        now: Instant,
+        t: &Thresholds,
+        out: &mut Vec<Finding>,
+    ) {
+        let top: HashMap<IpNet, Talker> = snap
+            .top_by_packets
+            .iter()
+            .chain(&snap.top_by_syns)
+            .chain(&snap.top_by_ports)
+            .filter_map(|t| Some((t.net?, t.clone())))
+            .collect();
+        if let Some((at, prev)) = self.last_walk.take() {
+            let secs = now.duration_since(at).as_secs_f64();
+            let typical = median_pps(&top, &prev, secs);
+            self.typical_pps = typical;
+            for (net, cur) in &top {
+                let Some(old) = prev.get(net) else { continue };
+                let r = SourceRates {
+                    packets: cur.packets.saturating_sub(old.packets),
+                    bytes: cur.bytes.saturating_sub(old.bytes),
+                    syns: cur.syns.saturating_sub(old.syns),
+                    acks: cur.acks.saturating_sub(old.acks),
+                    distinct_ports: cur.ports,
+                    secs,
+                };
+                if let Some((detector, evidence)) = judge_source(&r, typical, t) {
+                    out.push(Finding::Source {
+                        net: *net,
+                        detector,
+                        evidence,
+                    });
+                }
+            }
+        }
+        self.last_walk = Some((now, top));
+    }
+}

@@ -1,0 +1,79 @@
+//! `tollgate reload` and SIGHUP: the config file read again through the
+//! same checks as at start. Nothing changes unless all of it checks out
+//! and the kernel takes the new policy; runtime changes that still
+//! override the file are said, with the way back.
+
+use super::Daemon;
+use crate::{config, control::replies::Reloaded};
+
+impl Daemon {
+    /// Re-reads the config file. On any error nothing changes.
+    pub fn reload(&mut self) -> Result<Reloaded, String> {
+        let path = self.config.path.clone();
+        let refused = |e: String| format!("reload refused, nothing changed: {e}");
+        let new = config::load(&path, true).map_err(|e| refused(e.to_string()))?;
+        if new.interfaces != self.config.interfaces || new.attach_mode != self.config.attach_mode {
+            return Err(refused(format!(
+                "{}: the interfaces or attach mode changed; restart the daemon to attach elsewhere",
+                path.display()
+            )));
+        }
+        for e in &self.rules.runtime {
+            if let Err(m) = crate::policy::guard_rule(&new.management, &e.rule) {
+                return Err(refused(format!("runtime rule {}: {m}", e.rule.net)));
+            }
+        }
+        let old = std::mem::replace(&mut self.config, new);
+        if let Err(e) = self.apply(None) {
+            self.config = old;
+            return Err(refused(e));
+        }
+        if old.detect.bogons != self.config.detect.bogons
+            && let Err(e) = self.tg.maps.set_bogons(&self.config.detect.bogons)
+        {
+            // Back to the old file's bogons and policy as a whole.
+            let _ = self.tg.maps.set_bogons(&old.detect.bogons);
+            self.config = old;
+            let _ = self.apply(None);
+            return Err(refused(format!("writing the bogon ranges: {e}")));
+        }
+        let notes = self.overrides_left(&old);
+        for n in &notes {
+            tracing::warn!(event = "reload_partial", "{n}");
+        }
+        tracing::info!(
+            event = "reloaded",
+            rules = self.config.rules.len(),
+            "config reloaded from {}",
+            path.display()
+        );
+        Ok(Reloaded {
+            reloaded: path.display().to_string(),
+            rules: self.config.rules.len(),
+            notes,
+        })
+    }
+
+    /// What the reload did not change: runtime overrides of the file's
+    /// default limit and rules, and settings read only at start.
+    fn overrides_left(&self, old: &config::Config) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.rules.default_override.is_some() {
+            notes.push(
+                "the default limit set at run time (`tollgate limit set`) still overrides the file's [default_limit]; `tollgate limit reset` goes back to the file's".to_owned(),
+            );
+        }
+        for e in &self.rules.runtime {
+            if self.config.rules.iter().any(|c| c.rule.net == e.rule.net) {
+                notes.push(format!(
+                    "the rule for {} changed at run time still overrides the file's; `tollgate limit reset --cidr {}` goes back to the file's",
+                    e.rule.net, e.rule.net
+                ));
+            }
+        }
+        if old.metrics_listen != self.config.metrics_listen || old.socket != self.config.socket {
+            notes.push("the metrics address and control socket change only on restart".to_owned());
+        }
+        notes
+    }
+}
