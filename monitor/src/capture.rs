@@ -50,24 +50,111 @@ struct Interface {
     offset_s: i64,
 }
 
+/// What the reader knows of the file so far: the legacy header's
+/// precision and the pcapng interfaces of the current section.
+#[derive(Default)]
+struct Context {
+    legacy_nanos: bool,
+    interfaces: Vec<Interface>,
+    /// Frames handed out so far.
+    count: usize,
+}
+
+impl Context {
+    /// The frame in `block`, if it is one; header and interface blocks
+    /// update the context.
+    fn frame(&mut self, shown: &str, block: PcapBlockOwned) -> Result<Option<Frame>, CaptureError> {
+        Ok(match block {
+            PcapBlockOwned::LegacyHeader(h) => {
+                self.legacy_nanos = h.is_nanosecond_precision();
+                if h.network.0 != LINKTYPE_ETHERNET {
+                    return Err(CaptureError::LinkType {
+                        path: shown.to_owned(),
+                        interface: 0,
+                        linktype: h.network.0,
+                    });
+                }
+                None
+            }
+            PcapBlockOwned::Legacy(b) => {
+                let frac = if self.legacy_nanos {
+                    b.ts_usec as u64
+                } else {
+                    b.ts_usec as u64 * 1_000
+                };
+                Some(Frame {
+                    ts_ns: b.ts_sec as u64 * 1_000_000_000 + frac,
+                    data: b.data.to_vec(),
+                })
+            }
+            PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                self.interfaces.clear();
+                None
+            }
+            PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                if idb.linktype.0 != LINKTYPE_ETHERNET {
+                    return Err(CaptureError::LinkType {
+                        path: shown.to_owned(),
+                        interface: self.interfaces.len(),
+                        linktype: idb.linktype.0,
+                    });
+                }
+                self.interfaces.push(Interface {
+                    linktype: idb.linktype.0,
+                    resolution: idb.ts_resolution().unwrap_or(1_000_000),
+                    offset_s: idb.ts_offset(),
+                });
+                None
+            }
+            PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                let Some(ifc) = self.interfaces.get(epb.if_id as usize) else {
+                    return Err(CaptureError::NoInterface {
+                        path: shown.to_owned(),
+                        index: self.count + 1,
+                        interface: epb.if_id,
+                    });
+                };
+                debug_assert_eq!(ifc.linktype, LINKTYPE_ETHERNET);
+                let ts = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
+                let secs = ts / ifc.resolution;
+                let frac = ts % ifc.resolution;
+                let ns = (secs as i64 + ifc.offset_s) as u64 * 1_000_000_000
+                    + (frac as u128 * 1_000_000_000 / ifc.resolution as u128) as u64;
+                let caplen = (epb.caplen as usize).min(epb.data.len());
+                Some(Frame {
+                    ts_ns: ns,
+                    data: epb.data[..caplen].to_vec(),
+                })
+            }
+            PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                let caplen = (spb.origlen as usize).min(spb.data.len());
+                Some(Frame {
+                    ts_ns: 0,
+                    data: spb.data[..caplen].to_vec(),
+                })
+            }
+            PcapBlockOwned::NG(_) => None,
+        })
+    }
+}
+
 /// Calls `each` for every frame of the capture at `path`, in file order.
 pub fn read(
     path: &Path,
     mut each: impl FnMut(Frame) -> anyhow::Result<()>,
 ) -> anyhow::Result<usize> {
     let shown = path.display().to_string();
+    let bad = |detail: String| CaptureError::Format {
+        path: shown.clone(),
+        detail,
+    };
     let file = File::open(path).map_err(|source| CaptureError::Open {
         path: shown.clone(),
         source,
     })?;
     let mut reader =
-        pcap_parser::create_reader(1 << 20, file).map_err(|e| CaptureError::Format {
-            path: shown.clone(),
-            detail: format!("{e:?}"),
-        })?;
-    let mut legacy_nanos = false;
-    let mut interfaces: Vec<Interface> = Vec::new();
-    let mut count = 0;
+        pcap_parser::create_reader(1 << 20, file).map_err(|e| bad(format!("{e:?}")))?;
+    let mut ctx = Context::default();
     // Refills in a row without a block: a file cut mid-record never stops
     // being "incomplete", so give up after a few.
     let mut stalls = 0;
@@ -75,83 +162,10 @@ pub fn read(
         match reader.next() {
             Ok((offset, block)) => {
                 stalls = 0;
-                let frame = match block {
-                    PcapBlockOwned::LegacyHeader(h) => {
-                        legacy_nanos = h.is_nanosecond_precision();
-                        if h.network.0 != LINKTYPE_ETHERNET {
-                            return Err(CaptureError::LinkType {
-                                path: shown,
-                                interface: 0,
-                                linktype: h.network.0,
-                            }
-                            .into());
-                        }
-                        None
-                    }
-                    PcapBlockOwned::Legacy(b) => {
-                        let frac = if legacy_nanos {
-                            b.ts_usec as u64
-                        } else {
-                            b.ts_usec as u64 * 1_000
-                        };
-                        Some(Frame {
-                            ts_ns: b.ts_sec as u64 * 1_000_000_000 + frac,
-                            data: b.data.to_vec(),
-                        })
-                    }
-                    PcapBlockOwned::NG(Block::SectionHeader(_)) => {
-                        interfaces.clear();
-                        None
-                    }
-                    PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                        if idb.linktype.0 != LINKTYPE_ETHERNET {
-                            return Err(CaptureError::LinkType {
-                                path: shown,
-                                interface: interfaces.len(),
-                                linktype: idb.linktype.0,
-                            }
-                            .into());
-                        }
-                        interfaces.push(Interface {
-                            linktype: idb.linktype.0,
-                            resolution: idb.ts_resolution().unwrap_or(1_000_000),
-                            offset_s: idb.ts_offset(),
-                        });
-                        None
-                    }
-                    PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                        let Some(ifc) = interfaces.get(epb.if_id as usize) else {
-                            return Err(CaptureError::NoInterface {
-                                path: shown,
-                                index: count + 1,
-                                interface: epb.if_id,
-                            }
-                            .into());
-                        };
-                        debug_assert_eq!(ifc.linktype, LINKTYPE_ETHERNET);
-                        let ts = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
-                        let secs = ts / ifc.resolution;
-                        let frac = ts % ifc.resolution;
-                        let ns = (secs as i64 + ifc.offset_s) as u64 * 1_000_000_000
-                            + (frac as u128 * 1_000_000_000 / ifc.resolution as u128) as u64;
-                        let caplen = (epb.caplen as usize).min(epb.data.len());
-                        Some(Frame {
-                            ts_ns: ns,
-                            data: epb.data[..caplen].to_vec(),
-                        })
-                    }
-                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                        let caplen = (spb.origlen as usize).min(spb.data.len());
-                        Some(Frame {
-                            ts_ns: 0,
-                            data: spb.data[..caplen].to_vec(),
-                        })
-                    }
-                    PcapBlockOwned::NG(_) => None,
-                };
+                let frame = ctx.frame(&shown, block)?;
                 reader.consume(offset);
                 if let Some(f) = frame {
-                    count += 1;
+                    ctx.count += 1;
                     each(f)?;
                 }
             }
@@ -159,28 +173,18 @@ pub fn read(
             Err(PcapError::Incomplete(_)) => {
                 stalls += 1;
                 if stalls > 4 {
-                    return Err(CaptureError::Format {
-                        path: shown,
-                        detail: format!("the last record (after {count} packets) is cut short"),
-                    }
+                    let count = ctx.count;
+                    return Err(bad(format!(
+                        "the last record (after {count} packets) is cut short"
+                    ))
                     .into());
                 }
                 if let Err(e) = reader.refill() {
-                    return Err(CaptureError::Format {
-                        path: shown,
-                        detail: format!("truncated file: {e:?}"),
-                    }
-                    .into());
+                    return Err(bad(format!("truncated file: {e:?}")).into());
                 }
             }
-            Err(e) => {
-                return Err(CaptureError::Format {
-                    path: shown,
-                    detail: format!("{e:?}"),
-                }
-                .into());
-            }
+            Err(e) => return Err(bad(format!("{e:?}")).into()),
         }
     }
-    Ok(count)
+    Ok(ctx.count)
 }

@@ -55,133 +55,130 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     g
 }
 
+fn int_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric definition");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn float_gauge(r: &Registry, name: &str, help: &str) -> Gauge {
+    let g = Gauge::new(name, help).expect("valid metric definition");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
 impl Metrics {
     pub fn new(top_n: usize) -> Arc<Self> {
         let r = Registry::new();
-        let packets = counter_vec(
-            &r,
-            "tollgate_packets_total",
-            "Packets seen by the XDP program, by interface, verdict (pass, drop, monitor: would have been dropped, passed because its rule is in monitor mode) and reason.",
-            &["iface", "verdict", "reason"],
-        );
-        let bytes = counter_vec(
-            &r,
-            "tollgate_bytes_total",
-            "Bytes seen by the XDP program (frame length from the Ethernet header), by interface, verdict and reason.",
-            &["iface", "verdict", "reason"],
-        );
-        let malformed = counter_vec(
-            &r,
-            "tollgate_malformed_packets_total",
-            "Packets whose headers could not be read, by the header that failed.",
-            &["header"],
-        );
-        let tracked = gauge(
-            &r,
-            "tollgate_sources_tracked",
-            "Sources in the kernel's per-source table.",
-        );
-        let capacity = gauge(
-            &r,
-            "tollgate_sources_capacity",
-            "Capacity of the per-source table (slots).",
-        );
-        let evictions = IntCounter::new(
-            "tollgate_source_evictions_total",
-            "Sources evicted from the full per-source table to make room for new ones.",
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(evictions.clone()))
-            .expect("registered once");
-        let insert_failures = IntCounter::new(
-            "tollgate_source_insert_failures_total",
-            "Packets passed untracked because the per-source table refused an insert.",
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(insert_failures.clone()))
-            .expect("registered once");
-        let bans_active = gauge(&r, "tollgate_bans_active", "Bans in force in the kernel.");
-        let rules = gauge(
-            &r,
-            "tollgate_policy_rules",
-            "CIDR rules in the kernel policy, management networks included.",
-        );
-        let top_packets = IntGaugeVec::new(
-            Opts::new("tollgate_top_talker_packets", "Packets seen from each of the top talkers (top N by packets; addresses redacted as the logs are)."),
-            &["rank", "source"],
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(top_packets.clone()))
-            .expect("registered once");
-        let top_dropped = IntGaugeVec::new(
-            Opts::new(
+        let m = Self {
+            packets: counter_vec(
+                &r,
+                "tollgate_packets_total",
+                "Packets seen by the XDP program, by interface, verdict (pass, drop, monitor: would have been dropped, passed because its rule is in monitor mode) and reason.",
+                &["iface", "verdict", "reason"],
+            ),
+            bytes: counter_vec(
+                &r,
+                "tollgate_bytes_total",
+                "Bytes seen by the XDP program (frame length from the Ethernet header), by interface, verdict and reason.",
+                &["iface", "verdict", "reason"],
+            ),
+            malformed: counter_vec(
+                &r,
+                "tollgate_malformed_packets_total",
+                "Packets whose headers could not be read, by the header that failed.",
+                &["header"],
+            ),
+            tracked: gauge(
+                &r,
+                "tollgate_sources_tracked",
+                "Sources in the kernel's per-source table.",
+            ),
+            capacity: gauge(
+                &r,
+                "tollgate_sources_capacity",
+                "Capacity of the per-source table (slots).",
+            ),
+            evictions: int_counter(
+                &r,
+                "tollgate_source_evictions_total",
+                "Sources evicted from the full per-source table to make room for new ones.",
+            ),
+            insert_failures: int_counter(
+                &r,
+                "tollgate_source_insert_failures_total",
+                "Packets passed untracked because the per-source table refused an insert.",
+            ),
+            bans_active: gauge(&r, "tollgate_bans_active", "Bans in force in the kernel."),
+            rules: gauge(
+                &r,
+                "tollgate_policy_rules",
+                "CIDR rules in the kernel policy, management networks included.",
+            ),
+            top_packets: gauge_vec(
+                &r,
+                "tollgate_top_talker_packets",
+                "Packets seen from each of the top talkers (top N by packets; addresses redacted as the logs are).",
+                &["rank", "source"],
+            ),
+            top_dropped: gauge_vec(
+                &r,
                 "tollgate_top_talker_dropped_packets",
                 "Packets dropped from each of the top talkers.",
+                &["rank", "source"],
             ),
-            &["rank", "source"],
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(top_dropped.clone()))
-            .expect("registered once");
-        let map_read = Gauge::new(
-            "tollgate_map_read_duration_seconds",
-            "Time the last full read of the kernel maps (counters and the whole source table) took.",
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(map_read.clone()))
-            .expect("registered once");
-        let scrape = Gauge::new(
-            "tollgate_scrape_duration_seconds",
-            "Time rendering the previous scrape took.",
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(scrape.clone()))
-            .expect("registered once");
-        let detections = counter_vec(
-            &r,
-            "tollgate_detections_total",
-            "Anomalies detected, by detector (flood, syn_flood, global_syn_flood, port_scan, spoofed_storm, spike).",
-            &["detector"],
-        );
-        let bans = counter_vec(
-            &r,
-            "tollgate_bans_total",
-            "Bans placed, by reason (the detector that asked for it, or manual).",
-            &["reason"],
-        );
-        for d in monitor_common::detect::Detector::ALL {
-            detections.with_label_values(&[d.name()]);
-            bans.with_label_values(&[d.name()]);
-        }
-        bans.with_label_values(&["manual"]);
-        let build = IntGaugeVec::new(
-            Opts::new("tollgate_build_info", "Build information; always 1."),
-            &["version"],
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(build.clone()))
-            .expect("registered once");
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        Arc::new(Self {
-            registry: r,
-            packets,
-            bytes,
-            malformed,
-            tracked,
-            capacity,
-            evictions,
-            insert_failures,
-            bans_active,
-            rules,
-            top_packets,
-            top_dropped,
-            map_read,
-            detections,
-            bans,
-            scrape,
+            map_read: float_gauge(
+                &r,
+                "tollgate_map_read_duration_seconds",
+                "Time the last full read of the kernel maps (counters and the whole source table) took.",
+            ),
+            scrape: float_gauge(
+                &r,
+                "tollgate_scrape_duration_seconds",
+                "Time rendering the previous scrape took.",
+            ),
+            detections: counter_vec(
+                &r,
+                "tollgate_detections_total",
+                "Anomalies detected, by detector (flood, syn_flood, global_syn_flood, port_scan, spoofed_storm, spike).",
+                &["detector"],
+            ),
+            bans: counter_vec(
+                &r,
+                "tollgate_bans_total",
+                "Bans placed, by reason (the detector that asked for it, or manual).",
+                &["reason"],
+            ),
             top_n,
             lock: Mutex::new(()),
-        })
+            registry: r,
+        };
+        m.label_from_the_start();
+        Arc::new(m)
+    }
+
+    /// Every detector and ban reason, and the build, exported from the
+    /// start (at 0) so rate() and alerts work before the first event.
+    fn label_from_the_start(&self) {
+        for d in monitor_common::detect::Detector::ALL {
+            self.detections.with_label_values(&[d.name()]);
+            self.bans.with_label_values(&[d.name()]);
+        }
+        self.bans.with_label_values(&["manual"]);
+        gauge_vec(
+            &self.registry,
+            "tollgate_build_info",
+            "Build information; always 1.",
+            &["version"],
+        )
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
     }
 
     /// Brings every metric to the snapshot's values. Kernel counters are
