@@ -735,3 +735,256 @@ fn the_daemon_tells_systemd_when_it_is_ready_and_stopping() {
     assert!(child.wait().unwrap().success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `limit set` changes only the numbers it is given (the README's own
+/// example used to drop the byte limit), `--monitor` alone is a change,
+/// numbers on allow/deny rules and unit-less byte rates are refused, a
+/// reload says which runtime changes still override the file and `limit
+/// reset` goes back to it; the manual-ban count reaches the state file.
+#[test]
+fn limit_changes_keep_what_they_do_not_name_and_reset_restores_the_file() {
+    let d = Daemon::new(
+        "limits",
+        &["192.0.2.60"],
+        r#"[default_limit]
+packets_per_second = 200
+burst_packets = 100
+bytes_per_second = "10MB"
+burst_bytes = "2MB"
+[[rule]]
+cidr = "192.0.2.60/32"
+action = "limit"
+packets_per_second = 400
+burst_packets = 200
+bytes_per_second = "20MB"
+burst_bytes = "4MB"
+"#,
+    );
+    let shown = |d: &Daemon| d.json(&["limit", "show"]);
+    let rule = |v: &Value| {
+        v["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["cidr"] == "192.0.2.60/32")
+            .cloned()
+            .unwrap_or_else(|| panic!("the limit rule in {v}"))
+    };
+    d.json(&[
+        "limit",
+        "set",
+        "--packets-per-second",
+        "2k",
+        "--burst-packets",
+        "4k",
+    ]);
+    let v = shown(&d);
+    assert_eq!(v["default"]["limit"]["packets_per_second"], 2000, "{v}");
+    assert_eq!(v["default"]["limit"]["burst_packets"], 4000, "{v}");
+    assert_eq!(
+        v["default"]["limit"]["bytes_per_second"], 10_000_000,
+        "the byte limit stays: {v}"
+    );
+    assert_eq!(v["default"]["limit"]["burst_bytes"], 2_000_000, "{v}");
+    d.json(&[
+        "limit",
+        "set",
+        "--cidr",
+        "192.0.2.60/32",
+        "--packets-per-second",
+        "500",
+    ]);
+    let r = rule(&shown(&d));
+    assert_eq!(r["limit"]["packets_per_second"], 500, "{r}");
+    assert_eq!(r["limit"]["burst_packets"], 200, "the burst stays: {r}");
+    assert_eq!(r["limit"]["bytes_per_second"], 20_000_000, "{r}");
+    d.json(&["limit", "set", "--monitor", "true"]);
+    assert_eq!(shown(&d)["default"]["monitor"], true);
+    assert!(d.refused(&["limit", "set"]).contains("nothing to change"));
+    let err = d.refused(&[
+        "limit",
+        "set",
+        "--bytes-per-second",
+        "80",
+        "--burst-bytes",
+        "2MB",
+    ]);
+    assert!(
+        err.contains("`80` has no unit; a byte rate needs one"),
+        "{err}"
+    );
+    let err = d.refused(&[
+        "rules",
+        "add",
+        "192.0.2.64/26",
+        "--action",
+        "deny",
+        "--packets-per-second",
+        "10",
+        "--burst-packets",
+        "10",
+    ]);
+    assert!(
+        err.contains("only action = \"limit\" takes rates and bursts"),
+        "{err}"
+    );
+
+    // The file's default changes; the runtime one still wins, and says so.
+    let path = d.dir.join("tollgate.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("packets_per_second = 200", "packets_per_second = 250", 1),
+    )
+    .unwrap();
+    let reloaded = d.json(&["reload"]);
+    let notes = reloaded["notes"].to_string();
+    assert!(
+        notes.contains("`tollgate limit reset` goes back to the file's"),
+        "{reloaded}"
+    );
+    assert!(
+        notes.contains("limit reset --cidr 192.0.2.60/32"),
+        "{reloaded}"
+    );
+    assert_eq!(shown(&d)["default"]["limit"]["packets_per_second"], 2000);
+    let back = d.json(&["limit", "reset"]);
+    assert_eq!(back["limit"]["packets_per_second"], 250, "{back}");
+    assert_eq!(back["origin"], "config");
+    let v = shown(&d);
+    assert_eq!(v["default"]["origin"], "config", "{v}");
+    assert_eq!(v["default"]["monitor"], false, "{v}");
+    d.json(&["limit", "reset", "--cidr", "192.0.2.60/32"]);
+    let r = rule(&shown(&d));
+    assert_eq!(
+        (
+            r["limit"]["packets_per_second"].clone(),
+            r["origin"].clone()
+        ),
+        (400.into(), "config".into()),
+        "{r}"
+    );
+    assert!(d.refused(&["limit", "reset"]).contains("no runtime change"));
+
+    // A manual ban is counted before the state file is written.
+    d.json(&["ban", "add", "192.0.2.61", "--ttl", "10m"]);
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(d.dir.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["bans_by_reason"]["manual"], 1, "{state}");
+
+    // A CLI command whose output pipe is closed ends quietly (SIGPIPE, as
+    // other tools), not with a panic.
+    let mut fds = [0; 2];
+    // SAFETY: a fresh pipe; both ends are ours.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: closing the read end we own; the write end goes to the child.
+    unsafe { libc::close(fds[0]) };
+    let write_end =
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
+    let out = Command::new(tollgate_bin())
+        .args(["status", "--socket"])
+        .arg(d.socket())
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The kernel's bogon ranges, as a pinned map dump counts them.
+fn bogon_entries(d: &Daemon) -> usize {
+    let map = common::daemon::pin_root(&d.dir)
+        .join(format!("v{}", monitor_common::maps::LAYOUT_VERSION))
+        .join(monitor_common::maps::BOGONS_V4);
+    let out = Command::new("bpftool")
+        .args(["--json", "map", "dump", "pinned"])
+        .arg(&map)
+        .output()
+        .expect("bpftool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
+    v.as_array().map_or(0, Vec::len)
+}
+
+/// `detect.bogons` is written to the kernel on reload too, not only at
+/// start.
+#[test]
+fn reload_reapplies_the_bogon_ranges() {
+    let d = Daemon::new(
+        "bogons",
+        &["192.0.2.70"],
+        "[detect]\nbogons = [\"198.51.100.0/24\"]\n",
+    );
+    assert_eq!(bogon_entries(&d), 1);
+    let path = d.dir.join("tollgate.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "bogons = [\"198.51.100.0/24\"]",
+            "bogons = [\"198.51.100.0/24\", \"203.0.113.0/25\", \"2001:db8:ffff::/48\"]",
+        ),
+    )
+    .unwrap();
+    d.json(&["reload"]);
+    assert_eq!(bogon_entries(&d), 2, "the new IPv4 range is in the kernel");
+}
+
+/// A start that fails after creating fresh pins (here: another XDP
+/// program holds the interface) removes them, instead of leaving 21 maps
+/// for the next start to adopt.
+#[test]
+fn a_start_that_fails_leaves_no_pins() {
+    let lab = Lab::new("failstart", &["192.0.2.71".parse().unwrap()]).expect("lab");
+    let dir = std::env::temp_dir().join(format!("tg-daemon-failstart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tollgate.toml"), config(&dir, "")).unwrap();
+    let held = lab
+        .server
+        .nsenter("xdp-filter")
+        .args(["load", "--mode", "native", SERVER_IF])
+        .output()
+        .expect("xdp-filter");
+    assert!(
+        held.status.success(),
+        "xdp-filter load: {}",
+        String::from_utf8_lossy(&held.stderr)
+    );
+    let out = lab
+        .server
+        .nsenter(tollgate_bin().to_str().unwrap())
+        .args(["run", "--config"])
+        .arg(dir.join("tollgate.toml"))
+        .output()
+        .expect("tollgate run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let pins = common::daemon::pin_root(&dir);
+    let left: Vec<_> =
+        std::fs::read_dir(pins.join(format!("v{}", monitor_common::maps::LAYOUT_VERSION)))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&pins);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success(), "the start should fail: {stderr}");
+    assert!(
+        stderr.contains(&format!("attaching to interface `{SERVER_IF}`")),
+        "{stderr}"
+    );
+    assert!(left.is_empty(), "pins left behind: {left:?}");
+}
