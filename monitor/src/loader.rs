@@ -134,7 +134,9 @@ enum Attachment {
 }
 
 impl Tollgate {
-    /// Loads and verifies all three programs and takes the maps. The
+    /// Loads and verifies the four programs (the production one, the
+    /// replay one, and the parse-only and floor references the bench
+    /// measures against) and takes the maps. The
     /// runtime config gets `clock_base_ns = now`, the bucket clock's origin.
     pub fn load(opts: &LoadOptions) -> Result<Self, LoadError> {
         let mut loader = EbpfLoader::new();

@@ -1,6 +1,7 @@
-//! `tollgate run`: load, fill the policy, attach, report, detach on signal.
-//! (The config file, control socket and exporter arrive with the daemon
-//! issue; this is the data path's own runner.)
+//! `tollgate run --iface`: the flags-only runner for a quick try on one
+//! interface: load, fill the policy from flags, attach, print counters and
+//! top talkers, detach on a signal. The daemon (`tollgate run --config`,
+//! `daemon/`) is what production runs.
 
 use std::time::Duration;
 
