@@ -2,18 +2,18 @@
 //! `[management]`. Each value goes through the shared parser (via
 //! `Checker`); what is checked here is what only a file has: one rule per
 //! CIDR, rates and bursts only on `limit` rules, the management guard on
-//! the file's own rules.
+//! the file's own rules, and that the whole policy fits the kernel.
 
 use std::collections::HashMap;
 
 use ipnet::IpNet;
 
 use super::{
-    Mode, Origin, RuleEntry,
+    Config, Mode, Origin, RuleEntry,
     located::{Checker, ConfigError},
     schema::{LimitFile, ManagementFile, RuleAction, RuleFile},
 };
-use crate::policy::{Action, Limit, RATES_ONLY_FOR_LIMIT, Rule, guard_rule};
+use crate::policy::{Action, Limit, PolicyError, RATES_ONLY_FOR_LIMIT, Rule, guard_rule};
 
 /// `[default_limit]`: the limit and whether it only monitors. Without
 /// numbers, the built-in default (`Limit::DEFAULT`).
@@ -82,4 +82,47 @@ pub(super) fn management(
             .map_err(|m| c.err(r.cidr.span(), format!("rule[{}].cidr", i + 1), m))?;
     }
     Ok(management)
+}
+
+/// Whether the policy `config` makes (management and rules together) is
+/// one the kernel takes: the check `run` and `reload` make, here so that
+/// `check-config` refuses the same files. Values were checked one by one
+/// already; what is left is the number of rules per family, reported at
+/// the first rule that does not fit.
+pub(super) fn fits_the_kernel(
+    c: &Checker,
+    config: &Config,
+    m: &ManagementFile,
+    rules: &[RuleFile],
+) -> Result<(), ConfigError> {
+    let p = config.policy(&[]);
+    let Err(e) = p.compile() else { return Ok(()) };
+    let PolicyError::TooMany { family, max, .. } = e else {
+        return Err(c.whole(e.to_string()));
+    };
+    let v4 = family == "IPv4";
+    let Some(net) = p
+        .rules
+        .iter()
+        .filter(|r| matches!(r.net, IpNet::V4(_)) == v4)
+        .nth(max as usize)
+        .map(|r| r.net)
+    else {
+        return Err(c.whole(e.to_string()));
+    };
+    if let Some(i) = config.rules.iter().position(|r| r.rule.net == net) {
+        return Err(c.err(
+            rules[i].cidr.span(),
+            format!("rule[{}].cidr", i + 1),
+            e.to_string(),
+        ));
+    }
+    match config.management.iter().position(|n| *n == net) {
+        Some(i) => Err(c.err(
+            m.cidrs[i].span(),
+            format!("management.cidrs[{}]", i + 1),
+            e.to_string(),
+        )),
+        None => Err(c.whole(e.to_string())),
+    }
 }

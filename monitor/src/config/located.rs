@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use super::schema::LimitFile;
 use crate::{
-    policy::{self, Limit, LimitField},
+    policy::{self, Limit, LimitField, Policy, PolicyError},
     units,
 };
 
@@ -87,13 +87,16 @@ impl<'a> Lines<'a> {
 pub(super) struct Checker<'a> {
     file: String,
     lines: Lines<'a>,
+    /// The kernel clock tick every burst must cover (`clock::coarse_tick_ns`).
+    tick_ns: u64,
 }
 
 impl<'a> Checker<'a> {
-    pub(super) fn new(path: &Path, text: &'a str) -> Self {
+    pub(super) fn new(path: &Path, text: &'a str, tick_ns: u64) -> Self {
         Self {
             file: path.display().to_string(),
             lines: Lines::new(text),
+            tick_ns,
         }
     }
 
@@ -187,9 +190,11 @@ impl<'a> Checker<'a> {
         policy::ban_ttl(s.get_ref()).map_err(|m| self.err(s.span(), key, m))
     }
 
-    /// The limit under key `at` (`default_limit`, `rule[2]`): each number
-    /// by `LimitField::parse`, the pairs by `limit_from_parts`. `whole` is
-    /// where to point when no single number is at fault.
+    /// The limit under key `at` (`default_limit`, `rule[2]`), checked as
+    /// the daemon will apply it: each number by `LimitField::parse`, the
+    /// pairs by `limit_from_parts`, the bursts against the clock tick by
+    /// `Policy::check_bursts`. `whole` is where to point when no single
+    /// number is at fault.
     pub(super) fn limit(
         &self,
         l: &LimitFile,
@@ -205,9 +210,29 @@ impl<'a> Checker<'a> {
                 numbers[i] = Some(v.map_err(|m| self.err(q.span(), key(f), m))?);
             }
         }
-        policy::limit_from_parts(numbers).map_err(|e| match e.field {
+        let limit = policy::limit_from_parts(numbers).map_err(|e| match e.field {
             Some(f) => self.err(span(f), key(f), e.message),
             None => self.err(whole.clone(), at, e.message),
-        })
+        })?;
+        // The same check `run` and `reload` make, on this limit alone so
+        // the error can name it; its "default limit: " prefix is replaced
+        // by the key.
+        let alone = Policy {
+            default: limit,
+            ..Policy::default()
+        };
+        match alone.check_bursts(self.tick_ns) {
+            Ok(()) => Ok(limit),
+            Err(e @ PolicyError::BurstUnderTick { unit, .. }) => {
+                let f = match unit {
+                    "byte" => LimitField::BurstBytes,
+                    _ => LimitField::BurstPackets,
+                };
+                let text = e.to_string();
+                let message = text.strip_prefix("default limit: ").unwrap_or(&text);
+                Err(self.err(span(f), key(f), message))
+            }
+            Err(e) => Err(self.err(whole, at, e.to_string())),
+        }
     }
 }

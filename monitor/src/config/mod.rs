@@ -142,11 +142,13 @@ pub fn load(path: &Path, check_host: bool) -> Result<Config, ConfigError> {
     parse(path, &text, check_host)
 }
 
-/// Checks config `text` read from `path`. `check_host` also checks that
-/// every interface exists on this host (off when validating a file for
-/// another host).
+/// Checks config `text` read from `path`: everything `run` and `reload`
+/// would refuse is refused here, with its line, so `check-config` passing
+/// means the daemon takes the file. `check_host` also checks that every
+/// interface exists on this host (off when validating a file for another
+/// host). Bursts are always checked against this host's kernel clock tick.
 pub fn parse(path: &Path, text: &str, check_host: bool) -> Result<Config, ConfigError> {
-    let c = Checker::new(path, text);
+    let c = Checker::new(path, text, crate::clock::coarse_tick_ns());
     let f: File = toml::from_str(text).map_err(|e| c.toml(&e))?;
     let interfaces = settings::interfaces(&c, &f.interfaces, check_host)?;
     let interval = settings::interval(&c, f.interval.as_ref())?;
@@ -189,6 +191,7 @@ pub fn parse(path: &Path, text: &str, check_host: bool) -> Result<Config, Config
         on_exit,
         detect,
     };
+    limits::fits_the_kernel(&c, &config, &f.management, &f.rules)?;
     Ok(config)
 }
 
@@ -442,5 +445,61 @@ burst_packets = 2000
         assert!(guard_ban(&c.management, &"203.0.113.7/32".parse().unwrap()).is_err());
         assert!(guard_ban(&c.management, &"0.0.0.0/0".parse().unwrap()).is_err());
         assert!(guard_ban(&c.management, &"198.51.100.0/24".parse().unwrap()).is_ok());
+    }
+
+    /// A burst the kernel's clock tick would eat is refused by the file
+    /// check itself, at the burst's line and key, as `run` would refuse it.
+    /// The tick is the host's, so only the wording around it is fixed.
+    #[test]
+    fn a_burst_under_a_clock_tick_is_refused_at_its_line() {
+        let text = "interfaces = [\"lo\"]\n[default_limit]\npackets_per_second = \"1M\"\nburst_packets = \"2\"\n";
+        let e = check(text).unwrap_err();
+        assert!(
+            e.starts_with("t.toml:4: default_limit.burst_packets: the packet burst 2 is smaller than one kernel clock tick of its rate (1000000/s over "),
+            "{e}"
+        );
+        assert!(
+            e.ends_with("or a source under its rate could be dropped"),
+            "{e}"
+        );
+        let text = "interfaces = [\"lo\"]\n[[rule]]\ncidr = \"192.0.2.0/24\"\naction = \"deny\"\n[[rule]]\ncidr = \"198.51.100.0/24\"\naction = \"limit\"\nbytes_per_second = \"1Gbit\"\nburst_bytes = 1514\n";
+        let e = check(text).unwrap_err();
+        assert!(
+            e.starts_with("t.toml:9: rule[2].burst_bytes: the byte burst 1514 is smaller than one kernel clock tick"),
+            "{e}"
+        );
+        // What the file check passes, the daemon's own check passes.
+        let c = check(GOOD).unwrap();
+        assert_eq!(
+            c.policy(&[]).check_bursts(crate::clock::coarse_tick_ns()),
+            Ok(())
+        );
+    }
+
+    /// More rules than the kernel's policy map holds are refused by the
+    /// file check, at the first rule that does not fit.
+    #[test]
+    fn too_many_rules_are_refused_at_the_first_that_does_not_fit() {
+        let max = monitor_common::maps::MAX_RULES_PER_FAMILY;
+        let mut text = String::from(
+            "interfaces = [\"lo\"]\n[[rule]]\ncidr = \"2001:db8::/32\"\naction = \"deny\"\n",
+        );
+        for i in 0..=max {
+            let [_, a, b, d] = (0x0a00_0000 | i).to_be_bytes();
+            text.push_str(&format!(
+                "[[rule]]\ncidr = \"10.{a}.{b}.{d}\"\naction = \"deny\"\n"
+            ));
+        }
+        // Three lines a rule after the first line: the last IPv4 rule
+        // (the first that does not fit) has its cidr on this line.
+        let line = 2 + 3 * (max as usize + 1) + 1;
+        assert_eq!(
+            check(&text).unwrap_err(),
+            format!(
+                "t.toml:{line}: rule[{}].cidr: too many IPv4 rules: {}, at most {max} fit the kernel's policy map",
+                max + 2,
+                max + 1
+            )
+        );
     }
 }
