@@ -144,9 +144,10 @@ pub fn load(path: &Path, check_host: bool) -> Result<Config, ConfigError> {
 
 /// Checks config `text` read from `path`: everything `run` and `reload`
 /// would refuse is refused here, with its line, so `check-config` passing
-/// means the daemon takes the file. `check_host` also checks that every
-/// interface exists on this host (off when validating a file for another
-/// host). Bursts are always checked against this host's kernel clock tick.
+/// means the daemon takes the file. `check_host` also checks what must
+/// exist on this host: every interface, and the control socket's group
+/// (off when validating a file for another host). Bursts are always
+/// checked against this host's kernel clock tick.
 pub fn parse(path: &Path, text: &str, check_host: bool) -> Result<Config, ConfigError> {
     let c = Checker::new(path, text, crate::clock::coarse_tick_ns());
     let f: File = toml::from_str(text).map_err(|e| c.toml(&e))?;
@@ -157,7 +158,7 @@ pub fn parse(path: &Path, text: &str, check_host: bool) -> Result<Config, Config
     let rules = limits::rules(&c, &f.rules)?;
     let management = limits::management(&c, &f.management, &f.rules, &rules)?;
     let (metrics_listen, top_talkers) = settings::metrics(&c, &f.metrics)?;
-    let (socket, socket_group) = settings::control(&f.control)?;
+    let (socket, socket_group) = settings::control(&c, &f.control, check_host)?;
     let log = settings::log(&c, &f.log)?;
     let detect = detect::detect(&c, &f.detect)?;
     let (state_file, pin_dir, on_exit) = settings::state(&f.state);
@@ -474,6 +475,21 @@ burst_packets = 2000
             c.policy(&[]).check_bursts(crate::clock::coarse_tick_ns()),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_missing_control_group_is_refused_when_host_checks_are_on() {
+        let text = "interfaces = [\"lo\"]\n\n[control]\nsocket = \"/run/tg-test.sock\"\ngroup = \"nosuchgroup\"\n";
+        assert_eq!(
+            parse(Path::new("t.toml"), text, true)
+                .unwrap_err()
+                .to_string(),
+            "t.toml:5: control.group: no group `nosuchgroup` on this host; create it (groupadd) or remove the key"
+        );
+        let c = parse(Path::new("t.toml"), text, false).expect("not checked for another host");
+        assert_eq!(c.socket_group.as_deref(), Some("nosuchgroup"));
+        let root = text.replace("nosuchgroup", "root");
+        assert!(parse(Path::new("t.toml"), &root, true).is_ok());
     }
 
     /// More rules than the kernel's policy map holds are refused by the

@@ -1,8 +1,8 @@
 //! The daemon's own settings, section by section: `interfaces` and the
 //! timing at the top of the file, `[sources]`, `[metrics]`, `[control]`,
 //! `[log]` and `[state]`. With host checks on (`run`, `reload`,
-//! `check-config` without `--no-interfaces`), the interfaces must exist
-//! on this host.
+//! `check-config` without `--no-interfaces`), what must exist on this
+//! host is checked too: the interfaces and the control socket's group.
 
 use std::{collections::HashSet, net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -146,8 +146,27 @@ pub(super) fn metrics(c: &Checker, m: &MetricsFile) -> Result<(SocketAddr, usize
     Ok((listen, top))
 }
 
-/// `[control]`: the socket's path and group.
-pub(super) fn control(ctl: &ControlFile) -> Result<(PathBuf, Option<String>), ConfigError> {
+/// `[control]`: the socket's path and group. The daemon gives the socket
+/// to the group when it starts, so a group missing on this host is refused
+/// here (with `check_host`) rather than there, without a line.
+pub(super) fn control(
+    c: &Checker,
+    ctl: &ControlFile,
+    check_host: bool,
+) -> Result<(PathBuf, Option<String>), ConfigError> {
+    if let Some(g) = &ctl.group
+        && check_host
+        && crate::control::group_id(g.get_ref()).is_none()
+    {
+        return Err(c.err(
+            g.span(),
+            "control.group",
+            format!(
+                "no group `{}` on this host; create it (groupadd) or remove the key",
+                g.get_ref()
+            ),
+        ));
+    }
     let socket = ctl
         .socket
         .clone()
