@@ -196,8 +196,6 @@ pub fn parse(path: &Path, text: &str, check_host: bool) -> Result<Config, Config
     Ok(config)
 }
 
-pub use crate::policy::{guard_ban, guard_rule};
-
 impl Config {
     /// The kernel policy: management CIDRs first as allow rules (so the
     /// longest match can never turn them into a deny inside them: such
