@@ -450,7 +450,7 @@ fn check_config_refuses_a_broken_file_with_ex_usage() {
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("t.toml:3: rule[1].cidr: `10.0.0.0/33` is not a CIDR"),
+        err.contains("t.toml:3: rule[1].cidr: `10.0.0.0/33` is not an address or CIDR"),
         "{err}"
     );
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc/tollgate.toml");

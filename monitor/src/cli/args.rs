@@ -32,8 +32,8 @@ pub enum Command {
     /// Check a config file without touching the kernel.
     CheckConfig {
         file: PathBuf,
-        /// Do not check that the interfaces exist here (checking a file
-        /// for another host).
+        /// Do not check that the interfaces and the control group exist
+        /// here (checking a file for another host).
         #[arg(long)]
         no_interfaces: bool,
     },
