@@ -1,0 +1,234 @@
+//! The decision pipeline for one packet, shared by the production and
+//! replay entries: `judge` parses the packet, `decide` finds (or creates)
+//! its source and resolves what applies to it, then enforces allow, deny,
+//! bans and the rule's buckets (`enforce`, or `enforce_untracked` when the
+//! table took nothing), the host-wide SYN limit and the malformed verdict;
+//! `judge` counts the outcome. A change to what happens to a packet goes
+//! here; what is recorded about its source goes in `flow`, how a header is
+//! read in `parse`, the bucket arithmetic in `limit`.
+
+use aya_ebpf::programs::XdpContext;
+use monitor_common::{
+    maps::{signal, source_event},
+    reason::{Reason, Verdict},
+    types::{
+        PacketInfo, RuntimeConfig, SourceControl, SourceKey, action, family, l4, rule_flag,
+        tcp_flag,
+    },
+};
+
+use crate::{
+    atomic,
+    flow::record_flow,
+    limit,
+    maps::{self, TG_CONFIG, TG_HOT},
+    mode::Mode,
+    parse, policy,
+    sources::{self, Source},
+    stats,
+};
+
+/// Parses, decides and counts one packet; returns its XDP action.
+#[inline(always)]
+pub fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let mut info = PacketInfo::default();
+    parse::parse(ctx, &mut info);
+    let (reason, verdict) = decide::<M>(&info, len);
+    stats::count(
+        stats::iface_slot(ctx.ingress_ifindex() as u32),
+        reason,
+        verdict,
+        len,
+    );
+    stats::count_malformed(info.malformed, len);
+    M::record(&info, reason, verdict, len);
+    verdict.xdp_action()
+}
+
+#[inline(always)]
+fn malformed_verdict(cfg: &RuntimeConfig) -> Verdict {
+    if cfg.malformed_verdict == Verdict::Pass as u32 {
+        Verdict::Pass
+    } else {
+        Verdict::Drop
+    }
+}
+
+#[inline(always)]
+fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
+    let Some(cfg) = TG_CONFIG.get(0) else {
+        // An array slot always exists; this only satisfies the verifier.
+        return (Reason::NonIp, Verdict::Pass);
+    };
+    if info.family == family::OTHER {
+        return (Reason::NonIp, Verdict::Pass);
+    }
+    if !info.has_source() {
+        return (Reason::Malformed, malformed_verdict(cfg));
+    }
+    let now = M::now_ns();
+    let key = if info.family == family::IPV4 {
+        SourceKey::v4(info.src[0], cfg.v4_mask)
+    } else {
+        SourceKey::v6(&info.src, &cfg.v6_mask)
+    };
+    let src = match source_entry(&key, info, cfg.generation, now) {
+        Ok(src) => src,
+        Err(fresh) => {
+            stats::source_event(source_event::INSERT_FAILED);
+            let (reason, verdict) = enforce_untracked(&fresh, now);
+            if verdict != Verdict::Drop && info.malformed != 0 {
+                return (Reason::Malformed, malformed_verdict(cfg));
+            }
+            return (reason, verdict);
+        }
+    };
+    record_flow(src, info, len, now, cfg.port_window);
+    if unsafe { (*src.ctl).generation } != cfg.generation {
+        policy::refresh(src.ctl, info, cfg.generation);
+    }
+    let since_base = now.saturating_sub(cfg.clock_base_ns);
+    let (reason, verdict) = enforce(src.ctl, cfg.generation, len, now, since_base);
+    // New connections past the host-wide SYN limit (set only during a
+    // spoofed SYN flood); allowed sources are exempt like everywhere, and so
+    // are sources known before the flood that completed a handshake (a
+    // spoofed source cannot: it never sees the SYN-ACK).
+    let is_syn =
+        info.l4 == l4::TCP && info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN;
+    let (reason, verdict) = if verdict == Verdict::Pass
+        && reason != Reason::Allow
+        && is_syn
+        && cfg.syn_limit.is_limited()
+        && !known_client(src.ctl, cfg)
+        && !limit::syn_allowed(&cfg.syn_limit, since_base)
+    {
+        (Reason::SynLimited, Verdict::Drop)
+    } else {
+        (reason, verdict)
+    };
+    // Malformed packets that their source's limits let through (or that a
+    // monitored rule would have dropped) get the malformed verdict.
+    let (reason, verdict) = if verdict != Verdict::Drop && info.malformed != 0 {
+        (Reason::Malformed, malformed_verdict(cfg))
+    } else {
+        (reason, verdict)
+    };
+    if verdict == Verdict::Drop {
+        atomic::add(unsafe { &mut (*src.flow).dropped }, 1);
+    }
+    if matches!(
+        reason,
+        Reason::RateLimitedPackets | Reason::RateLimitedBytes
+    ) {
+        report_hot(src.ctl, &key, cfg.hot_window);
+    }
+    (reason, verdict)
+}
+
+/// A source that completed a handshake (sent a bare ACK) and was first
+/// seen before the SYN limit began.
+#[inline(always)]
+fn known_client(ctl: *const SourceControl, cfg: &RuntimeConfig) -> bool {
+    let s = unsafe { &*ctl };
+    s.acks > 0
+        && s.first_seen_ns.saturating_sub(cfg.clock_base_ns)
+            < cfg.syn_known_before_s as u64 * 1_000_000_000
+}
+
+/// Allow, deny, ban, then the rule's buckets. A rule in monitor mode
+/// passes what it would have dropped, with verdict `Monitor`; bans are
+/// always enforced.
+#[inline(always)]
+fn enforce(
+    ctl: *mut SourceControl,
+    generation: u32,
+    len: u64,
+    now: u64,
+    since_base: u64,
+) -> (Reason, Verdict) {
+    let slot = unsafe { (*ctl).rule_slot };
+    let Some(rule) = maps::rule(generation & 1, slot) else {
+        return (Reason::Pass, Verdict::Pass);
+    };
+    let would_drop = if rule.flags & rule_flag::MONITOR != 0 {
+        Verdict::Monitor
+    } else {
+        Verdict::Drop
+    };
+    match rule.action {
+        action::ALLOW => return (Reason::Allow, Verdict::Pass),
+        action::DENY => return (Reason::Deny, would_drop),
+        _ => {}
+    }
+    if now < unsafe { (*ctl).ban_until_ns } {
+        return (Reason::Banned, Verdict::Drop);
+    }
+    match limit::apply(ctl, rule, len, since_base) {
+        Some(reason) => (reason, would_drop),
+        None => (Reason::Pass, Verdict::Pass),
+    }
+}
+
+/// The source's records, created (already resolved against the policy)
+/// if it is new. If the table took nothing this time, the control record
+/// it would have had (its rule and ban), for `enforce_untracked`.
+#[inline(always)]
+fn source_entry(
+    key: &SourceKey,
+    info: &PacketInfo,
+    generation: u32,
+    now: u64,
+) -> Result<Source, SourceControl> {
+    if let Some(src) = sources::find(key) {
+        return Ok(src);
+    }
+    let (rule_slot, ban_until_ns) = policy::lookup(info, generation);
+    let fresh = SourceControl {
+        first_seen_ns: now,
+        ban_until_ns,
+        generation,
+        rule_slot,
+        ..SourceControl::default()
+    };
+    match sources::claim(key, &fresh) {
+        Ok(p) => {
+            stats::source_event(source_event::CREATED);
+            if policy::is_bogon(info) {
+                stats::signal(signal::BOGON_SOURCE);
+            }
+            Ok(p)
+        }
+        Err(Some(theirs)) => Ok(theirs),
+        Err(None) => Err(fresh),
+    }
+}
+
+/// A packet whose source the table did not take this time: there are no
+/// buckets to charge, but its rule's allow or deny and its ban apply as
+/// they would (same order as `enforce`).
+#[inline(always)]
+fn enforce_untracked(fresh: &SourceControl, now: u64) -> (Reason, Verdict) {
+    let Some(rule) = maps::rule(fresh.generation & 1, fresh.rule_slot) else {
+        return (Reason::Untracked, Verdict::Pass);
+    };
+    match rule.action {
+        action::ALLOW => (Reason::Allow, Verdict::Pass),
+        action::DENY if rule.flags & rule_flag::MONITOR != 0 => (Reason::Deny, Verdict::Monitor),
+        action::DENY => (Reason::Deny, Verdict::Drop),
+        _ if now < fresh.ban_until_ns => (Reason::Banned, Verdict::Drop),
+        _ => (Reason::Untracked, Verdict::Pass),
+    }
+}
+
+/// Puts an over-limit source in the daemon's hot list, once per window:
+/// the first limited packet of the window pays one map update, the rest of
+/// a flood only a compare.
+#[inline(always)]
+fn report_hot(ctl: *mut SourceControl, key: &SourceKey, window: u32) {
+    let s = unsafe { &mut *ctl };
+    if s.hot_window != window {
+        s.hot_window = window;
+        let _ = TG_HOT.insert(key, &window, 0);
+    }
+}

@@ -1,0 +1,79 @@
+//! The IPv4 header, options included.
+
+use core::mem::size_of;
+
+use monitor_common::{
+    reason::Malformed,
+    types::{PacketInfo, family, frag},
+};
+
+use super::{Cursor, malformed};
+
+/// ```text
+///  0       4       8              16      19             31
+/// +-------+-------+---------------+--------------------------+
+/// |Version|  IHL  |      ToS      |       Total length       |
+/// +-------+-------+---------------+------+-------------------+
+/// |        Identification         |Flags | Fragment offset   |
+/// +---------------+---------------+------+-------------------+
+/// |      TTL      |   Protocol    |      Header checksum     |
+/// +---------------+---------------+--------------------------+
+/// |                    Source address                        |
+/// |                  Destination address                     |
+/// |            Options (IHL > 5: up to 40 bytes)             |
+/// ```
+#[repr(C)]
+struct Ipv4Hdr {
+    ver_ihl: u8,
+    tos: u8,
+    tot_len: u16,
+    id: u16,
+    /// Flags (3 bits: reserved, DF, MF) and offset in 8-byte units.
+    frag_off: u16,
+    ttl: u8,
+    proto: u8,
+    check: u16,
+    src: u32,
+    dst: u32,
+}
+
+/// IPv4 with options. Fills the family, the addresses (network order, as
+/// on the wire), the protocol and the fragment kind. Returns the protocol
+/// for `parse_l4`, or `None` when there is no upper-layer header to read
+/// (later fragment, malformed).
+#[inline(always)]
+pub(super) fn parse_ipv4(c: &mut Cursor, info: &mut PacketInfo) -> Option<u8> {
+    let Some(ip) = c.peek::<Ipv4Hdr>() else {
+        info.family = family::MALFORMED;
+        return malformed(info, Malformed::Ipv4);
+    };
+    let ip = unsafe { &*ip };
+    if ip.ver_ihl >> 4 != 4 {
+        info.family = family::MALFORMED;
+        return malformed(info, Malformed::Ipv4);
+    }
+    // From here the source is known, so the packet is limited by its source
+    // even if the rest of the header turns out to be malformed.
+    info.family = family::IPV4;
+    info.src[0] = ip.src;
+    info.dst[0] = ip.dst;
+    info.proto = ip.proto;
+    let hdr_len = ((ip.ver_ihl & 0x0f) as usize) * 4;
+    if hdr_len < size_of::<Ipv4Hdr>() || (u16::from_be(ip.tot_len) as usize) < hdr_len {
+        return malformed(info, Malformed::Ipv4);
+    }
+    if c.skip(hdr_len).is_none() {
+        return malformed(info, Malformed::Ipv4);
+    }
+    let frag_off = u16::from_be(ip.frag_off);
+    let offset = frag_off & 0x1fff;
+    let more = frag_off & 0x2000 != 0;
+    if offset != 0 {
+        info.frag = frag::LATER;
+        return None;
+    }
+    if more {
+        info.frag = frag::FIRST;
+    }
+    Some(ip.proto)
+}
