@@ -3,8 +3,6 @@
 //! `tollgate` CLI changing it over the control socket, live traffic from a
 //! client namespace.
 
-mod common;
-
 use std::{
     io::Write,
     path::Path,
@@ -12,11 +10,14 @@ use std::{
     time::Duration,
 };
 
-use common::{
-    daemon::{Daemon, METRICS, config, events, eventually, finding, http_get},
-    tollgate_bin,
+use lab::{
+    Lab,
+    daemon::{
+        Daemon, METRICS, config, events, eventually, finding, http_get, run_command, tollgate_bin,
+    },
+    netns::SERVER_IF,
+    traffic,
 };
-use lab::{Lab, netns::SERVER_IF, traffic};
 use serde_json::Value;
 
 const PROMETHEUS: &str = "127.0.0.1:9090";
@@ -134,12 +135,7 @@ fn prometheus_scrapes_what_the_kernel_counted() {
     );
 
     // promtool on the exporter's own output reports nothing.
-    let text = d
-        .lab
-        .server
-        .enter(|| http_get(METRICS, "/metrics"))
-        .unwrap()
-        .expect("GET /metrics");
+    let text = d.metrics().expect("GET /metrics");
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -518,12 +514,7 @@ fn a_flood_is_detected_and_banned_then_the_ban_expires() {
         (p0 + sent, d0),
         "passes after the ban"
     );
-    let metrics = d
-        .lab
-        .server
-        .enter(|| http_get(METRICS, "/metrics"))
-        .unwrap()
-        .unwrap();
+    let metrics = d.metrics().unwrap();
     assert!(
         metrics.contains("tollgate_detections_total{detector=\"flood\"} "),
         "{metrics}"
@@ -699,11 +690,7 @@ fn the_daemon_tells_systemd_when_it_is_ready_and_stopping() {
     let sock = UnixDatagram::bind(&notify).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let mut child = lab
-        .server
-        .nsenter(tollgate_bin().to_str().unwrap())
-        .args(["run", "--config"])
-        .arg(dir.join("tollgate.toml"))
+    let mut child = run_command(&lab.server, &[], &dir.join("tollgate.toml"))
         .env("NOTIFY_SOCKET", &notify)
         .env("WATCHDOG_USEC", "400000")
         .stdout(Stdio::null())

@@ -8,7 +8,6 @@
 use std::{
     io::{BufRead, BufReader},
     net::IpAddr,
-    path::PathBuf,
     process::Stdio,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -16,7 +15,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use clap_lite::Args;
-use lab::{Lab, netns::SERVER_IF, traffic};
+use lab::{Lab, daemon::tollgate_bin, netns::SERVER_IF, traffic};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -57,18 +56,6 @@ const FLOOD_V4: &str = "192.0.2.66";
 const LIMIT_PPS: u64 = 500;
 const BURST: u64 = 1_000;
 
-fn tollgate_bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe.with_file_name("tollgate");
-    if !bin.exists() {
-        bail!(
-            "{} is missing; run the demo with `cargo xtask demo`",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse()?;
     // SAFETY: the handler only stores to atomics.
@@ -90,7 +77,7 @@ fn main() -> anyhow::Result<()> {
     );
     let mut child = lab
         .server
-        .command(tollgate_bin()?.to_str().context("non-UTF-8 path")?)
+        .command(tollgate_bin().to_str().context("non-UTF-8 path")?)
         .args([
             "run",
             "--iface",

@@ -1,9 +1,6 @@
-//! Helpers shared by the kernel tests.
+//! Helpers shared by the kernel tests. The daemon harness is the lab
+//! library's (`lab::daemon`).
 #![allow(dead_code, reason = "each test binary uses a different subset")]
-
-use std::path::PathBuf;
-
-pub mod daemon;
 
 use monitor_common::types::SourceKey;
 use tollgate::{
@@ -73,25 +70,3 @@ pub fn key(tg: &Tollgate, addr: &str) -> SourceKey {
 }
 
 pub const SEC: u64 = 1_000_000_000;
-
-/// The `tollgate` binary built by this workspace (cargo builds it for
-/// `cargo test --workspace`, which `cargo xtask test` runs).
-pub fn tollgate_bin() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test>: the profile directory is two up.
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target.join("debug"));
-    let bin = profile_dir.join("tollgate");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the suite with `cargo xtask test`, which builds it first (or `cargo build -p monitor`)",
-        bin.display()
-    );
-    bin
-}
