@@ -1,11 +1,16 @@
-//! Helpers shared by the kernel tests. The daemon harness is the lab
-//! library's (`lab::daemon`).
+//! Helpers shared by the kernel tests (the program through
+//! BPF_PROG_TEST_RUN): loading it with a test policy, judging frames,
+//! policy and frame builders, and running on two CPUs at once. The daemon
+//! harness is the lab library's (`lab::daemon`).
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+use std::sync::Barrier;
+
+use lab::packets::Spec;
 use monitor_common::types::SourceKey;
 use tollgate::{
     loader::{LoadOptions, Tollgate},
-    policy::Policy,
+    policy::{Action, Limit, Policy, Rate, Rule},
     replay::{Judged, PacketReport},
 };
 
@@ -70,3 +75,48 @@ pub fn key(tg: &Tollgate, addr: &str) -> SourceKey {
 }
 
 pub const SEC: u64 = 1_000_000_000;
+
+/// A rule for `net` (a CIDR).
+pub fn rule(net: &str, action: Action) -> Rule {
+    Rule::new(net.parse().expect("test CIDR"), action)
+}
+
+/// A packets-per-second limit with no byte limit.
+pub fn pps(per_sec: u64, burst: u64) -> Limit {
+    Limit {
+        packets: Some(Rate { per_sec, burst }),
+        bytes: None,
+    }
+}
+
+/// A UDP frame from `src` to a documentation address of its family.
+pub fn udp(src: &str) -> Vec<u8> {
+    let dst = if src.contains(':') {
+        "2001:db8:ffff::1"
+    } else {
+        "198.51.100.1"
+    };
+    Spec::udp(src, dst, 40000, 53).build()
+}
+
+/// Runs `work` on CPUs 0 and 1 at once: two pinned threads released
+/// together. BPF_PROG_TEST_RUN runs the program on the calling CPU, so
+/// the two run it truly in parallel.
+pub fn on_two_cpus(work: impl Fn() + Sync) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        cpus >= 2,
+        "this test needs two CPUs; the machine has {cpus}"
+    );
+    let start = Barrier::new(2);
+    std::thread::scope(|scope| {
+        for cpu in 0..2 {
+            let (start, work) = (&start, &work);
+            scope.spawn(move || {
+                lab::traffic::pin_thread(cpu).unwrap();
+                start.wait();
+                work();
+            });
+        }
+    });
+}
