@@ -1,7 +1,7 @@
 //! The systemd unit (`packaging/tollgate.service`): `systemd-analyze
 //! verify` finds nothing wrong with it and `systemd-analyze security`
 //! rates it "OK" or better. (systemd is not PID 1 here, so the service is
-//! not started through it; `daemon.rs` checks the notify protocol itself.)
+//! not started through it; `notify.rs` checks the notify protocol itself.)
 
 use std::{path::PathBuf, process::Command};
 
