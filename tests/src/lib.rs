@@ -1,9 +1,11 @@
 //! The lab Tollgate is tested, demonstrated and benchmarked on: network
 //! namespaces joined by veth pairs (documentation addresses, no default
 //! route, nothing bridged to a real interface), bounded traffic senders,
-//! packet builders and a pcap writer. One library, three users: the
+//! packet builders, a pcap writer, and the daemon harness (`tollgate run`
+//! in a lab, driven through the CLI). One library, three users: the
 //! integration tests in `tests/`, `cargo xtask demo` and `cargo xtask bench`.
 
+pub mod daemon;
 pub mod flood;
 pub mod http;
 pub mod netns;

@@ -17,16 +17,14 @@
 //!
 //! The attack tests share the CPUs, so they run one at a time.
 
-mod common;
-
 use std::{
     net::{Ipv4Addr, SocketAddr},
     sync::Mutex,
     time::Duration,
 };
 
-use common::daemon::{Daemon, events, eventually};
 use lab::{
+    daemon::{Daemon, events, eventually},
     flood::{Attack, Flood, Kind, flood},
     http::{HttpServer, Requests, client},
     netns::{CLIENT_IF, SERVER_IF},

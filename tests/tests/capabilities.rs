@@ -5,15 +5,13 @@
 //! reload and the control socket must all work; with one capability less
 //! the daemon must fail, so the set is also the least that works.
 
-mod common;
-
 use std::{
     path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
 };
 
-use common::daemon::Daemon;
+use lab::daemon::{self, Daemon, eventually, pin_root, run_command};
 
 /// The unit's capabilities, as setpriv names them ("bpf", "net_admin").
 fn unit_caps() -> Vec<String> {
@@ -70,7 +68,7 @@ fn the_daemon_works_with_only_the_units_capabilities() {
         other => panic!("the unit grants {other}; teach this test its number"),
     };
     let want: u64 = caps.iter().map(|c| bit(c)).sum();
-    let pid = d.child.as_ref().unwrap().id();
+    let pid = d.pid();
     assert_eq!(
         effective_caps(pid),
         want,
@@ -87,7 +85,7 @@ fn the_daemon_works_with_only_the_units_capabilities() {
     // A ban, a reload and the status over the control socket.
     d.json(&["ban", "add", "192.0.2.62", "--ttl", "1m"]);
     d.json(&["reload"]);
-    common::daemon::eventually("the ban in `status`", Duration::from_secs(10), || {
+    eventually("the ban in `status`", Duration::from_secs(10), || {
         (d.json(&["status"])["bans_active"] == 1).then_some(())
     });
     // A clean stop (on_exit = detach in the test config) unpins and
@@ -111,15 +109,9 @@ fn each_of_the_units_capabilities_is_needed() {
         .unwrap();
         let dir = std::env::temp_dir().join(format!("tg-nocap-{missing}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("tollgate.toml"), common::daemon::config(&dir, "")).unwrap();
+        std::fs::write(dir.join("tollgate.toml"), daemon::config(&dir, "")).unwrap();
         let launcher = setpriv(&fewer);
-        let mut child = lab
-            .server
-            .nsenter(&launcher[0])
-            .args(&launcher[1..])
-            .arg(common::tollgate_bin())
-            .args(["run", "--config"])
-            .arg(dir.join("tollgate.toml"))
+        let mut child = run_command(&lab.server, &launcher, &dir.join("tollgate.toml"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -155,7 +147,7 @@ fn each_of_the_units_capabilities_is_needed() {
             .map(|l| &l[..l.len().min(160)])
             .collect();
         eprintln!("without CAP_{}: {why:?}", missing.to_uppercase());
-        let _ = std::fs::remove_dir_all(common::daemon::pin_root(&dir));
+        let _ = std::fs::remove_dir_all(pin_root(&dir));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

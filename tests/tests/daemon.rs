@@ -1,169 +1,24 @@
 //! The daemon as an operator runs it: `tollgate run --config FILE` in the
-//! server namespace of a lab, a real Prometheus server scraping it, the
-//! `tollgate` CLI changing it over the control socket, live traffic from a
-//! client namespace.
-
-mod common;
+//! server namespace of a lab, the `tollgate` CLI changing it over the
+//! control socket (rules, limits, bans, reloads, the lockout guard) with
+//! the changes in force on live traffic from a client namespace and
+//! surviving a restart; monitor mode; and the detectors on live floods and
+//! scans: findings, bans and their expiry, the host-wide SYN limit. The
+//! exporter, the control protocol, the config check and the notify
+//! protocol have their own files, named after their modules.
 
 use std::{
-    io::Write,
-    path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
-use common::{
-    daemon::{Daemon, METRICS, config, events, eventually, finding, http_get},
-    tollgate_bin,
+use lab::{
+    Lab,
+    daemon::{Daemon, config, events, eventually, finding, pin_root, tollgate_bin},
+    netns::SERVER_IF,
+    traffic,
 };
-use lab::{Lab, netns::SERVER_IF, traffic};
 use serde_json::Value;
-
-const PROMETHEUS: &str = "127.0.0.1:9090";
-
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A Prometheus server (Debian's `prometheus`) in the server namespace,
-/// scraping the daemon every second.
-struct Prometheus<'a> {
-    daemon: &'a Daemon,
-    child: Child,
-}
-
-impl<'a> Prometheus<'a> {
-    fn start(daemon: &'a Daemon) -> Self {
-        let dir = daemon.dir.join("prometheus");
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("prometheus.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: tollgate\n    static_configs:\n      - targets: ['{METRICS}']\n"
-            ),
-        )
-        .unwrap();
-        let child = daemon
-            .lab
-            .server
-            .command("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address={PROMETHEUS}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting prometheus (Debian package `prometheus`, installed by `cargo xtask setup`)");
-        let p = Self { daemon, child };
-        eventually(
-            "Prometheus scraping the daemon (up == 1)",
-            Duration::from_secs(60),
-            || (p.query("up{job=\"tollgate\"}") == Some(1.0)).then_some(()),
-        );
-        p
-    }
-
-    /// The value of an instant query with one result.
-    fn query(&self, q: &str) -> Option<f64> {
-        let body = self
-            .daemon
-            .lab
-            .server
-            .enter(|| http_get(PROMETHEUS, &format!("/api/v1/query?query={}", encode(q))))
-            .ok()??;
-        let v: Value = serde_json::from_str(&body).ok()?;
-        let r = v["data"]["result"].as_array()?.first()?.clone();
-        r["value"][1].as_str()?.parse().ok()
-    }
-}
-
-impl Drop for Prometheus<'_> {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[test]
-fn prometheus_scrapes_what_the_kernel_counted() {
-    let d = Daemon::new("prom", &["192.0.2.10"], "");
-    let prom = Prometheus::start(&d);
-    let sent = d.send("192.0.2.10", 3_000, 3_000);
-    let (packets, dropped) = d.source("192.0.2.10", sent);
-    assert_eq!(packets, sent);
-    assert!(dropped > 0, "3,000/s against 200/s must drop");
-    let q = format!(
-        "sum(tollgate_packets_total{{iface=\"{SERVER_IF}\",verdict=\"drop\",reason=\"rate_limited_packets\"}})"
-    );
-    eventually(
-        "Prometheus showing the kernel's drops",
-        Duration::from_secs(30),
-        || (prom.query(&q) == Some(dropped as f64)).then_some(()),
-    );
-    let passed = sent - dropped;
-    let q = format!(
-        "sum(tollgate_packets_total{{iface=\"{SERVER_IF}\",verdict=\"pass\",reason=\"pass\"}})"
-    );
-    let seen = eventually(
-        "Prometheus showing the passes",
-        Duration::from_secs(30),
-        || prom.query(&q).filter(|v| *v >= passed as f64),
-    );
-    // Other passes are the client's own IPv6 link-local chatter, if any.
-    assert!(
-        seen < passed as f64 + 50.0,
-        "{seen} passes for {passed} sent and passed"
-    );
-    assert!(prom.query("tollgate_sources_tracked").unwrap_or(0.0) >= 1.0);
-    assert_eq!(
-        prom.query("tollgate_policy_rules"),
-        Some(2.0),
-        "management + the config rule"
-    );
-    assert_eq!(
-        prom.query("tollgate_top_talker_packets{rank=\"1\"}"),
-        Some(sent as f64)
-    );
-
-    // promtool on the exporter's own output reports nothing.
-    let text = d
-        .lab
-        .server
-        .enter(|| http_get(METRICS, "/metrics"))
-        .unwrap()
-        .expect("GET /metrics");
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = check.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}"
-    );
-}
 
 #[test]
 fn cli_changes_take_effect_on_live_traffic_and_survive_a_restart() {
@@ -346,127 +201,6 @@ fn monitor_mode_counts_without_dropping() {
     assert!(s["packets"]["monitor"].as_u64().unwrap() >= sent / 2, "{s}");
 }
 
-#[test]
-fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
-    use tollgate::control::Client;
-    let d = Daemon::new("bad", &["192.0.2.70"], "");
-    let mut c = Client::connect(&d.socket()).unwrap();
-    let r = c.raw("this is not json").unwrap();
-    assert!(!r.ok && r.error.unwrap().starts_with("the request is not JSON"));
-    let r = c
-        .raw(r#"{"version":9,"command":{"type":"status"}}"#)
-        .unwrap();
-    assert!(
-        r.error
-            .unwrap()
-            .contains("protocol version 9 is not supported")
-    );
-    let r = c
-        .raw(r#"{"version":1,"command":{"type":"ban_add","cidr":"192.0.2.999","ttl":"1m"}}"#)
-        .unwrap();
-    assert!(r.error.unwrap().contains("is not an address or CIDR"));
-    let r = c
-        .raw(r#"{"version":1,"command":{"type":"ban_add","cidr":"192.0.2.9","ttl":"forever"}}"#)
-        .unwrap();
-    assert!(r.error.unwrap().contains("is not a duration"));
-    // Oversized: refused, and that connection closed (the daemon stops
-    // reading, so the rest of our write may fail; the answer still comes).
-    {
-        use std::io::BufRead;
-        let mut big = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
-        let _ = big.write_all("x".repeat(70_000).as_bytes());
-        let mut line = String::new();
-        std::io::BufReader::new(&big).read_line(&mut line).unwrap();
-        let r: tollgate::control::Response = serde_json::from_str(&line).unwrap();
-        assert!(r.error.unwrap().contains("request longer than 65536 bytes"));
-        let mut rest = String::new();
-        assert_eq!(
-            std::io::BufReader::new(&big)
-                .read_line(&mut rest)
-                .unwrap_or(0),
-            0,
-            "closed"
-        );
-    }
-    // Everyone else is still served, on the first connection too.
-    let r = c
-        .raw(r#"{"version":1,"command":{"type":"status"}}"#)
-        .unwrap();
-    assert!(r.ok);
-
-    // Someone who is not root: the socket's mode keeps them out...
-    let as_nobody = |args: &[&str]| {
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(tollgate_bin())
-            .args(args)
-            .arg("--socket")
-            .arg(d.socket())
-            .output()
-            .expect("setpriv (util-linux)")
-    };
-    let out = as_nobody(&["status"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to the daemon"));
-    // ...and if the mode were loosened, the peer-credential check still
-    // refuses them.
-    std::fs::set_permissions(&d.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(
-        d.socket(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o666),
-    )
-    .unwrap();
-    let out = as_nobody(&["ban", "add", "192.0.2.70", "--ttl", "1m"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("permission denied: uid 65534 is not root"),
-        "{err}"
-    );
-    assert!(
-        d.json(&["ban", "list"])["bans"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
-    assert!(d.log().contains("control_refused"));
-}
-
-#[test]
-fn check_config_refuses_a_broken_file_with_ex_usage() {
-    let dir = std::env::temp_dir().join(format!("tg-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = dir.join("t.toml");
-    std::fs::write(
-        &f,
-        "interfaces = [\"lo\"]\n[[rule]]\ncidr = \"10.0.0.0/33\"\naction = \"deny\"\n",
-    )
-    .unwrap();
-    let out = Command::new(tollgate_bin())
-        .arg("check-config")
-        .arg(&f)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("t.toml:3: rule[1].cidr: `10.0.0.0/33` is not an address or CIDR"),
-        "{err}"
-    );
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc/tollgate.toml");
-    let out = Command::new(tollgate_bin())
-        .args(["check-config", "--no-interfaces"])
-        .arg(&example)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
 fn detect_config(mode: &str) -> String {
     format!(
         "[detect]\nmode = \"{mode}\"\nflood_pps = 1000\nscan_ports = 60\nban_ttls = [\"3s\", \"1m\"]\n"
@@ -518,12 +252,7 @@ fn a_flood_is_detected_and_banned_then_the_ban_expires() {
         (p0 + sent, d0),
         "passes after the ban"
     );
-    let metrics = d
-        .lab
-        .server
-        .enter(|| http_get(METRICS, "/metrics"))
-        .unwrap()
-        .unwrap();
+    let metrics = d.metrics().unwrap();
     assert!(
         metrics.contains("tollgate_detections_total{detector=\"flood\"} "),
         "{metrics}"
@@ -686,54 +415,6 @@ fn a_spoofed_syn_flood_gets_a_host_wide_syn_limit() {
             .is_empty(),
         "no per-source bans"
     );
-}
-
-#[test]
-fn the_daemon_tells_systemd_when_it_is_ready_and_stopping() {
-    use std::os::unix::net::UnixDatagram;
-    let lab = Lab::new("notify", &["192.0.2.86".parse().unwrap()]).unwrap();
-    let dir = std::env::temp_dir().join(format!("tg-notify-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("tollgate.toml"), config(&dir, "")).unwrap();
-    let notify = dir.join("notify.sock");
-    let sock = UnixDatagram::bind(&notify).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut child = lab
-        .server
-        .nsenter(tollgate_bin().to_str().unwrap())
-        .args(["run", "--config"])
-        .arg(dir.join("tollgate.toml"))
-        .env("NOTIFY_SOCKET", &notify)
-        .env("WATCHDOG_USEC", "400000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut buf = [0u8; 512];
-    let n = sock.recv(&mut buf).expect("a notification within 30 s");
-    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
-    assert!(
-        ready.starts_with("READY=1\nSTATUS=enforcing on tg-srv"),
-        "{ready}"
-    );
-    // Ready means ready: the control socket answers at once.
-    let out = Command::new(tollgate_bin())
-        .args(["status", "--socket"])
-        .arg(dir.join("control.sock"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let n = sock.recv(&mut buf).expect("a watchdog pet (every 200 ms)");
-    assert_eq!(&buf[..n], b"WATCHDOG=1");
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    eventually("STOPPING=1", Duration::from_secs(10), || {
-        let n = sock.recv(&mut buf).ok()?;
-        (&buf[..n] == b"STOPPING=1").then_some(())
-    });
-    assert!(child.wait().unwrap().success());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `limit set` changes only the numbers it is given (the README's own
@@ -905,9 +586,7 @@ burst_bytes = "4MB"
 
 /// The kernel's bogon ranges, as a pinned map dump counts them.
 fn bogon_entries(d: &Daemon) -> usize {
-    let map = common::daemon::pin_root(&d.dir)
-        .join(format!("v{}", monitor_common::maps::LAYOUT_VERSION))
-        .join(monitor_common::maps::BOGONS_V4);
+    let map = d.layout_dir().join(monitor_common::maps::BOGONS_V4);
     let out = Command::new("bpftool")
         .args(["--json", "map", "dump", "pinned"])
         .arg(&map)
@@ -974,7 +653,7 @@ fn a_start_that_fails_leaves_no_pins() {
         .output()
         .expect("tollgate run");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let pins = common::daemon::pin_root(&dir);
+    let pins = pin_root(&dir);
     let left: Vec<_> =
         std::fs::read_dir(pins.join(format!("v{}", monitor_common::maps::LAYOUT_VERSION)))
             .map(|d| d.flatten().map(|e| e.file_name()).collect())

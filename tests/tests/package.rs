@@ -4,14 +4,12 @@
 //! DPKG_ROOT), dependencies forced because the root is empty. `cargo xtask
 //! install`/`uninstall` go through the same package.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
 };
 
-use common::tollgate_bin;
+use lab::daemon::tollgate_bin;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -2,12 +2,10 @@
 //! real binary through the kernel, compared with what tshark reads from the
 //! same file, and judged by the capture's own timestamps.
 
-mod common;
-
 use std::{path::Path, process::Command};
 
-use common::tollgate_bin;
 use lab::{
+    daemon::tollgate_bin,
     packets::{Exts, Spec, arp_request},
     pcap,
 };

@@ -4,15 +4,12 @@
 //! counters continue. `on_exit = "detach"` leaves nothing behind, and a
 //! layout upgrade adopts the old link and starts the maps afresh.
 
-mod common;
+use std::{process::Command, time::Duration};
 
-use std::{path::PathBuf, process::Command, time::Duration};
-
-use common::{
-    daemon::{Daemon, METRICS, eventually, http_get, pin_root},
-    tollgate_bin,
+use lab::{
+    daemon::{self, Daemon, eventually, pin_root, run_command},
+    netns::SERVER_IF,
 };
-use lab::netns::SERVER_IF;
 use monitor_common::{
     maps::{LAYOUT_VERSION, SOURCES},
     types::{SourceKey, SourceState},
@@ -21,15 +18,10 @@ use tollgate::maps::SourceTable;
 
 const KEEP: &str = "# on_exit = keep";
 
-/// The pinned layout directory of `d`.
-fn layout_dir(d: &Daemon) -> PathBuf {
-    pin_root(&d.dir).join(format!("v{LAYOUT_VERSION}"))
-}
-
 /// The kernel's record of `addr` (a /32 source), read from the pinned
 /// source map itself: no daemon involved.
 fn kernel_record(d: &Daemon, addr: [u8; 4]) -> Option<SourceState> {
-    let table = SourceTable::from_pins(&layout_dir(d)).expect("opening the pinned source table");
+    let table = SourceTable::from_pins(&d.layout_dir()).expect("opening the pinned source table");
     table
         .get(&SourceKey::v4(u32::from_ne_bytes(addr), u32::MAX))
         .expect("reading the pinned source table")
@@ -49,12 +41,7 @@ fn attached_prog(d: &Daemon) -> Option<u32> {
 /// The sum of `tollgate_packets_total` over all labels, as the exporter
 /// serves it.
 fn packets_total(d: &Daemon) -> f64 {
-    let text = d
-        .lab
-        .server
-        .enter(|| http_get(METRICS, "/metrics"))
-        .expect("entering the server namespace")
-        .expect("the exporter answering");
+    let text = d.metrics().expect("the exporter answering");
     text.lines()
         .filter(|l| l.starts_with("tollgate_packets_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -78,12 +65,7 @@ fn a_crashed_daemon_leaves_the_kernel_enforcing_and_its_successor_continues() {
     let prog = attached_prog(&d).expect("XDP attached");
 
     // A second daemon on the same pins is refused while this one runs.
-    let second = d
-        .lab
-        .server
-        .nsenter(tollgate_bin().to_str().unwrap())
-        .args(["run", "--config"])
-        .arg(d.dir.join("tollgate.toml"))
+    let second = run_command(&d.lab.server, &[], &d.dir.join("tollgate.toml"))
         .output()
         .expect("running a second daemon");
     let said = String::from_utf8_lossy(&second.stderr);
@@ -165,14 +147,14 @@ fn a_crashed_daemon_leaves_the_kernel_enforcing_and_its_successor_continues() {
     // A clean stop with on_exit = keep leaves the kernel enforcing too.
     d.stop();
     assert!(attached_prog(&d).is_some(), "kept attached on SIGTERM");
-    assert!(layout_dir(&d).join(SOURCES).exists(), "maps kept pinned");
+    assert!(d.layout_dir().join(SOURCES).exists(), "maps kept pinned");
 }
 
 #[test]
 fn stopping_with_on_exit_detach_leaves_nothing_behind() {
     let mut d = Daemon::new("detach", &["192.0.2.34"], "");
     let prog = attached_prog(&d).expect("XDP attached");
-    assert!(layout_dir(&d).exists());
+    assert!(d.layout_dir().exists());
     d.stop();
     assert_eq!(attached_prog(&d), None, "detached");
     assert!(!pin_root(&d.dir).exists(), "pins removed");
@@ -207,7 +189,7 @@ fn an_upgrade_with_a_new_layout_adopts_the_link_and_starts_the_maps_fresh() {
     let prog = attached_prog(&d).expect("kept attached");
     // Pretend the pins came from an older build with another layout.
     let old = pin_root(&d.dir).join(format!("v{}", LAYOUT_VERSION + 100));
-    std::fs::rename(layout_dir(&d), &old).expect("renaming the pin directory");
+    std::fs::rename(d.layout_dir(), &old).expect("renaming the pin directory");
 
     d.start();
     let log = d.log();
@@ -232,16 +214,12 @@ fn a_pin_dir_outside_bpffs_is_refused() {
     let lab = lab::Lab::new("pinfs", &["192.0.2.36".parse().unwrap()]).unwrap();
     let dir = std::env::temp_dir().join(format!("tg-pinfs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let text = common::daemon::config(&dir, "").replace(
+    let text = daemon::config(&dir, "").replace(
         &format!("pin_dir = \"{}\"", pin_root(&dir).display()),
         &format!("pin_dir = \"{}\"", dir.join("pins").display()),
     );
     std::fs::write(dir.join("tollgate.toml"), text).unwrap();
-    let out = lab
-        .server
-        .nsenter(tollgate_bin().to_str().unwrap())
-        .args(["run", "--config"])
-        .arg(dir.join("tollgate.toml"))
+    let out = run_command(&lab.server, &[], &dir.join("tollgate.toml"))
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
@@ -306,7 +284,7 @@ fn a_link_whose_interface_went_away_is_replaced() {
     let now = attached_prog(&d).expect("attached afresh");
     assert_ne!(now, old);
     assert!(
-        layout_dir(&d).join(format!("link-{SERVER_IF}")).exists(),
+        d.layout_dir().join(format!("link-{SERVER_IF}")).exists(),
         "pinned again"
     );
 }

@@ -1,11 +1,11 @@
 //! The systemd unit (`packaging/tollgate.service`): `systemd-analyze
 //! verify` finds nothing wrong with it and `systemd-analyze security`
 //! rates it "OK" or better. (systemd is not PID 1 here, so the service is
-//! not started through it; `daemon.rs` checks the notify protocol itself.)
-
-mod common;
+//! not started through it; `notify.rs` checks the notify protocol itself.)
 
 use std::{path::PathBuf, process::Command};
+
+use lab::daemon::tollgate_bin;
 
 /// The unit with the installed path replaced by the binary under test, so
 /// verify can check that ExecStart is executable.
@@ -17,7 +17,7 @@ fn unit() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tg-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("tollgate.service");
-    let bin = common::tollgate_bin();
+    let bin = tollgate_bin();
     std::fs::write(
         &path,
         text.replace("/usr/bin/tollgate", bin.to_str().unwrap()),

@@ -1,4 +1,5 @@
-//! Running commands with errors that name the whole command.
+//! Running commands with errors that name the whole command, and the
+//! commands several tasks run: cargo, and the lab binaries as root.
 
 use std::process::{Command, Stdio};
 
@@ -42,4 +43,46 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
 /// (default `sudo -E`).
 pub fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_ok_and(|s| s.trim() == "0")
+}
+
+/// `cargo`, the one running this task if known.
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Tests and the lab binaries need root (BPF, namespaces). As root, nothing
+/// to do; otherwise cargo runs them through `runner` (`sudo -E`).
+pub fn with_runner(cmd: &mut Command, runner: &str) {
+    if !is_root() {
+        let triple = "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER";
+        cmd.env(triple, runner);
+    }
+}
+
+/// Builds the release binaries (`tollgate` and the lab crate's) and runs
+/// the lab crate's `bin` with `args`, through `runner` unless root.
+pub fn run_lab_bin(bin: &str, args: &[String], runner: &str) -> anyhow::Result<()> {
+    exec(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "monitor",
+        "-p",
+        "tollgate-tests",
+        "--bins",
+    ]))?;
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "tollgate-tests",
+        "--bin",
+        bin,
+        "--",
+    ])
+    .args(args);
+    with_runner(&mut c, runner);
+    exec(&mut c)
 }

@@ -1,11 +1,20 @@
 //! Project tasks: `cargo xtask <task>`. Each task lives in its own module
 //! with `Options` and `run`; every task but `setup` runs `setup` first so a
-//! fresh machine needs nothing but the README's two commands.
+//! fresh machine needs nothing but the README's two commands. `exec` holds
+//! the command helpers they share. Demo and bench are binaries of the lab
+//! crate (`tests/src/bin`), so they share the lab with the tests; this
+//! crate stays dependency-light so `cargo xtask setup` builds on a machine
+//! that has no BPF toolchain yet.
 
+mod bench;
+mod build;
+mod deb;
+mod demo;
 mod exec;
 mod install;
 mod setup;
-mod tasks;
+mod test;
+mod uninstall;
 
 use clap::{Parser, Subcommand};
 
@@ -22,33 +31,33 @@ enum Task {
     /// bpf-linker); quick when already done.
     Setup(setup::Options),
     /// Build the workspace (the XDP object included).
-    Build(tasks::BuildOptions),
+    Build(build::Options),
     /// The whole suite: format, lints, host and kernel tests.
-    Test(tasks::TestOptions),
+    Test(test::Options),
     /// Run Tollgate on a namespace lab with a well-behaved and a flooding
     /// client, with a live view, then clean up.
-    Demo(tasks::DemoOptions),
+    Demo(demo::Options),
     /// Measure per-packet cost against a floor and xdp-filter.
-    Bench(tasks::BenchOptions),
+    Bench(bench::Options),
     /// Build the Debian package (target/debian/tollgate_VERSION_ARCH.deb).
-    Deb(install::DebOptions),
+    Deb(deb::Options),
     /// Build a release and install it as a package: binary, systemd unit
     /// (enabled), example config (kept if there), tollgate group, state
     /// directory.
-    Install(install::InstallOptions),
+    Install(install::Options),
     /// Remove the installed package; config and state stay unless --purge.
-    Uninstall(install::UninstallOptions),
+    Uninstall(uninstall::Options),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Setup(o) => setup::run(&o),
-        Task::Build(o) => tasks::build(&o),
-        Task::Test(o) => tasks::test(&o),
-        Task::Demo(o) => tasks::demo(&o),
-        Task::Bench(o) => tasks::bench(&o),
-        Task::Deb(o) => install::deb(&o).map(drop),
-        Task::Install(o) => install::install(&o),
-        Task::Uninstall(o) => install::uninstall(&o),
+        Task::Build(o) => build::run(&o),
+        Task::Test(o) => test::run(&o),
+        Task::Demo(o) => demo::run(&o),
+        Task::Bench(o) => bench::run(&o),
+        Task::Deb(o) => deb::run(&o).map(drop),
+        Task::Install(o) => install::run(&o),
+        Task::Uninstall(o) => uninstall::run(&o),
     }
 }

@@ -5,7 +5,11 @@ use std::process::Command;
 
 use crate::exec::{exec, is_root, output, probe};
 
+/// Flattened into the other tasks' options, so its argument group gets a
+/// name of its own (clap names it after the struct, and every task's is
+/// `Options`).
 #[derive(clap::Args, Default)]
+#[group(id = "setup")]
 pub struct Options {
     /// Command prefix for steps that need root when not root.
     #[arg(long, default_value = "sudo -E")]

@@ -8,15 +8,20 @@
 use std::{
     io::{BufRead, BufReader},
     net::IpAddr,
-    path::PathBuf,
-    process::Stdio,
+    process::{Child, Stdio},
     sync::atomic::{AtomicBool, Ordering},
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use clap_lite::Args;
-use lab::{Lab, netns::SERVER_IF, traffic};
+use lab::{
+    Lab,
+    daemon::tollgate_bin,
+    netns::SERVER_IF,
+    traffic::{self, Sent},
+};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -57,18 +62,6 @@ const FLOOD_V4: &str = "192.0.2.66";
 const LIMIT_PPS: u64 = 500;
 const BURST: u64 = 1_000;
 
-fn tollgate_bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe.with_file_name("tollgate");
-    if !bin.exists() {
-        bail!(
-            "{} is missing; run the demo with `cargo xtask demo`",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse()?;
     // SAFETY: the handler only stores to atomics.
@@ -88,9 +81,49 @@ fn main() -> anyhow::Result<()> {
         lab.clients[1].name(),
         args.seconds
     );
+    let (mut child, printer) = start_tollgate(&lab)?;
+    println!(
+        "tollgate is attached (native XDP) with a default limit of {LIMIT_PPS} packets/s, \
+         burst {BURST}; the well-behaved client sends 200/s over IPv4 and 100/s over IPv6, \
+         the flooder as fast as it can"
+    );
+    let secs = Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let sent = send_traffic(&lab, &good, flood[0], args.seconds);
+    // Let the last view print, then stop tollgate like an operator would.
+    std::thread::sleep(Duration::from_millis(1_100).min(secs));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.wait().context("waiting for tollgate")?;
+    let _ = printer.join();
+    let [good4, good6, flooded] = sent?;
+    println!(
+        "\nsent in {:.1} s: well-behaved {} (IPv4) + {} (IPv6) packets, flooder {} packets \
+         ({:.0}/s); the table above shows what the kernel passed and dropped per source",
+        started.elapsed().as_secs_f64(),
+        good4.packets,
+        good6.packets,
+        flooded.packets,
+        flooded.packets as f64 / flooded.elapsed.as_secs_f64().max(0.001)
+    );
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        println!("interrupted: cleaning up");
+    }
+    drop(lab);
+    println!("lab removed");
+    if !status.success() {
+        bail!("tollgate exited with {status}");
+    }
+    Ok(())
+}
+
+/// `tollgate run` attached to the server's interface with the demo's
+/// limit, its live view printed by the returned thread and its log echoed
+/// to stderr; returns once it reports `attached`.
+fn start_tollgate(lab: &Lab) -> anyhow::Result<(Child, JoinHandle<()>)> {
     let mut child = lab
         .server
-        .command(tollgate_bin()?.to_str().context("non-UTF-8 path")?)
+        .command(tollgate_bin().to_str().context("non-UTF-8 path")?)
         .args([
             "run",
             "--iface",
@@ -126,15 +159,20 @@ fn main() -> anyhow::Result<()> {
         let _ = child.kill();
         bail!("tollgate did not report `attached` within 30 s; see its output above");
     }
-    println!(
-        "tollgate is attached (native XDP) with a default limit of {LIMIT_PPS} packets/s, \
-         burst {BURST}; the well-behaved client sends 200/s over IPv4 and 100/s over IPv6, \
-         the flooder as fast as it can"
-    );
-    let secs = Duration::from_secs(args.seconds);
-    let server_v4 = lab.server_v4();
-    let server_v6 = lab.server_v6();
-    let started = Instant::now();
+    Ok((child, printer))
+}
+
+/// `seconds` of traffic at once: the well-behaved client at 200/s over
+/// IPv4 and 100/s over IPv6, the flooder as fast as it can. What each
+/// sender sent, in that order.
+fn send_traffic(
+    lab: &Lab,
+    good: &[IpAddr],
+    flood: IpAddr,
+    seconds: u64,
+) -> anyhow::Result<[Sent; 3]> {
+    let secs = Duration::from_secs(seconds);
+    let (server_v4, server_v6) = (lab.server_v4(), lab.server_v6());
     let (good4, good6, flooded) = std::thread::scope(|s| {
         let g4 = s.spawn(|| {
             traffic::udp(
@@ -142,7 +180,7 @@ fn main() -> anyhow::Result<()> {
                 good[0],
                 server_v4,
                 8080,
-                200 * args.seconds,
+                200 * seconds,
                 200,
                 200,
                 secs,
@@ -154,7 +192,7 @@ fn main() -> anyhow::Result<()> {
                 good[1],
                 server_v6,
                 8080,
-                100 * args.seconds,
+                100 * seconds,
                 100,
                 200,
                 secs,
@@ -163,7 +201,7 @@ fn main() -> anyhow::Result<()> {
         let f = s.spawn(|| {
             traffic::udp(
                 &lab.clients[1],
-                flood[0],
+                flood,
                 server_v4,
                 8080,
                 100_000_000,
@@ -174,31 +212,10 @@ fn main() -> anyhow::Result<()> {
         });
         (g4.join(), g6.join(), f.join())
     });
-    // Let the last view print, then stop tollgate like an operator would.
-    std::thread::sleep(Duration::from_millis(1_100).min(secs));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let status = child.wait().context("waiting for tollgate")?;
-    let _ = printer.join();
-    let good4 = good4.map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
-    let good6 = good6.map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
-    let flooded = flooded.map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
-    println!(
-        "\nsent in {:.1} s: well-behaved {} (IPv4) + {} (IPv6) packets, flooder {} packets \
-         ({:.0}/s); the table above shows what the kernel passed and dropped per source",
-        started.elapsed().as_secs_f64(),
-        good4.packets,
-        good6.packets,
-        flooded.packets,
-        flooded.packets as f64 / flooded.elapsed.as_secs_f64().max(0.001)
-    );
-    if INTERRUPTED.load(Ordering::Relaxed) {
-        println!("interrupted: cleaning up");
-    }
-    drop(lab);
-    println!("lab removed");
-    if !status.success() {
-        bail!("tollgate exited with {status}");
-    }
-    Ok(())
+    let panicked = |_| anyhow::anyhow!("sender thread panicked");
+    Ok([
+        good4.map_err(panicked)??,
+        good6.map_err(panicked)??,
+        flooded.map_err(panicked)??,
+    ])
 }

@@ -1,14 +1,16 @@
-//! Helpers shared by the kernel tests.
+//! Helpers shared by the kernel tests (the program through
+//! BPF_PROG_TEST_RUN): loading it with a test policy, judging frames,
+//! policy and frame builders, and running on two CPUs at once. The daemon
+//! harness is the lab library's (`lab::daemon`).
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
-use std::path::PathBuf;
+use std::sync::Barrier;
 
-pub mod daemon;
-
+use lab::packets::Spec;
 use monitor_common::types::SourceKey;
 use tollgate::{
     loader::{LoadOptions, Tollgate},
-    policy::Policy,
+    policy::{Action, Limit, Policy, Rate, Rule},
     replay::{Judged, PacketReport},
 };
 
@@ -74,24 +76,47 @@ pub fn key(tg: &Tollgate, addr: &str) -> SourceKey {
 
 pub const SEC: u64 = 1_000_000_000;
 
-/// The `tollgate` binary built by this workspace (cargo builds it for
-/// `cargo test --workspace`, which `cargo xtask test` runs).
-pub fn tollgate_bin() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test>: the profile directory is two up.
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target.join("debug"));
-    let bin = profile_dir.join("tollgate");
+/// A rule for `net` (a CIDR).
+pub fn rule(net: &str, action: Action) -> Rule {
+    Rule::new(net.parse().expect("test CIDR"), action)
+}
+
+/// A packets-per-second limit with no byte limit.
+pub fn pps(per_sec: u64, burst: u64) -> Limit {
+    Limit {
+        packets: Some(Rate { per_sec, burst }),
+        bytes: None,
+    }
+}
+
+/// A UDP frame from `src` to a documentation address of its family.
+pub fn udp(src: &str) -> Vec<u8> {
+    let dst = if src.contains(':') {
+        "2001:db8:ffff::1"
+    } else {
+        "198.51.100.1"
+    };
+    Spec::udp(src, dst, 40000, 53).build()
+}
+
+/// Runs `work` on CPUs 0 and 1 at once: two pinned threads released
+/// together. BPF_PROG_TEST_RUN runs the program on the calling CPU, so
+/// the two run it truly in parallel.
+pub fn on_two_cpus(work: impl Fn() + Sync) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert!(
-        bin.exists(),
-        "{} is missing: run the suite with `cargo xtask test`, which builds it first (or `cargo build -p monitor`)",
-        bin.display()
+        cpus >= 2,
+        "this test needs two CPUs; the machine has {cpus}"
     );
-    bin
+    let start = Barrier::new(2);
+    std::thread::scope(|scope| {
+        for cpu in 0..2 {
+            let (start, work) = (&start, &work);
+            scope.spawn(move || {
+                lab::traffic::pin_thread(cpu).unwrap();
+                start.wait();
+                work();
+            });
+        }
+    });
 }

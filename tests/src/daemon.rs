@@ -1,5 +1,8 @@
-//! A lab with `tollgate run --config` in its server namespace, driven
-//! through the CLI: shared by the daemon and restart tests.
+//! The daemon harness: `tollgate run --config` in the server namespace of
+//! a lab, driven through the CLI like an operator drives it. One harness
+//! for the daemon, restart, capability and attack tests and for the bench's
+//! daemon benchmarks; one way to find the `tollgate` binary for all of them
+//! and for the demo.
 
 use std::{
     io::{Read, Write},
@@ -9,12 +12,32 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lab::{Lab, netns::SERVER_IF, traffic};
+use monitor_common::maps::LAYOUT_VERSION;
 use serde_json::Value;
 
-use super::tollgate_bin;
+use crate::{Lab, NetNs, netns::SERVER_IF, traffic};
 
+/// Where every harnessed daemon serves its metrics (inside its namespace).
 pub const METRICS: &str = "127.0.0.1:9640";
+
+/// The `tollgate` binary of this build. The demo and the bench run from
+/// `target/<profile>/`, beside it; an integration test runs from
+/// `target/<profile>/deps/`, one directory down. Cargo builds it for
+/// `cargo xtask test`, `demo` and `bench`.
+pub fn tollgate_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the running executable's path");
+    let mut dir = exe.parent().expect("the executable's directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("the profile directory");
+    }
+    let bin = dir.join("tollgate");
+    assert!(
+        bin.exists(),
+        "{} is missing: run through `cargo xtask test`, `demo` or `bench`, which build it first (or `cargo build -p monitor`)",
+        bin.display()
+    );
+    bin
+}
 
 /// Waits for `cond` to hold, checking every 100 ms, up to `limit`: a
 /// deadline, not a timing assertion.
@@ -31,6 +54,30 @@ pub fn eventually<T>(what: &str, limit: Duration, mut cond: impl FnMut() -> Opti
     }
 }
 
+/// The config every harnessed daemon starts from: attached to `iface`,
+/// read every `interval`, then `tables`; metrics on `METRICS`, and a
+/// control socket, state file and pins of its own under `dir`.
+pub fn base_config(dir: &Path, iface: &str, interval: &str, on_exit: &str, tables: &str) -> String {
+    format!(
+        r#"interfaces = ["{iface}"]
+interval = "{interval}"
+{tables}[metrics]
+listen = "{METRICS}"
+[control]
+socket = "{dir}/control.sock"
+[state]
+file = "{dir}/state.json"
+pin_dir = "{pins}"
+on_exit = "{on_exit}"
+"#,
+        dir = dir.display(),
+        pins = pin_root(dir).display(),
+    )
+}
+
+/// The tests' config: read every 200 ms, a default limit of 200 packets/s,
+/// a management network, one deny rule from the config, JSON logs, then
+/// `extra` tables.
 pub fn config(dir: &Path, extra: &str) -> String {
     // A test that wants the slow production walk says so in `extra` with a
     // `# scan_interval = ...` line.
@@ -49,10 +96,8 @@ pub fn config(dir: &Path, extra: &str) -> String {
     } else {
         "detach"
     };
-    format!(
-        r#"interfaces = ["{SERVER_IF}"]
-interval = "200ms"
-[sources]
+    let tables = format!(
+        r#"[sources]
 scan_interval = {scan}
 {default_limit}[management]
 cidrs = ["192.0.2.250/32"]
@@ -60,29 +105,39 @@ cidrs = ["192.0.2.250/32"]
 cidr = "192.0.2.40/32"
 action = "deny"
 comment = "from the config"
-[metrics]
-listen = "{METRICS}"
-[control]
-socket = "{dir}/control.sock"
-[state]
-file = "{dir}/state.json"
-pin_dir = "{pins}"
-on_exit = "{on_exit}"
-[log]
-format = "json"
-{extra}"#,
-        dir = dir.display(),
-        pins = pin_root(dir).display(),
+"#
+    );
+    format!(
+        "{}[log]\nformat = \"json\"\n{extra}",
+        base_config(dir, SERVER_IF, "200ms", on_exit, &tables)
     )
 }
 
-/// The test's own bpffs pin directory (tests run in parallel).
+/// The daemon's own bpffs pin directory, named after its directory (tests
+/// run in parallel).
 pub fn pin_root(dir: &Path) -> PathBuf {
-    Path::new("/sys/fs/bpf").join(dir.file_name().expect("test dir name"))
+    Path::new("/sys/fs/bpf").join(dir.file_name().expect("daemon dir name"))
+}
+
+/// `tollgate run --config <config>` in `ns`, started through `launcher`
+/// (a program and its arguments, such as setpriv) if not empty; `nsenter`
+/// joins the network namespace only, so the daemon sees the host's bpffs.
+pub fn run_command(ns: &NetNs, launcher: &[String], config: &Path) -> Command {
+    let bin = tollgate_bin().to_str().expect("UTF-8 path").to_owned();
+    let mut cmd = match launcher.split_first() {
+        Some((program, args)) => {
+            let mut c = ns.nsenter(program);
+            c.args(args).arg(&bin);
+            c
+        }
+        None => ns.nsenter(&bin),
+    };
+    cmd.args(["run", "--config"]).arg(config);
+    cmd
 }
 
 /// A lab with `tollgate run` in its server namespace; killed and cleaned up
-/// on drop.
+/// (directory and pins) on drop.
 pub struct Daemon {
     pub lab: Lab,
     pub dir: PathBuf,
@@ -93,6 +148,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// A lab with one client holding `clients`, and the daemon on the
+    /// tests' config with `extra`.
     pub fn new(tag: &str, clients: &[&str], extra: &str) -> Self {
         Self::with_launcher(tag, clients, extra, Vec::new())
     }
@@ -101,9 +158,24 @@ impl Daemon {
     pub fn with_launcher(tag: &str, clients: &[&str], extra: &str, launcher: Vec<String>) -> Self {
         let addrs: Vec<_> = clients.iter().map(|a| a.parse().unwrap()).collect();
         let lab = Lab::new(tag, &addrs).expect("building the lab");
+        Self::launch(lab, tag, launcher, |dir| config(dir, extra))
+    }
+
+    /// The daemon in `lab`'s server namespace, on the config `config`
+    /// writes for the daemon's directory (see `base_config`).
+    pub fn in_lab(lab: Lab, tag: &str, config: impl FnOnce(&Path) -> String) -> Self {
+        Self::launch(lab, tag, Vec::new(), config)
+    }
+
+    fn launch(
+        lab: Lab,
+        tag: &str,
+        launcher: Vec<String>,
+        config: impl FnOnce(&Path) -> String,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("tg-daemon-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("tollgate.toml"), config(&dir, extra)).unwrap();
+        std::fs::write(dir.join("tollgate.toml"), config(&dir)).unwrap();
         let mut d = Self {
             lab,
             dir,
@@ -118,24 +190,29 @@ impl Daemon {
         self.dir.join("control.sock")
     }
 
+    /// The pinned maps' directory for this build's layout.
+    pub fn layout_dir(&self) -> PathBuf {
+        pin_root(&self.dir).join(format!("v{LAYOUT_VERSION}"))
+    }
+
+    /// The running daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running daemon").id()
+    }
+
+    /// Starts the daemon (its stderr to `daemon.log`) and waits until its
+    /// control socket answers.
     pub fn start(&mut self) {
         let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
-        let bin = tollgate_bin().to_str().unwrap().to_owned();
-        let mut cmd = match self.launcher.split_first() {
-            Some((program, args)) => {
-                let mut c = self.lab.server.nsenter(program);
-                c.args(args).arg(&bin);
-                c
-            }
-            None => self.lab.server.nsenter(&bin),
-        };
-        let child = cmd
-            .args(["run", "--config"])
-            .arg(self.dir.join("tollgate.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting tollgate run");
+        let child = run_command(
+            &self.lab.server,
+            &self.launcher,
+            &self.dir.join("tollgate.toml"),
+        )
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting tollgate run");
         self.child = Some(child);
         eventually(
             "the daemon answering on its socket",
@@ -198,6 +275,15 @@ impl Daemon {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// The exporter's `/metrics` page, fetched inside the server namespace
+    /// (`None` if the exporter does not answer).
+    pub fn metrics(&self) -> Option<String> {
+        self.lab
+            .server
+            .enter(|| http_get(METRICS, "/metrics"))
+            .expect("entering the server namespace")
+    }
+
     pub fn send(&self, src: &str, count: u64, pps: u64) -> u64 {
         traffic::udp(
             self.lab.client(),
@@ -240,6 +326,8 @@ impl Drop for Daemon {
     }
 }
 
+/// A plain HTTP/1.0 GET of `path` from `addr`: the body, if the server
+/// answered.
 pub fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

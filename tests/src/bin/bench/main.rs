@@ -1,0 +1,78 @@
+//! `cargo xtask bench`: what a packet costs and what the daemon costs,
+//! measured in one run, one module per measurement:
+//!
+//! - `verifier`: the verifier's processed instructions per program;
+//! - `per_packet`: ns per packet of Tollgate's programs next to a floor
+//!   and xdp-filter, on the program `setup` loads (1,000 CIDR rules,
+//!   1,000,000 tracked sources);
+//! - `walk`: the sweep of that million-source table alone;
+//! - `daemon_read`: the daemon reading a million sources every second (one
+//!   full read, its CPU and memory);
+//! - `time_to_answer`: from an attack's first packet to the daemon's
+//!   answer in force.
+//!
+//! `TG_BENCH_ONLY=ban|daemon|walk` runs one part alone, `tollgate` all but
+//! xdp-filter's figures, for quick tuning.
+
+mod daemon_read;
+mod per_packet;
+mod setup;
+mod time_to_answer;
+mod verifier;
+mod walk;
+
+use per_packet::{REPEAT, RUNS};
+use setup::RULES;
+
+/// Min / median / max of a set of measurements.
+struct Stats {
+    min: f64,
+    median: f64,
+    max: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    if v.is_empty() {
+        v.push(f64::NAN);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Stats {
+        min: v[0],
+        median: v[v.len() / 2],
+        max: v[v.len() - 1],
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let only = std::env::var("TG_BENCH_ONLY").ok();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // TG_BENCH_ONLY=ban|daemon|walk: one part alone, for quick tuning.
+    match only.as_deref() {
+        Some("ban") => return time_to_answer::run(),
+        Some("daemon") => return daemon_read::run(),
+        Some("walk") => {
+            let mut tg = setup::load()?;
+            setup::prepare(&mut tg)?;
+            return walk::run(&tg, cpus);
+        }
+        _ => {}
+    }
+    println!(
+        "tollgate bench: BPF_PROG_TEST_RUN, {RUNS} runs x {REPEAT} repeats per figure, ns per packet (min / median / max); {cpus} CPUs"
+    );
+    let mut tg = setup::load()?;
+    verifier::run(&tg)?;
+    let filled = setup::prepare(&mut tg)?;
+    println!(
+        "setup: {RULES} CIDR rules, {} sources tracked (filled in {:.1} s), capacity {}",
+        tg.maps.for_each_source(|_| {})?,
+        filled.as_secs_f64(),
+        tg.maps.max_sources()
+    );
+    // TG_BENCH_ONLY=tollgate: Tollgate's figures alone, for quick tuning.
+    per_packet::run(&tg, cpus, only.as_deref() == Some("tollgate"))?;
+    walk::run(&tg, cpus)?;
+    drop(tg);
+    daemon_read::run()?;
+    time_to_answer::run()
+}
