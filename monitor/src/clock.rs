@@ -41,3 +41,12 @@ pub fn coarse_tick_ns() -> u64 {
     }
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// Wall-clock time in ms since the Unix epoch (the state file and events
+/// keep it: the kernel's clocks restart at boot).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::unix_ms;
+use crate::clock::unix_ms;
 
 /// Events kept for `tollgate events` (older ones are in the log).
 pub const KEEP: usize = 1_000;

@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod events;
 pub mod exporter;
+pub mod groups;
 pub mod loader;
 pub mod maps;
 pub mod notify;

@@ -7,16 +7,13 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    config::RuleEntry,
-    policy::{Action, LimitSpec, action_name},
-};
+pub use crate::clock::unix_ms;
+use crate::policy::{Action, LimitSpec, Rule, action_name};
 
 pub const VERSION: u32 = 1;
 
@@ -34,16 +31,16 @@ pub struct SavedRule {
 
 impl SavedRule {
     /// The state file's form of a runtime rule.
-    pub fn from_entry(e: &RuleEntry) -> Self {
+    pub fn new(rule: &Rule, comment: Option<String>) -> Self {
         Self {
-            cidr: e.rule.net.to_string(),
-            action: action_name(&e.rule.action).into(),
-            limit: match &e.rule.action {
+            cidr: rule.net.to_string(),
+            action: action_name(&rule.action).into(),
+            limit: match &rule.action {
                 Action::Limit(l) => LimitSpec::from_limit(l),
                 _ => LimitSpec::default(),
             },
-            monitor: e.rule.monitor,
-            comment: e.comment.clone(),
+            monitor: rule.monitor,
+            comment,
         }
     }
 
@@ -105,13 +102,6 @@ impl Default for State {
             bans_by_reason: Default::default(),
         }
     }
-}
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl State {

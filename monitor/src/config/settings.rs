@@ -156,7 +156,7 @@ pub(super) fn control(
 ) -> Result<(PathBuf, Option<String>), ConfigError> {
     if let Some(g) = &ctl.group
         && check_host
-        && crate::control::group_id(g.get_ref()).is_none()
+        && crate::groups::group_id(g.get_ref()).is_none()
     {
         return Err(c.err(
             g.span(),

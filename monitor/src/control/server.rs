@@ -12,9 +12,10 @@ use tokio::{
 };
 
 use super::{
-    peer::{group_id, peer_credentials, user_in_group},
+    peer::peer_credentials,
     protocol::{MAX_REQUEST, Request, Response, parse_request},
 };
+use crate::groups::{group_id, user_in_group};
 
 /// Answers one request; called on a blocking thread, one at a time per
 /// connection.

@@ -105,7 +105,11 @@ impl RuleBook {
 
     /// The runtime rules and default override as the state file keeps them.
     pub fn saved(&self) -> (Vec<SavedRule>, Option<SavedRule>) {
-        let rules = self.runtime.iter().map(SavedRule::from_entry).collect();
+        let rules = self
+            .runtime
+            .iter()
+            .map(|e| SavedRule::new(&e.rule, e.comment.clone()))
+            .collect();
         let default = self.default_override.map(|(l, monitor)| SavedRule {
             cidr: String::new(),
             action: "limit".into(),
