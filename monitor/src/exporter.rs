@@ -202,7 +202,7 @@ impl Metrics {
             for r in Reason::ALL {
                 for v in Verdict::ALL {
                     // Every combination is exported, zeros included: a
-                    // bounded 27 series per interface that rate() can use
+                    // bounded 30 series per interface (10 reasons x 3 verdicts) that rate() can use
                     // from the first scrape.
                     let c = per[r as usize][v as usize];
                     raise(

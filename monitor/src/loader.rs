@@ -136,8 +136,8 @@ enum Attachment {
 impl Tollgate {
     /// Loads and verifies the four programs (the production one, the
     /// replay one, and the parse-only and floor references the bench
-    /// measures against) and takes the maps. The
-    /// runtime config gets `clock_base_ns = now`, the bucket clock's origin.
+    /// measures against) and takes the maps. The bucket clock's origin is
+    /// set when the first policy is applied (`Maps::apply_policy`).
     pub fn load(opts: &LoadOptions) -> Result<Self, LoadError> {
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(names::SOURCES, names::index_entries(opts.max_sources));

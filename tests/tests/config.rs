@@ -1,4 +1,4 @@
-//! `monitor/src/config.rs` through `tollgate check-config`: a broken file
+//! `monitor/src/config/` through `tollgate check-config`: a broken file
 //! is refused with the file, line, key and value named and exit status
 //! EX_USAGE (64); the example config (`etc/tollgate.toml`) checks out.
 

@@ -1,4 +1,4 @@
-//! `monitor/src/control.rs` end to end: the control socket of a running
+//! `monitor/src/control/` end to end: the control socket of a running
 //! daemon answers malformed, unsupported, invalid and oversized requests
 //! with clear errors and keeps serving everyone else, and keeps out whoever
 //! is not root, by the socket's mode and, were that loosened, by the peer

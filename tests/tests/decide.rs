@@ -1,5 +1,4 @@
-//! The decision pipeline (`decide`, today in `monitor-ebpf/src/main.rs`
-//! beside the entries) on the real kernel, through BPF_PROG_TEST_RUN with
+//! The decision pipeline (`monitor-ebpf/src/decide.rs`) on the real kernel, through BPF_PROG_TEST_RUN with
 //! the replay clock: the decisions it makes between the modules. The
 //! malformed verdict (configurable, and never a way around a source's
 //! limits), non-IP frames, monitor mode (passes what it would drop, bans

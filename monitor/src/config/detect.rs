@@ -111,11 +111,31 @@ pub(super) fn detect(c: &Checker, d: &DetectFile) -> Result<DetectConfig, Config
 /// the bogon sign off).
 fn bogons(c: &Checker, list: Option<&[Spanned<String>]>) -> Result<Vec<IpNet>, ConfigError> {
     match list {
-        Some(list) => list
-            .iter()
-            .enumerate()
-            .map(|(i, b)| c.cidr(b, &format!("detect.bogons[{}]", i + 1)))
-            .collect(),
+        Some(list) => {
+            let nets = list
+                .iter()
+                .enumerate()
+                .map(|(i, b)| c.cidr(b, &format!("detect.bogons[{}]", i + 1)))
+                .collect::<Result<Vec<IpNet>, _>>()?;
+            // Each family's trie holds MAX_BOGONS ranges: more would pass
+            // this check and fail at start or reload.
+            let max = monitor_common::maps::MAX_BOGONS as usize;
+            for (family, v4) in [("IPv4", true), ("IPv6", false)] {
+                let (count, last) = nets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| matches!(n, IpNet::V4(_)) == v4)
+                    .fold((0, 0), |(n, _), (i, _)| (n + 1, i));
+                if count > max {
+                    return Err(c.err(
+                        list[last].span(),
+                        format!("detect.bogons[{}]", last + 1),
+                        format!("{count} {family} ranges; the kernel holds at most {max} per family: merge neighbouring ranges"),
+                    ));
+                }
+            }
+            Ok(nets)
+        }
         None => Ok(DEFAULT_BOGONS
             .iter()
             .map(|b| b.parse::<IpNet>().expect("valid default"))

@@ -257,7 +257,7 @@ impl Daemon {
         } else if active >= self.config.detect.max_bans {
             Some((
                 "logged".to_owned(),
-                format!("not banned: {active} automatic bans already in force (detect.max_bans)"),
+                format!("not banned: {active} bans already in force (detect.max_bans)"),
             ))
         } else {
             None

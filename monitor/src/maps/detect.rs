@@ -44,10 +44,9 @@ impl Maps {
     }
 
     /// Sets (or, with `BucketParams::UNLIMITED`, lifts) the host-wide
-    /// limit on new TCP connections, starting from a full bucket.
-    /// Sets the host-wide SYN limit; sources first seen before
-    /// `known_before_s` (seconds on the bucket clock) that have completed
-    /// a handshake are exempt.
+    /// limit on new TCP connections, starting from a full bucket. Sources
+    /// first seen before `known_before_s` (seconds on the bucket clock)
+    /// that have completed a handshake are exempt.
     pub fn set_syn_limit(
         &mut self,
         params: BucketParams,

@@ -43,19 +43,22 @@ impl Maps {
         let next = active ^ 1;
         let old = self.policy_slots(active)?;
         let in_use: HashSet<u32> = old.values().copied().collect();
-        let mut free = 1..;
+        // Slots past RULE_SLOTS would land in the other set's half of the
+        // rule array (the set in use): the range ends there.
+        let mut free = 1..RULE_SLOTS;
         let mut slots = Vec::with_capacity(policy.rules.len());
         for rule in &policy.rules {
             let slot = match old.get(&rule.net) {
                 Some(s) => *s,
-                None => free
-                    .by_ref()
-                    .find(|s| !in_use.contains(s) && !old.values().any(|o| o == s))
-                    .ok_or(PolicyError::TooMany {
-                        family: "IPv4 and IPv6",
-                        count: policy.rules.len(),
-                        max: MAX_RULES_PER_FAMILY,
-                    })?,
+                None => {
+                    free.by_ref()
+                        .find(|s| !in_use.contains(s))
+                        .ok_or(PolicyError::TooMany {
+                            family: "IPv4 and IPv6",
+                            count: policy.rules.len(),
+                            max: MAX_RULES_PER_FAMILY,
+                        })?
+                }
             };
             slots.push(slot);
         }
