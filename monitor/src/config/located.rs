@@ -203,17 +203,13 @@ impl<'a> Checker<'a> {
     ) -> Result<Limit, ConfigError> {
         let key = |f: LimitField| format!("{at}.{}", f.key());
         let span = |f: LimitField| l.get(f).map(|q| q.span()).unwrap_or(whole.clone());
-        let mut numbers = [None; 4];
-        for (i, f) in LimitField::ALL.into_iter().enumerate() {
-            if let Some(q) = l.get(f) {
-                let v = f.parse(&q.get_ref().0);
-                numbers[i] = Some(v.map_err(|m| self.err(q.span(), key(f), m))?);
-            }
-        }
-        let limit = policy::limit_from_parts(numbers).map_err(|e| match e.field {
+        let at_field = |e: policy::LimitError| match e.field {
             Some(f) => self.err(span(f), key(f), e.message),
             None => self.err(whole.clone(), at, e.message),
-        })?;
+        };
+        let numbers = policy::parse_limit_numbers(|f| l.get(f).map(|q| q.get_ref().0.as_str()))
+            .map_err(at_field)?;
+        let limit = policy::limit_from_parts(numbers).map_err(at_field)?;
         // The same check `run` and `reload` make, on this limit alone so
         // the error can name it; its "default limit: " prefix is replaced
         // by the key.

@@ -21,7 +21,7 @@ mod values;
 pub use guard::{guard_ban, guard_rule};
 pub use values::{
     LimitError, LimitField, LimitSpec, MAX_BAN, RATES_ONLY_FOR_LIMIT, action_name, ban_ttl,
-    limit_from_parts, parse_action, parse_cidr, parse_rule,
+    limit_from_parts, parse_action, parse_cidr, parse_limit_numbers, parse_rule,
 };
 
 /// A rate and the burst allowed above it, in one unit (packets or bytes).

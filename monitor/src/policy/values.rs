@@ -161,21 +161,51 @@ fn missing(given: LimitField) -> LimitError {
     }
 }
 
+/// Each number `text` gives (by field), parsed: the one loop the config
+/// file and `LimitSpec` share.
+pub fn parse_limit_numbers<'a>(
+    text: impl Fn(LimitField) -> Option<&'a str>,
+) -> Result<[Option<u64>; 4], LimitError> {
+    let mut out = [None; 4];
+    for (i, f) in LimitField::ALL.into_iter().enumerate() {
+        if let Some(t) = text(f) {
+            out[i] = Some(f.parse(t).map_err(|message| LimitError {
+                field: Some(f),
+                message,
+            })?);
+        }
+    }
+    Ok(out)
+}
+
+/// `base` with the numbers `v` gives (in `LimitField::ALL` order, `None`:
+/// not given) changed and the others kept. A pair `base` lacks needs both
+/// of its numbers.
+fn limit_over(base: &Limit, v: [Option<u64>; 4]) -> Result<Limit, LimitError> {
+    let pair = |old: Option<Rate>, rate: usize, burst: usize| match (old, v[rate], v[burst]) {
+        (_, Some(per_sec), Some(burst)) => Ok(Some(Rate { per_sec, burst })),
+        (old, None, None) => Ok(old),
+        (Some(o), Some(per_sec), None) => Ok(Some(Rate { per_sec, ..o })),
+        (Some(o), None, Some(burst)) => Ok(Some(Rate { burst, ..o })),
+        (None, Some(_), None) => Err(missing(LimitField::ALL[rate])),
+        (None, None, Some(_)) => Err(missing(LimitField::ALL[burst])),
+    };
+    Ok(Limit {
+        packets: pair(base.packets, 0, 1)?,
+        bytes: pair(base.bytes, 2, 3)?,
+    })
+}
+
 /// A limit from its parsed numbers, in `LimitField::ALL` order (`None`:
 /// not given): each rate needs its burst, and one of the two pairs must be
 /// there.
 pub fn limit_from_parts(v: [Option<u64>; 4]) -> Result<Limit, LimitError> {
-    let pair = |rate: usize, burst: usize| match (v[rate], v[burst]) {
-        (Some(per_sec), Some(burst)) => Ok(Some(Rate { per_sec, burst })),
-        (None, None) => Ok(None),
-        (Some(_), None) => Err(missing(LimitField::ALL[rate])),
-        (None, Some(_)) => Err(missing(LimitField::ALL[burst])),
+    let none = Limit {
+        packets: None,
+        bytes: None,
     };
-    let limit = Limit {
-        packets: pair(0, 1)?,
-        bytes: pair(2, 3)?,
-    };
-    if limit.packets.is_none() && limit.bytes.is_none() {
+    let limit = limit_over(&none, v)?;
+    if limit == none {
         return Err(LimitError {
             field: None,
             message: "a limit needs packets_per_second and burst_packets, or bytes_per_second and burst_bytes".into(),
@@ -216,16 +246,7 @@ impl LimitSpec {
 
     /// Each given number, parsed.
     fn numbers(&self) -> Result<[Option<u64>; 4], LimitError> {
-        let mut out = [None; 4];
-        for (i, f) in LimitField::ALL.into_iter().enumerate() {
-            if let Some(text) = self.get(f) {
-                out[i] = Some(f.parse(text).map_err(|message| LimitError {
-                    field: Some(f),
-                    message,
-                })?);
-            }
-        }
-        Ok(out)
+        parse_limit_numbers(|f| self.get(f))
     }
 
     /// The whole limit these numbers describe.
@@ -237,19 +258,7 @@ impl LimitSpec {
     /// (`tollgate limit set --packets-per-second 2k` keeps the burst and
     /// the byte limit). A pair `base` lacks needs both of its numbers.
     pub fn over(&self, base: &Limit) -> Result<Limit, LimitError> {
-        let v = self.numbers()?;
-        let pair = |old: Option<Rate>, rate: usize, burst: usize| match (old, v[rate], v[burst]) {
-            (_, Some(per_sec), Some(burst)) => Ok(Some(Rate { per_sec, burst })),
-            (old, None, None) => Ok(old),
-            (Some(o), Some(per_sec), None) => Ok(Some(Rate { per_sec, ..o })),
-            (Some(o), None, Some(burst)) => Ok(Some(Rate { burst, ..o })),
-            (None, Some(_), None) => Err(missing(LimitField::ALL[rate])),
-            (None, None, Some(_)) => Err(missing(LimitField::ALL[burst])),
-        };
-        Ok(Limit {
-            packets: pair(base.packets, 0, 1)?,
-            bytes: pair(base.bytes, 2, 3)?,
-        })
+        limit_over(base, self.numbers()?)
     }
 
     /// The spec of `l`, with units, so it reads back as the same limit.
