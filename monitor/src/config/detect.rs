@@ -121,16 +121,16 @@ fn bogons(c: &Checker, list: Option<&[Spanned<String>]>) -> Result<Vec<IpNet>, C
             // this check and fail at start or reload.
             let max = monitor_common::maps::MAX_BOGONS as usize;
             for (family, v4) in [("IPv4", true), ("IPv6", false)] {
-                let (count, last) = nets
+                let over = nets
                     .iter()
                     .enumerate()
                     .filter(|(_, n)| matches!(n, IpNet::V4(_)) == v4)
-                    .fold((0, 0), |(n, _), (i, _)| (n + 1, i));
-                if count > max {
+                    .nth(max);
+                if let Some((i, _)) = over {
                     return Err(c.err(
-                        list[last].span(),
-                        format!("detect.bogons[{}]", last + 1),
-                        format!("{count} {family} ranges; the kernel holds at most {max} per family: merge neighbouring ranges"),
+                        list[i].span(),
+                        format!("detect.bogons[{}]", i + 1),
+                        format!("more than {max} {family} ranges; the kernel holds at most {max} per family: merge neighbouring ranges"),
                     ));
                 }
             }

@@ -510,4 +510,28 @@ burst_packets = 2000
             )
         );
     }
+
+    /// More bogon ranges than the kernel's trie holds are refused at the
+    /// first that does not fit, not at start.
+    #[test]
+    fn too_many_bogons_are_refused_at_the_first_that_does_not_fit() {
+        let max = monitor_common::maps::MAX_BOGONS;
+        let ranges: Vec<String> = (0..=max)
+            .map(|i| format!("\"198.51.{}.{}/32\"", i / 256, i % 256))
+            .collect();
+        let text = format!(
+            "interfaces = [\"lo\"]\n[detect]\nbogons = [\"2001:db8::/32\",\n{}]\n",
+            ranges.join(",\n")
+        );
+        // The first line of ranges is line 4; the IPv4 range that does
+        // not fit is the 257th.
+        assert_eq!(
+            check(&text).unwrap_err(),
+            format!(
+                "t.toml:{}: detect.bogons[{}]: more than {max} IPv4 ranges; the kernel holds at most {max} per family: merge neighbouring ranges",
+                4 + max,
+                max + 2
+            )
+        );
+    }
 }
