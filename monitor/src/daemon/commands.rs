@@ -3,7 +3,7 @@
 //! `change_rules` (mutate, apply, roll back, save); bans through the ban
 //! book.
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use monitor_common::{
     maps::source_event,
@@ -72,10 +72,15 @@ impl Daemon {
         }
     }
 
-    fn latest(&self, latest: Option<&Snapshot>) -> Result<Snapshot, String> {
+    /// The stats loop's last snapshot, or one read now if there is none
+    /// yet (right after the start); borrowed, not copied, when there is.
+    fn latest<'a>(&self, latest: Option<&'a Snapshot>) -> Result<Cow<'a, Snapshot>, String> {
         match latest {
-            Some(s) => Ok(s.clone()),
-            None => self.snapshot(true, None).map_err(|e| format!("{e:#}")),
+            Some(s) => Ok(Cow::Borrowed(s)),
+            None => self
+                .snapshot(true, None)
+                .map(Cow::Owned)
+                .map_err(|e| format!("{e:#}")),
         }
     }
 
