@@ -1,6 +1,7 @@
 //! The daemon harness: `tollgate run --config` in the server namespace of
 //! a lab, driven through the CLI like an operator drives it. One harness
-//! for the daemon, restart, capability and attack tests and for the bench's
+//! for every test that runs the daemon (daemon, restart, capability,
+//! attack, exporter, control, config, notify...) and for the bench's
 //! daemon benchmarks; one way to find the `tollgate` binary for all of them
 //! and for the demo.
 
@@ -119,6 +120,12 @@ pub fn pin_root(dir: &Path) -> PathBuf {
     Path::new("/sys/fs/bpf").join(dir.file_name().expect("daemon dir name"))
 }
 
+/// The pinned maps' directory of this build's layout under the pin root
+/// of daemon directory `dir`.
+pub fn layout_dir(dir: &Path) -> PathBuf {
+    pin_root(dir).join(format!("v{LAYOUT_VERSION}"))
+}
+
 /// `tollgate run --config <config>` in `ns`, started through `launcher`
 /// (a program and its arguments, such as setpriv) if not empty; `nsenter`
 /// joins the network namespace only, so the daemon sees the host's bpffs.
@@ -192,7 +199,7 @@ impl Daemon {
 
     /// The pinned maps' directory for this build's layout.
     pub fn layout_dir(&self) -> PathBuf {
-        pin_root(&self.dir).join(format!("v{LAYOUT_VERSION}"))
+        layout_dir(&self.dir)
     }
 
     /// The running daemon's process id.

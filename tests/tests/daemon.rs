@@ -14,7 +14,10 @@ use std::{
 
 use lab::{
     Lab,
-    daemon::{Daemon, config, events, eventually, finding, pin_root, tollgate_bin},
+    daemon::{
+        Daemon, config, events, eventually, finding, layout_dir, pin_root, run_command,
+        tollgate_bin,
+    },
     netns::SERVER_IF,
     traffic,
 };
@@ -645,19 +648,14 @@ fn a_start_that_fails_leaves_no_pins() {
         "xdp-filter load: {}",
         String::from_utf8_lossy(&held.stderr)
     );
-    let out = lab
-        .server
-        .nsenter(tollgate_bin().to_str().unwrap())
-        .args(["run", "--config"])
-        .arg(dir.join("tollgate.toml"))
+    let out = run_command(&lab.server, &[], &dir.join("tollgate.toml"))
         .output()
         .expect("tollgate run");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let pins = pin_root(&dir);
-    let left: Vec<_> =
-        std::fs::read_dir(pins.join(format!("v{}", monitor_common::maps::LAYOUT_VERSION)))
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(layout_dir(&dir))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
     let _ = std::fs::remove_dir_all(&pins);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!out.status.success(), "the start should fail: {stderr}");

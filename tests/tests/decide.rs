@@ -1,5 +1,6 @@
-//! The decision pipeline (`monitor-ebpf/src/decide.rs`) on the real kernel, through BPF_PROG_TEST_RUN with
-//! the replay clock: the decisions it makes between the modules. The
+//! The decision pipeline (`monitor-ebpf/src/decide.rs`) on the real
+//! kernel, through BPF_PROG_TEST_RUN with the replay clock: the decisions
+//! it makes between the modules. The
 //! malformed verdict (configurable, and never a way around a source's
 //! limits), non-IP frames, monitor mode (passes what it would drop, bans
 //! always enforced), and packets whose source the table could not take

@@ -39,8 +39,7 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The privilege wrapper: nothing when already root, else `--runner`
-/// (default `sudo -E`).
+/// Whether this process runs as uid 0.
 pub fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_ok_and(|s| s.trim() == "0")
 }
