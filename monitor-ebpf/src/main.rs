@@ -7,8 +7,7 @@
 //! - `flow`: the per-source flow record a packet updates (the daemon's
 //!   detectors read it);
 //! - `mode`: how an entry gets the time and whether it records its verdict
-//!   (the entries pick one; it is not kept here because `decide`, generic
-//!   over it, would then import the crate root that imports `decide`);
+//!   (the entries pick one; `mode.rs` says why it is not kept here);
 //! - `parse` (one file per header), `policy` (rule and ban lookups),
 //!   `limit` (the buckets), `sources` (the source table), `stats`
 //!   (counters), `maps`, `atomic`.

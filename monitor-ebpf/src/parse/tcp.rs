@@ -17,7 +17,7 @@ pub(super) struct TcpHdr {
     ack: u32,
     /// Data offset (4 bits, in 4-byte words), then the 12-bit flags field.
     /// Network order.
-    pub(super) off_flags: u16,
+    off_flags: u16,
     window: u16,
     check: u16,
     urg: u16,
