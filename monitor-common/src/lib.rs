@@ -13,6 +13,7 @@ pub mod detect;
 pub mod generator;
 pub mod maps;
 pub mod reason;
+pub mod syncookie;
 pub mod types;
 
 #[cfg(feature = "user")]
@@ -33,4 +34,5 @@ mod pod {
     unsafe impl aya::Pod for PacketInfo {}
     unsafe impl aya::Pod for ReplayRecord {}
     unsafe impl aya::Pod for crate::generator::GenConfig {}
+    unsafe impl aya::Pod for crate::syncookie::VerifiedKey {}
 }

@@ -124,6 +124,31 @@ pub const REPLAY_CLOCK: &str = "TG_REPLAY_CLK";
 /// parse-only programs for the packet they just ran.
 pub const REPLAY_OUT: &str = "TG_REPLAY_OUT";
 
+/// SYN-cookie ports. Array of `syncookie::PORT_WORDS` u64: a bitmap of
+/// the protected destination ports (`syncookie::port_slot`). Writer: the
+/// daemon. Reader: the kernel, for TCP while cookies are configured.
+pub const COOKIE_PORTS: &str = "TG_COOKIE_PORTS";
+/// Verified sources. LRU hash `syncookie::VerifiedKey` -> u64, the
+/// coarse-clock ns until which the source stays verified. Writer: the
+/// kernel (on a valid cookie ACK, and to refresh an entry past half its
+/// time); the daemon reads it to count and clears it when cookies are
+/// unconfigured. When full the least recently used entry goes.
+pub const VERIFIED: &str = "TG_VERIFIED";
+/// Per-CPU u64 counters indexed by `syncookie::cookie_event`.
+pub const COOKIE_EVENTS: &str = "TG_COOKIE_EVENTS";
+/// Per-CPU scratch of one `syncookie::SynAt`: the main program leaves the
+/// SYN's header offsets here for the SYN-ACK program it tail-calls.
+pub const SYN_AT: &str = "TG_SYN_AT";
+/// Program array of one: slot `JUMP_SYNACK` holds `PROG_SYNACK`. Filled
+/// by whoever loads the main program (never pinned: a restarted daemon
+/// loads a new main program and fills its own; an empty slot makes the
+/// main program pass the SYN to the kernel's SYNPROXY).
+pub const JUMP: &str = "TG_JUMP";
+pub const JUMP_SYNACK: u32 = 0;
+/// Builds and sends the SYN-ACK for a SYN the main program chose to
+/// answer; reached only by tail call.
+pub const PROG_SYNACK: &str = "tollgate_synack";
+
 /// The production XDP program: parse, police, limit, count.
 pub const PROG_MAIN: &str = "tollgate";
 /// The same program with the replay clock and a record of each verdict:
@@ -172,7 +197,7 @@ pub const MAX_BANS_PER_FAMILY: u32 = 65_536;
 /// another layout never opens maps it would mis-read. Bump it with any
 /// such change (the `layout_fingerprint` test fails on size changes, as a
 /// reminder; field reorderings and new meanings are on the reviewer).
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// The maps the daemon pins and a restarted daemon adopts: all but the
 /// replay program's scratch maps.
@@ -198,6 +223,9 @@ pub const PINNED: &[&str] = &[
     SIGNALS,
     BOGONS_V4,
     BOGONS_V6,
+    COOKIE_PORTS,
+    VERIFIED,
+    COOKIE_EVENTS,
 ];
 
 #[cfg(test)]
@@ -229,11 +257,11 @@ mod tests {
                 super::source_event::COUNT,
                 super::PINNED.len(),
             ),
-            (2, 20, 64, 64, 16, 40, 64, 16, COUNTER_SLOTS_V2, 4, 21),
+            (3, 20, 64, 64, 16, 40, 80, 16, COUNTER_SLOTS_V3, 4, 24),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }
-    /// The counter array of layout 2: 16 interface slots x 10 reasons x 3
+    /// The counter array of layout 3: 16 interface slots x 12 reasons x 4
     /// verdicts.
-    const COUNTER_SLOTS_V2: u32 = 16 * 10 * 3;
+    const COUNTER_SLOTS_V3: u32 = 16 * 12 * 4;
 }

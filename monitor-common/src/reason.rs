@@ -31,10 +31,18 @@ pub enum Reason {
     /// A TCP SYN over the host-wide SYN limit the daemon sets while it sees
     /// a SYN flood from spoofed sources (which per-source bans cannot stop).
     SynLimited = 9,
+    /// A SYN to a port with SYN cookies on, from a source not yet
+    /// verified: answered from XDP with a cookie SYN-ACK (verdict `Tx`),
+    /// so it never reaches the socket or claims a source slot.
+    SynCookie = 10,
+    /// A TCP ACK to a port with SYN cookies on, from a source not yet
+    /// verified, whose cookie the kernel refused: a forged or stale
+    /// handshake.
+    CookieInvalid = 11,
 }
 
 impl Reason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 12;
     pub const ALL: [Reason; Self::COUNT] = [
         Reason::Pass,
         Reason::Allow,
@@ -46,6 +54,8 @@ impl Reason {
         Reason::NonIp,
         Reason::Untracked,
         Reason::SynLimited,
+        Reason::SynCookie,
+        Reason::CookieInvalid,
     ];
 
     /// The label used in metrics, logs and JSON.
@@ -61,6 +71,8 @@ impl Reason {
             Reason::NonIp => "non_ip",
             Reason::Untracked => "untracked",
             Reason::SynLimited => "syn_limited",
+            Reason::SynCookie => "syn_cookie",
+            Reason::CookieInvalid => "cookie_invalid",
         }
     }
 
@@ -80,11 +92,15 @@ pub enum Verdict {
     /// Would have been dropped for its reason, but the rule (or the
     /// default limit) is in monitor mode: passed, and counted as such.
     Monitor = 2,
+    /// Answered from XDP (a SYN cookie's SYN-ACK sent back out of the
+    /// interface it came in on).
+    Tx = 3,
 }
 
 impl Verdict {
-    pub const COUNT: usize = 3;
-    pub const ALL: [Verdict; Self::COUNT] = [Verdict::Pass, Verdict::Drop, Verdict::Monitor];
+    pub const COUNT: usize = 4;
+    pub const ALL: [Verdict; Self::COUNT] =
+        [Verdict::Pass, Verdict::Drop, Verdict::Monitor, Verdict::Tx];
 
     pub fn from_u32(v: u32) -> Option<Self> {
         Self::ALL.get(v as usize).copied()
@@ -95,6 +111,7 @@ impl Verdict {
             Verdict::Pass => "pass",
             Verdict::Drop => "drop",
             Verdict::Monitor => "monitor",
+            Verdict::Tx => "tx",
         }
     }
 
@@ -103,6 +120,7 @@ impl Verdict {
         match self {
             Verdict::Pass | Verdict::Monitor => 2, // XDP_PASS
             Verdict::Drop => 1,                    // XDP_DROP
+            Verdict::Tx => 3,                      // XDP_TX
         }
     }
 }

@@ -318,8 +318,11 @@ pub struct RuntimeConfig {
     /// the daemon during a SYN flood from spoofed sources; unlimited
     /// (interval 0) otherwise. Its state is the one word in `SYN_BUCKET`.
     pub syn_limit: BucketParams,
+    /// SYN cookies answered from XDP (`syncookie`); mode `OFF` unless
+    /// `[syn_cookies]` is configured.
+    pub cookie: crate::syncookie::CookieParams,
 }
-const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 64);
+const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 80);
 
 /// The sketch bit of destination port `port`: Fibonacci hashing spreads
 /// neighbouring ports (a sequential scan) over the 64 bits.
@@ -366,6 +369,7 @@ impl RuntimeConfig {
             hot_window: 0,
             syn_known_before_s: 0,
             syn_limit: BucketParams::UNLIMITED,
+            cookie: crate::syncookie::CookieParams::default(),
         }
     }
 }
@@ -405,8 +409,13 @@ pub struct PacketInfo {
     pub l4: u8,
     /// `reason::Malformed` as u8; 0 when the packet parsed fully.
     pub malformed: u8,
+    /// Offsets of the IP header and of the upper-layer header from the
+    /// start of the frame (valid as far as the parse got): the SYN-cookie
+    /// path reads the headers again from there.
+    pub l3_off: u16,
+    pub l4_off: u16,
 }
-const _: () = assert!(core::mem::size_of::<PacketInfo>() == 48);
+const _: () = assert!(core::mem::size_of::<PacketInfo>() == 52);
 
 impl PacketInfo {
     /// Whether the source address was read (so the packet can be limited
@@ -432,7 +441,7 @@ pub struct ReplayRecord {
     /// from an untouched slot).
     pub written: u32,
 }
-const _: () = assert!(core::mem::size_of::<ReplayRecord>() == 64);
+const _: () = assert!(core::mem::size_of::<ReplayRecord>() == 68);
 
 #[cfg(test)]
 mod tests {
