@@ -112,6 +112,45 @@ pub struct SynAt {
     /// `types::family::IPV4` or `IPV6`.
     pub family: u8,
     pub _pad: [u8; 3],
+    /// The SYN's options, parked here by the SYN-ACK program between
+    /// reading them and using them (see `cookie::synack`).
+    pub options: PackedOptions,
+}
+
+/// `SynOptions` in two words: `bits` holds the window scale (0xf: none)
+/// in bits 0-3, SACK in bit 4 and "timestamps present" in bit 5.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PackedOptions {
+    pub bits: u32,
+    pub tsval: u32,
+}
+
+impl PackedOptions {
+    pub fn pack(o: &SynOptions) -> Self {
+        let mut bits = match o.wscale {
+            Some(w) => w as u32 & 0xf,
+            None => 0xf,
+        };
+        if o.sack {
+            bits |= 1 << 4;
+        }
+        if o.tsval.is_some() {
+            bits |= 1 << 5;
+        }
+        Self {
+            bits,
+            tsval: o.tsval.unwrap_or(0),
+        }
+    }
+
+    pub fn unpack(&self) -> SynOptions {
+        SynOptions {
+            wscale: (self.bits & 0xf != 0xf).then_some((self.bits & 0xf) as u8),
+            sack: self.bits & 1 << 4 != 0,
+            tsval: (self.bits & 1 << 5 != 0).then_some(self.tsval),
+        }
+    }
 }
 
 /// TCP option kinds and lengths (RFC 9293, 7323, 2018).
@@ -145,53 +184,59 @@ pub struct SynOptions {
 /// Longest TCP option space.
 pub const MAX_OPTIONS: usize = 40;
 
-/// Reads the options a SYN carries in `opts[..len]` (`len` is clamped to
-/// `MAX_OPTIONS`). An option cut short or with a length below 2 ends the
-/// walk, as the kernel's `tcp_parse_options` does.
-pub fn parse_syn_options(opts: &[u8; MAX_OPTIONS], len: usize) -> SynOptions {
-    let len = if len > MAX_OPTIONS { MAX_OPTIONS } else { len };
+/// Reads the options a SYN carries in `opts`, whose bytes past the
+/// header's option space must be zero (EOL), as a zero-filled buffer
+/// loaded with exactly the option bytes is. An option with a length below
+/// 2 or past the 40 bytes ends the walk, as the kernel's
+/// `tcp_parse_options` does.
+///
+/// The walk visits every byte position in turn and skips the bytes an
+/// option covers, rather than jumping by the option's length: the verifier
+/// then sees only constant offsets and a skip count it needs not track
+/// exactly, and prunes its paths; a jumping walk (or any comparison
+/// against the options' length) keeps every path apart and ran past a
+/// million instructions for 40 bytes.
+pub fn parse_syn_options(opts: &[u8; MAX_OPTIONS]) -> SynOptions {
     let mut out = SynOptions::default();
-    let mut i = 0usize;
-    // Every pass moves at least one byte, so MAX_OPTIONS passes suffice.
-    for _ in 0..MAX_OPTIONS {
-        if i >= len {
-            break;
+    let mut skip = 0usize;
+    for i in 0..MAX_OPTIONS {
+        if skip > 0 {
+            skip -= 1;
+            continue;
         }
-        let Some(&kind) = opts.get(i) else { break };
+        let kind = opts[i];
         if kind == OPT_EOL {
             break;
         }
         if kind == OPT_NOP {
-            i += 1;
             continue;
         }
-        let Some(&size) = opts.get(i + 1) else { break };
-        let size = size as usize;
-        if size < 2 || i + size > len {
+        let size = byte(opts, i + 1) as usize;
+        if size < 2 || i + size > MAX_OPTIONS {
             break;
         }
         match (kind, size) {
-            (OPT_WSCALE, 3) => {
-                if let Some(&w) = opts.get(i + 2) {
-                    out.wscale = Some(if w > MAX_WSCALE { MAX_WSCALE } else { w });
-                }
-            }
+            (OPT_WSCALE, 3) => out.wscale = Some(byte(opts, i + 2).min(MAX_WSCALE)),
             (OPT_SACK_PERM, 2) => out.sack = true,
             (OPT_TIMESTAMP, 10) => {
-                if let (Some(&a), Some(&b), Some(&c), Some(&d)) = (
-                    opts.get(i + 2),
-                    opts.get(i + 3),
-                    opts.get(i + 4),
-                    opts.get(i + 5),
-                ) {
-                    out.tsval = Some(u32::from_be_bytes([a, b, c, d]));
-                }
+                out.tsval = Some(u32::from_be_bytes([
+                    byte(opts, i + 2),
+                    byte(opts, i + 3),
+                    byte(opts, i + 4),
+                    byte(opts, i + 5),
+                ]))
             }
             _ => {}
         }
-        i += size;
+        skip = size - 1;
     }
     out
+}
+
+/// `opts[i]`, or 0 (EOL) past the end.
+#[inline(always)]
+fn byte(opts: &[u8; MAX_OPTIONS], i: usize) -> u8 {
+    if i < MAX_OPTIONS { opts[i] } else { 0 }
 }
 
 /// The SYN-ACK's TSval: the time in ms with the options the kernel must
@@ -353,4 +398,117 @@ pub fn ipv6_header(src: &[u32; 4], dst: &[u32; 4], payload: usize, hop_limit: u8
         h[24 + i * 4..28 + i * 4].copy_from_slice(&dst[i].to_ne_bytes());
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(bytes: &[u8]) -> [u8; MAX_OPTIONS] {
+        let mut o = [0u8; MAX_OPTIONS];
+        o[..bytes.len()].copy_from_slice(bytes);
+        o
+    }
+
+    #[test]
+    fn reads_the_layouts_real_stacks_send() {
+        // Linux: MSS, SACK-permitted, timestamps, NOP, window scale.
+        let linux = opts(&[
+            2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 1, 2, 0, 0, 0, 0, 1, 3, 3, 7,
+        ]);
+        assert_eq!(
+            parse_syn_options(&linux),
+            SynOptions {
+                wscale: Some(7),
+                sack: true,
+                tsval: Some(258)
+            }
+        );
+        // Windows: MSS, NOP, window scale, NOP, NOP, SACK-permitted.
+        let windows = opts(&[2, 4, 5, 180, 1, 3, 3, 8, 1, 1, 4, 2]);
+        assert_eq!(
+            parse_syn_options(&windows),
+            SynOptions {
+                wscale: Some(8),
+                sack: true,
+                tsval: None
+            }
+        );
+        assert_eq!(parse_syn_options(&opts(&[])), SynOptions::default());
+    }
+
+    #[test]
+    fn a_broken_option_ends_the_walk_and_scales_are_capped() {
+        // Length 1 is invalid: nothing after it is read.
+        assert_eq!(
+            parse_syn_options(&opts(&[4, 1, 4, 2])),
+            SynOptions::default()
+        );
+        // An option running past the 40 bytes is not read.
+        let mut o = [1u8; MAX_OPTIONS];
+        o[36..40].copy_from_slice(&[8, 10, 1, 1]);
+        assert_eq!(parse_syn_options(&o).tsval, None);
+        assert_eq!(parse_syn_options(&opts(&[3, 3, 200])).wscale, Some(14));
+    }
+
+    #[test]
+    fn the_timestamp_carries_what_the_kernel_decodes() {
+        let o = SynOptions {
+            wscale: Some(9),
+            sack: true,
+            tsval: Some(1),
+        };
+        let ts = timestamp_cookie(0x1234_5678, &o, true);
+        assert_eq!(ts & 0x3f, 9 | TS_OPT_SACK | TS_OPT_ECN);
+        assert_eq!(ts & !0x3f, 0x1234_5678 & !0x3f);
+        let none = timestamp_cookie(0, &SynOptions::default(), false);
+        assert_eq!(none, TS_OPT_WSCALE_MASK, "no window scale is 0xf");
+        assert_eq!(PackedOptions::pack(&o).unpack(), o);
+        assert_eq!(
+            PackedOptions::pack(&SynOptions::default()).unpack(),
+            SynOptions::default()
+        );
+    }
+
+    #[test]
+    fn the_synack_answers_the_syn_and_its_checksums_verify() {
+        let syn = SynFacts {
+            sport: 40000,
+            dport: 443,
+            seq: u32::MAX,
+            ecn: false,
+            options: SynOptions {
+                wscale: Some(7),
+                sack: false,
+                tsval: Some(99),
+            },
+        };
+        let (client, server) = (
+            u32::from_ne_bytes([192, 0, 2, 1]),
+            u32::from_ne_bytes([198, 51, 100, 1]),
+        );
+        let mut seg = synack_segment(&syn, 0xdead_beef, 1460, 9, 1000);
+        assert_eq!(seg.len, 40);
+        assert_eq!(&seg.bytes[0..4], &[1, 187, 0x9c, 0x40], "ports swapped");
+        assert_eq!(&seg.bytes[4..8], &0xdead_beef_u32.to_be_bytes());
+        assert_eq!(&seg.bytes[8..12], &[0, 0, 0, 0], "ack = seq + 1, wrapping");
+        assert_eq!(seg.bytes[12] >> 4, 10);
+        assert_eq!(seg.bytes[13], FLAG_SYN | FLAG_ACK);
+        assert_eq!(&seg.bytes[24..28], &[OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10]);
+        assert_eq!(&seg.bytes[36..40], &[OPT_NOP, OPT_WSCALE, 3, 9]);
+        seal(&mut seg, &[server], &[client]);
+        // A segment with its checksum sums to all ones.
+        let pseudo = addr_sum(&[server]) + addr_sum(&[client]) + 6 + seg.len as u32;
+        assert_eq!(csum_fold(csum_add(pseudo, &seg.bytes, seg.len)), 0);
+        let ip = ipv4_header(server, client, seg.len, 64);
+        let mut sum = 0u32;
+        for w in 0..10 {
+            sum += u16::from_be_bytes([ip[w * 2], ip[w * 2 + 1]]) as u32;
+        }
+        assert_eq!(csum_fold(sum), 0);
+        assert_eq!(u16::from_be_bytes([ip[2], ip[3]]), 60);
+
+        let bare = synack_segment(&SynFacts::default(), 1, 1460, 7, 0);
+        assert_eq!(bare.len, 24, "without timestamps only the MSS is sent");
+    }
 }

@@ -1,5 +1,6 @@
 //! The decision pipeline for one packet, shared by the production and
-//! replay entries: `judge` parses the packet, `decide` finds (or creates)
+//! replay entries: `judge` parses the packet, `decide` first lets the
+//! SYN-cookie gate (`cookie`) take TCP to a protected port, then finds (or creates)
 //! its source and resolves what applies to it, then enforces allow, deny,
 //! bans and the rule's buckets (`enforce`, or `enforce_untracked` when the
 //! table took nothing), the host-wide SYN limit and the malformed verdict;
@@ -11,6 +12,7 @@ use aya_ebpf::programs::XdpContext;
 use monitor_common::{
     maps::{signal, source_event},
     reason::{Reason, Verdict},
+    syncookie::cookie_mode,
     types::{
         PacketInfo, RuntimeConfig, SourceControl, SourceKey, action, family, l4, rule_flag,
         tcp_flag,
@@ -18,7 +20,7 @@ use monitor_common::{
 };
 
 use crate::{
-    atomic,
+    atomic, cookie,
     flow::record_flow,
     limit,
     maps::{self, TG_CONFIG, TG_HOT},
@@ -34,7 +36,7 @@ pub fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let mut info = PacketInfo::default();
     parse::parse(ctx, &mut info);
-    let (reason, verdict) = decide::<M>(&info, len);
+    let (reason, verdict) = decide::<M>(ctx, &info, len);
     stats::count(
         stats::iface_slot(ctx.ingress_ifindex() as u32),
         reason,
@@ -43,6 +45,9 @@ pub fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
     );
     stats::count_malformed(info.malformed, len);
     M::record(&info, reason, verdict, len);
+    if verdict == Verdict::Tx {
+        return M::answer_syn(ctx, &info);
+    }
     verdict.xdp_action()
 }
 
@@ -56,7 +61,7 @@ fn malformed_verdict(cfg: &RuntimeConfig) -> Verdict {
 }
 
 #[inline(always)]
-fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
+fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64) -> (Reason, Verdict) {
     let Some(cfg) = TG_CONFIG.get(0) else {
         // An array slot always exists; this only satisfies the verifier.
         return (Reason::NonIp, Verdict::Pass);
@@ -68,6 +73,10 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
         return (Reason::Malformed, malformed_verdict(cfg));
     }
     let now = M::now_ns();
+    let protected = cookie::protected(&cfg.cookie, info);
+    if protected && let Some(decided) = cookie::gate(ctx, info, cfg, now) {
+        return decided;
+    }
     let key = if info.family == family::IPV4 {
         SourceKey::v4(info.src[0], cfg.v4_mask)
     } else {
@@ -93,13 +102,16 @@ fn decide<M: Mode>(info: &PacketInfo, len: u64) -> (Reason, Verdict) {
     // New connections past the host-wide SYN limit (set only during a
     // spoofed SYN flood); allowed sources are exempt like everywhere, and so
     // are sources known before the flood that completed a handshake (a
-    // spoofed source cannot: it never sees the SYN-ACK).
+    // spoofed source cannot: it never sees the SYN-ACK). A SYN that
+    // reaches here on a port the cookies answer for comes from a verified
+    // source: exempt too.
     let is_syn =
         info.l4 == l4::TCP && info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN;
     let (reason, verdict) = if verdict == Verdict::Pass
         && reason != Reason::Allow
         && is_syn
         && cfg.syn_limit.is_limited()
+        && !(protected && cfg.cookie.mode == cookie_mode::ON)
         && !known_client(src.ctl, cfg)
         && !limit::syn_allowed(&cfg.syn_limit, since_base)
     {
@@ -208,7 +220,7 @@ fn source_entry(
 /// buckets to charge, but its rule's allow or deny and its ban apply as
 /// they would (same order as `enforce`).
 #[inline(always)]
-fn enforce_untracked(fresh: &SourceControl, now: u64) -> (Reason, Verdict) {
+pub(crate) fn enforce_untracked(fresh: &SourceControl, now: u64) -> (Reason, Verdict) {
     let Some(rule) = maps::rule(fresh.generation & 1, fresh.rule_slot) else {
         return (Reason::Untracked, Verdict::Pass);
     };

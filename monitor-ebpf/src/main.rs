@@ -12,12 +12,17 @@
 //!   `limit` (the buckets), `sources` (the source table), `stats`
 //!   (counters), `maps`, `atomic`.
 //!
-//! The four entries here:
+//! - `cookie`: SYN cookies for the protected ports (the gate here, the
+//!   SYN-ACK in its own program).
+//!
+//! The entries here:
 //!
 //! - `tollgate`: the production program, clock from `CLOCK_MONOTONIC_COARSE`;
 //! - `tollgate_replay`: the same decisions with the clock taken from the
 //!   replay map and a record of each verdict, for `tollgate replay` and the
 //!   tests; the production program never pays for the record;
+//! - `tollgate_synack`: the SYN-cookie SYN-ACK, reached by tail call from
+//!   `tollgate` only;
 //! - `tollgate_parse`: the parser alone, and `tollgate_floor`, which only
 //!   returns XDP_PASS: the benchmark's reference points.
 //!
@@ -32,6 +37,7 @@
 )]
 
 mod atomic;
+mod cookie;
 mod decide;
 mod flow;
 mod generator;
@@ -44,7 +50,7 @@ mod sources;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use monitor_common::types::PacketInfo;
+use monitor_common::{syncookie::cookie_event, types::PacketInfo};
 
 use crate::{
     decide::judge,
@@ -60,6 +66,20 @@ pub fn tollgate(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn tollgate_replay(ctx: XdpContext) -> u32 {
     judge::<Replay>(&ctx)
+}
+
+/// Answers the SYN the main program tail-called it for with a SYN-cookie
+/// SYN-ACK (`cookie::synack`); if it cannot, the SYN goes to the stack,
+/// whose SYNPROXY answers it instead.
+#[xdp]
+pub fn tollgate_synack(ctx: XdpContext) -> u32 {
+    if cookie::synack::answer(&ctx).is_some() {
+        cookie::event(cookie_event::SENT);
+        xdp_action::XDP_TX
+    } else {
+        cookie::event(cookie_event::FAILED);
+        xdp_action::XDP_PASS
+    }
 }
 
 /// The parser alone; the description is stored so the compiler cannot

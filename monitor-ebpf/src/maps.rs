@@ -6,7 +6,7 @@
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray},
 };
 use monitor_common::{
     maps::{
@@ -14,6 +14,7 @@ use monitor_common::{
         MAX_RULES_PER_FAMILY, RULE_SLOTS, index_entries, signal, source_event,
     },
     reason::{COUNTER_SLOTS, Malformed},
+    syncookie::{MAX_VERIFIED, PORT_WORDS, SynAt, VerifiedKey, cookie_event},
     types::{
         Counter, ReplayRecord, RuleParams, RuntimeConfig, SlotClock, SourceControl, SourceFlow,
         SourceKey,
@@ -90,6 +91,23 @@ pub static TG_REPLAY_CLK: Array<u64> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static TG_REPLAY_OUT: Array<ReplayRecord> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static TG_COOKIE_PORTS: Array<u64> = Array::with_max_entries(PORT_WORDS, 0);
+
+#[map]
+pub static TG_VERIFIED: LruHashMap<VerifiedKey, u64> =
+    LruHashMap::with_max_entries(MAX_VERIFIED, 0);
+
+#[map]
+pub static TG_COOKIE_EVENTS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(cookie_event::COUNT, 0);
+
+#[map]
+pub static TG_SYN_AT: PerCpuArray<SynAt> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static TG_JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// The parameters of rule `slot` in policy set `set` (`generation & 1`),
 /// falling back to the set's default slot.

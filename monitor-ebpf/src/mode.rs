@@ -9,18 +9,24 @@
 //! both kinds are resolved at compile time the production program carries
 //! no trace of the replay record.
 
-use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
+use aya_ebpf::{
+    bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext,
+};
 use monitor_common::{
+    maps::JUMP_SYNACK,
     reason::{Reason, Verdict},
+    syncookie::{SynAt, cookie_event},
     types::{PacketInfo, ReplayRecord},
 };
 
-use crate::maps::{TG_REPLAY_CLK, TG_REPLAY_OUT};
+use crate::maps::{TG_JUMP, TG_REPLAY_CLK, TG_REPLAY_OUT, TG_SYN_AT};
 
 /// How an entry point gets the time and whether it records its verdicts.
 pub trait Mode {
     fn now_ns() -> u64;
     fn record(info: &PacketInfo, reason: Reason, verdict: Verdict, len: u64);
+    /// The XDP action for a SYN the cookie path answers.
+    fn answer_syn(ctx: &XdpContext, info: &PacketInfo) -> u32;
 }
 
 /// Production: `CLOCK_MONOTONIC_COARSE`, the clock the kernel updates once
@@ -39,6 +45,26 @@ impl Mode for Live {
     }
     #[inline(always)]
     fn record(_: &PacketInfo, _: Reason, _: Verdict, _: u64) {}
+    /// Jumps to `tollgate_synack`, which rewrites the frame and sends it;
+    /// an empty jump slot (a loader that did not fill it) passes the SYN
+    /// to the stack, whose SYNPROXY answers it.
+    #[inline(always)]
+    fn answer_syn(ctx: &XdpContext, info: &PacketInfo) -> u32 {
+        if let Some(at) = TG_SYN_AT.get_ptr_mut(0) {
+            unsafe {
+                *at = SynAt {
+                    l3_off: info.l3_off,
+                    l4_off: info.l4_off,
+                    family: info.family,
+                    _pad: [0; 3],
+                    options: Default::default(),
+                };
+                TG_JUMP.tail_call(ctx, JUMP_SYNACK);
+            }
+        }
+        crate::cookie::event(cookie_event::FAILED);
+        xdp_action::XDP_PASS
+    }
 }
 
 /// Replay: "now" is the capture's timestamp, so a limit judges the capture
@@ -62,5 +88,10 @@ impl Mode for Replay {
                 }
             };
         }
+    }
+    /// Replay shows what the SYN would get and sends nothing.
+    #[inline(always)]
+    fn answer_syn(_: &XdpContext, _: &PacketInfo) -> u32 {
+        xdp_action::XDP_TX
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
+    maps::{MapData, ProgramArray},
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -119,6 +120,8 @@ impl Default for LoadOptions {
 /// which this struct owns.
 pub struct Tollgate {
     ebpf: Ebpf,
+    /// Held, not used: see `fill_jump_table`.
+    _jump: ProgramArray<MapData>,
     pub maps: Maps,
     attached: Vec<(String, Attachment)>,
 }
@@ -176,6 +179,7 @@ impl Tollgate {
             names::PROG_REPLAY,
             names::PROG_PARSE,
             names::PROG_FLOOR,
+            names::PROG_SYNACK,
         ] {
             let prog: &mut Xdp = ebpf
                 .program_mut(name)
@@ -185,9 +189,11 @@ impl Tollgate {
             prog.load()
                 .map_err(|source| LoadError::Verify { name, source })?;
         }
+        let jump = fill_jump_table(&mut ebpf)?;
         let maps = Maps::take(&mut ebpf, opts.max_sources)?;
         Ok(Self {
             ebpf,
+            _jump: jump,
             maps,
             attached: Vec::new(),
         })
@@ -356,4 +362,34 @@ pub fn ifindex(iface: &str) -> u32 {
     };
     // SAFETY: c is a valid NUL-terminated string.
     unsafe { libc::if_nametoindex(c.as_ptr()) }
+}
+
+/// Puts the SYN-ACK program in the main program's jump table, which is
+/// returned to be kept: the kernel empties a program array when the last
+/// user descriptor for it closes. It is never pinned: each load fills its
+/// own, and a restarted daemon's main program uses the new one.
+fn fill_jump_table(ebpf: &mut Ebpf) -> Result<ProgramArray<MapData>, LoadError> {
+    let map = ebpf
+        .take_map(names::JUMP)
+        .ok_or(LoadError::Map(MapError::Missing(names::JUMP)))?;
+    let op = |op| {
+        move |source| {
+            LoadError::Map(MapError::Op {
+                map: names::JUMP,
+                op,
+                source,
+            })
+        }
+    };
+    let mut jump = ProgramArray::try_from(map).map_err(op("opening"))?;
+    let prog = ebpf
+        .program(names::PROG_SYNACK)
+        .ok_or(LoadError::MissingProgram(names::PROG_SYNACK))?;
+    let fd = prog.fd().map_err(|source| LoadError::Verify {
+        name: names::PROG_SYNACK,
+        source,
+    })?;
+    jump.set(names::JUMP_SYNACK, fd, 0)
+        .map_err(op("putting the SYN-ACK program in it"))?;
+    Ok(jump)
 }

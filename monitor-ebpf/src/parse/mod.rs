@@ -52,6 +52,7 @@ const IPPROTO_ICMPV6: u8 = 58;
 /// Position in the packet (an absolute address, as `ctx.data()` gives it)
 /// and the end of the packet.
 pub struct Cursor {
+    start: usize,
     pos: usize,
     end: usize,
 }
@@ -60,9 +61,16 @@ impl Cursor {
     #[inline(always)]
     pub fn new(ctx: &XdpContext) -> Self {
         Self {
+            start: ctx.data(),
             pos: ctx.data(),
             end: ctx.data_end(),
         }
+    }
+
+    /// Bytes from the start of the frame to the cursor.
+    #[inline(always)]
+    fn offset(&self) -> u16 {
+        (self.pos - self.start) as u16
     }
 
     /// A pointer to a `T` at the cursor, if the whole `T` is inside the
@@ -103,6 +111,7 @@ pub fn parse(ctx: &XdpContext, info: &mut PacketInfo) {
     let Some(proto) = parse_ethernet(&mut c, info) else {
         return;
     };
+    info.l3_off = c.offset();
     match proto {
         ETH_P_IP => {
             if let Some(p) = parse_ipv4(&mut c, info) {
@@ -139,6 +148,7 @@ fn malformed<T>(info: &mut PacketInfo, kind: Malformed) -> Option<T> {
 /// the object's disassembly before moving these stores.
 #[inline(always)]
 fn parse_l4(c: &mut Cursor, info: &mut PacketInfo, proto: u8) {
+    info.l4_off = c.offset();
     match proto {
         IPPROTO_TCP => {
             let Some((t, off_flags)) = parse_tcp(c, info) else {

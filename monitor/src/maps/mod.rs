@@ -1,7 +1,7 @@
 //! Typed access to the program's maps. `Maps` owns every map, and its
 //! fields are private: each family of maps has one file here with the
 //! only code that touches it (`policy`, `bans`, `counters`, `detect`,
-//! `sources`, `replay`; LPM helpers in `trie`, batch reads in `batch`). The
+//! `sources`, `replay`, `cookies`; LPM helpers in `trie`, batch reads in `batch`). The
 //! kernel is the only other party (see the writer/reader notes in
 //! `monitor_common::maps`).
 
@@ -17,11 +17,13 @@ use aya::{
 use ipnet::IpNet;
 use monitor_common::{
     maps::{self as names, MAX_IFINDEX},
+    syncookie::VerifiedKey,
     types::{ReplayRecord, RuleParams, RuntimeConfig, SourceFlow, SourceKey, SourceState, family},
 };
 
 mod bans;
 mod batch;
+mod cookies;
 mod counters;
 mod detect;
 mod policy;
@@ -29,6 +31,7 @@ mod replay;
 mod sources;
 mod trie;
 
+pub use cookies::CookieEvents;
 pub use counters::{Counters, ReasonCounters};
 pub use policy::ApplyError;
 pub use sources::SourceTable;
@@ -112,6 +115,9 @@ pub struct Maps {
     bogons_v6: LpmTrie<MapData, [u8; 16], u8>,
     replay_clock: Array<MapData, u64>,
     replay_out: Array<MapData, ReplayRecord>,
+    cookie_ports: Array<MapData, u64>,
+    cookie_events: OwnedFd,
+    verified: HashMap<MapData, VerifiedKey, u64>,
 }
 
 macro_rules! take {
@@ -148,6 +154,9 @@ impl Maps {
             bogons_v6: take!(ebpf, names::BOGONS_V6),
             replay_clock: take!(ebpf, names::REPLAY_CLOCK),
             replay_out: take!(ebpf, names::REPLAY_OUT),
+            cookie_ports: take!(ebpf, names::COOKIE_PORTS),
+            cookie_events: take_fd(ebpf, names::COOKIE_EVENTS)?,
+            verified: take!(ebpf, names::VERIFIED),
         })
     }
 

@@ -11,7 +11,7 @@
 //! - `time_to_answer`: from an attack's first packet to the daemon's
 //!   answer in force.
 //!
-//! `TG_BENCH_ONLY=ban|daemon|walk` runs one part alone, `tollgate` all but
+//! `TG_BENCH_ONLY=ban|daemon|walk|verifier` runs one part alone, `tollgate` all but
 //! xdp-filter's figures, for quick tuning.
 
 mod daemon_read;
@@ -46,10 +46,11 @@ fn stats(mut v: Vec<f64>) -> Stats {
 fn main() -> anyhow::Result<()> {
     let only = std::env::var("TG_BENCH_ONLY").ok();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // TG_BENCH_ONLY=ban|daemon|walk: one part alone, for quick tuning.
+    // TG_BENCH_ONLY=ban|daemon|walk|verifier: one part alone, for quick tuning.
     match only.as_deref() {
         Some("ban") => return time_to_answer::run(),
         Some("daemon") => return daemon_read::run(),
+        Some("verifier") => return verifier::run(&setup::load()?),
         Some("walk") => {
             let mut tg = setup::load()?;
             setup::prepare(&mut tg)?;

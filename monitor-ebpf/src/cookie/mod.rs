@@ -1,0 +1,169 @@
+//! SYN cookies for the protected ports: which TCP segments the cookie
+//! path takes (`gate`), the verified-source map, and the check of a
+//! returning ACK. The SYN-ACK itself is built by the `tollgate_synack`
+//! program (`synack`), which the main program tail-calls: a separate
+//! program is verified on its own, so the cookie work adds nothing to the
+//! main program's verifier budget beyond this gate.
+//!
+//! How a connection opens while cookies are on: the SYN of an unverified
+//! source is answered here (`Reason::SynCookie`, XDP_TX) and claims no
+//! source slot; the client's ACK carries the cookie, which
+//! `bpf_tcp_raw_check_syncookie_*` checks with the kernel's secret; a
+//! valid one verifies the source and the ACK goes on to the stack, where
+//! the kernel's SYNPROXY (the nftables table the daemon installs) checks
+//! the same cookie and opens the connection to the real socket. A verified
+//! source's SYNs then go to the stack like any other packet.
+
+pub mod synack;
+
+use aya_ebpf::{
+    helpers::generated::{
+        bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_check_syncookie_ipv6, bpf_xdp_load_bytes,
+    },
+    programs::XdpContext,
+};
+use monitor_common::{
+    reason::{Reason, Verdict},
+    syncookie::{CookieParams, VerifiedKey, cookie_event, cookie_mode, port_slot},
+    types::{PacketInfo, RuntimeConfig, SourceControl, family, l4, tcp_flag},
+};
+
+use crate::{
+    decide::enforce_untracked,
+    maps::{TG_COOKIE_EVENTS, TG_COOKIE_PORTS, TG_VERIFIED},
+    policy,
+};
+
+/// Whether the packet is TCP to a port the cookies protect (while they
+/// are configured at all).
+#[inline(always)]
+pub fn protected(cfg: &CookieParams, info: &PacketInfo) -> bool {
+    if cfg.mode == cookie_mode::OFF || info.l4 != l4::TCP {
+        return false;
+    }
+    let (word, bit) = port_slot(info.dport);
+    TG_COOKIE_PORTS.get(word).is_some_and(|w| *w & bit != 0)
+}
+
+#[inline(always)]
+pub fn event(index: u32) {
+    if let Some(c) = TG_COOKIE_EVENTS.get_ptr_mut(index) {
+        unsafe { *c += 1 };
+    }
+}
+
+/// What the cookie path makes of a TCP segment to a protected port:
+/// `None` to go on through the ordinary pipeline, or the verdict. Bans
+/// and deny rules still win over an unverified SYN; a verified source
+/// and an `allow` rule's sources go the ordinary way.
+#[inline(always)]
+pub fn gate(
+    ctx: &XdpContext,
+    info: &PacketInfo,
+    cfg: &RuntimeConfig,
+    now: u64,
+) -> Option<(Reason, Verdict)> {
+    let flags = info.tcp_flags;
+    let syn =
+        flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST | tcp_flag::FIN) == tcp_flag::SYN;
+    let ack = flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST) == tcp_flag::ACK;
+    if (!syn && !ack) || info.malformed != 0 {
+        return None;
+    }
+    let key = if info.family == family::IPV4 {
+        VerifiedKey::v4(info.src[0])
+    } else {
+        VerifiedKey::v6(&info.src)
+    };
+    if is_verified(&key, now, cfg.cookie.verified_ttl_s) {
+        if syn {
+            event(cookie_event::VERIFIED_SYN);
+        }
+        return None;
+    }
+    if syn {
+        if cfg.cookie.mode != cookie_mode::ON {
+            return None;
+        }
+        return unverified_syn(info, cfg.generation, now);
+    }
+    if ack_cookie_valid(ctx, info) {
+        let until = now + cfg.cookie.verified_ttl_s as u64 * 1_000_000_000;
+        let _ = TG_VERIFIED.insert(&key, &until, 0);
+        event(cookie_event::ACK_VALID);
+        return None;
+    }
+    if cfg.cookie.mode != cookie_mode::ON {
+        // While calm, an unverified source's ACK is most likely a
+        // connection from before the cookies were configured; only
+        // learning is done here.
+        return None;
+    }
+    event(cookie_event::ACK_INVALID);
+    Some((Reason::CookieInvalid, Verdict::Drop))
+}
+
+/// Whether `key` is verified now; an entry past half its time is
+/// refreshed, so a source that keeps talking stays verified while a
+/// flood's worth of lookups costs no writes.
+#[inline(always)]
+fn is_verified(key: &VerifiedKey, now: u64, ttl_s: u32) -> bool {
+    let Some(until) = (unsafe { TG_VERIFIED.get(key) }) else {
+        return false;
+    };
+    let until = *until;
+    if until <= now {
+        return false;
+    }
+    let ttl = ttl_s as u64 * 1_000_000_000;
+    if until - now < ttl / 2 {
+        let _ = TG_VERIFIED.insert(key, &(now + ttl), 0);
+    }
+    true
+}
+
+/// An unverified source's SYN: its ban or deny rule first (looked up
+/// without claiming a source slot), an `allow` rule's sources the
+/// ordinary way, everyone else a cookie.
+#[inline(always)]
+fn unverified_syn(info: &PacketInfo, generation: u32, now: u64) -> Option<(Reason, Verdict)> {
+    let (rule_slot, ban_until_ns) = policy::lookup(info, generation);
+    let fresh = SourceControl {
+        ban_until_ns,
+        generation,
+        rule_slot,
+        ..SourceControl::default()
+    };
+    match enforce_untracked(&fresh, now) {
+        (Reason::Allow, _) => None,
+        (reason, Verdict::Drop) => Some((reason, Verdict::Drop)),
+        _ => Some((Reason::SynCookie, Verdict::Tx)),
+    }
+}
+
+/// Copies the segment's IP and TCP headers to the stack and asks the
+/// kernel whether its ACK number is a cookie it issued for this
+/// connection (`bpf_tcp_raw_check_syncookie_*` reads the addresses, ports
+/// and sequence numbers only).
+#[inline(always)]
+fn ack_cookie_valid(ctx: &XdpContext, info: &PacketInfo) -> bool {
+    let md = ctx.ctx;
+    let mut th = [0u8; 20];
+    let mut ip = [0u8; 40];
+    unsafe {
+        if bpf_xdp_load_bytes(md, info.l4_off as u32, th.as_mut_ptr().cast(), 20) != 0 {
+            return false;
+        }
+        if info.family == family::IPV4 {
+            if bpf_xdp_load_bytes(md, info.l3_off as u32, ip.as_mut_ptr().cast(), 20) != 0 {
+                return false;
+            }
+            bpf_tcp_raw_check_syncookie_ipv4(ip.as_mut_ptr().cast(), th.as_mut_ptr().cast()) == 0
+        } else {
+            if bpf_xdp_load_bytes(md, info.l3_off as u32, ip.as_mut_ptr().cast(), 40) != 0 {
+                return false;
+            }
+            bpf_tcp_raw_check_syncookie_ipv6(ip.as_mut_ptr().cast(), th.as_mut_ptr().cast()) == 0
+        }
+    }
+}
