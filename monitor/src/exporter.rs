@@ -282,7 +282,9 @@ struct CookieMetrics {
     verified_syns: IntCounter,
     failures: IntCounter,
     verified: IntGauge,
-    mode: IntGauge,
+    /// Labelled with the configured mode, so an alert can tell a host
+    /// that always answers from one under attack.
+    mode: IntGaugeVec,
     mode_changes: IntCounter,
 }
 
@@ -315,10 +317,11 @@ impl CookieMetrics {
                 "tollgate_syn_cookies_verified_sources",
                 "Sources that returned a valid SYN cookie and are still verified.",
             ),
-            mode: gauge(
+            mode: gauge_vec(
                 r,
                 "tollgate_syn_cookies_mode",
-                "SYN-cookie mode: 0 off (not configured), 1 watch (the kernel's SYNPROXY answers SYNs), 2 on (answered from XDP).",
+                "SYN-cookie mode: 0 off (not configured), 1 watch (the kernel's SYNPROXY answers SYNs), 2 on (answered from XDP); configured: always, under_attack or none.",
+                &["configured"],
             ),
             mode_changes: int_counter(
                 r,
@@ -342,7 +345,15 @@ impl CookieMetrics {
         raise(&self.verified_syns, n(cookie_event::VERIFIED_SYN));
         raise(&self.failures, n(cookie_event::FAILED));
         self.verified.set(c.verified as i64);
-        self.mode.set(c.mode as i64);
+        let configured = match c.configured {
+            Some(crate::config::CookieMode::Always) => "always",
+            Some(crate::config::CookieMode::UnderAttack) => "under_attack",
+            None => "none",
+        };
+        self.mode.reset();
+        self.mode
+            .with_label_values(&[configured])
+            .set(c.mode as i64);
         raise(&self.mode_changes, c.mode_changes);
     }
 }
@@ -373,9 +384,13 @@ mod tests {
         let m = Metrics::new(5);
         let text = m.render();
         assert!(text.contains("tollgate_syn_cookie_acks_total{result=\"invalid\"} 0"));
-        assert!(text.contains("tollgate_syn_cookies_mode 0"));
+        assert!(!text.contains("tollgate_syn_cookies_mode{"));
+        m.update(&Snapshot::default());
+        let text = m.render();
+        assert!(text.contains("tollgate_syn_cookies_mode{configured=\"none\"} 0"));
         let mut s = Snapshot::default();
         s.cookies.mode = cookie_mode::ON;
+        s.cookies.configured = Some(crate::config::CookieMode::UnderAttack);
         s.cookies.events = [10, 4, 3, 2, 1];
         s.cookies.verified = 7;
         s.cookies.mode_changes = 2;
@@ -388,7 +403,7 @@ mod tests {
             "tollgate_syn_cookie_verified_syns_total 2",
             "tollgate_syn_cookie_failures_total 1",
             "tollgate_syn_cookies_verified_sources 7",
-            "tollgate_syn_cookies_mode 2",
+            "tollgate_syn_cookies_mode{configured=\"under_attack\"} 2",
             "tollgate_syn_cookie_mode_changes_total 2",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
