@@ -90,7 +90,7 @@ impl Daemon {
         // What a previous daemon left in adopted maps (fresh maps: OFF).
         self.cookies.mode = self.tg.maps.cookie_params()?.mode;
         match self.config.syn_cookies.clone() {
-            Some(c) => self.install_cookies(&c, "started"),
+            Some(c) => self.install_cookies(&c, true, "started"),
             None if self.cookies.mode != cookie_mode::OFF => {
                 self.remove_cookies("[syn_cookies] is no longer configured")
             }
@@ -98,12 +98,15 @@ impl Daemon {
         }
     }
 
-    /// The table, the ports and the settings for `c`, then the mode.
-    fn install_cookies(&mut self, c: &SynCookies, why: &str) -> anyhow::Result<()> {
-        let warnings = synproxy::install(&self.cookies.nft, c)
-            .context("installing the SYNPROXY table for [syn_cookies]")?;
-        for w in warnings {
-            tracing::warn!(event = "synproxy_sysctl", "{w}");
+    /// The table (when `table`), the ports and the settings for `c`, then
+    /// the mode.
+    fn install_cookies(&mut self, c: &SynCookies, table: bool, why: &str) -> anyhow::Result<()> {
+        if table {
+            let warnings = synproxy::install(&self.cookies.nft, c)
+                .context("installing the SYNPROXY table for [syn_cookies]")?;
+            for w in warnings {
+                tracing::warn!(event = "synproxy_sysctl", "{w}");
+            }
         }
         self.tg.maps.set_cookie_ports(&c.ports)?;
         let want = self.wanted_cookie_mode();
@@ -146,7 +149,13 @@ impl Daemon {
             (None, None) => Ok(()),
             (Some(_), None) => self.remove_cookies("[syn_cookies] removed by a reload"),
             (Some(o), Some(n)) if *o == n => Ok(()),
-            (_, Some(n)) => self.install_cookies(&n, "configured by a reload"),
+            // What the table holds is unchanged: it stays as it is.
+            (Some(o), Some(n)) => {
+                let table =
+                    (&o.ports, o.mss4, o.mss6, o.wscale) != (&n.ports, n.mss4, n.mss6, n.wscale);
+                self.install_cookies(&n, table, "changed by a reload")
+            }
+            (None, Some(n)) => self.install_cookies(&n, true, "configured by a reload"),
         }
     }
 
