@@ -17,7 +17,8 @@ pub struct Event {
     pub seq: u64,
     pub unix_ms: u64,
     /// `detection`, `ban_added`, `ban_removed`, `ban_expired`,
-    /// `syn_limit_lifted`.
+    /// `syn_limit_lifted`, `syn_cookies` (a mode change: `action` is the
+    /// new mode, `off`, `watch` or `on`).
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detector: Option<String>,

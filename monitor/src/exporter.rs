@@ -11,12 +11,13 @@ use axum::{Router, extract::State, http::header, response::IntoResponse, routing
 use monitor_common::{
     maps::source_event,
     reason::{Malformed, Reason, Verdict},
+    syncookie::cookie_event,
 };
 use prometheus::{
     Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{CookieStats, Snapshot};
 
 /// Every metric the daemon exports, registered once.
 pub struct Metrics {
@@ -36,6 +37,7 @@ pub struct Metrics {
     detections: IntCounterVec,
     bans: IntCounterVec,
     scrape: Gauge,
+    cookies: CookieMetrics,
     top_n: usize,
     /// Serializes updates and scrapes so a scrape sees one snapshot.
     lock: Mutex<()>,
@@ -80,7 +82,7 @@ impl Metrics {
             packets: counter_vec(
                 &r,
                 "tollgate_packets_total",
-                "Packets seen by the XDP program, by interface, verdict (pass, drop, monitor: would have been dropped, passed because its rule is in monitor mode) and reason.",
+                "Packets seen by the XDP program, by interface, verdict (pass, drop, monitor: would have been dropped, passed because its rule is in monitor mode; tx: answered from XDP with a SYN cookie's SYN-ACK) and reason.",
                 &["iface", "verdict", "reason"],
             ),
             bytes: counter_vec(
@@ -155,6 +157,7 @@ impl Metrics {
                 "Bans placed, by reason (the detector that asked for it, or manual).",
                 &["reason"],
             ),
+            cookies: CookieMetrics::new(&r),
             top_n,
             lock: Mutex::new(()),
             registry: r,
@@ -171,6 +174,9 @@ impl Metrics {
             self.bans.with_label_values(&[d.name()]);
         }
         self.bans.with_label_values(&["manual"]);
+        for result in ["valid", "invalid"] {
+            self.cookies.acks.with_label_values(&[result]);
+        }
         gauge_vec(
             &self.registry,
             "tollgate_build_info",
@@ -202,8 +208,8 @@ impl Metrics {
             for r in Reason::ALL {
                 for v in Verdict::ALL {
                     // Every combination is exported, zeros included: a
-                    // bounded 30 series per interface (10 reasons x 3 verdicts) that rate() can use
-                    // from the first scrape.
+                    // bounded 48 series per interface (12 reasons x 4
+                    // verdicts) that rate() can use from the first scrape.
                     let c = per[r as usize][v as usize];
                     raise(
                         &self.packets.with_label_values(&[name, v.name(), r.name()]),
@@ -252,6 +258,7 @@ impl Metrics {
         for (r, n) in &s.bans_by_reason {
             raise(&self.bans.with_label_values(&[r]), *n);
         }
+        self.cookies.update(&s.cookies, raise);
     }
 
     /// The text exposition format.
@@ -268,6 +275,89 @@ impl Metrics {
     }
 }
 
+/// The SYN-cookie series.
+struct CookieMetrics {
+    sent: IntCounter,
+    acks: IntCounterVec,
+    verified_syns: IntCounter,
+    failures: IntCounter,
+    verified: IntGauge,
+    /// Labelled with the configured mode, so an alert can tell a host
+    /// that always answers from one under attack.
+    mode: IntGaugeVec,
+    mode_changes: IntCounter,
+}
+
+impl CookieMetrics {
+    fn new(r: &Registry) -> Self {
+        Self {
+            sent: int_counter(
+                r,
+                "tollgate_syn_cookies_sent_total",
+                "SYN-ACKs carrying a SYN cookie sent from XDP (XDP_TX) to unverified sources.",
+            ),
+            acks: counter_vec(
+                r,
+                "tollgate_syn_cookie_acks_total",
+                "ACKs from unverified sources to protected ports, by whether the kernel accepted their cookie (valid: the source is now verified; invalid: dropped while cookies are on).",
+                &["result"],
+            ),
+            verified_syns: int_counter(
+                r,
+                "tollgate_syn_cookie_verified_syns_total",
+                "SYNs to protected ports passed to the stack because their source is verified.",
+            ),
+            failures: int_counter(
+                r,
+                "tollgate_syn_cookie_failures_total",
+                "SYNs the XDP program meant to answer but could not (passed to the kernel's SYNPROXY instead).",
+            ),
+            verified: gauge(
+                r,
+                "tollgate_syn_cookies_verified_sources",
+                "Sources that returned a valid SYN cookie and are still verified.",
+            ),
+            mode: gauge_vec(
+                r,
+                "tollgate_syn_cookies_mode",
+                "SYN-cookie mode: 0 off (not configured), 1 watch (the kernel's SYNPROXY answers SYNs), 2 on (answered from XDP); configured: always, under_attack or none.",
+                &["configured"],
+            ),
+            mode_changes: int_counter(
+                r,
+                "tollgate_syn_cookie_mode_changes_total",
+                "SYN-cookie mode changes since the daemon started.",
+            ),
+        }
+    }
+
+    fn update(&self, c: &CookieStats, raise: impl Fn(&IntCounter, u64)) {
+        let n = |e: u32| c.events[e as usize];
+        raise(&self.sent, n(cookie_event::SENT));
+        raise(
+            &self.acks.with_label_values(&["valid"]),
+            n(cookie_event::ACK_VALID),
+        );
+        raise(
+            &self.acks.with_label_values(&["invalid"]),
+            n(cookie_event::ACK_INVALID),
+        );
+        raise(&self.verified_syns, n(cookie_event::VERIFIED_SYN));
+        raise(&self.failures, n(cookie_event::FAILED));
+        self.verified.set(c.verified as i64);
+        let configured = match c.configured {
+            Some(crate::config::CookieMode::Always) => "always",
+            Some(crate::config::CookieMode::UnderAttack) => "under_attack",
+            None => "none",
+        };
+        self.mode.reset();
+        self.mode
+            .with_label_values(&[configured])
+            .set(c.mode as i64);
+        raise(&self.mode_changes, c.mode_changes);
+    }
+}
+
 async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     (
         [(
@@ -281,4 +371,42 @@ async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 /// `GET /metrics`.
 pub fn router(m: Arc<Metrics>) -> Router {
     Router::new().route("/metrics", get(metrics)).with_state(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::syncookie::cookie_mode;
+
+    use super::*;
+
+    #[test]
+    fn cookie_series_follow_the_snapshot() {
+        let m = Metrics::new(5);
+        let text = m.render();
+        assert!(text.contains("tollgate_syn_cookie_acks_total{result=\"invalid\"} 0"));
+        assert!(!text.contains("tollgate_syn_cookies_mode{"));
+        m.update(&Snapshot::default());
+        let text = m.render();
+        assert!(text.contains("tollgate_syn_cookies_mode{configured=\"none\"} 0"));
+        let mut s = Snapshot::default();
+        s.cookies.mode = cookie_mode::ON;
+        s.cookies.configured = Some(crate::config::CookieMode::UnderAttack);
+        s.cookies.events = [10, 4, 3, 2, 1];
+        s.cookies.verified = 7;
+        s.cookies.mode_changes = 2;
+        m.update(&s);
+        let text = m.render();
+        for line in [
+            "tollgate_syn_cookies_sent_total 10",
+            "tollgate_syn_cookie_acks_total{result=\"valid\"} 4",
+            "tollgate_syn_cookie_acks_total{result=\"invalid\"} 3",
+            "tollgate_syn_cookie_verified_syns_total 2",
+            "tollgate_syn_cookie_failures_total 1",
+            "tollgate_syn_cookies_verified_sources 7",
+            "tollgate_syn_cookies_mode{configured=\"under_attack\"} 2",
+            "tollgate_syn_cookie_mode_changes_total 2",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
 }

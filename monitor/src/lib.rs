@@ -19,5 +19,6 @@ pub mod replay;
 pub mod run;
 pub mod snapshot;
 pub mod state;
+pub mod synproxy;
 pub mod units;
 pub mod view;

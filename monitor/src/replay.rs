@@ -262,6 +262,9 @@ pub struct ReplayTotals {
     pub drop: u64,
     /// Passed, but dropped if the rule were enforcing.
     pub monitor: u64,
+    /// Answered from XDP with a SYN cookie's SYN-ACK (verdict `tx`; the
+    /// replay sends nothing).
+    pub answered: u64,
     pub skipped: u64,
     pub by_reason: std::collections::BTreeMap<&'static str, u64>,
 }
@@ -272,6 +275,7 @@ impl ReplayTotals {
         match r.verdict {
             Some("pass") => self.pass += 1,
             Some("monitor") => self.monitor += 1,
+            Some("tx") => self.answered += 1,
             Some(_) => self.drop += 1,
             None => self.skipped += 1,
         }
@@ -283,11 +287,12 @@ impl ReplayTotals {
     /// The closing line of a text replay.
     pub fn line(&self) -> String {
         format!(
-            "totals: {} packets, {} passed, {} dropped, {} monitored, {} not run; by reason: {}",
+            "totals: {} packets, {} passed, {} dropped, {} monitored, {} answered with a SYN cookie, {} not run; by reason: {}",
             self.packets,
             self.pass,
             self.drop,
             self.monitor,
+            self.answered,
             self.skipped,
             self.by_reason
                 .iter()

@@ -43,6 +43,24 @@ pub struct Snapshot {
     pub bans_by_reason: BTreeMap<String, u64>,
     /// Whether this snapshot walked the source table (top lists fresh).
     pub walked: bool,
+    pub cookies: CookieStats,
+}
+
+/// SYN cookies: the mode, the kernel's counters and the verified sources.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CookieStats {
+    /// The mode in force (`cookie_mode::*`).
+    pub mode: u32,
+    /// `[syn_cookies]`'s mode, if configured.
+    pub configured: Option<crate::config::CookieMode>,
+    pub ports: Vec<u16>,
+    /// The kernel's counters, by `cookie_event::*`, summed over CPUs.
+    pub events: [u64; monitor_common::syncookie::cookie_event::COUNT as usize],
+    /// Sources verified and not expired (counted when the source table is
+    /// walked).
+    pub verified: usize,
+    /// Mode changes since the daemon started.
+    pub mode_changes: u64,
 }
 
 /// One source in a top-talkers list (the live view's table, the

@@ -43,11 +43,12 @@ pub fn render(
     let mut out = String::new();
     let pass = counters.total(Verdict::Pass);
     let drop = counters.total(Verdict::Drop);
+    let answered = counters.total(Verdict::Tx);
     let evicted = counters.source_events[source_event::EVICTED as usize];
     let _ = writeln!(
         out,
-        "== tollgate on {iface}: passed {} pkts / {} B, dropped {} pkts / {} B; sources {tracked}/{capacity} tracked, {} evicted",
-        pass.packets, pass.bytes, drop.packets, drop.bytes, evicted,
+        "== tollgate on {iface}: passed {} pkts / {} B, dropped {} pkts / {} B, answered {} SYNs with cookies; sources {tracked}/{capacity} tracked, {} evicted",
+        pass.packets, pass.bytes, drop.packets, drop.bytes, answered.packets, evicted,
     );
     let _ = write!(out, "   by reason:");
     for r in Reason::ALL {

@@ -3,8 +3,8 @@
 
 use crate::{
     control::replies::{
-        Banned, Bans, LimitChanged, LimitNumbers, Reloaded, RuleChanged, RuleLine, Rules, Status,
-        Top, Unbanned,
+        Banned, Bans, CookieStatus, LimitChanged, LimitNumbers, Reloaded, RuleChanged, RuleLine,
+        Rules, Status, Top, Unbanned,
     },
     events::Event,
 };
@@ -22,8 +22,12 @@ impl Text for Status {
             .filter(|(_, n)| **n != 0)
             .map(|(k, n)| format!("{k}={n}"))
             .collect();
+        let cookies = match &self.syn_cookies {
+            Some(c) => format!("\n{}", cookie_text(c)),
+            None => String::new(),
+        };
         format!(
-            "tollgate {} on {} ({}), up {}s\npackets: {} passed, {} dropped, {} monitored\nsources: {} tracked of {}, {} evicted; bans active: {}\nrules: {} from config, {} runtime, {} management\nby reason: {}",
+            "tollgate {} on {} ({}), up {}s\npackets: {} passed, {} dropped, {} monitored, {} answered with a SYN cookie\nsources: {} tracked of {}, {} evicted; bans active: {}\nrules: {} from config, {} runtime, {} management\nby reason: {}{cookies}",
             self.version,
             self.interfaces.join(", "),
             self.attach_mode,
@@ -31,6 +35,7 @@ impl Text for Status {
             self.packets.pass,
             self.packets.drop,
             self.packets.monitor,
+            self.packets.tx,
             self.sources.tracked,
             self.sources.capacity,
             self.sources.evicted,
@@ -41,6 +46,24 @@ impl Text for Status {
             by_reason.join(" ")
         )
     }
+}
+
+/// The `syn cookies:` lines of `status`.
+fn cookie_text(c: &CookieStatus) -> String {
+    let ports: Vec<String> = c.ports.iter().map(u16::to_string).collect();
+    format!(
+        "syn cookies: {} ({}) on ports {}; {} sources verified, {} mode changes\n  {} SYN-ACKs sent, cookie ACKs {} valid / {} invalid, {} SYNs from verified sources passed, {} not answered (left to SYNPROXY)",
+        c.mode,
+        c.configured,
+        ports.join(", "),
+        c.verified_sources,
+        c.mode_changes,
+        c.sent,
+        c.acks_valid,
+        c.acks_invalid,
+        c.verified_syns,
+        c.failures
+    )
 }
 
 impl Text for Top {

@@ -12,7 +12,8 @@
 //! - `limits`: `[default_limit]`, `[[rule]]`, `[management]`;
 //! - `settings`: interfaces, timing, `[sources]`, `[metrics]`,
 //!   `[control]`, `[log]`, `[state]`;
-//! - `detect`: `[detect]`.
+//! - `detect`: `[detect]`;
+//! - `cookies`: `[syn_cookies]`.
 
 use std::{
     collections::HashSet,
@@ -30,12 +31,14 @@ use crate::{
     policy::{Action, Limit, Policy, Rule},
 };
 
+mod cookies;
 mod detect;
 mod limits;
 mod located;
 mod schema;
 mod settings;
 
+pub use cookies::{CookieMode, SynCookies};
 pub use detect::{DEFAULT_BOGONS, DetectConfig, DetectModesFile};
 use located::Checker;
 pub use located::ConfigError;
@@ -123,6 +126,8 @@ pub struct Config {
     pub pin_dir: PathBuf,
     pub on_exit: crate::pins::OnExit,
     pub detect: DetectConfig,
+    /// `[syn_cookies]`; `None`: off.
+    pub syn_cookies: Option<SynCookies>,
 }
 
 /// Reads and checks `path` (see `parse`).
@@ -155,6 +160,7 @@ pub fn parse(path: &Path, text: &str, check_host: bool) -> Result<Config, Config
     let (socket, socket_group) = settings::control(&c, &f.control, check_host)?;
     let log = settings::log(&c, &f.log)?;
     let detect = detect::detect(&c, &f.detect)?;
+    let syn_cookies = cookies::syn_cookies(&c, f.syn_cookies.as_ref())?;
     let (state_file, pin_dir, on_exit) = settings::state(&f.state);
     let config = Config {
         path: path.to_owned(),
@@ -185,6 +191,7 @@ pub fn parse(path: &Path, text: &str, check_host: bool) -> Result<Config, Config
         pin_dir,
         on_exit,
         detect,
+        syn_cookies,
     };
     limits::fits_the_kernel(&c, &config, &f.management, &f.rules)?;
     Ok(config)
@@ -282,7 +289,7 @@ burst_packets = 2000
         ),
         (
             "interfaces = [\"lo\"]\nintervall = \"1s\"\n",
-            "t.toml:2: intervall: unknown field `intervall`, expected one of `interfaces`, `attach_mode`, `interval`, `malformed`, `sources`, `default_limit`, `rule`, `management`, `metrics`, `control`, `log`, `state`, `detect`",
+            "t.toml:2: intervall: unknown field `intervall`, expected one of `interfaces`, `attach_mode`, `interval`, `malformed`, `sources`, `default_limit`, `rule`, `management`, `metrics`, `control`, `log`, `state`, `detect`, `syn_cookies`",
         ),
         (
             "interfaces = [\"lo\"]\n[sources]\nipv4_prefix = \"wide\"\n",

@@ -216,4 +216,5 @@ pub(super) struct File {
     pub(super) state: StateFile,
     #[serde(default)]
     pub(super) detect: DetectFile,
+    pub(super) syn_cookies: Option<Spanned<super::cookies::SynCookiesFile>>,
 }

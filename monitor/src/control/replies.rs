@@ -28,6 +28,34 @@ pub struct Status {
     /// Packets by reason, every reason listed.
     pub by_reason: BTreeMap<String, u64>,
     pub last_read_ms: f64,
+    /// SYN cookies; absent when `[syn_cookies]` is not configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syn_cookies: Option<CookieStatus>,
+}
+
+/// `status`: SYN cookies answered from XDP.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CookieStatus {
+    /// In force now: `off`, `watch` (SYNs go to the kernel's SYNPROXY;
+    /// valid cookie ACKs still verify their source) or `on` (answered
+    /// from XDP).
+    pub mode: String,
+    /// As configured: `always` or `under_attack`.
+    pub configured: String,
+    pub ports: Vec<u16>,
+    /// SYN-ACKs sent from XDP.
+    pub sent: u64,
+    /// Cookie ACKs from unverified sources, valid and invalid.
+    pub acks_valid: u64,
+    pub acks_invalid: u64,
+    /// SYNs passed to the stack because their source is verified.
+    pub verified_syns: u64,
+    /// SYNs the program could not answer (passed to SYNPROXY).
+    pub failures: u64,
+    /// Sources verified now.
+    pub verified_sources: usize,
+    /// Mode changes since the daemon started.
+    pub mode_changes: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -49,6 +77,9 @@ pub struct ByVerdict {
     pub pass: u64,
     pub drop: u64,
     pub monitor: u64,
+    /// Answered from XDP (a SYN cookie's SYN-ACK sent back, `Verdict::Tx`).
+    #[serde(default)]
+    pub tx: u64,
 }
 
 /// `top`: the sources with the most packets, bytes or drops.

@@ -8,18 +8,19 @@ use std::{borrow::Cow, collections::BTreeMap};
 use monitor_common::{
     maps::source_event,
     reason::{Reason, Verdict},
+    syncookie::cookie_event,
 };
 use serde::Serialize;
 
 use super::Daemon;
 use crate::{
     clock::coarse_ns,
-    config::RuleEntry,
+    config::{CookieMode, RuleEntry},
     control::{
         Request, Response,
         replies::{
-            BanLine, Banned, Bans, ByVerdict, DefaultLimit, Events, RuleChanged, RuleCounts,
-            RuleLine, Rules, SourceCounts, Status, Top, Unbanned,
+            BanLine, Banned, Bans, ByVerdict, CookieStatus, DefaultLimit, Events, RuleChanged,
+            RuleCounts, RuleLine, Rules, SourceCounts, Status, Top, Unbanned,
         },
     },
     events::event,
@@ -27,8 +28,29 @@ use crate::{
         Action, LimitSpec, Origin, Rule, action_name, ban_ttl, guard_ban, guard_rule, parse_cidr,
         parse_rule,
     },
-    snapshot::{Snapshot, TOP_MAX},
+    snapshot::{CookieStats, Snapshot, TOP_MAX},
 };
+
+/// The cookie part of `status`, when configured.
+fn cookie_status(c: &CookieStats) -> Option<CookieStatus> {
+    let configured = match c.configured? {
+        CookieMode::Always => "always",
+        CookieMode::UnderAttack => "under_attack",
+    };
+    let n = |e: u32| c.events[e as usize];
+    Some(CookieStatus {
+        mode: super::cookies::mode_name(c.mode).to_owned(),
+        configured: configured.to_owned(),
+        ports: c.ports.clone(),
+        sent: n(cookie_event::SENT),
+        acks_valid: n(cookie_event::ACK_VALID),
+        acks_invalid: n(cookie_event::ACK_INVALID),
+        verified_syns: n(cookie_event::VERIFIED_SYN),
+        failures: n(cookie_event::FAILED),
+        verified_sources: c.verified,
+        mode_changes: c.mode_changes,
+    })
+}
 
 fn reply<T: Serialize>(r: Result<T, String>) -> Response {
     match r.and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string())) {
@@ -91,6 +113,7 @@ impl Daemon {
             pass: f(total(Verdict::Pass)),
             drop: f(total(Verdict::Drop)),
             monitor: f(total(Verdict::Monitor)),
+            tx: f(total(Verdict::Tx)),
         };
         Ok(Status {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -116,6 +139,7 @@ impl Daemon {
                 .map(|r| (r.name().to_owned(), snap.counters.packets(*r)))
                 .collect::<BTreeMap<_, _>>(),
             last_read_ms: snap.read_duration.as_secs_f64() * 1e3,
+            syn_cookies: cookie_status(&snap.cookies),
         })
     }
 

@@ -7,6 +7,7 @@
 //! - the ban book (`bans`: bans, offences and their counts);
 //! - the detectors' memory (`detect`, which returns findings) and the
 //!   response to them (`respond`: bans, the host-wide SYN limit, events);
+//! - SYN cookies (`cookies`: the mode, the SYNPROXY table);
 //! - the outputs: the event log and the redactor.
 //!
 //! `read` turns the maps into a `Snapshot`, `commands` answers the control
@@ -22,6 +23,7 @@ use crate::{config::Config, events::EventLog, loader::Tollgate, pins::PinDir, re
 
 mod bans;
 mod commands;
+mod cookies;
 mod detect;
 mod limits;
 mod persist;
@@ -45,6 +47,7 @@ pub struct Daemon {
     bans: bans::BanBook,
     detect: detect::Detection,
     respond: respond::Responder,
+    cookies: cookies::Cookies,
     events: EventLog,
     redact: Redactor,
     started: Instant,

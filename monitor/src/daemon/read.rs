@@ -34,6 +34,7 @@ impl Daemon {
             detections: self.respond.detections().clone(),
             bans_by_reason: self.bans.counts().clone(),
             walked: false,
+            cookies: self.cookie_stats(walk, prev.map(|p| &p.cookies))?,
             ..Snapshot::default()
         };
         if let Some(p) = prev.filter(|_| !walk) {

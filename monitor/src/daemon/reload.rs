@@ -37,6 +37,20 @@ impl Daemon {
             let _ = self.apply(None);
             return Err(refused(format!("writing the bogon ranges: {e}")));
         }
+        if let Err(e) = self.reload_cookies(old.syn_cookies.as_ref()) {
+            // Back to the old file: its policy, and its cookies as far as
+            // the failed step changed them (a refused `nft -f` changed
+            // nothing: it is one transaction).
+            let failed = std::mem::replace(&mut self.config, old);
+            let _ = self.apply(None);
+            if failed.detect.bogons != self.config.detect.bogons {
+                let _ = self.tg.maps.set_bogons(&self.config.detect.bogons);
+            }
+            if let Err(back) = self.reload_cookies(failed.syn_cookies.as_ref()) {
+                tracing::warn!(event = "syn_cookies_failed", "{back:#}");
+            }
+            return Err(refused(format!("{e:#}")));
+        }
         let notes = self.overrides_left(&old);
         for n in &notes {
             tracing::warn!(event = "reload_partial", "{n}");

@@ -57,6 +57,12 @@ impl Responder {
         &self.detections
     }
 
+    /// Whether the host-wide SYN limit is in force (SYN cookies in mode
+    /// `under_attack` answer exactly while it is).
+    pub fn syn_limited(&self) -> bool {
+        self.syn_limit_until.is_some()
+    }
+
     /// Whether a finding of `d` on `net` that changed nothing was reported
     /// within `REPEAT_QUIET` (if not, it is now).
     fn repeated(&mut self, d: Detector, net: Option<IpNet>) -> bool {
@@ -190,6 +196,10 @@ impl Daemon {
                     &action,
                     "SYNs are not completing handshakes host-wide and per-source bans cannot stop spoofed sources: new connections are limited host-wide instead (allowed sources, and sources that completed a handshake before the flood, exempt)".into(),
                 );
+                self.sync_cookie_mode(&format!(
+                    "a host-wide SYN flood: SYNs to the protected ports are answered with cookies from XDP for {}s (renewed while it lasts)",
+                    ttl.as_secs()
+                ));
             }
             Err(e) => self.finding(
                 d,
@@ -211,6 +221,7 @@ impl Daemon {
             }
             Err(e) => tracing::warn!(event = "syn_limit_failed", "{e}"),
         }
+        self.sync_cookie_mode(why);
     }
 
     /// Records a finding: counted, and an event with its evidence.

@@ -84,6 +84,7 @@ impl Daemon {
             bans: BanBook::with_counts(state.bans_by_reason.clone()),
             detect: Detection::default(),
             respond: Responder::with_counts(&state.detections),
+            cookies: Default::default(),
             events: EventLog::default(),
             redact,
             started: Instant::now(),
@@ -112,6 +113,7 @@ impl Daemon {
         }
         .map_err(|e| anyhow::anyhow!("applying the configured policy: {e}"))?;
         self.bans.restore(&mut self.tg.maps, &state.bans)?;
+        self.start_cookies()?;
         if adopted {
             // A SYN limit the previous daemon set has no end here (its
             // timer went with it): lift it; a flood still going on gets it
@@ -205,13 +207,14 @@ impl Daemon {
             OnExit::Keep => {
                 tracing::info!(
                     event = "kept",
-                    "leaving XDP attached on {} with the maps pinned in {} (state.on_exit = \"keep\"): the kernel keeps enforcing the last policy and bans until the next daemon adopts them",
+                    "leaving XDP attached on {} with the maps pinned in {} (state.on_exit = \"keep\"): the kernel keeps enforcing the last policy and bans (and answering SYN cookies, with the SYNPROXY table left in place) until the next daemon adopts them",
                     self.config.interfaces.join(", "),
                     self.config.pin_dir.display()
                 );
             }
             OnExit::Detach => {
                 self.tg.detach_all()?;
+                self.detach_cookies();
                 if let Some(p) = self.pins.take() {
                     p.remove()?;
                 }

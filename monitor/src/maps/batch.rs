@@ -86,3 +86,55 @@ pub fn per_cpu_array_sums<T: Copy + Default>(
         .map(|per_cpu| per_cpu.iter().copied().fold(T::default(), &add))
         .collect())
 }
+
+/// Every value of the hash (or LRU hash) map behind `fd`, whose keys are
+/// `K` and values `V`, read `chunk` entries per BPF_MAP_LOOKUP_BATCH call
+/// instead of two syscalls per entry. Entries added or removed during
+/// the read may or may not be seen.
+pub fn hash_values<K: Copy + Default, V: Copy + Default>(
+    fd: &OwnedFd,
+    chunk: u32,
+) -> std::io::Result<Vec<V>> {
+    let mut out = Vec::new();
+    let mut chunk = chunk.max(1);
+    // The hash map's batch token is a bucket number (u32); room for a u64.
+    let mut token_in: u64 = 0;
+    let mut token_out: u64 = 0;
+    let mut first = true;
+    loop {
+        let mut keys = vec![K::default(); chunk as usize];
+        let mut values = vec![V::default(); chunk as usize];
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                &mut token_in as *mut u64 as u64
+            },
+            out_batch: &mut token_out as *mut u64 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: chunk,
+            map_fd: fd.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        // SAFETY: `chunk` keys of K and values of V, the map's key and
+        // value types (the caller's contract); the tokens are 8 bytes.
+        let done = match unsafe { lookup_batch(&mut attr) } {
+            Ok(()) => false,
+            // The end of the map: the last entries came with it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            // One bucket holds more entries than fit: ask for more at once.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && chunk < 1 << 20 => {
+                chunk *= 2;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        out.extend_from_slice(&values[..(attr.count as usize).min(values.len())]);
+        if done {
+            return Ok(out);
+        }
+        token_in = token_out;
+        first = false;
+    }
+}

@@ -1,6 +1,8 @@
-//! The SYN-cookie maps: the protected-port bitmap, the cookie settings in
-//! the runtime config, the per-CPU cookie counters and the verified
-//! sources (`monitor_common::syncookie`).
+//! SYN cookies: the protected-port bitmap and the cookie settings the
+//! daemon writes, the cookie counters and the verified sources it reads.
+//! The kernel writes `VERIFIED` (a source that returned a valid cookie,
+//! with its expiry) and the counters; the daemon only counts and clears
+//! the verified sources.
 
 use monitor_common::{
     maps as names,
@@ -9,58 +11,42 @@ use monitor_common::{
 
 use super::{MapError, Maps, op, syscall_error};
 
-/// The cookie counters summed over CPUs, indexed by `cookie_event::*`.
-pub type CookieEvents = [u64; cookie_event::COUNT as usize];
+/// Verified sources read per batch call.
+const VERIFIED_CHUNK: u32 = 4096;
 
 impl Maps {
-    /// Makes `ports` (and only them) the protected ports.
+    /// Protects exactly `ports`: every word of the bitmap is written, so
+    /// ports no longer listed are cleared. Each word is one store, so a
+    /// packet sees a port either before or after the change.
     pub fn set_cookie_ports(&mut self, ports: &[u16]) -> Result<(), MapError> {
         let mut words = vec![0u64; PORT_WORDS as usize];
-        for &p in ports {
-            let (w, bit) = port_slot(p);
-            words[w as usize] |= bit;
+        for p in ports {
+            let (word, bit) = port_slot(*p);
+            words[word as usize] |= bit;
         }
         for (i, w) in words.iter().enumerate() {
-            let old = self
-                .cookie_ports
-                .get(&(i as u32), 0)
-                .map_err(op(names::COOKIE_PORTS, "reading"))?;
-            if old != *w {
-                self.cookie_ports
-                    .set(i as u32, *w, 0)
-                    .map_err(op(names::COOKIE_PORTS, "writing"))?;
-            }
+            self.cookie_ports
+                .set(i as u32, *w, 0)
+                .map_err(op(names::COOKIE_PORTS, "writing the port bitmap"))?;
         }
         Ok(())
     }
 
-    /// The protected ports, as the kernel holds them.
-    pub fn cookie_ports(&self) -> Result<Vec<u16>, MapError> {
-        let mut out = Vec::new();
-        for i in 0..PORT_WORDS {
-            let w = self
-                .cookie_ports
-                .get(&i, 0)
-                .map_err(op(names::COOKIE_PORTS, "reading"))?;
-            out.extend(
-                (0..64)
-                    .filter(|b| w & (1 << b) != 0)
-                    .map(|b| (i * 64 + b) as u16),
-            );
-        }
-        Ok(out)
+    /// The cookie settings in force (mode `OFF` unless configured).
+    pub fn cookie_params(&self) -> Result<CookieParams, MapError> {
+        Ok(self.runtime_config()?.cookie)
     }
 
-    /// Writes the cookie settings into the runtime config (the rest of it
-    /// unchanged).
+    /// Writes the cookie settings into the runtime config (one store;
+    /// everything else in it is kept).
     pub fn set_cookie_params(&mut self, params: CookieParams) -> Result<(), MapError> {
         let mut cfg = self.runtime_config()?;
         cfg.cookie = params;
         self.set_runtime_config(&cfg)
     }
 
-    /// The cookie counters, summed over CPUs.
-    pub fn cookie_events(&self) -> Result<CookieEvents, MapError> {
+    /// The cookie counters (`cookie_event::*`), summed over CPUs.
+    pub fn cookie_events(&self) -> Result<[u64; cookie_event::COUNT as usize], MapError> {
         let sums = super::batch::per_cpu_array_sums(
             &self.cookie_events,
             cookie_event::COUNT,
@@ -71,36 +57,37 @@ impl Maps {
             "batch reading",
             "bpf_map_lookup_batch",
         ))?;
-        let mut out = CookieEvents::default();
+        let mut out = [0u64; cookie_event::COUNT as usize];
         out.copy_from_slice(&sums);
         Ok(out)
     }
 
-    /// Sources verified now (entries whose expiry, on the kernel's coarse
-    /// monotonic clock, is still ahead).
-    pub fn verified_count(&self) -> Result<u64, MapError> {
-        let now = crate::clock::coarse_ns();
-        let mut n = 0;
-        for entry in self.verified.iter() {
-            let (_, until) = entry.map_err(op(names::VERIFIED, "reading"))?;
-            if until > now {
-                n += 1;
-            }
-        }
-        Ok(n)
+    /// Verified sources still in force at `now_coarse_ns`
+    /// (`CLOCK_MONOTONIC_COARSE`, the clock the kernel stamps them with);
+    /// expired entries linger until the LRU evicts them or the source
+    /// verifies again, and are not counted.
+    pub fn verified_sources(&self, now_coarse_ns: u64) -> Result<usize, MapError> {
+        let expiries =
+            super::batch::hash_values::<VerifiedKey, u64>(&self.verified_fd, VERIFIED_CHUNK)
+                .map_err(syscall_error(
+                    names::VERIFIED,
+                    "batch reading",
+                    "bpf_map_lookup_batch",
+                ))?;
+        Ok(expiries
+            .iter()
+            .filter(|until| **until > now_coarse_ns)
+            .count())
     }
 
-    /// Forgets every verified source (cookies unconfigured).
-    pub fn clear_verified(&mut self) -> Result<(), MapError> {
-        let keys: Vec<VerifiedKey> = self
-            .verified
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(op(names::VERIFIED, "listing"))?;
-        for k in keys {
-            // Gone already (expired and evicted) is fine.
-            let _ = self.verified.remove(&k);
+    /// Forgets every verified source (cookies unconfigured: a later
+    /// configuration starts from nobody verified). Returns how many went.
+    pub fn clear_verified(&mut self) -> Result<usize, MapError> {
+        let keys: Vec<VerifiedKey> = self.verified.keys().filter_map(Result::ok).collect();
+        for k in &keys {
+            // Gone already (evicted, or the kernel replaced it): fine.
+            let _ = self.verified.remove(k);
         }
-        Ok(())
+        Ok(keys.len())
     }
 }

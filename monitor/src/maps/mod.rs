@@ -1,7 +1,7 @@
 //! Typed access to the program's maps. `Maps` owns every map, and its
 //! fields are private: each family of maps has one file here with the
 //! only code that touches it (`policy`, `bans`, `counters`, `detect`,
-//! `sources`, `replay`, `cookies`; LPM helpers in `trie`, batch reads in `batch`). The
+//! `cookies`, `sources`, `replay`; LPM helpers in `trie`, batch reads in `batch`). The
 //! kernel is the only other party (see the writer/reader notes in
 //! `monitor_common::maps`).
 
@@ -31,7 +31,6 @@ mod replay;
 mod sources;
 mod trie;
 
-pub use cookies::CookieEvents;
 pub use counters::{Counters, ReasonCounters};
 pub use policy::ApplyError;
 pub use sources::SourceTable;
@@ -73,11 +72,12 @@ fn syscall_error(
     }
 }
 
-/// A descriptor of array `map` of our own, for the batch syscalls and mmap.
+/// A descriptor of array or hash `map` of our own, for the batch
+/// syscalls and mmap.
 fn dup_fd(map: &aya::maps::Map, name: &'static str) -> Result<OwnedFd, MapError> {
     use aya::maps::Map;
     let data = match map {
-        Map::PerCpuArray(d) | Map::Array(d) => d,
+        Map::PerCpuArray(d) | Map::Array(d) | Map::HashMap(d) | Map::LruHashMap(d) => d,
         _ => return Err(MapError::Missing(name)),
     };
     data.fd()
@@ -116,8 +116,11 @@ pub struct Maps {
     replay_clock: Array<MapData, u64>,
     replay_out: Array<MapData, ReplayRecord>,
     cookie_ports: Array<MapData, u64>,
-    cookie_events: OwnedFd,
+    /// `VERIFIED` through aya (removal) and a descriptor of our own for
+    /// the batch read that counts it.
     verified: HashMap<MapData, VerifiedKey, u64>,
+    verified_fd: OwnedFd,
+    cookie_events: OwnedFd,
 }
 
 macro_rules! take {
@@ -129,6 +132,10 @@ macro_rules! take {
 
 impl Maps {
     pub(crate) fn take(ebpf: &mut Ebpf, max_sources: u32) -> Result<Self, MapError> {
+        let verified = ebpf
+            .take_map(names::VERIFIED)
+            .ok_or(MapError::Missing(names::VERIFIED))?;
+        let verified_fd = dup_fd(&verified, names::VERIFIED)?;
         Ok(Self {
             sources: SourceTable::take(ebpf, max_sources)?,
             policy_v4: [
@@ -155,8 +162,11 @@ impl Maps {
             replay_clock: take!(ebpf, names::REPLAY_CLOCK),
             replay_out: take!(ebpf, names::REPLAY_OUT),
             cookie_ports: take!(ebpf, names::COOKIE_PORTS),
+            verified: verified
+                .try_into()
+                .map_err(op(names::VERIFIED, "opening"))?,
+            verified_fd,
             cookie_events: take_fd(ebpf, names::COOKIE_EVENTS)?,
-            verified: take!(ebpf, names::VERIFIED),
         })
     }
 

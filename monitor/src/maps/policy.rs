@@ -96,6 +96,7 @@ impl Maps {
             hot_window: current.hot_window,
             syn_limit: current.syn_limit,
             syn_known_before_s: current.syn_known_before_s,
+            cookie: current.cookie,
             ..RuntimeConfig::new(
                 current.generation.wrapping_add(1),
                 policy.v4_prefix,
