@@ -35,6 +35,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("nginx", "nginx"),
     ("nftables", "nft"),
     ("curl", "curl"),
+    // Receive offload on the flood lab's veths (`lab::flood_lab`).
+    ("ethtool", "ethtool"),
 ];
 
 /// Debian's invoke-rc.d asks this script whether a package may start its
