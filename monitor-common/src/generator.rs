@@ -192,7 +192,11 @@ mod tests {
         let c = full(&data);
         data[16..18].copy_from_slice(&c.to_ne_bytes());
         let offsets = [4, 8, 12, 20];
-        for new in [[0u32; 4], [u32::MAX; 4], [0x2001_0db8, 7, 0xdead_beef, 0x0050_1f90]] {
+        for new in [
+            [0u32; 4],
+            [u32::MAX; 4],
+            [0x2001_0db8, 7, 0xdead_beef, 0x0050_1f90],
+        ] {
             let old = offsets.map(|o| at32(&data, o));
             let hc = u16::from_ne_bytes([data[16], data[17]]);
             let updated = csum_replace(hc, &old, &new);
@@ -217,7 +221,8 @@ mod tests {
         }
         cfg.src_total = ranges.iter().map(|r| r.1).sum();
         let mut seen = HashSet::new();
-        let spread = (0..cfg.src_total).chain((0..1000).map(|r: u32| r.wrapping_mul(2_654_435_761)));
+        let spread =
+            (0..cfg.src_total).chain((0..1000).map(|r: u32| r.wrapping_mul(2_654_435_761)));
         for r in spread {
             let s = pick_source(&cfg, r);
             assert!(

@@ -144,8 +144,11 @@ unsafe fn rewrite_v4(p: *mut u8, cfg: &GenConfig, d: &Draw) {
         // The addresses are in the TCP/UDP pseudo-header, the ports in
         // the header.
         match *p.add(v4::PROTO) {
-            6 => (p.add(v4::TCP_CSUM) as *mut u16)
-                .write_unaligned(csum_replace(cfg.l4_csum, &old, &new)),
+            6 => (p.add(v4::TCP_CSUM) as *mut u16).write_unaligned(csum_replace(
+                cfg.l4_csum,
+                &old,
+                &new,
+            )),
             17 if cfg.l4_csum != 0 => (p.add(v4::UDP_CSUM) as *mut u16)
                 .write_unaligned(udp_csum(csum_replace(cfg.l4_csum, &old, &new))),
             _ => {}
@@ -177,10 +180,16 @@ unsafe fn rewrite_v6(p: *mut u8, cfg: &GenConfig, d: &Draw) {
         s.add(2).write_unaligned(src[2]);
         (p.add(v6::PORTS) as *mut u32).write_unaligned(ports);
         match *p.add(v6::NEXT) {
-            6 => (p.add(v6::TCP_CSUM) as *mut u16)
-                .write_unaligned(csum_replace(cfg.l4_csum, &old, &new)),
-            17 => (p.add(v6::UDP_CSUM) as *mut u16)
-                .write_unaligned(udp_csum(csum_replace(cfg.l4_csum, &old, &new))),
+            6 => (p.add(v6::TCP_CSUM) as *mut u16).write_unaligned(csum_replace(
+                cfg.l4_csum,
+                &old,
+                &new,
+            )),
+            17 => (p.add(v6::UDP_CSUM) as *mut u16).write_unaligned(udp_csum(csum_replace(
+                cfg.l4_csum,
+                &old,
+                &new,
+            ))),
             _ => {}
         }
     }

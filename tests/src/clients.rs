@@ -92,7 +92,8 @@ impl Tally {
 
 impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
+        let ms =
+            |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
         write!(
             f,
             "{}/{} ({:.2}%), p50 {} ms, p99 {} ms",
@@ -124,7 +125,11 @@ impl Pool {
     /// A pool of `existing` and `new` addresses (the lab must have them on
     /// the clients' interface) requesting `/` from `targets` (one per
     /// family in use).
-    pub fn new(existing: &[IpAddr], new: &[IpAddr], targets: &[SocketAddr]) -> anyhow::Result<Self> {
+    pub fn new(
+        existing: &[IpAddr],
+        new: &[IpAddr],
+        targets: &[SocketAddr],
+    ) -> anyhow::Result<Self> {
         let to_v4 = targets.iter().copied().find(SocketAddr::is_ipv4);
         let to_v6 = targets.iter().copied().find(SocketAddr::is_ipv6);
         let mut sources = Vec::new();
@@ -163,7 +168,11 @@ impl Pool {
     }
 
     fn target(&self, from: IpAddr) -> SocketAddr {
-        let to = if from.is_ipv4() { self.to_v4 } else { self.to_v6 };
+        let to = if from.is_ipv4() {
+            self.to_v4
+        } else {
+            self.to_v6
+        };
         to.expect("checked in Pool::new")
     }
 
@@ -180,9 +189,8 @@ impl Pool {
         anyhow::ensure!(!sources.is_empty(), "no source addresses for this run");
         let total = (load.rate as f64 * load.duration.as_secs_f64()) as u64;
         let interval = Duration::from_secs_f64(1.0 / load.rate.max(1) as f64);
-        let workers = (load.rate as f64 * load.deadline.as_secs_f64()).ceil() as u64
-            + load.rate / 10
-            + 2;
+        let workers =
+            (load.rate as f64 * load.deadline.as_secs_f64()).ceil() as u64 + load.rate / 10 + 2;
         anyhow::ensure!(
             workers <= MAX_WORKERS,
             "{} connections/s with a {:?} deadline needs {workers} workers (at most {MAX_WORKERS})",
@@ -209,8 +217,14 @@ impl Pool {
                                 }
                                 let (class, from) = sources[i as usize % sources.len()];
                                 let t = Instant::now();
-                                let ok = fetch(Some(from), self.target(from), "/", load.deadline, MAX_RESPONSE)
-                                    .is_some_and(|f| f.status == 200);
+                                let ok = fetch(
+                                    Some(from),
+                                    self.target(from),
+                                    "/",
+                                    load.deadline,
+                                    MAX_RESPONSE,
+                                )
+                                .is_some_and(|f| f.status == 200);
                                 let took = t.elapsed();
                                 let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
                                 let tally = match class {

@@ -80,7 +80,13 @@ impl FloodLab {
         let clients = NetNs::new(&format!("{tag}-c"))?;
         let attacker = NetNs::new(&format!("{tag}-a"))?;
         server.veth(SERVER_IF, SERVER_MAC, CLIENT_IF, Some(CLIENT_MAC), &clients)?;
-        server.veth(ATTACK_IF, SERVER_MAC, FLOOD_IF, Some(ATTACKER_MAC), &attacker)?;
+        server.veth(
+            ATTACK_IF,
+            SERVER_MAC,
+            FLOOD_IF,
+            Some(ATTACKER_MAC),
+            &attacker,
+        )?;
         let client_addrs = (0..n)
             .map(|i| IpAddr::V4(client_v4(i)))
             .chain((0..n).map(|i| IpAddr::V6(client_v6(i))))
@@ -115,10 +121,20 @@ impl FloodLab {
         let v6 = format!("{SERVER_V6}/64");
         s.ip(&["addr", "add", &v6, "dev", SERVER_IF, "nodad"])?;
         for range in ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"] {
-            s.ip(&["route", "add", range, "via", GATEWAY_V4, "dev", ATTACK_IF, "onlink"])?;
+            s.ip(&[
+                "route", "add", range, "via", GATEWAY_V4, "dev", ATTACK_IF, "onlink",
+            ])?;
         }
         s.ip(&[
-            "-6", "route", "add", "2001:db8::/32", "via", GATEWAY_V6, "dev", ATTACK_IF, "onlink",
+            "-6",
+            "route",
+            "add",
+            "2001:db8::/32",
+            "via",
+            GATEWAY_V6,
+            "dev",
+            ATTACK_IF,
+            "onlink",
         ])?;
         for gw in [GATEWAY_V4, GATEWAY_V6] {
             neighbour(s, gw, ATTACKER_MAC, ATTACK_IF)?;
@@ -165,11 +181,19 @@ impl FloodLab {
 
     /// The clients' IPv4 and IPv6 addresses.
     pub fn clients_v4(&self) -> Vec<IpAddr> {
-        self.client_addrs.iter().copied().filter(IpAddr::is_ipv4).collect()
+        self.client_addrs
+            .iter()
+            .copied()
+            .filter(IpAddr::is_ipv4)
+            .collect()
     }
 
     pub fn clients_v6(&self) -> Vec<IpAddr> {
-        self.client_addrs.iter().copied().filter(IpAddr::is_ipv6).collect()
+        self.client_addrs
+            .iter()
+            .copied()
+            .filter(IpAddr::is_ipv6)
+            .collect()
     }
 
     /// Steers the server's receive processing of both links to the CPUs
@@ -187,6 +211,16 @@ impl FloodLab {
 
 /// A permanent neighbour entry.
 fn neighbour(ns: &NetNs, addr: &str, mac: &str, dev: &str) -> anyhow::Result<()> {
-    ns.ip(&["neigh", "replace", addr, "lladdr", mac, "dev", dev, "nud", "permanent"])
-        .map(|_| ())
+    ns.ip(&[
+        "neigh",
+        "replace",
+        addr,
+        "lladdr",
+        mac,
+        "dev",
+        dev,
+        "nud",
+        "permanent",
+    ])
+    .map(|_| ())
 }

@@ -94,7 +94,10 @@ pub fn fetch(
     max_bytes: u64,
 ) -> Option<Fetched> {
     let end = Instant::now() + deadline;
-    let left = || end.checked_duration_since(Instant::now()).filter(|d| !d.is_zero());
+    let left = || {
+        end.checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    };
     let sock = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP)).ok()?;
     if let Some(a) = from {
         sock.bind(&SocketAddr::new(a, 0).into()).ok()?;

@@ -32,15 +32,25 @@ fn nginx_answers_curl_over_ipv4_and_ipv6_and_serves_the_big_file_whole() {
     let addrs = [lab.server_v4().into(), lab.server_v6().into()];
     let _nginx = Nginx::start(&lab.server, &addrs, PORT, None).expect("starting nginx");
     let urls = [
-        (IpAddr::from(client_v4(1)), format!("http://{}:{PORT}", lab.server_v4())),
-        (IpAddr::from(client_v6(1)), format!("http://[{}]:{PORT}", lab.server_v6())),
+        (
+            IpAddr::from(client_v4(1)),
+            format!("http://{}:{PORT}", lab.server_v4()),
+        ),
+        (
+            IpAddr::from(client_v6(1)),
+            format!("http://[{}]:{PORT}", lab.server_v6()),
+        ),
     ];
     for (from, base) in &urls {
         let limit = Duration::from_secs(10);
         let (code, size) = curl(&lab.clients, *from, &format!("{base}/"), limit).unwrap();
         assert_eq!((code, size), (200, 3), "GET {base}/ from {from}");
         let (code, size) = curl(&lab.clients, *from, &format!("{base}{BIG_PATH}"), limit).unwrap();
-        assert_eq!((code, size), (200, BIG_SIZE), "GET {base}{BIG_PATH} from {from}");
+        assert_eq!(
+            (code, size),
+            (200, BIG_SIZE),
+            "GET {base}{BIG_PATH} from {from}"
+        );
     }
 }
 
@@ -68,7 +78,11 @@ fn spoofed_ipv4_syns_are_valid_and_come_from_all_three_documentation_ranges() {
         );
         nets.insert(ip.source[..3].to_vec());
     }
-    assert_eq!(nets.len(), 3, "sources from every documentation /24: {nets:?}");
+    assert_eq!(
+        nets.len(),
+        3,
+        "sources from every documentation /24: {nets:?}"
+    );
 }
 
 /// Spoofed IPv6 SYNs: valid checksums, sources in many /64s, all within
@@ -90,7 +104,11 @@ fn spoofed_ipv6_syns_are_valid_and_come_from_random_64s_in_2001_db8() {
         assert_eq!(ip.destination, lab.server_v6().octets());
         nets.insert(u128::from(src) >> 64);
     }
-    assert!(nets.len() > 490, "random /64s: {} of 500 distinct", nets.len());
+    assert!(
+        nets.len() > 490,
+        "random /64s: {} of 500 distinct",
+        nets.len()
+    );
 }
 
 /// Outside documentation ranges, or across two /24s, the generator
@@ -142,17 +160,30 @@ fn the_client_pool_gets_in_to_nginx_without_an_attack() {
     let warm = pool.warm_up(&lab.clients, &load).unwrap();
     eprintln!("warm-up (existing only): {warm}");
     let report = pool
-        .run(&lab.clients, &Load { duration: Duration::from_secs(6), ..load })
+        .run(
+            &lab.clients,
+            &Load {
+                duration: Duration::from_secs(6),
+                ..load
+            },
+        )
         .unwrap();
-    eprintln!("no attack: existing {}; new {}", report.existing, report.new);
-    for (class, t) in [("warm-up", &warm), ("existing", &report.existing), ("new", &report.new)] {
+    eprintln!(
+        "no attack: existing {}; new {}",
+        report.existing, report.new
+    );
+    for (class, t) in [
+        ("warm-up", &warm),
+        ("existing", &report.existing),
+        ("new", &report.new),
+    ] {
         assert!(t.total > 0 && t.success() >= 0.995, "{class}: {t}");
     }
 }
 
 /// The generator's rate at full speed (spin 0) into the flood lab, with
-/// no program on the server's attacker-facing link and with an XDP_DROP
-/// there, IPv4 and IPv6. Prints figures; run it alone:
+/// no program on the server's attacker-facing link (its stack on the generator's
+/// CPU, then on the other one), and with an XDP_DROP there, IPv4 and IPv6. Prints figures; run it alone:
 /// `cargo test -p tollgate-tests --test syn_flood_lab generator_rates -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement: prints the generator's rates"]
@@ -160,10 +191,24 @@ fn generator_rates() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lab = FloodLab::new("lgm", 1).expect("building the flood lab");
     let specs = [
-        ("IPv4, 3 ranges", Flood::spoofed_syn_v4(&FLOOD_SOURCES_V4, lab.server_v4(), PORT)),
-        ("IPv6, random /64s", Flood::spoofed_syn_v6(lab.server_v6(), PORT)),
+        (
+            "IPv4, 3 ranges",
+            Flood::spoofed_syn_v4(&FLOOD_SOURCES_V4, lab.server_v4(), PORT),
+        ),
+        (
+            "IPv6, random /64s",
+            Flood::spoofed_syn_v6(lab.server_v6(), PORT),
+        ),
     ];
-    for server_drop in [false, true] {
+    // The server's stack on the generator's CPU, then steered to the other
+    // CPU (RPS, as the attack tests do), then an XDP_DROP before it.
+    for (server, rps, server_drop) in [
+        ("no program", 0b01, false),
+        ("no program, RPS to CPU 1", 0b10, false),
+        ("XDP_DROP", 0b01, true),
+    ] {
+        lab.steer(rps)
+            .expect("steering the server's receive processing");
         let _sink = server_drop.then(|| Sink::attach(&lab.server, ATTACK_IF).expect("server sink"));
         for (name, spec) in &specs {
             let mut g = Generator::load(&lab.attacker, FLOOD_IF, spec).unwrap();
@@ -179,7 +224,6 @@ fn generator_rates() {
             .unwrap();
             let secs = sent.elapsed.as_secs_f64();
             let received = rx_packets(&lab, ATTACK_IF) - before;
-            let server = if server_drop { "XDP_DROP" } else { "no program" };
             eprintln!(
                 "{name}, server {server}: sent {:.2} Mpps, the server's link received {:.2} Mpps ({} frames in {secs:.2} s)",
                 sent.packets as f64 / secs / 1e6,
@@ -192,7 +236,12 @@ fn generator_rates() {
 
 /// Packets `iface` in the server namespace has received.
 fn rx_packets(lab: &FloodLab, iface: &str) -> u64 {
-    let out = lab.server.ip(&["-j", "-s", "link", "show", "dev", iface]).unwrap();
+    let out = lab
+        .server
+        .ip(&["-j", "-s", "link", "show", "dev", iface])
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v[0]["stats64"]["rx"]["packets"].as_u64().expect("rx packets")
+    v[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .expect("rx packets")
 }

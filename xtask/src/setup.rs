@@ -120,8 +120,7 @@ impl Drop for NoServiceStarts {
 /// address. Probes first, so a second run does nothing.
 fn stop_packaged_nginx(o: &Options) -> anyhow::Result<()> {
     let systemd = std::path::Path::new("/run/systemd/system").exists();
-    if systemd
-        && probe(Command::new("systemctl").args(["is-enabled", "--quiet", "nginx.service"]))
+    if systemd && probe(Command::new("systemctl").args(["is-enabled", "--quiet", "nginx.service"]))
     {
         eprintln!("setup: disabling the packaged nginx service");
         exec(root_cmd(&o.runner, "systemctl").args(["disable", "--now", "nginx.service"]))?;
