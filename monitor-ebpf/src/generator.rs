@@ -1,39 +1,68 @@
 //! `tollgate_gen`: the lab's traffic generator (see
 //! `monitor_common::generator`). Run through BPF_PROG_TEST_RUN with live
-//! frames, never attached; the daemon never loads it.
+//! frames, never attached; and `tollgate_sink`, the lab's XDP_DROP for the
+//! attacker's end of a veth. The daemon loads neither.
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_get_prandom_u32, macros::map, macros::xdp,
     maps::Array, programs::XdpContext,
 };
-use monitor_common::generator::{GEN_MAX_SPIN, GEN_MIN_FRAME, GenConfig, csum_update, words_of};
+use monitor_common::generator::{
+    GEN_MAX_SPIN, GEN_MIN_FRAME, GEN_MIN_FRAME6, GenConfig, csum_replace, pair, pick_source,
+};
 
 #[map]
 pub static TG_GEN: Array<GenConfig> = Array::with_max_entries(1, 0);
 
-/// Byte offsets in an untagged IPv4 frame with a 20-byte header.
-const IP_PROTO: usize = 23;
-const IP_CSUM: usize = 24;
-const IP_SRC: usize = 26;
-const SPORT: usize = 34;
-const DPORT: usize = 36;
-const TCP_CSUM: usize = 50;
-const UDP_CSUM: usize = 40;
+/// The EtherType's second byte at offset 13: 0x00 for IPv4 (0x0800),
+/// 0xdd for IPv6 (0x86dd); the template is one or the other, untagged.
+const ETH_TYPE_LO: usize = 13;
+const IPV6_LO: u8 = 0xdd;
 
-#[xdp]
-pub fn tollgate_gen(ctx: XdpContext) -> u32 {
-    let Some(cfg) = TG_GEN.get(0) else {
-        return xdp_action::XDP_ABORTED;
-    };
+/// Byte offsets in an untagged IPv4 frame with a 20-byte header.
+mod v4 {
+    pub const PROTO: usize = 23;
+    pub const CSUM: usize = 24;
+    pub const SRC: usize = 26;
+    pub const PORTS: usize = 34;
+    pub const TCP_CSUM: usize = 50;
+    pub const UDP_CSUM: usize = 40;
+}
+
+/// Byte offsets in an untagged IPv6 frame without extension headers.
+mod v6 {
+    pub const NEXT: usize = 20;
+    /// Words 1..3 of the source (bytes 4..16 of the address).
+    pub const SRC_W1: usize = 26;
+    pub const PORTS: usize = 54;
+    pub const TCP_CSUM: usize = 70;
+    pub const UDP_CSUM: usize = 60;
+}
+
+/// What a frame gets besides its source: the ports as stored, and the
+/// random words for an IPv6 source.
+struct Draw {
+    r: u32,
+    sport: u16,
+    dport: u16,
+    rand6: [u32; 3],
+}
+
+#[inline(always)]
+fn prandom() -> u32 {
     // SAFETY: a helper without arguments.
-    let r = unsafe { bpf_get_prandom_u32() };
-    let idx = if cfg.src_count > 1 {
-        r % cfg.src_count
+    unsafe { bpf_get_prandom_u32() }
+}
+
+#[inline(always)]
+fn draw(cfg: &GenConfig) -> Draw {
+    let r = prandom();
+    let rand6 = if cfg.src6_random != [0; 3] {
+        [prandom(), prandom(), prandom()]
     } else {
-        0
+        [0; 3]
     };
-    let src = cfg.src_base.wrapping_add(idx).to_be();
-    // Busy work that feeds the source port, so it is not optimised away.
+    // Busy work that feeds the ports, so it is not optimised away.
     let mut x = r;
     let mut i = 0;
     while i < GEN_MAX_SPIN {
@@ -53,10 +82,26 @@ pub fn tollgate_gen(ctx: XdpContext) -> u32 {
     } else {
         cfg.orig_dport
     };
-    let [o0, o1] = words_of(cfg.orig_src);
-    let [n0, n1] = words_of(src);
-    let old = [o0, o1, cfg.orig_sport, cfg.orig_dport];
-    let new = [n0, n1, sport, dport];
+    Draw {
+        r,
+        sport,
+        dport,
+        rand6,
+    }
+}
+
+/// A zero UDP checksum means "none"; a computed zero is sent as all ones.
+#[inline(always)]
+fn udp_csum(c: u16) -> u16 {
+    if c == 0 { 0xffff } else { c }
+}
+
+#[xdp]
+pub fn tollgate_gen(ctx: XdpContext) -> u32 {
+    let Some(cfg) = TG_GEN.get(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let d = draw(cfg);
     // Checked after the helper calls, which clobber the verifier's
     // knowledge of packet bounds held in registers.
     let (data, end) = (ctx.data(), ctx.data_end());
@@ -64,29 +109,96 @@ pub fn tollgate_gen(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_ABORTED;
     }
     let p = data as *mut u8;
-    // SAFETY: every offset written is below GEN_MIN_FRAME, checked above.
+    // SAFETY: below GEN_MIN_FRAME, checked above.
+    if unsafe { *p.add(ETH_TYPE_LO) } == IPV6_LO {
+        if data + GEN_MIN_FRAME6 > end {
+            return xdp_action::XDP_ABORTED;
+        }
+        // SAFETY: the frame holds GEN_MIN_FRAME6 bytes, checked above.
+        unsafe { rewrite_v6(p, cfg, &d) };
+    } else {
+        // SAFETY: the frame holds GEN_MIN_FRAME bytes, checked above.
+        unsafe { rewrite_v4(p, cfg, &d) };
+    }
+    xdp_action::XDP_TX
+}
+
+/// Writes the source and ports and fixes both checksums.
+///
+/// # Safety
+/// `p` points at an IPv4 frame of at least GEN_MIN_FRAME bytes.
+#[inline(always)]
+unsafe fn rewrite_v4(p: *mut u8, cfg: &GenConfig, d: &Draw) {
+    let src = pick_source(cfg, d.r).to_be();
+    let old = [cfg.orig_src, pair(cfg.orig_sport, cfg.orig_dport)];
+    let new = [src, pair(d.sport, d.dport)];
+    // SAFETY: every offset written is below GEN_MIN_FRAME (the caller's).
     unsafe {
-        (p.add(IP_SRC) as *mut u32).write_unaligned(src);
-        (p.add(SPORT) as *mut u16).write_unaligned(sport);
-        (p.add(DPORT) as *mut u16).write_unaligned(dport);
-        (p.add(IP_CSUM) as *mut u16).write_unaligned(csum_update(cfg.ip_csum, &old, &new, 2));
-        match *p.add(IP_PROTO) {
-            // Addresses and both ports are in the TCP/UDP pseudo-header
-            // and header: all four words.
-            6 => (p.add(TCP_CSUM) as *mut u16).write_unaligned(csum_update(
+        (p.add(v4::SRC) as *mut u32).write_unaligned(src);
+        (p.add(v4::PORTS) as *mut u32).write_unaligned(new[1]);
+        (p.add(v4::CSUM) as *mut u16).write_unaligned(csum_replace(
+            cfg.ip_csum,
+            &[old[0]],
+            &[new[0]],
+        ));
+        // The addresses are in the TCP/UDP pseudo-header, the ports in
+        // the header.
+        match *p.add(v4::PROTO) {
+            6 => (p.add(v4::TCP_CSUM) as *mut u16).write_unaligned(csum_replace(
                 cfg.l4_csum,
                 &old,
                 &new,
-                4,
             )),
-            // A zero UDP checksum means "none"; a computed zero is sent
-            // as all ones.
-            17 if cfg.l4_csum != 0 => {
-                let c = csum_update(cfg.l4_csum, &old, &new, 4);
-                (p.add(UDP_CSUM) as *mut u16).write_unaligned(if c == 0 { 0xffff } else { c });
-            }
+            17 if cfg.l4_csum != 0 => (p.add(v4::UDP_CSUM) as *mut u16)
+                .write_unaligned(udp_csum(csum_replace(cfg.l4_csum, &old, &new))),
             _ => {}
         }
     }
-    xdp_action::XDP_TX
+}
+
+/// Writes source words 1..3 and the ports and fixes the L4 checksum
+/// (IPv6 has no header checksum).
+///
+/// # Safety
+/// `p` points at an IPv6 frame of at least GEN_MIN_FRAME6 bytes.
+#[inline(always)]
+unsafe fn rewrite_v6(p: *mut u8, cfg: &GenConfig, d: &Draw) {
+    let mut src = cfg.orig_src6;
+    let mut i = 0;
+    while i < 3 {
+        src[i] = (src[i] & !cfg.src6_random[i]) | (d.rand6[i] & cfg.src6_random[i]);
+        i += 1;
+    }
+    let (o, ports) = (cfg.orig_src6, pair(d.sport, d.dport));
+    let old = [o[0], o[1], o[2], pair(cfg.orig_sport, cfg.orig_dport)];
+    let new = [src[0], src[1], src[2], ports];
+    // SAFETY: every offset written is below GEN_MIN_FRAME6 (the caller's).
+    unsafe {
+        let s = p.add(v6::SRC_W1) as *mut u32;
+        s.write_unaligned(src[0]);
+        s.add(1).write_unaligned(src[1]);
+        s.add(2).write_unaligned(src[2]);
+        (p.add(v6::PORTS) as *mut u32).write_unaligned(ports);
+        match *p.add(v6::NEXT) {
+            6 => (p.add(v6::TCP_CSUM) as *mut u16).write_unaligned(csum_replace(
+                cfg.l4_csum,
+                &old,
+                &new,
+            )),
+            17 => (p.add(v6::UDP_CSUM) as *mut u16).write_unaligned(udp_csum(csum_replace(
+                cfg.l4_csum,
+                &old,
+                &new,
+            ))),
+            _ => {}
+        }
+    }
+}
+
+/// Drops everything: the lab attaches it to the attacker's end of a veth,
+/// where it absorbs the server's answers to spoofed sources, and where a
+/// program must be for the veth to deliver XDP_TX frames to that end.
+#[xdp]
+pub fn tollgate_sink(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
 }

@@ -3,12 +3,14 @@
 //! absorbs). The generator program `tollgate_gen` runs through
 //! BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES inside the attacker's
 //! namespace: the kernel copies one template frame, the program gives each
-//! copy a source from a range (documentation addresses only) and a random
-//! source port, and XDP_TX sends it out of the attacker's interface.
-//! Bounded in frames and in time like every sender here.
+//! copy a source (IPv4: from up to four ranges; IPv6: random bits beneath
+//! 2001:db8::/32; documentation addresses only) and a random source port,
+//! and XDP_TX sends it out of the attacker's interface. Bounded in frames
+//! and in time like every sender here. `Sink` attaches the object's
+//! XDP_DROP program to an interface.
 
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::{Duration, Instant},
 };
 
@@ -16,10 +18,13 @@ use anyhow::Context as _;
 use aya::{
     EbpfLoader,
     maps::Array,
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use monitor_common::{
-    generator::{GEN_MAP, GEN_MIN_FRAME, GEN_PROG, GenConfig},
+    generator::{
+        GEN_MAP, GEN_MAX_RANGES, GEN_MIN_FRAME, GEN_MIN_FRAME6, GEN_PROG, GenConfig, SINK_PROG,
+        SrcRange,
+    },
     maps::{SOURCE_CONTROL, SOURCE_FLOWS, SOURCES},
 };
 
@@ -34,13 +39,24 @@ pub enum Kind {
     Udp,
 }
 
+/// No further source range.
+pub const NO_RANGE: (Ipv4Addr, u32) = (Ipv4Addr::UNSPECIFIED, 0);
+
 #[derive(Clone, Copy, Debug)]
 pub struct Flood {
     pub kind: Kind,
-    /// Sources `first_src .. first_src + sources`, one per frame at random.
+    /// IPv4 floods: sources `first_src .. first_src + sources` and the
+    /// `more_sources` ranges (first, count), one per frame uniformly from
+    /// their union. Each range stays within one documentation /24.
     pub first_src: Ipv4Addr,
     pub sources: u32,
-    pub dst: Ipv4Addr,
+    pub more_sources: [(Ipv4Addr, u32); GEN_MAX_RANGES - 1],
+    /// IPv6 floods (an IPv6 `dst`): the template's source, in
+    /// 2001:db8::/32, and the bits of it drawn at random per frame
+    /// (never the top 32).
+    pub src6: Ipv6Addr,
+    pub src6_random: u128,
+    pub dst: IpAddr,
     pub dport: u16,
     /// Busy work per frame, to slow the generator evenly (0: full speed).
     pub spin: u32,
@@ -48,6 +64,61 @@ pub struct Flood {
     /// (a port scan).
     pub dport_span: u16,
 }
+
+impl Flood {
+    /// SYNs at full speed to `dst:dport` from sources drawn from `ranges`
+    /// (first, count), at most `GEN_MAX_RANGES`.
+    pub fn spoofed_syn_v4(ranges: &[(Ipv4Addr, u32)], dst: Ipv4Addr, dport: u16) -> Self {
+        assert!(
+            (1..=GEN_MAX_RANGES).contains(&ranges.len()),
+            "1 to {GEN_MAX_RANGES} source ranges"
+        );
+        let mut more_sources = [NO_RANGE; GEN_MAX_RANGES - 1];
+        more_sources[..ranges.len() - 1].copy_from_slice(&ranges[1..]);
+        Self {
+            first_src: ranges[0].0,
+            sources: ranges[0].1,
+            more_sources,
+            ..Self::new(Kind::Syn, dst.into(), dport)
+        }
+    }
+
+    /// `kind` to `dst:dport` at full speed, from one source: the first
+    /// address of 192.0.2.0/24 (IPv4) or 2001:db8:: (IPv6).
+    pub fn new(kind: Kind, dst: IpAddr, dport: u16) -> Self {
+        Self {
+            kind,
+            first_src: Ipv4Addr::new(192, 0, 2, 0),
+            sources: 1,
+            more_sources: [NO_RANGE; GEN_MAX_RANGES - 1],
+            src6: DOC_V6,
+            src6_random: 0,
+            dst,
+            dport,
+            spin: 0,
+            dport_span: 0,
+        }
+    }
+
+    /// SYNs at full speed to `dst:dport` from random addresses in random
+    /// /64s across 2001:db8::/32 (all 96 bits beneath it drawn per frame).
+    pub fn spoofed_syn_v6(dst: Ipv6Addr, dport: u16) -> Self {
+        Self {
+            src6_random: u128::MAX >> 32,
+            ..Self::new(Kind::Syn, dst.into(), dport)
+        }
+    }
+
+    /// The IPv4 source ranges in use, the first included.
+    pub fn ranges(&self) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
+        std::iter::once((self.first_src, self.sources))
+            .chain(self.more_sources)
+            .filter(|r| r.1 > 0)
+    }
+}
+
+/// 2001:db8::/32, the IPv6 documentation prefix.
+const DOC_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0);
 
 /// The attacks the lab runs (tests/tests/attacks.rs) and times
 /// (`cargo xtask bench`), each from the generator at ~1.2 Mpps.
@@ -75,13 +146,10 @@ impl Attack {
     /// The attack from `attacker` (single-source kinds) on `dst:port`.
     pub fn flood(self, attacker: Ipv4Addr, dst: Ipv4Addr, port: u16) -> Flood {
         let one = |kind, dport_span| Flood {
-            kind,
             first_src: attacker,
-            sources: 1,
-            dst,
-            dport: port,
             spin: 300,
             dport_span,
+            ..Flood::new(kind, dst.into(), port)
         };
         match self {
             Attack::SynFlood => one(Kind::Syn, 0),
@@ -100,12 +168,107 @@ impl Attack {
 }
 
 /// Documentation ranges only: a generator must never emit anything else.
-fn documentation(a: Ipv4Addr) -> bool {
-    let o = a.octets();
-    matches!(
-        (o[0], o[1], o[2]),
-        (192, 0, 2) | (198, 51, 100) | (203, 0, 113)
-    )
+/// An IPv4 range must lie within one documentation /24.
+fn check_sources(spec: &Flood) -> anyhow::Result<()> {
+    if spec.dst.is_ipv6() {
+        let top = u128::from(DOC_V6) >> 96;
+        anyhow::ensure!(
+            u128::from(spec.src6) >> 96 == top && spec.src6_random >> 96 == 0,
+            "flood sources {}/{:#x} leave the documentation range 2001:db8::/32",
+            spec.src6,
+            spec.src6_random
+        );
+        return Ok(());
+    }
+    let documentation = |a: Ipv4Addr| {
+        let o = a.octets();
+        matches!(
+            (o[0], o[1], o[2]),
+            (192, 0, 2) | (198, 51, 100) | (203, 0, 113)
+        )
+    };
+    anyhow::ensure!(spec.sources >= 1, "a flood needs a source");
+    for (first, count) in spec.ranges() {
+        let last = Ipv4Addr::from(u32::from(first).saturating_add(count - 1));
+        anyhow::ensure!(
+            documentation(first) && u32::from(first) >> 8 == u32::from(last) >> 8,
+            "flood sources {first}..={last} leave the documentation ranges"
+        );
+    }
+    Ok(())
+}
+
+/// The frame the generator rewrites, and its config.
+fn template(spec: &Flood) -> (Vec<u8>, GenConfig) {
+    let (src, dst) = match spec.dst {
+        IpAddr::V4(d) => (spec.first_src.to_string(), d.to_string()),
+        IpAddr::V6(d) => (spec.src6.to_string(), d.to_string()),
+    };
+    let v6 = spec.dst.is_ipv6();
+    let (min, ip_len) = if v6 {
+        (GEN_MIN_FRAME6, 40)
+    } else {
+        (GEN_MIN_FRAME, 20)
+    };
+    let template = match spec.kind {
+        Kind::Syn => Spec::syn(&src, &dst, 40_000, spec.dport).build(),
+        Kind::Udp => Spec::udp(&src, &dst, 40_000, spec.dport)
+            .payload(min - 14 - ip_len - 8)
+            .build(),
+    };
+    let l4 = 14 + ip_len;
+    let at16 = |o: usize| u16::from_ne_bytes([template[o], template[o + 1]]);
+    let at32 = |o: usize| u32::from_ne_bytes([0, 1, 2, 3].map(|i| template[o + i]));
+    let mut ranges = [SrcRange::default(); GEN_MAX_RANGES];
+    for (r, (first, count)) in ranges.iter_mut().zip(spec.ranges()) {
+        *r = SrcRange {
+            base: u32::from(first),
+            count,
+        };
+    }
+    let mask = spec.src6_random.to_be_bytes();
+    let mask_at = |w: usize| u32::from_ne_bytes([0, 1, 2, 3].map(|i| mask[4 * w + i]));
+    let cfg = GenConfig {
+        ranges,
+        src_total: spec.ranges().map(|r| r.1).sum(),
+        orig_src: if v6 { 0 } else { at32(26) },
+        src6_random: [mask_at(1), mask_at(2), mask_at(3)],
+        orig_src6: if v6 {
+            [at32(26), at32(30), at32(34)]
+        } else {
+            [0; 3]
+        },
+        ip_csum: if v6 { 0 } else { at16(24) },
+        l4_csum: at16(match spec.kind {
+            Kind::Syn => l4 + 16,
+            Kind::Udp => l4 + 6,
+        }),
+        orig_sport: at16(l4),
+        vary_sport: 1,
+        spin: spec.spin,
+        orig_dport: at16(l4 + 2),
+        dport_span: spec.dport_span,
+    };
+    (template, cfg)
+}
+
+/// The BPF object, loaded in the current namespace. Its other maps are
+/// created too; the source table is kept small, nothing else is used.
+fn load_object() -> anyhow::Result<aya::Ebpf> {
+    EbpfLoader::new()
+        .map_max_entries(SOURCES, 1024)
+        .map_max_entries(SOURCE_FLOWS, 1024)
+        .map_max_entries(SOURCE_CONTROL, 1024)
+        .load(tollgate::loader::OBJECT)
+        .context("loading the BPF object for the lab's generator or sink")
+}
+
+fn ifindex(ns: &NetNs, iface: &str) -> anyhow::Result<u32> {
+    let name = std::ffi::CString::new(iface)?;
+    // SAFETY: a valid NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    anyhow::ensure!(ifindex != 0, "no interface {iface} in {}", ns.name());
+    Ok(ifindex)
 }
 
 /// A generator loaded in a namespace, ready to send `spec`'s frames out
@@ -119,44 +282,10 @@ pub struct Generator {
 
 impl Generator {
     pub fn load(ns: &NetNs, iface: &str, spec: &Flood) -> anyhow::Result<Self> {
-        let last = Ipv4Addr::from(u32::from(spec.first_src) + spec.sources.max(1) - 1);
-        anyhow::ensure!(
-            documentation(spec.first_src) && documentation(last) && spec.sources >= 1,
-            "flood sources {}..={last} leave the documentation ranges",
-            spec.first_src
-        );
-        let (src, dst) = (spec.first_src.to_string(), spec.dst.to_string());
-        let template = match spec.kind {
-            Kind::Syn => Spec::syn(&src, &dst, 40_000, spec.dport).build(),
-            Kind::Udp => Spec::udp(&src, &dst, 40_000, spec.dport)
-                .payload(GEN_MIN_FRAME - 42)
-                .build(),
-        };
-        let at16 = |o: usize| u16::from_ne_bytes([template[o], template[o + 1]]);
-        let cfg = GenConfig {
-            src_base: u32::from(spec.first_src),
-            src_count: spec.sources,
-            orig_src: u32::from_ne_bytes(template[26..30].try_into()?),
-            ip_csum: at16(24),
-            l4_csum: at16(match spec.kind {
-                Kind::Syn => 50,
-                Kind::Udp => 40,
-            }),
-            orig_sport: at16(34),
-            vary_sport: 1,
-            spin: spec.spin,
-            orig_dport: at16(36),
-            dport_span: spec.dport_span,
-        };
+        check_sources(spec)?;
+        let (template, cfg) = template(spec);
         ns.enter(|| -> anyhow::Result<Self> {
-            // The object's other maps are created too; keep the source
-            // table small, nothing else is used.
-            let mut ebpf = EbpfLoader::new()
-                .map_max_entries(SOURCES, 1024)
-                .map_max_entries(SOURCE_FLOWS, 1024)
-                .map_max_entries(SOURCE_CONTROL, 1024)
-                .load(tollgate::loader::OBJECT)
-                .context("loading the BPF object for the generator")?;
+            let mut ebpf = load_object()?;
             let mut map: Array<_, GenConfig> = ebpf
                 .take_map(GEN_MAP)
                 .context("the object has no generator map")?
@@ -167,10 +296,7 @@ impl Generator {
                 .context("the object has no generator program")?
                 .try_into()?;
             prog.load().context("loading the generator program")?;
-            let name = std::ffi::CString::new(iface)?;
-            // SAFETY: a valid NUL-terminated name.
-            let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-            anyhow::ensure!(ifindex != 0, "no interface {iface} in {}", ns.name());
+            let ifindex = ifindex(ns, iface)?;
             // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
             // rx_queue_index, egress_ifindex.
             let md: Vec<u8> = [0, template.len() as u32, 0, ifindex, 0, 0]
@@ -251,4 +377,26 @@ pub fn flood(
     max_time: Duration,
 ) -> anyhow::Result<Sent> {
     Generator::load(ns, iface, spec)?.send(ns, frames, max_time)
+}
+
+/// `tollgate_sink` (XDP_DROP) attached natively to an interface in a
+/// namespace; detached when dropped.
+pub struct Sink {
+    _ebpf: aya::Ebpf,
+}
+
+impl Sink {
+    pub fn attach(ns: &NetNs, iface: &str) -> anyhow::Result<Self> {
+        ns.enter(|| -> anyhow::Result<Self> {
+            let mut ebpf = load_object()?;
+            let prog: &mut Xdp = ebpf
+                .program_mut(SINK_PROG)
+                .context("the object has no sink program")?
+                .try_into()?;
+            prog.load().context("loading the sink program")?;
+            prog.attach(iface, XdpMode::Driver)
+                .with_context(|| format!("attaching the sink to {iface} in {}", ns.name()))?;
+            Ok(Self { _ebpf: ebpf })
+        })?
+    }
 }

@@ -11,6 +11,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::NetNs;
 
@@ -69,17 +70,65 @@ impl Drop for HttpServer {
 
 /// One `GET /`: the status code, or None on any failure or timeout.
 fn get(to: SocketAddr, timeout: Duration) -> Option<u16> {
-    let deadline = Instant::now() + timeout;
-    let mut s = TcpStream::connect_timeout(&to, timeout).ok()?;
-    let left = deadline.checked_duration_since(Instant::now())?;
-    s.set_read_timeout(Some(left)).ok()?;
-    s.set_write_timeout(Some(left)).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: tollgate-lab\r\n\r\n")
-        .ok()?;
+    fetch(None, to, "/", timeout, 4096).map(|f| f.status)
+}
+
+/// What one request got.
+#[derive(Clone, Copy, Debug)]
+pub struct Fetched {
+    pub status: u16,
+    /// Bytes received after the status line's first 12 bytes (headers
+    /// and body).
+    pub bytes: u64,
+}
+
+/// One `GET path` with `Connection: close` from `from` (any source if
+/// None) to `to`, read to the end: the status and size, or None on any
+/// failure, if `deadline` (covering connect, request and response)
+/// passes, or past `max_bytes`.
+pub fn fetch(
+    from: Option<IpAddr>,
+    to: SocketAddr,
+    path: &str,
+    deadline: Duration,
+    max_bytes: u64,
+) -> Option<Fetched> {
+    let end = Instant::now() + deadline;
+    let left = || {
+        end.checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    };
+    let sock = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP)).ok()?;
+    if let Some(a) = from {
+        sock.bind(&SocketAddr::new(a, 0).into()).ok()?;
+    }
+    sock.connect_timeout(&to.into(), left()?).ok()?;
+    let mut s = TcpStream::from(sock);
+    s.set_write_timeout(Some(left()?)).ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: tollgate-lab\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
     let mut head = [0u8; 12];
+    s.set_read_timeout(Some(left()?)).ok()?;
     s.read_exact(&mut head).ok()?;
-    let text = std::str::from_utf8(&head).ok()?;
-    text.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
+    let status = std::str::from_utf8(&head)
+        .ok()?
+        .strip_prefix("HTTP/1.")?
+        .get(2..5)?
+        .parse()
+        .ok()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut bytes = 0u64;
+    // Bounded by the deadline and by `max_bytes`.
+    loop {
+        s.set_read_timeout(Some(left()?)).ok()?;
+        match s.read(&mut buf).ok()? {
+            0 => return Some(Fetched { status, bytes }),
+            n => bytes += n as u64,
+        }
+        if bytes > max_bytes {
+            return None;
+        }
+    }
 }
 
 /// What the well-behaved client saw.

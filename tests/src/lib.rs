@@ -1,14 +1,20 @@
 //! The lab Tollgate is tested, demonstrated and benchmarked on: network
 //! namespaces joined by veth pairs (documentation addresses, no default
-//! route, nothing bridged to a real interface), bounded traffic senders,
-//! packet builders, a pcap writer, and the daemon harness (`tollgate run`
-//! in a lab, driven through the CLI). One library, three users: the
-//! integration tests in `tests/`, `cargo xtask demo` and `cargo xtask bench`.
+//! route, nothing bridged to a real interface), bounded traffic senders
+//! (the live-frames flood generator among them), the flood lab (server,
+//! clients and attacker namespaces), Debian's nginx, a pool of legitimate
+//! clients, packet builders, a pcap writer, and the daemon harness
+//! (`tollgate run` in a lab, driven through the CLI). One library, three
+//! users: the integration tests in `tests/`, `cargo xtask demo` and
+//! `cargo xtask bench`.
 
+pub mod clients;
 pub mod daemon;
 pub mod flood;
+pub mod flood_lab;
 pub mod http;
 pub mod netns;
+pub mod nginx;
 pub mod packets;
 pub mod pcap;
 pub mod traffic;

@@ -30,7 +30,23 @@ const PACKAGES: &[(&str, &str)] = &[
     ("linux-perf", "perf"),
     ("systemd", "systemd-analyze"),
     ("util-linux", "setpriv"),
+    // The SYN-cookie lab: a real web server, the kernel's SYNPROXY and a
+    // real client.
+    ("nginx", "nginx"),
+    ("nftables", "nft"),
+    ("curl", "curl"),
+    // Receive offload on the flood lab's veths (`lab::flood_lab`).
+    ("ethtool", "ethtool"),
 ];
+
+/// Debian's invoke-rc.d asks this script whether a package may start its
+/// service; exit status 101 means "no" (policy-rc.d(8)).
+const POLICY_RC: &str = "/usr/sbin/policy-rc.d";
+
+/// nginx's package starts the service on 0.0.0.0:80 and [::]:80; the lab
+/// runs its own instances on lab addresses only. The default config's pid
+/// file names a stray one.
+const NGINX_PID: &str = "/run/nginx.pid";
 
 /// bpf-linker is built against the LLVM that matches the nightly's (22).
 const LLVM: &str = "22";
@@ -55,6 +71,7 @@ fn apt_install(o: &Options, pkgs: &[&str]) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("setup: installing {}", pkgs.join(" "));
+    let _no_starts = NoServiceStarts::new(&o.runner)?;
     exec(root_cmd(&o.runner, "apt-get").args(["update", "-qq"]))?;
     exec(
         root_cmd(&o.runner, "apt-get")
@@ -64,6 +81,61 @@ fn apt_install(o: &Options, pkgs: &[&str]) -> anyhow::Result<()> {
     )
 }
 
+/// While it lives, packages may not start services (a policy-rc.d that
+/// exits 101). Only a script this guard wrote is removed on drop; a
+/// machine that already had one (a container image) keeps it.
+struct NoServiceStarts {
+    runner: String,
+    wrote: bool,
+}
+
+impl NoServiceStarts {
+    fn new(runner: &str) -> anyhow::Result<Self> {
+        let wrote = !std::path::Path::new(POLICY_RC).exists();
+        if wrote {
+            let script = format!(
+                "printf '#!/bin/sh\\n# cargo xtask setup: no service starts while installing\\nexit 101\\n' > {POLICY_RC} && chmod 755 {POLICY_RC}"
+            );
+            exec(root_cmd(runner, "sh").args(["-c", &script]))?;
+        }
+        Ok(Self {
+            runner: runner.to_owned(),
+            wrote,
+        })
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if self.wrote
+            && let Err(e) = exec(root_cmd(&self.runner, "rm").args(["-f", POLICY_RC]))
+        {
+            eprintln!("setup: could not remove {POLICY_RC}: {e:#}");
+        }
+    }
+}
+
+/// Stops and disables the packaged nginx service if it runs (an install
+/// before this setup existed, or by hand): it would hold port 80 on every
+/// address. Probes first, so a second run does nothing.
+fn stop_packaged_nginx(o: &Options) -> anyhow::Result<()> {
+    let systemd = std::path::Path::new("/run/systemd/system").exists();
+    if systemd && probe(Command::new("systemctl").args(["is-enabled", "--quiet", "nginx.service"]))
+    {
+        eprintln!("setup: disabling the packaged nginx service");
+        exec(root_cmd(&o.runner, "systemctl").args(["disable", "--now", "nginx.service"]))?;
+    }
+    let running = std::fs::read_to_string(NGINX_PID)
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+    if running {
+        eprintln!("setup: stopping the packaged nginx ({NGINX_PID})");
+        exec(root_cmd(&o.runner, "nginx").args(["-s", "stop"]))?;
+    }
+    Ok(())
+}
+
 pub fn run(o: &Options) -> anyhow::Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
@@ -71,6 +143,9 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         .map(|(p, _)| *p)
         .collect();
     apt_install(o, &missing)?;
+    if has("nginx") {
+        stop_packaged_nginx(o)?;
+    }
 
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
