@@ -55,12 +55,23 @@ pub fn eventually<T>(what: &str, limit: Duration, mut cond: impl FnMut() -> Opti
     }
 }
 
-/// The config every harnessed daemon starts from: attached to `iface`,
+/// The config every harnessed daemon starts from: attached to `ifaces`,
 /// read every `interval`, then `tables`; metrics on `METRICS`, and a
 /// control socket, state file and pins of its own under `dir`.
-pub fn base_config(dir: &Path, iface: &str, interval: &str, on_exit: &str, tables: &str) -> String {
+pub fn base_config(
+    dir: &Path,
+    ifaces: &[&str],
+    interval: &str,
+    on_exit: &str,
+    tables: &str,
+) -> String {
+    let ifaces = ifaces
+        .iter()
+        .map(|i| format!("\"{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        r#"interfaces = ["{iface}"]
+        r#"interfaces = [{ifaces}]
 interval = "{interval}"
 {tables}[metrics]
 listen = "{METRICS}"
@@ -80,6 +91,11 @@ on_exit = "{on_exit}"
 /// a management network, one deny rule from the config, JSON logs, then
 /// `extra` tables.
 pub fn config(dir: &Path, extra: &str) -> String {
+    config_on(dir, &[SERVER_IF], extra)
+}
+
+/// `config` attached to `ifaces`.
+pub fn config_on(dir: &Path, ifaces: &[&str], extra: &str) -> String {
     // A test that wants the slow production walk says so in `extra` with a
     // `# scan_interval = ...` line.
     let scan = extra
@@ -110,7 +126,7 @@ comment = "from the config"
     );
     format!(
         "{}[log]\nformat = \"json\"\n{extra}",
-        base_config(dir, SERVER_IF, "200ms", on_exit, &tables)
+        base_config(dir, ifaces, "200ms", on_exit, &tables)
     )
 }
 
@@ -143,10 +159,28 @@ pub fn run_command(ns: &NetNs, launcher: &[String], config: &Path) -> Command {
     cmd
 }
 
+/// A lab with a server namespace the daemon runs in: the one-link `Lab`
+/// or the flood lab (`FloodLab`).
+pub trait Host {
+    fn server(&self) -> &NetNs;
+}
+
+impl Host for Lab {
+    fn server(&self) -> &NetNs {
+        &self.server
+    }
+}
+
+impl Host for crate::flood_lab::FloodLab {
+    fn server(&self) -> &NetNs {
+        &self.server
+    }
+}
+
 /// A lab with `tollgate run` in its server namespace; killed and cleaned up
 /// (directory and pins) on drop.
-pub struct Daemon {
-    pub lab: Lab,
+pub struct Daemon<L: Host = Lab> {
+    pub lab: L,
     pub dir: PathBuf,
     pub child: Option<Child>,
     /// A program (with arguments) `tollgate run` is started through, such
@@ -154,7 +188,7 @@ pub struct Daemon {
     pub launcher: Vec<String>,
 }
 
-impl Daemon {
+impl Daemon<Lab> {
     /// A lab with one client holding `clients`, and the daemon on the
     /// tests' config with `extra`.
     pub fn new(tag: &str, clients: &[&str], extra: &str) -> Self {
@@ -168,14 +202,31 @@ impl Daemon {
         Self::launch(lab, tag, launcher, |dir| config(dir, extra))
     }
 
+    pub fn send(&self, src: &str, count: u64, pps: u64) -> u64 {
+        traffic::udp(
+            self.lab.client(),
+            src.parse().unwrap(),
+            self.lab.server_v4(),
+            9,
+            count,
+            pps,
+            64,
+            Duration::from_secs(20),
+        )
+        .expect("sending")
+        .packets
+    }
+}
+
+impl<L: Host> Daemon<L> {
     /// The daemon in `lab`'s server namespace, on the config `config`
     /// writes for the daemon's directory (see `base_config`).
-    pub fn in_lab(lab: Lab, tag: &str, config: impl FnOnce(&Path) -> String) -> Self {
+    pub fn in_lab(lab: L, tag: &str, config: impl FnOnce(&Path) -> String) -> Self {
         Self::launch(lab, tag, Vec::new(), config)
     }
 
     fn launch(
-        lab: Lab,
+        lab: L,
         tag: &str,
         launcher: Vec<String>,
         config: impl FnOnce(&Path) -> String,
@@ -212,7 +263,7 @@ impl Daemon {
     pub fn start(&mut self) {
         let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
         let child = run_command(
-            &self.lab.server,
+            self.lab.server(),
             &self.launcher,
             &self.dir.join("tollgate.toml"),
         )
@@ -286,24 +337,9 @@ impl Daemon {
     /// (`None` if the exporter does not answer).
     pub fn metrics(&self) -> Option<String> {
         self.lab
-            .server
+            .server()
             .enter(|| http_get(METRICS, "/metrics"))
             .expect("entering the server namespace")
-    }
-
-    pub fn send(&self, src: &str, count: u64, pps: u64) -> u64 {
-        traffic::udp(
-            self.lab.client(),
-            src.parse().unwrap(),
-            self.lab.server_v4(),
-            9,
-            count,
-            pps,
-            64,
-            Duration::from_secs(20),
-        )
-        .expect("sending")
-        .packets
     }
 
     /// The kernel's record of `source` (packets, dropped), read through the
@@ -324,7 +360,7 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
+impl<L: Host> Drop for Daemon<L> {
     fn drop(&mut self) {
         self.stop();
         // A test that kept its pins (or panicked) leaves nothing attached.
@@ -346,7 +382,7 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
 }
 
 /// The daemon's event log, one JSON value per event.
-pub fn events(d: &Daemon) -> Vec<Value> {
+pub fn events<L: Host>(d: &Daemon<L>) -> Vec<Value> {
     let out = d.cli(&["events", "--json"]);
     assert!(
         out.status.success(),
@@ -360,7 +396,7 @@ pub fn events(d: &Daemon) -> Vec<Value> {
 }
 
 /// The finding for `source` by `detector`, once it is in the event log.
-pub fn finding(d: &Daemon, detector: &str, source: &str) -> Value {
+pub fn finding<L: Host>(d: &Daemon<L>, detector: &str, source: &str) -> Value {
     eventually(
         &format!("a {detector} finding for {source}"),
         Duration::from_secs(20),

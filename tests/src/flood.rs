@@ -379,23 +379,39 @@ pub fn flood(
     Generator::load(ns, iface, spec)?.send(ns, frames, max_time)
 }
 
-/// `tollgate_sink` (XDP_DROP) attached natively to an interface in a
-/// namespace; detached when dropped.
+/// `tollgate_sink` (XDP_DROP), or `tollgate_floor` (XDP_PASS), attached
+/// natively to an interface in a namespace; detached when dropped.
+///
+/// A veth end needs an XDP program of its own to take frames its peer
+/// sends with XDP_TX promptly: the peer wakes its NAPI only if it has one
+/// (`veth_xdp_flush`); with GRO alone the frames wait in its ring until
+/// the next ordinary packet, which a lone SYN-ACK never gets.
 pub struct Sink {
     _ebpf: aya::Ebpf,
 }
 
 impl Sink {
+    /// Drops everything `iface` receives.
     pub fn attach(ns: &NetNs, iface: &str) -> anyhow::Result<Self> {
+        Self::attach_program(ns, iface, SINK_PROG)
+    }
+
+    /// Passes everything `iface` receives (an end that must take XDP_TX
+    /// frames and hand them to its stack).
+    pub fn pass(ns: &NetNs, iface: &str) -> anyhow::Result<Self> {
+        Self::attach_program(ns, iface, monitor_common::maps::PROG_FLOOR)
+    }
+
+    fn attach_program(ns: &NetNs, iface: &str, name: &str) -> anyhow::Result<Self> {
         ns.enter(|| -> anyhow::Result<Self> {
             let mut ebpf = load_object()?;
             let prog: &mut Xdp = ebpf
-                .program_mut(SINK_PROG)
-                .context("the object has no sink program")?
+                .program_mut(name)
+                .with_context(|| format!("the object has no program {name}"))?
                 .try_into()?;
-            prog.load().context("loading the sink program")?;
+            prog.load().with_context(|| format!("loading {name}"))?;
             prog.attach(iface, XdpMode::Driver)
-                .with_context(|| format!("attaching the sink to {iface} in {}", ns.name()))?;
+                .with_context(|| format!("attaching {name} to {iface} in {}", ns.name()))?;
             Ok(Self { _ebpf: ebpf })
         })?
     }

@@ -5,7 +5,8 @@
 //! attacker's link, so its SYN-ACKs to spoofed sources go there and never
 //! reach the clients; the attacker's end runs `tollgate_sink` (XDP_DROP),
 //! which absorbs them for almost nothing and lets the veth deliver frames
-//! sent to it with XDP_TX (Tollgate's SYN-ACKs). No default route anywhere;
+//! sent to it with XDP_TX (Tollgate's SYN-ACKs); the clients' end runs
+//! `tollgate_floor` (XDP_PASS) for the same reason. No default route anywhere;
 //! static neighbour entries everywhere (no ARP or ND to flake).
 //!
 //! ```text
@@ -64,8 +65,11 @@ pub fn client_v6(i: usize) -> Ipv6Addr {
 
 /// The three namespaces, their links and the sink.
 pub struct FloodLab {
-    // Field order is drop order: the sink before the namespaces.
+    // Field order is drop order: the programs before the namespaces.
     _sink: Sink,
+    /// XDP_PASS on the clients' end: it takes the SYN-ACKs Tollgate sends
+    /// with XDP_TX at once (see `Sink`).
+    _pass: Sink,
     pub clients: NetNs,
     pub attacker: NetNs,
     pub server: NetNs,
@@ -101,8 +105,10 @@ impl FloodLab {
             }
         }
         let sink = Sink::attach(&attacker, FLOOD_IF)?;
+        let pass = Sink::pass(&clients, CLIENT_IF)?;
         let lab = Self {
             _sink: sink,
+            _pass: pass,
             clients,
             attacker,
             server,

@@ -12,6 +12,7 @@ pub mod clients;
 pub mod daemon;
 pub mod flood;
 pub mod flood_lab;
+pub mod handshake;
 pub mod http;
 pub mod netns;
 pub mod nginx;

@@ -375,3 +375,15 @@ fn replay_says_a_syn_would_get_a_cookie_and_sends_nothing() {
         0
     );
 }
+
+#[test]
+fn plain_ipv6_syn_gets_a_cookie() {
+    let mut tg = load(&Policy::default());
+    cookies_on(&mut tg, cookie_mode::ON);
+    let s = syn("2001:db8::101", 40000).build();
+    let (action, reply) = run(&tg, &s);
+    let j = judge(&mut tg, &s, SEC);
+    eprintln!("{:?} {:?} {:?}", j.reason(), j.verdict(), j.info());
+    assert_eq!(action, XDP_TX);
+    check_synack(&s, &reply, 1380);
+}

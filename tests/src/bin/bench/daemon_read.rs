@@ -61,7 +61,7 @@ pub fn run() -> anyhow::Result<()> {
     let d = Daemon::in_lab(lab, "bench-daemon", |dir| {
         base_config(
             dir,
-            SERVER_IF,
+            &[SERVER_IF],
             "1s",
             "detach",
             "[sources]\nmax_tracked = 1048576\nscan_interval = \"1s\"\n",

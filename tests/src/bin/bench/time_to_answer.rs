@@ -124,7 +124,7 @@ pub fn run() -> anyhow::Result<()> {
             .ip(&["route", "add", "local", range, "dev", "lo"])?;
     }
     let d = Daemon::in_lab(lab, "bench-ban", |dir| {
-        let base = base_config(dir, SERVER_IF, "500ms", "detach", "");
+        let base = base_config(dir, &[SERVER_IF], "500ms", "detach", "");
         format!("{base}[detect]\nsyn_limit_ttl = \"2s\"\n")
     });
     let mut client = Client::connect(&d.socket())?;
