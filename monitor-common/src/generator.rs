@@ -74,6 +74,21 @@ const _: () = assert!(core::mem::size_of::<GenConfig>() == 80);
 
 /// Name of the generator's config map and programs.
 pub const GEN_MAP: &str = "TG_GEN";
+/// The template frame, which the program writes over each frame whole
+/// before changing its fields: in live-frames mode the kernel recycles a
+/// frame's page without copying the template again, and a receiver that
+/// rewrote the frame in place (Tollgate's SYN-ACK) would otherwise leave
+/// its bytes in the next frame.
+pub const GEN_FRAME_MAP: &str = "TG_GEN_FRAME";
+
+/// `GEN_FRAME_MAP`'s value: the template's first `GEN_MIN_FRAME6` bytes
+/// (all of it: templates are `GEN_MIN_FRAME` or `GEN_MIN_FRAME6` long).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GenFrame {
+    pub bytes: [u8; GEN_MIN_FRAME6],
+    pub _pad: [u8; 2],
+}
 pub const GEN_PROG: &str = "tollgate_gen";
 pub const SINK_PROG: &str = "tollgate_sink";
 

@@ -34,5 +34,6 @@ mod pod {
     unsafe impl aya::Pod for PacketInfo {}
     unsafe impl aya::Pod for ReplayRecord {}
     unsafe impl aya::Pod for crate::generator::GenConfig {}
+    unsafe impl aya::Pod for crate::generator::GenFrame {}
     unsafe impl aya::Pod for crate::syncookie::VerifiedKey {}
 }

@@ -257,7 +257,7 @@ mod tests {
                 super::source_event::COUNT,
                 super::PINNED.len(),
             ),
-            (3, 20, 64, 64, 16, 40, 80, 16, COUNTER_SLOTS_V3, 4, 24),
+            (3, 20, 64, 64, 16, 40, 88, 16, COUNTER_SLOTS_V3, 4, 24),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }

@@ -17,13 +17,14 @@ pub mod cookie_mode {
     /// No `[syn_cookies]`: the program never looks at the cookie path.
     pub const OFF: u32 = 0;
     /// Configured but not answering (mode `under_attack` while calm): SYNs
-    /// go to the kernel (its SYNPROXY answers them), and ACKs carrying a
-    /// valid cookie still verify their source, so clients that connect
-    /// while calm are verified when the cookies turn on.
+    /// go to the socket as usual. An ACK carrying a cookie the program
+    /// issued while it was on still verifies its source.
     pub const WATCH: u32 = 1;
     /// Answering: SYNs to protected ports from unverified sources get a
-    /// SYN-ACK from XDP; ACKs from unverified sources with an invalid cookie
-    /// are dropped.
+    /// SYN-ACK from XDP; ACKs from unverified sources with an invalid
+    /// cookie are dropped, unless the source was seen before the cookies
+    /// turned on (`CookieParams::on_since_ns`: its connections from before
+    /// carry no cookie).
     pub const ON: u32 = 2;
 }
 
@@ -44,8 +45,12 @@ pub struct CookieParams {
     /// TTL / hop limit of the SYN-ACK.
     pub ttl: u8,
     pub _pad: [u8; 2],
+    /// Coarse-clock ns the mode last turned `ON`: a source first seen
+    /// before then may have connections open without a cookie, so its ACKs
+    /// are not dropped for want of one.
+    pub on_since_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<CookieParams>() == 16);
+const _: () = assert!(core::mem::size_of::<CookieParams>() == 24);
 
 /// Indexes of the per-CPU cookie counters (`maps::COOKIE_EVENTS`).
 pub mod cookie_event {

@@ -322,7 +322,7 @@ pub struct RuntimeConfig {
     /// `[syn_cookies]` is configured.
     pub cookie: crate::syncookie::CookieParams,
 }
-const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 80);
+const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 88);
 
 /// The sketch bit of destination port `port`: Fibonacci hashing spreads
 /// neighbouring ports (a sequential scan) over the 64 bits.

@@ -4,15 +4,23 @@
 //! attacker's end of a veth. The daemon loads neither.
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::generated::bpf_get_prandom_u32, macros::map, macros::xdp,
-    maps::Array, programs::XdpContext,
+    bindings::xdp_action,
+    helpers::generated::{bpf_get_prandom_u32, bpf_xdp_store_bytes},
+    macros::map,
+    macros::xdp,
+    maps::Array,
+    programs::XdpContext,
 };
 use monitor_common::generator::{
-    GEN_MAX_SPIN, GEN_MIN_FRAME, GEN_MIN_FRAME6, GenConfig, csum_replace, pair, pick_source,
+    GEN_MAX_SPIN, GEN_MIN_FRAME, GEN_MIN_FRAME6, GenConfig, GenFrame, csum_replace, pair,
+    pick_source,
 };
 
 #[map]
 pub static TG_GEN: Array<GenConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static TG_GEN_FRAME: Array<GenFrame> = Array::with_max_entries(1, 0);
 
 /// The EtherType's second byte at offset 13: 0x00 for IPv4 (0x0800),
 /// 0xdd for IPv6 (0x86dd); the template is one or the other, untagged.
@@ -101,6 +109,25 @@ pub fn tollgate_gen(ctx: XdpContext) -> u32 {
     let Some(cfg) = TG_GEN.get(0) else {
         return xdp_action::XDP_ABORTED;
     };
+    let Some(template) = TG_GEN_FRAME.get_ptr_mut(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // The whole template first (see `GEN_FRAME_MAP`).
+    let is_v6 = unsafe { (*template).bytes[ETH_TYPE_LO] } == IPV6_LO;
+    let len = if is_v6 { GEN_MIN_FRAME6 } else { GEN_MIN_FRAME };
+    // SAFETY: the map value holds GEN_MIN_FRAME6 bytes; the helper checks
+    // the frame's bounds.
+    if unsafe {
+        bpf_xdp_store_bytes(
+            ctx.ctx,
+            0,
+            (*template).bytes.as_mut_ptr().cast(),
+            len as u32,
+        )
+    } != 0
+    {
+        return xdp_action::XDP_ABORTED;
+    }
     let d = draw(cfg);
     // Checked after the helper calls, which clobber the verifier's
     // knowledge of packet bounds held in registers.
@@ -109,8 +136,7 @@ pub fn tollgate_gen(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_ABORTED;
     }
     let p = data as *mut u8;
-    // SAFETY: below GEN_MIN_FRAME, checked above.
-    if unsafe { *p.add(ETH_TYPE_LO) } == IPV6_LO {
+    if is_v6 {
         if data + GEN_MIN_FRAME6 > end {
             return xdp_action::XDP_ABORTED;
         }

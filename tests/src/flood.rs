@@ -22,8 +22,8 @@ use aya::{
 };
 use monitor_common::{
     generator::{
-        GEN_MAP, GEN_MAX_RANGES, GEN_MIN_FRAME, GEN_MIN_FRAME6, GEN_PROG, GenConfig, SINK_PROG,
-        SrcRange,
+        GEN_FRAME_MAP, GEN_MAP, GEN_MAX_RANGES, GEN_MIN_FRAME, GEN_MIN_FRAME6, GEN_PROG, GenConfig,
+        GenFrame, SINK_PROG, SrcRange,
     },
     maps::{SOURCE_CONTROL, SOURCE_FLOWS, SOURCES},
 };
@@ -291,6 +291,21 @@ impl Generator {
                 .context("the object has no generator map")?
                 .try_into()?;
             map.set(0, cfg, 0)?;
+            let mut frame = GenFrame {
+                bytes: [0; GEN_MIN_FRAME6],
+                _pad: [0; 2],
+            };
+            anyhow::ensure!(
+                template.len() == GEN_MIN_FRAME || template.len() == GEN_MIN_FRAME6,
+                "a generator template is {GEN_MIN_FRAME} or {GEN_MIN_FRAME6} bytes, not {}",
+                template.len()
+            );
+            frame.bytes[..template.len()].copy_from_slice(&template);
+            let mut frames: Array<_, GenFrame> = ebpf
+                .take_map(GEN_FRAME_MAP)
+                .context("the object has no generator frame map")?
+                .try_into()?;
+            frames.set(0, frame, 0)?;
             let prog: &mut Xdp = ebpf
                 .program_mut(GEN_PROG)
                 .context("the object has no generator program")?

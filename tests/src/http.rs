@@ -100,6 +100,11 @@ pub fn fetch(
     };
     let sock = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP)).ok()?;
     if let Some(a) = from {
+        // The port is chosen at connect time, as for a client that does
+        // not bind: the kernel then walks the ports per destination and
+        // does not reuse a 4-tuple the server (or its conntrack) may still
+        // hold in TIME_WAIT, which a port picked at bind time soon does.
+        bind_address_no_port(&sock).ok()?;
         sock.bind(&SocketAddr::new(a, 0).into()).ok()?;
     }
     sock.connect_timeout(&to.into(), left()?).ok()?;
@@ -195,4 +200,25 @@ pub fn client(
         ok: ok.into_inner(),
         total,
     })
+}
+
+/// `IP_BIND_ADDRESS_NO_PORT` (Linux 4.2; IPv4 and IPv6 sockets alike).
+fn bind_address_no_port(sock: &Socket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }

@@ -139,7 +139,16 @@ fn run(tag: &str, defence: Defence, v6: bool) -> Run {
         clients: clients.expect("the clients' run"),
         flood_pps: sent.packets as f64 / sent.elapsed.as_secs_f64(),
         cookies: match &host {
-            Host::Guarded(d) => Some(d.json(&["status"])["syn_cookies"].clone()),
+            Host::Guarded(d) => {
+                let st = d.json(&["status"]);
+                eprintln!(
+                    "{}: packets by reason {}, bans {}",
+                    defence.name(),
+                    st["by_reason"],
+                    st["bans_active"]
+                );
+                Some(st["syn_cookies"].clone())
+            }
             Host::Bare(_) => None,
         },
     }
@@ -189,8 +198,13 @@ fn new_and_existing_clients_get_in_during_a_spoofed_syn_flood() {
     for (family, r) in &cookie_runs {
         let c = r.cookies.as_ref().expect("the daemon's status");
         eprintln!("{family} cookies: {c}");
+        // The IPv4 flood's 700 sources are each fast enough for the
+        // per-source SYN-flood detector, whose bans then win over the
+        // cookies; the IPv6 flood's sources are new with every SYN, so
+        // the cookies answer all of it.
+        let answered = if *family == "IPv6" { 1_000_000 } else { 10_000 };
         assert!(
-            c["sent"].as_u64().unwrap() > 1_000_000,
+            c["sent"].as_u64().unwrap() >= answered,
             "the flood was answered from XDP: {c}"
         );
         for (class, t) in [("existing", &r.clients.existing), ("new", &r.clients.new)] {

@@ -12,7 +12,8 @@
 //! valid one verifies the source and the ACK goes on to the stack, where
 //! the kernel's SYNPROXY (the nftables table the daemon installs) checks
 //! the same cookie and opens the connection to the real socket. A verified
-//! source's SYNs then go to the stack like any other packet.
+//! source's SYNs then go to the socket like any other packet, without the
+//! proxy.
 
 pub mod synack;
 
@@ -25,13 +26,13 @@ use aya_ebpf::{
 use monitor_common::{
     reason::{Reason, Verdict},
     syncookie::{CookieParams, VerifiedKey, cookie_event, cookie_mode, port_slot},
-    types::{PacketInfo, RuntimeConfig, SourceControl, family, l4, tcp_flag},
+    types::{PacketInfo, RuntimeConfig, SourceControl, SourceKey, family, l4, tcp_flag},
 };
 
 use crate::{
     decide::enforce_untracked,
     maps::{TG_COOKIE_EVENTS, TG_COOKIE_PORTS, TG_VERIFIED},
-    policy,
+    policy, sources,
 };
 
 /// Whether the packet is TCP to a port the cookies protect (while they
@@ -93,14 +94,26 @@ pub fn gate(
         event(cookie_event::ACK_VALID);
         return None;
     }
-    if cfg.cookie.mode != cookie_mode::ON {
-        // While calm, an unverified source's ACK is most likely a
-        // connection from before the cookies were configured; only
-        // learning is done here.
+    if cfg.cookie.mode != cookie_mode::ON || known_before(info, cfg) {
+        // No cookie expected: cookies are not being issued, or the source
+        // has connections from before they were.
         return None;
     }
     event(cookie_event::ACK_INVALID);
     Some((Reason::CookieInvalid, Verdict::Drop))
+}
+
+/// Whether the source was in the source table before the cookies last
+/// turned on (a spoofer's ACK flood during the attack comes from sources
+/// seen only since).
+#[inline(always)]
+fn known_before(info: &PacketInfo, cfg: &RuntimeConfig) -> bool {
+    let key = if info.family == family::IPV4 {
+        SourceKey::v4(info.src[0], cfg.v4_mask)
+    } else {
+        SourceKey::v6(&info.src, &cfg.v6_mask)
+    };
+    sources::find(&key).is_some_and(|s| unsafe { (*s.ctl).first_seen_ns } < cfg.cookie.on_since_ns)
 }
 
 /// Whether `key` is verified now; an entry past half its time is

@@ -54,9 +54,12 @@ pub struct SynCookies {
 
 impl SynCookies {
     /// The kernel's settings in cookie mode `mode` (`cookie_mode::*`).
-    pub fn params(&self, mode: u32) -> CookieParams {
+    /// The kernel's settings for `mode`, which last turned on at
+    /// `on_since_ns` (coarse clock; 0 if never).
+    pub fn params(&self, mode: u32, on_since_ns: u64) -> CookieParams {
         CookieParams {
             mode,
+            on_since_ns,
             verified_ttl_s: self.verified_ttl.as_secs().min(u32::MAX as u64) as u32,
             mss4: self.mss4,
             mss6: self.mss6,
@@ -208,7 +211,7 @@ mod tests {
                 ttl: 64,
             }
         );
-        let p = c.params(cookie_mode::WATCH);
+        let p = c.params(cookie_mode::WATCH, 0);
         assert_eq!(
             (p.mode, p.verified_ttl_s, p.mss4, p.mss6),
             (1, 3600, 1460, 1440)

@@ -66,12 +66,24 @@ impl Daemon {
             return;
         }
         let params = match &self.config.syn_cookies {
-            Some(c) => c.params(want),
+            Some(c) => c.params(want, self.on_since(want)),
             None => CookieParams::default(),
         };
         match self.tg.maps.set_cookie_params(params) {
             Ok(()) => self.cookie_mode_changed(want, why.to_owned()),
             Err(e) => tracing::warn!(event = "syn_cookies_failed", "{e}"),
+        }
+    }
+
+    /// When mode `want` turned on: now if it is turning on, kept if it
+    /// was on already (a reload, an adopted map), 0 when not on.
+    fn on_since(&self, want: u32) -> u64 {
+        if want != cookie_mode::ON {
+            return 0;
+        }
+        match self.tg.maps.cookie_params() {
+            Ok(p) if p.mode == cookie_mode::ON && p.on_since_ns != 0 => p.on_since_ns,
+            _ => crate::clock::coarse_ns(),
         }
     }
 
@@ -110,7 +122,9 @@ impl Daemon {
         }
         self.tg.maps.set_cookie_ports(&c.ports)?;
         let want = self.wanted_cookie_mode();
-        self.tg.maps.set_cookie_params(c.params(want))?;
+        self.tg
+            .maps
+            .set_cookie_params(c.params(want, self.on_since(want)))?;
         tracing::info!(
             event = "synproxy_installed",
             ports = ?c.ports,
