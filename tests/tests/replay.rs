@@ -291,3 +291,54 @@ fn replay_refuses_what_it_cannot_read_and_says_why() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn replay_shows_what_syns_would_get_from_the_syn_cookies() {
+    let dir = std::env::temp_dir().join(format!("tg-replay-cookies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("tollgate.toml");
+    std::fs::write(
+        &config,
+        "interfaces = [\"eth0\"]\n[syn_cookies]\nports = [443]\nmode = \"under_attack\"\n",
+    )
+    .unwrap();
+    let frames = vec![
+        (
+            T0,
+            Spec::syn("192.0.2.20", "198.51.100.1", 40000, 443).build(),
+        ),
+        (
+            T0 + MS,
+            Spec::syn("192.0.2.20", "198.51.100.1", 40001, 8080).build(),
+        ),
+        (
+            T0 + 2 * MS,
+            Spec::syn("2001:db8::20", "2001:db8::1", 40000, 443).build(),
+        ),
+        (
+            T0 + 3 * MS,
+            Spec::tcp("192.0.2.21", "198.51.100.1", 40000, 443).build(),
+        ),
+    ];
+    let path = dir.join("syns.pcap");
+    pcap::write(&path, &frames).unwrap();
+    let (lines, totals) = replay(&path, &["--config", config.to_str().unwrap()]);
+    let got: Vec<_> = lines
+        .iter()
+        .map(|l| (field(&l["verdict"]), field(&l["reason"])))
+        .collect();
+    let want = [
+        ("tx", "syn_cookie"),
+        ("pass", "pass"),
+        ("tx", "syn_cookie"),
+        // An ACK that carries no cookie, from a source never seen.
+        ("drop", "cookie_invalid"),
+    ];
+    let want: Vec<_> = want
+        .iter()
+        .map(|(v, r)| (v.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(totals["by_reason"]["syn_cookie"], 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use monitor_common::syncookie::cookie_mode;
 
 use super::args::{LogFormatArg, ReplayArgs, RunArgs};
 use crate::{
@@ -122,11 +123,12 @@ pub fn run_cmd(args: RunArgs) -> ExitCode {
 /// `replay`: the real program over a capture, a line (or JSON object) per
 /// packet and the totals.
 pub fn replay_cmd(args: &ReplayArgs) -> anyhow::Result<()> {
-    let policy = match &args.config {
-        Some(path) => config::load(path, false)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .policy(&[]),
-        None => args.policy.policy(),
+    let (policy, cookies) = match &args.config {
+        Some(path) => {
+            let cfg = config::load(path, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+            (cfg.policy(&[]), cfg.syn_cookies)
+        }
+        None => (args.policy.policy(), None),
     };
     policy.compile()?;
     let mut tg = Tollgate::load(&LoadOptions {
@@ -136,6 +138,14 @@ pub fn replay_cmd(args: &ReplayArgs) -> anyhow::Result<()> {
     // The replay clock starts at 1 s; base 0 keeps the bucket clock equal
     // to it.
     tg.maps.apply_policy(&policy, Some(0))?;
+    // With `[syn_cookies]`, SYNs are judged as they would be while the
+    // cookies are on (under attack, for `under_attack`): a SYN from a
+    // source no earlier handshake in the capture verified gets verdict
+    // `tx`, a cookie's SYN-ACK, which replay never sends.
+    if let Some(c) = &cookies {
+        tg.maps.set_cookie_ports(&c.ports)?;
+        tg.maps.set_cookie_params(c.params(cookie_mode::ON, 0))?;
+    }
     let mut totals = ReplayTotals::default();
     let mut first_ts = None;
     let mut index = 0;

@@ -11,12 +11,13 @@
 //! - `time_to_answer`: from an attack's first packet to the daemon's
 //!   answer in force.
 //!
-//! `TG_BENCH_ONLY=ban|daemon|walk|verifier` runs one part alone, `tollgate` all but
+//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie` runs one part alone, `tollgate` all but
 //! xdp-filter's figures, for quick tuning.
 
 mod daemon_read;
 mod per_packet;
 mod setup;
+mod syn_cookie;
 mod time_to_answer;
 mod verifier;
 mod walk;
@@ -46,11 +47,12 @@ fn stats(mut v: Vec<f64>) -> Stats {
 fn main() -> anyhow::Result<()> {
     let only = std::env::var("TG_BENCH_ONLY").ok();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // TG_BENCH_ONLY=ban|daemon|walk|verifier: one part alone, for quick tuning.
+    // TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie: one part alone, for quick tuning.
     match only.as_deref() {
         Some("ban") => return time_to_answer::run(),
         Some("daemon") => return daemon_read::run(),
         Some("verifier") => return verifier::run(&setup::load()?),
+        Some("cookie") => return syn_cookie::run(),
         Some("walk") => {
             let mut tg = setup::load()?;
             setup::prepare(&mut tg)?;
@@ -74,6 +76,7 @@ fn main() -> anyhow::Result<()> {
     per_packet::run(&tg, cpus, only.as_deref() == Some("tollgate"))?;
     walk::run(&tg, cpus)?;
     drop(tg);
+    syn_cookie::run()?;
     daemon_read::run()?;
     time_to_answer::run()
 }
