@@ -22,7 +22,7 @@ use std::{
 
 use lab::{
     clients::{Load, Pool, Report},
-    daemon::{Daemon, config_on},
+    daemon::{Daemon, config_on, events, eventually},
     flood::{Flood, Generator},
     flood_lab::{ATTACK_IF, FLOOD_IF, FLOOD_SOURCES_V4, FloodLab, client_v4, client_v6},
     netns::SERVER_IF,
@@ -31,6 +31,9 @@ use lab::{
 };
 
 const PORT: u16 = 80;
+
+/// The tests here share the CPUs, so they run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Client addresses per family: the first `EXISTING` are existing, the
 /// rest new.
 const CLIENTS: usize = 40;
@@ -206,6 +209,7 @@ fn kernel_cookies(lab: &FloodLab) -> u64 {
 
 #[test]
 fn new_and_existing_clients_get_in_during_a_spoofed_syn_flood() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut cookie_runs = Vec::new();
     for (i, defence) in [Defence::None, Defence::SynLimit, Defence::Cookies]
         .into_iter()
@@ -239,4 +243,55 @@ fn new_and_existing_clients_get_in_during_a_spoofed_syn_flood() {
             );
         }
     }
+}
+
+/// `mode = "under_attack"`: watching while calm (SYNs go to the socket),
+/// answering from XDP once the host-wide SYN-flood detector fires, and
+/// watching again when its limit lapses; each change is an event.
+#[test]
+fn under_attack_cookies_turn_on_with_the_flood_and_off_after_it() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = FloodLab::new("sfm", 2).expect("building the flood lab");
+    let flood = Flood::spoofed_syn_v6(lab.server_v6(), PORT);
+    let mut generator = Generator::load(&lab.attacker, FLOOD_IF, &flood).expect("the generator");
+    let extra = format!(
+        "[default_limit]\npackets_per_second = 100000\nburst_packets = 100000\n\
+         [detect]\nsyn_limit_ttl = \"3s\"\n\
+         [syn_cookies]\nports = [{PORT}]\nmode = \"under_attack\"\n"
+    );
+    let d = Daemon::in_lab(lab, "sfm", |dir| {
+        config_on(dir, &[SERVER_IF, ATTACK_IF], &extra)
+    });
+    let mode = || d.json(&["status"])["syn_cookies"]["mode"].clone();
+    assert_eq!(mode(), "watch");
+    let sent = std::thread::scope(|s| {
+        let g = &mut generator;
+        let attacker = &d.lab.attacker;
+        s.spawn(move || {
+            pin_thread(0).expect("pinning the generator");
+            g.send(attacker, 20_000_000, Duration::from_secs(4))
+        })
+        .join()
+        .unwrap()
+    })
+    .expect("flooding");
+    assert!(sent.packets > 1_000_000, "the flood ran: {sent:?}");
+    let changes = |action: &'static str| {
+        events(&d)
+            .into_iter()
+            .filter(move |e| e["kind"] == "syn_cookies" && e["action"] == action)
+    };
+    let on = eventually("cookies on", Duration::from_secs(10), || {
+        changes("on").next()
+    });
+    assert!(
+        on["evidence"].to_string().contains("SYN") || on.to_string().contains("syn"),
+        "the change says why: {on}"
+    );
+    let c = d.json(&["status"])["syn_cookies"].clone();
+    assert!(c["sent"].as_u64().unwrap() > 0, "answered from XDP: {c}");
+    eventually("cookies back to watching", Duration::from_secs(15), || {
+        // One at the start, one after the flood.
+        (mode() == "watch" && changes("watch").count() >= 2).then_some(())
+    });
 }

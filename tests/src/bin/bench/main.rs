@@ -11,10 +11,11 @@
 //! - `time_to_answer`: from an attack's first packet to the daemon's
 //!   answer in force.
 //!
-//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie` runs one part alone, `tollgate` all but
+//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download` runs one part alone, `tollgate` all but
 //! xdp-filter's figures, for quick tuning.
 
 mod daemon_read;
+mod download;
 mod per_packet;
 mod setup;
 mod syn_cookie;
@@ -47,12 +48,13 @@ fn stats(mut v: Vec<f64>) -> Stats {
 fn main() -> anyhow::Result<()> {
     let only = std::env::var("TG_BENCH_ONLY").ok();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie: one part alone, for quick tuning.
+    // TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download: one part alone, for quick tuning.
     match only.as_deref() {
         Some("ban") => return time_to_answer::run(),
         Some("daemon") => return daemon_read::run(),
         Some("verifier") => return verifier::run(&setup::load()?),
         Some("cookie") => return syn_cookie::run(),
+        Some("download") => return download::run(),
         Some("walk") => {
             let mut tg = setup::load()?;
             setup::prepare(&mut tg)?;
@@ -77,6 +79,7 @@ fn main() -> anyhow::Result<()> {
     walk::run(&tg, cpus)?;
     drop(tg);
     syn_cookie::run()?;
+    download::run()?;
     daemon_read::run()?;
     time_to_answer::run()
 }
