@@ -100,6 +100,13 @@ fn cookies_on(tg: &mut Tollgate, mode: u32) {
         .expect("writing the cookie settings");
 }
 
+/// Tollgate with `policy` and the cookies on for `PORT`.
+fn with_cookies(policy: &Policy) -> Tollgate {
+    let mut tg = load(policy);
+    cookies_on(&mut tg, cookie_mode::ON);
+    tg
+}
+
 /// Runs the production program (real clock, tail calls) on `frame`:
 /// the action and the frame as it left the program.
 fn run(tg: &Tollgate, frame: &[u8]) -> (u32, Vec<u8>) {
@@ -207,8 +214,7 @@ fn check_synack(syn: &[u8], reply: &[u8], mss: u16) -> u32 {
 
 #[test]
 fn a_cookie_handshake_verifies_the_source_and_forged_acks_are_dropped() {
-    let mut tg = load(&Policy::default());
-    cookies_on(&mut tg, cookie_mode::ON);
+    let mut tg = with_cookies(&Policy::default());
     let client = "192.0.2.50";
     let s = syn(client, 40000).build();
     let (action, reply) = run(&tg, &s);
@@ -269,8 +275,7 @@ fn a_cookie_handshake_verifies_the_source_and_forged_acks_are_dropped() {
 
 #[test]
 fn ipv6_with_extension_headers_and_vlan_tags_get_cookies() {
-    let mut tg = load(&Policy::default());
-    cookies_on(&mut tg, cookie_mode::ON);
+    let mut tg = with_cookies(&Policy::default());
     let client = "2001:db8:1:2::50";
     let s = syn(client, 40000)
         .vlans(&[100, 200])
@@ -306,14 +311,13 @@ fn ipv6_with_extension_headers_and_vlan_tags_get_cookies() {
 
 #[test]
 fn bans_and_deny_rules_win_over_cookies_and_allowed_sources_skip_them() {
-    let mut tg = load(&Policy {
+    let mut tg = with_cookies(&Policy {
         rules: vec![
             rule("203.0.113.0/24", Action::Deny),
             rule("198.51.100.128/25", Action::Allow),
         ],
         ..Policy::default()
     });
-    cookies_on(&mut tg, cookie_mode::ON);
     tg.maps
         .ban("192.0.2.66/32".parse().unwrap(), u64::MAX / 2)
         .unwrap();
@@ -340,8 +344,7 @@ fn bans_and_deny_rules_win_over_cookies_and_allowed_sources_skip_them() {
 
 #[test]
 fn while_watching_syns_go_to_the_stack_and_valid_cookies_still_verify() {
-    let mut tg = load(&Policy::default());
-    cookies_on(&mut tg, cookie_mode::ON);
+    let mut tg = with_cookies(&Policy::default());
     let client = "192.0.2.70";
     let (_, reply) = run(&tg, &syn(client, 40000).build());
     let cookie = u32::from_be_bytes(reply[38..42].try_into().unwrap());
@@ -389,8 +392,7 @@ fn sources_seen_before_the_cookies_turned_on_keep_their_connections() {
 
 #[test]
 fn replay_says_a_syn_would_get_a_cookie_and_sends_nothing() {
-    let mut tg = load(&Policy::default());
-    cookies_on(&mut tg, cookie_mode::ON);
+    let mut tg = with_cookies(&Policy::default());
     let j = judge(&mut tg, &syn("192.0.2.80", 40000).build(), SEC);
     assert_eq!((j.reason(), j.verdict()), (Reason::SynCookie, Verdict::Tx));
     assert_eq!(
