@@ -214,7 +214,7 @@ fn check_synack(syn: &[u8], reply: &[u8], mss: u16) -> u32 {
 
 #[test]
 fn a_cookie_handshake_verifies_the_source_and_forged_acks_are_dropped() {
-    let mut tg = with_cookies(&Policy::default());
+    let tg = with_cookies(&Policy::default());
     let client = "192.0.2.50";
     let s = syn(client, 40000).build();
     let (action, reply) = run(&tg, &s);
@@ -275,7 +275,7 @@ fn a_cookie_handshake_verifies_the_source_and_forged_acks_are_dropped() {
 
 #[test]
 fn ipv6_with_extension_headers_and_vlan_tags_get_cookies() {
-    let mut tg = with_cookies(&Policy::default());
+    let tg = with_cookies(&Policy::default());
     let client = "2001:db8:1:2::50";
     let s = syn(client, 40000)
         .vlans(&[100, 200])
