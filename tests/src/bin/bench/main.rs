@@ -11,13 +11,14 @@
 //! - `time_to_answer`: from an attack's first packet to the daemon's
 //!   answer in force.
 //!
-//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download` runs one part alone, `tollgate` all but
+//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer` runs one part alone, `tollgate` all but
 //! xdp-filter's figures, for quick tuning.
 
 mod daemon_read;
 mod download;
 mod per_packet;
 mod setup;
+mod syn_answer;
 mod syn_cookie;
 mod time_to_answer;
 mod verifier;
@@ -48,13 +49,14 @@ fn stats(mut v: Vec<f64>) -> Stats {
 fn main() -> anyhow::Result<()> {
     let only = std::env::var("TG_BENCH_ONLY").ok();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download: one part alone, for quick tuning.
+    // TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer: one part alone, for quick tuning.
     match only.as_deref() {
         Some("ban") => return time_to_answer::run(),
         Some("daemon") => return daemon_read::run(),
         Some("verifier") => return verifier::run(&setup::load()?),
         Some("cookie") => return syn_cookie::run(),
         Some("download") => return download::run(),
+        Some("answer") => return syn_answer::run(),
         Some("walk") => {
             let mut tg = setup::load()?;
             setup::prepare(&mut tg)?;
@@ -79,6 +81,7 @@ fn main() -> anyhow::Result<()> {
     walk::run(&tg, cpus)?;
     drop(tg);
     syn_cookie::run()?;
+    syn_answer::run()?;
     download::run()?;
     daemon_read::run()?;
     time_to_answer::run()
