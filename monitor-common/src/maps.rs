@@ -138,11 +138,16 @@ pub const VERIFIED: &str = "TG_VERIFIED";
 pub const COOKIE_EVENTS: &str = "TG_COOKIE_EVENTS";
 /// Per-CPU scratch of one `syncookie::SynAt`: the main program leaves the
 /// SYN's header offsets here for the SYN-ACK program it tail-calls.
+/// Pinned with `JUMP`, so a main program and whichever SYN-ACK program its
+/// jump slot holds (an older daemon's, during a restart) share it.
 pub const SYN_AT: &str = "TG_SYN_AT";
 /// Program array of one: slot `JUMP_SYNACK` holds `PROG_SYNACK`. Filled
-/// by whoever loads the main program (never pinned: a restarted daemon
-/// loads a new main program and fills its own; an empty slot makes the
-/// main program pass the SYN to the kernel's SYNPROXY).
+/// by whoever loads the main program. Pinned, because the kernel empties a
+/// program array when the last descriptor for it closes: without the pin a
+/// crashed or stopped daemon's program, still attached, would find the
+/// slot empty and pass every SYN to the socket until the next daemon. A
+/// restarted daemon adopts it and puts its own SYN-ACK program in the
+/// slot before it swaps the main program.
 pub const JUMP: &str = "TG_JUMP";
 pub const JUMP_SYNACK: u32 = 0;
 /// Builds and sends the SYN-ACK for a SYN the main program chose to
@@ -226,6 +231,8 @@ pub const PINNED: &[&str] = &[
     COOKIE_PORTS,
     VERIFIED,
     COOKIE_EVENTS,
+    SYN_AT,
+    JUMP,
 ];
 
 #[cfg(test)]
@@ -257,7 +264,7 @@ mod tests {
                 super::source_event::COUNT,
                 super::PINNED.len(),
             ),
-            (3, 20, 64, 64, 16, 40, 88, 16, COUNTER_SLOTS_V3, 4, 24),
+            (3, 20, 64, 64, 16, 40, 88, 16, COUNTER_SLOTS_V3, 4, 26),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }

@@ -64,9 +64,12 @@ pub mod cookie_event {
     /// SYNs to protected ports passed to the stack because their source is
     /// verified.
     pub const VERIFIED_SYN: u32 = 3;
-    /// SYNs the program meant to answer but could not (a header it could
-    /// not copy, a cookie the kernel would not make, no room to grow the
-    /// frame): passed to the stack, whose SYNPROXY answers them.
+    /// SYNs the program meant to answer but could not (an empty jump slot,
+    /// a header it could not copy, a cookie the kernel would not make, no
+    /// room to grow the frame): dropped, and the client sends again. Passed
+    /// to the socket instead, the SYN would cost the socket path and its
+    /// ordinary SYN-ACK would bring back an ACK without a cookie, which
+    /// the program drops anyway.
     pub const FAILED: u32 = 4;
     pub const COUNT: u32 = 5;
 }

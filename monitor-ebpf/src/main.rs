@@ -69,8 +69,8 @@ pub fn tollgate_replay(ctx: XdpContext) -> u32 {
 }
 
 /// Answers the SYN the main program tail-called it for with a SYN-cookie
-/// SYN-ACK (`cookie::synack`); if it cannot, the SYN goes to the stack,
-/// whose SYNPROXY answers it instead.
+/// SYN-ACK (`cookie::synack`); if it cannot, the SYN is dropped and
+/// counted (`cookie_event::FAILED` says why not passed).
 #[xdp]
 pub fn tollgate_synack(ctx: XdpContext) -> u32 {
     if cookie::synack::answer(&ctx).is_some() {
@@ -78,7 +78,7 @@ pub fn tollgate_synack(ctx: XdpContext) -> u32 {
         xdp_action::XDP_TX
     } else {
         cookie::event(cookie_event::FAILED);
-        xdp_action::XDP_PASS
+        xdp_action::XDP_DROP
     }
 }
 

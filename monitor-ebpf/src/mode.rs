@@ -46,8 +46,9 @@ impl Mode for Live {
     #[inline(always)]
     fn record(_: &PacketInfo, _: Reason, _: Verdict, _: u64) {}
     /// Jumps to `tollgate_synack`, which rewrites the frame and sends it;
-    /// an empty jump slot (a loader that did not fill it) passes the SYN
-    /// to the stack, whose SYNPROXY answers it.
+    /// with an empty jump slot (a loader that did not fill it) the SYN is
+    /// dropped and counted as `cookie_event::FAILED` (its verdict was
+    /// counted as `tx` already).
     #[inline(always)]
     fn answer_syn(ctx: &XdpContext, info: &PacketInfo) -> u32 {
         if let Some(at) = TG_SYN_AT.get_ptr_mut(0) {
@@ -63,7 +64,7 @@ impl Mode for Live {
             }
         }
         crate::cookie::event(cookie_event::FAILED);
-        xdp_action::XDP_PASS
+        xdp_action::XDP_DROP
     }
 }
 

@@ -310,7 +310,7 @@ impl CookieMetrics {
             failures: int_counter(
                 r,
                 "tollgate_syn_cookie_failures_total",
-                "SYNs the XDP program meant to answer but could not (passed to the kernel's SYNPROXY instead).",
+                "SYNs the XDP program meant to answer but could not (dropped; the client sends again).",
             ),
             verified: gauge(
                 r,
@@ -320,7 +320,7 @@ impl CookieMetrics {
             mode: gauge_vec(
                 r,
                 "tollgate_syn_cookies_mode",
-                "SYN-cookie mode: 0 off (not configured), 1 watch (the kernel's SYNPROXY answers SYNs), 2 on (answered from XDP); configured: always, under_attack or none.",
+                "SYN-cookie mode: 0 off (not configured), 1 watch (SYNs go to the socket), 2 on (answered from XDP); configured: always, under_attack or none.",
                 &["configured"],
             ),
             mode_changes: int_counter(

@@ -366,8 +366,9 @@ pub fn ifindex(iface: &str) -> u32 {
 
 /// Puts the SYN-ACK program in the main program's jump table, which is
 /// returned to be kept: the kernel empties a program array when the last
-/// user descriptor for it closes. It is never pinned: each load fills its
-/// own, and a restarted daemon's main program uses the new one.
+/// user descriptor for it closes. The daemon pins it (`PINNED`), so the
+/// slot stays filled while no daemon runs, and a restarted daemon's load
+/// adopts it and puts its own program in the slot.
 fn fill_jump_table(ebpf: &mut Ebpf) -> Result<ProgramArray<MapData>, LoadError> {
     let map = ebpf
         .take_map(names::JUMP)

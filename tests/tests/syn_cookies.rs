@@ -179,3 +179,44 @@ fn real_clients_complete_handshakes_through_xdp_cookies_over_ipv4_and_ipv6() {
         );
     }
 }
+
+/// The cookies outlive the daemon: killed with `kill -9`, its program
+/// stays attached and keeps answering SYNs from XDP (the jump table and
+/// the counters are pinned), and the next daemon adopts them and goes on.
+#[test]
+fn the_kernel_keeps_answering_syns_while_the_daemon_is_down() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = FloodLab::new("ckk", 4).expect("building the lab");
+    let server = IpAddr::from(lab.server_v4());
+    let _nginx = Nginx::start(&lab.server, &[server], PORT, None).expect("starting nginx");
+    let extra = format!("{}# on_exit = keep\n", cookie_config("always"));
+    let mut d = Daemon::in_lab(lab, "ckk", |dir| config(dir, &extra));
+    let get = |d: &Daemon<FloodLab>, i: usize| {
+        let url = format!("http://{server}:{PORT}/");
+        curl(
+            &d.lab.clients,
+            client_v4(i).into(),
+            &url,
+            Duration::from_secs(5),
+        )
+        .expect("curl")
+    };
+    assert_eq!(get(&d, 0).0, 200);
+    settled(&d, |c| c["sent"] == 1);
+
+    let mut child = d.child.take().expect("a running daemon");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaping the daemon");
+    assert_eq!(get(&d, 1).0, 200, "a new client connects with no daemon");
+
+    d.start();
+    let c = settled(&d, |c| c["sent"] == 2);
+    assert_eq!(
+        c["sent"], 2,
+        "answered from XDP while the daemon was down: {c}"
+    );
+    assert_eq!(c["failures"], 0, "{c}");
+    assert_eq!(get(&d, 2).0, 200);
+    let c = settled(&d, |c| c["sent"] == 3);
+    assert_eq!(c["sent"], 3, "and by the new daemon's program: {c}");
+}

@@ -52,7 +52,7 @@ impl Text for Status {
 fn cookie_text(c: &CookieStatus) -> String {
     let ports: Vec<String> = c.ports.iter().map(u16::to_string).collect();
     format!(
-        "syn cookies: {} ({}) on ports {}; {} sources verified, {} mode changes\n  {} SYN-ACKs sent, cookie ACKs {} valid / {} invalid, {} SYNs from verified sources passed, {} not answered (left to SYNPROXY)",
+        "syn cookies: {} ({}) on ports {}; {} sources verified, {} mode changes\n  {} SYN-ACKs sent, cookie ACKs {} valid / {} invalid, {} SYNs from verified sources passed, {} could not be answered (dropped)",
         c.mode,
         c.configured,
         ports.join(", "),

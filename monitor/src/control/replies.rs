@@ -50,7 +50,7 @@ pub struct CookieStatus {
     pub acks_invalid: u64,
     /// SYNs passed to the stack because their source is verified.
     pub verified_syns: u64,
-    /// SYNs the program could not answer (passed to SYNPROXY).
+    /// SYNs the program could not answer (dropped; the client sends again).
     pub failures: u64,
     /// Sources verified now.
     pub verified_sources: usize,
