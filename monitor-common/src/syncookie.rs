@@ -205,6 +205,9 @@ pub const MAX_OPTIONS: usize = 40;
 /// against the options' length) keeps every path apart and ran past a
 /// million instructions for 40 bytes.
 pub fn parse_syn_options(opts: &[u8; MAX_OPTIONS]) -> SynOptions {
+    if let Some(o) = linux_layout(opts) {
+        return o;
+    }
     let mut out = SynOptions::default();
     let mut skip = 0usize;
     for i in 0..MAX_OPTIONS {
@@ -239,6 +242,28 @@ pub fn parse_syn_options(opts: &[u8; MAX_OPTIONS]) -> SynOptions {
         skip = size - 1;
     }
     out
+}
+
+/// The options exactly as Linux sends them in a SYN (MSS, SACK-permitted,
+/// timestamps, NOP, window scale: 20 bytes), read at their fixed places
+/// without the walk: most SYNs a server sees, and the walk is a fifth of
+/// the cost of answering one (`cargo xtask bench`).
+fn linux_layout(opts: &[u8; MAX_OPTIONS]) -> Option<SynOptions> {
+    let fixed = opts[0] == OPT_MSS
+        && opts[1] == 4
+        && opts[4] == OPT_SACK_PERM
+        && opts[5] == 2
+        && opts[6] == OPT_TIMESTAMP
+        && opts[7] == 10
+        && opts[16] == OPT_NOP
+        && opts[17] == OPT_WSCALE
+        && opts[18] == 3
+        && opts[20] == OPT_EOL;
+    fixed.then(|| SynOptions {
+        wscale: Some(opts[19].min(MAX_WSCALE)),
+        sack: true,
+        tsval: Some(u32::from_be_bytes([opts[8], opts[9], opts[10], opts[11]])),
+    })
 }
 
 /// `opts[i]`, or 0 (EOL) past the end.
@@ -443,6 +468,20 @@ mod tests {
             }
         );
         assert_eq!(parse_syn_options(&opts(&[])), SynOptions::default());
+    }
+
+    #[test]
+    fn the_linux_fast_path_reads_what_the_walk_reads() {
+        let mut linux = opts(&[
+            2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 1, 2, 0, 0, 0, 0, 1, 3, 3, 9,
+        ]);
+        let fast = linux_layout(&linux).expect("the Linux layout");
+        // One more option after it: not the fixed layout; the walk reads it.
+        linux[20] = OPT_NOP;
+        assert!(linux_layout(&linux).is_none());
+        assert_eq!(parse_syn_options(&linux), fast);
+        linux[19] = 200;
+        assert_eq!(parse_syn_options(&linux).wscale, Some(14));
     }
 
     #[test]
