@@ -17,7 +17,7 @@ pub enum CookieMode {
     /// From the start.
     Always,
     /// While the host-wide SYN-flood detector's limit is in force;
-    /// watching (learning verified sources) otherwise.
+    /// watching otherwise (SYNs go to the socket as usual).
     #[default]
     UnderAttack,
 }

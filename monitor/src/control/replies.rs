@@ -36,9 +36,8 @@ pub struct Status {
 /// `status`: SYN cookies answered from XDP.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CookieStatus {
-    /// In force now: `off`, `watch` (SYNs go to the kernel's SYNPROXY;
-    /// valid cookie ACKs still verify their source) or `on` (answered
-    /// from XDP).
+    /// In force now: `off`, `watch` (SYNs go to the socket as usual) or
+    /// `on` (answered from XDP).
     pub mode: String,
     /// As configured: `always` or `under_attack`.
     pub configured: String,
