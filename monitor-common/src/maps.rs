@@ -145,7 +145,8 @@ pub const SYN_AT: &str = "TG_SYN_AT";
 /// by whoever loads the main program. Pinned, because the kernel empties a
 /// program array when the last descriptor for it closes: without the pin a
 /// crashed or stopped daemon's program, still attached, would find the
-/// slot empty and pass every SYN to the socket until the next daemon. A
+/// slot empty and drop every SYN to the protected ports until the next
+/// daemon. A
 /// restarted daemon adopts it and puts its own SYN-ACK program in the
 /// slot before it swaps the main program.
 pub const JUMP: &str = "TG_JUMP";

@@ -325,7 +325,10 @@ pub fn synack_segment(syn: &SynFacts, cookie: u32, mss: u16, wscale: u8, now_ms:
     b[2..4].copy_from_slice(&syn.sport.to_be_bytes());
     b[4..8].copy_from_slice(&cookie.to_be_bytes());
     b[8..12].copy_from_slice(&syn.seq.wrapping_add(1).to_be_bytes());
-    b[13] = FLAG_SYN | FLAG_ACK | if syn.ecn { FLAG_ECE } else { 0 };
+    // ECN only where the timestamp can carry it to the kernel (it clears
+    // ECN for a cookie without one, as its SYNPROXY does).
+    let ecn = syn.ecn && syn.options.tsval.is_some();
+    b[13] = FLAG_SYN | FLAG_ACK | if ecn { FLAG_ECE } else { 0 };
     b[20..24].copy_from_slice(&[OPT_MSS, 4, (mss >> 8) as u8, mss as u8]);
     let mut len = 24;
     if let Some(tsecr) = syn.options.tsval {
@@ -557,5 +560,25 @@ mod tests {
 
         let bare = synack_segment(&SynFacts::default(), 1, 1460, 7, 0);
         assert_eq!(bare.len, 24, "without timestamps only the MSS is sent");
+        let ecn = SynFacts {
+            ecn: true,
+            ..SynFacts::default()
+        };
+        assert_eq!(
+            synack_segment(&ecn, 1, 1460, 7, 0).bytes[13],
+            FLAG_SYN | FLAG_ACK,
+            "no ECN without a timestamp to carry it"
+        );
+        let ecn_ts = SynFacts {
+            options: SynOptions {
+                tsval: Some(1),
+                ..SynOptions::default()
+            },
+            ..ecn
+        };
+        assert_eq!(
+            synack_segment(&ecn_ts, 1, 1460, 7, 0).bytes[13],
+            FLAG_SYN | FLAG_ACK | FLAG_ECE
+        );
     }
 }

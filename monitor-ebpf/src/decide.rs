@@ -102,16 +102,16 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64) -> (Reason, Ve
     // New connections past the host-wide SYN limit (set only during a
     // spoofed SYN flood); allowed sources are exempt like everywhere, and so
     // are sources known before the flood that completed a handshake (a
-    // spoofed source cannot: it never sees the SYN-ACK). A SYN that
+    // spoofed source cannot: it never sees the SYN-ACK). A bare SYN that
     // reaches here on a port the cookies answer for comes from a verified
-    // source: exempt too.
+    // or allowed source: exempt too.
     let is_syn =
         info.l4 == l4::TCP && info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN;
     let (reason, verdict) = if verdict == Verdict::Pass
         && reason != Reason::Allow
         && is_syn
         && cfg.syn_limit.is_limited()
-        && !(protected && cfg.cookie.mode == cookie_mode::ON)
+        && !(protected && cfg.cookie.mode == cookie_mode::ON && bare_syn(info))
         && !known_client(src.ctl, cfg)
         && !limit::syn_allowed(&cfg.syn_limit, since_base)
     {
@@ -136,6 +136,14 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64) -> (Reason, Ve
         report_hot(src.ctl, &key, cfg.hot_window);
     }
     (reason, verdict)
+}
+
+/// SYN without ACK, RST or FIN: what the cookie gate answers (a SYN with
+/// FIN or RST too skips the gate, so the SYN limit still holds it).
+#[inline(always)]
+fn bare_syn(info: &PacketInfo) -> bool {
+    info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST | tcp_flag::FIN)
+        == tcp_flag::SYN
 }
 
 /// A source that completed a handshake (sent a bare ACK) and was first

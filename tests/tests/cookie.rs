@@ -337,6 +337,13 @@ fn bans_and_deny_rules_win_over_cookies_and_allowed_sources_skip_them() {
         "allowed"
     );
     assert_eq!(run(&tg, &syn("192.0.2.67", 40000).build()).0, XDP_TX);
+    // An allowed source's handshake went to the socket: its ACK carries
+    // no cookie and must pass.
+    assert_eq!(
+        run(&tg, &ack("198.51.100.200", 40000, 77)).0,
+        XDP_PASS,
+        "an allowed source's ACK"
+    );
     let c = tg.maps.counters().unwrap();
     assert_eq!(c.get(Reason::Banned, Verdict::Drop).packets, 1);
     assert_eq!(c.get(Reason::Deny, Verdict::Drop).packets, 1);

@@ -26,12 +26,12 @@ use aya_ebpf::{
 use monitor_common::{
     reason::{Reason, Verdict},
     syncookie::{CookieParams, VerifiedKey, cookie_event, cookie_mode, port_slot},
-    types::{PacketInfo, RuntimeConfig, SourceControl, SourceKey, family, l4, tcp_flag},
+    types::{PacketInfo, RuntimeConfig, SourceControl, SourceKey, action, family, l4, tcp_flag},
 };
 
 use crate::{
     decide::enforce_untracked,
-    maps::{TG_COOKIE_EVENTS, TG_COOKIE_PORTS, TG_VERIFIED},
+    maps::{self, TG_COOKIE_EVENTS, TG_COOKIE_PORTS, TG_VERIFIED},
     policy, sources,
 };
 
@@ -56,7 +56,7 @@ pub fn event(index: u32) {
 /// What the cookie path makes of a TCP segment to a protected port:
 /// `None` to go on through the ordinary pipeline, or the verdict. Bans
 /// and deny rules still win over an unverified SYN; a verified source
-/// and an `allow` rule's sources go the ordinary way.
+/// and an `allow` rule's sources go the ordinary way, their ACKs too.
 #[inline(always)]
 pub fn gate(
     ctx: &XdpContext,
@@ -94,26 +94,34 @@ pub fn gate(
         event(cookie_event::ACK_VALID);
         return None;
     }
-    if cfg.cookie.mode != cookie_mode::ON || known_before(info, cfg) {
-        // No cookie expected: cookies are not being issued, or the source
-        // has connections from before they were.
+    if cfg.cookie.mode != cookie_mode::ON || no_cookie_expected(info, cfg) {
+        // Cookies are not being issued, or the source's handshakes did not
+        // go through them (see `no_cookie_expected`).
         return None;
     }
     event(cookie_event::ACK_INVALID);
     Some((Reason::CookieInvalid, Verdict::Drop))
 }
 
-/// Whether the source was in the source table before the cookies last
-/// turned on (a spoofer's ACK flood during the attack comes from sources
-/// seen only since).
+/// Whether the source's connections may carry no cookie: it was in the
+/// source table before the cookies last turned on (its connections from
+/// before), or its rule allows it (its SYNs go to the socket, whose
+/// SYN-ACK is no cookie). A spoofer's ACK flood during the attack comes
+/// from sources seen only since, under no allow rule.
 #[inline(always)]
-fn known_before(info: &PacketInfo, cfg: &RuntimeConfig) -> bool {
+fn no_cookie_expected(info: &PacketInfo, cfg: &RuntimeConfig) -> bool {
     let key = if info.family == family::IPV4 {
         SourceKey::v4(info.src[0], cfg.v4_mask)
     } else {
         SourceKey::v6(&info.src, &cfg.v6_mask)
     };
-    sources::find(&key).is_some_and(|s| unsafe { (*s.ctl).first_seen_ns } < cfg.cookie.on_since_ns)
+    if let Some(src) = sources::find(&key)
+        && unsafe { (*src.ctl).first_seen_ns } < cfg.cookie.on_since_ns
+    {
+        return true;
+    }
+    let (rule_slot, _) = policy::lookup(info, cfg.generation);
+    maps::rule(cfg.generation & 1, rule_slot).is_some_and(|r| r.action == action::ALLOW)
 }
 
 /// Whether `key` is verified now; an entry past half its time is

@@ -36,7 +36,7 @@ const MAX_L3_OFF: u32 = 14 + 2 * 4;
 const MAX_L4_OFF: u32 = 1024;
 
 /// Rewrites the frame into the SYN-ACK; `None` if anything could not be
-/// read, made or written (the caller passes the SYN to the stack).
+/// read, made or written (the caller drops the SYN and counts it).
 #[inline(always)]
 pub fn answer(ctx: &XdpContext) -> Option<()> {
     let at = unsafe { *TG_SYN_AT.get_ptr(0)? };

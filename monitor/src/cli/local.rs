@@ -138,10 +138,12 @@ pub fn replay_cmd(args: &ReplayArgs) -> anyhow::Result<()> {
     // The replay clock starts at 1 s; base 0 keeps the bucket clock equal
     // to it.
     tg.maps.apply_policy(&policy, Some(0))?;
-    // With `[syn_cookies]`, SYNs are judged as they would be while the
-    // cookies are on (under attack, for `under_attack`): a SYN from a
-    // source no earlier handshake in the capture verified gets verdict
-    // `tx`, a cookie's SYN-ACK, which replay never sends.
+    // With `[syn_cookies]`, packets to the protected ports are judged as
+    // they would be while the cookies are on (under attack, for
+    // `under_attack`): a SYN gets verdict `tx`, a cookie's SYN-ACK, which
+    // replay never sends. No ACK in a capture can carry a cookie of this
+    // boot's secret, so none verifies its source: an ACK from a source
+    // with no allow rule is reported `cookie_invalid`.
     if let Some(c) = &cookies {
         tg.maps.set_cookie_ports(&c.ports)?;
         tg.maps.set_cookie_params(c.params(cookie_mode::ON, 0))?;

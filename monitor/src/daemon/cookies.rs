@@ -97,7 +97,8 @@ impl Daemon {
     /// At start: installs the SYNPROXY table and writes the ports and
     /// settings when `[syn_cookies]` is configured; when it is not but the
     /// adopted maps say a previous daemon had it on, turns it all off.
-    /// Connections to protected ports open before the table are reset.
+    /// Connections to protected ports open before the table are dropped
+    /// (see `synproxy::install`).
     pub(super) fn start_cookies(&mut self) -> anyhow::Result<()> {
         // What a previous daemon left in adopted maps (fresh maps: OFF).
         self.cookies.mode = self.tg.maps.cookie_params()?.mode;

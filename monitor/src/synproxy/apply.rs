@@ -73,8 +73,9 @@ const TCP_TIMESTAMPS: (&str, &str) = ("net.ipv4.tcp_timestamps", "1");
 /// would reach the socket as a stray and be reset.
 ///
 /// Connections to the protected ports that were open before the table
-/// (and the sysctl) came are not in conntrack and are reset; this runs at
-/// daemon start, and on a reload that adds ports.
+/// (and the sysctl) came are not in conntrack: their packets are invalid
+/// and dropped (no reset is sent, so their clients wait for a timeout);
+/// this runs at daemon start, and on a reload that adds ports.
 pub fn install(nft: &Nft, c: &SynCookies) -> Result<Vec<String>, SynproxyError> {
     run(nft, &install_text(c))?;
     if let Err(e) = set_sysctl(&nft.proc_sys, TCP_LOOSE) {

@@ -7,9 +7,9 @@
 //! example uses to hand the connection to the socket. So the ACK passes
 //! to the stack, where nftables' `synproxy` statement checks the same
 //! kernel cookie, opens the connection to the real listening socket and
-//! translates sequence numbers for the rest of it. While the XDP program
-//! is not answering (mode `under_attack` while calm), the same table
-//! answers SYNs to the protected ports itself.
+//! translates sequence numbers for the rest of it. SYNs are tracked as
+//! usual and go to the socket: the table only completes handshakes the XDP
+//! program answered (see `ruleset`).
 //!
 //! The table is installed at daemon start and on reload (replaced in one
 //! `nft -f` transaction when the ports or options change) and deleted
