@@ -73,15 +73,15 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64) -> (Reason, Ve
         return (Reason::Malformed, malformed_verdict(cfg));
     }
     let now = M::now_ns();
-    let protected = cookie::protected(&cfg.cookie, info);
-    if protected && let Some(decided) = cookie::gate(ctx, info, cfg, now) {
-        return decided;
-    }
     let key = if info.family == family::IPV4 {
         SourceKey::v4(info.src[0], cfg.v4_mask)
     } else {
         SourceKey::v6(&info.src, &cfg.v6_mask)
     };
+    let protected = cookie::protected(&cfg.cookie, info);
+    if protected && let Some(decided) = cookie::gate(ctx, info, &key, cfg, now) {
+        return decided;
+    }
     let src = match source_entry(&key, info, cfg.generation, now) {
         Ok(src) => src,
         Err(fresh) => {
@@ -111,7 +111,7 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64) -> (Reason, Ve
         && reason != Reason::Allow
         && is_syn
         && cfg.syn_limit.is_limited()
-        && !(protected && cfg.cookie.mode == cookie_mode::ON && bare_syn(info))
+        && !(protected && cfg.cookie.mode == cookie_mode::ON && cookie::bare_syn(info))
         && !known_client(src.ctl, cfg)
         && !limit::syn_allowed(&cfg.syn_limit, since_base)
     {
@@ -136,14 +136,6 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64) -> (Reason, Ve
         report_hot(src.ctl, &key, cfg.hot_window);
     }
     (reason, verdict)
-}
-
-/// SYN without ACK, RST or FIN: what the cookie gate answers (a SYN with
-/// FIN or RST too skips the gate, so the SYN limit still holds it).
-#[inline(always)]
-fn bare_syn(info: &PacketInfo) -> bool {
-    info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST | tcp_flag::FIN)
-        == tcp_flag::SYN
 }
 
 /// A source that completed a handshake (sent a bare ACK) and was first

@@ -46,6 +46,25 @@ pub fn protected(cfg: &CookieParams, info: &PacketInfo) -> bool {
     TG_COOKIE_PORTS.get(word).is_some_and(|w| *w & bit != 0)
 }
 
+/// SYN without ACK, RST or FIN: what the gate answers with a cookie (a
+/// SYN with FIN or RST too skips the gate, so the host-wide SYN limit in
+/// `decide` still holds it).
+#[inline(always)]
+pub fn bare_syn(info: &PacketInfo) -> bool {
+    info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST | tcp_flag::FIN)
+        == tcp_flag::SYN
+}
+
+/// Copies `len` bytes of the frame at `off` to `buf`; `None` if they are
+/// not all inside it.
+///
+/// # Safety
+/// `buf` has room for `len` bytes.
+#[inline(always)]
+unsafe fn load(ctx: &XdpContext, off: u32, buf: *mut u8, len: u32) -> Option<()> {
+    (unsafe { bpf_xdp_load_bytes(ctx.ctx, off, buf.cast(), len) } == 0).then_some(())
+}
+
 #[inline(always)]
 pub fn event(index: u32) {
     if let Some(c) = TG_COOKIE_EVENTS.get_ptr_mut(index) {
@@ -61,13 +80,12 @@ pub fn event(index: u32) {
 pub fn gate(
     ctx: &XdpContext,
     info: &PacketInfo,
+    source: &SourceKey,
     cfg: &RuntimeConfig,
     now: u64,
 ) -> Option<(Reason, Verdict)> {
-    let flags = info.tcp_flags;
-    let syn =
-        flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST | tcp_flag::FIN) == tcp_flag::SYN;
-    let ack = flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST) == tcp_flag::ACK;
+    let syn = bare_syn(info);
+    let ack = info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST) == tcp_flag::ACK;
     if (!syn && !ack) || info.malformed != 0 {
         return None;
     }
@@ -94,7 +112,7 @@ pub fn gate(
         event(cookie_event::ACK_VALID);
         return None;
     }
-    if cfg.cookie.mode != cookie_mode::ON || no_cookie_expected(info, cfg) {
+    if cfg.cookie.mode != cookie_mode::ON || no_cookie_expected(info, source, cfg) {
         // Cookies are not being issued, or the source's handshakes did not
         // go through them (see `no_cookie_expected`).
         return None;
@@ -109,13 +127,8 @@ pub fn gate(
 /// SYN-ACK is no cookie). A spoofer's ACK flood during the attack comes
 /// from sources seen only since, under no allow rule.
 #[inline(always)]
-fn no_cookie_expected(info: &PacketInfo, cfg: &RuntimeConfig) -> bool {
-    let key = if info.family == family::IPV4 {
-        SourceKey::v4(info.src[0], cfg.v4_mask)
-    } else {
-        SourceKey::v6(&info.src, &cfg.v6_mask)
-    };
-    if let Some(src) = sources::find(&key)
+fn no_cookie_expected(info: &PacketInfo, source: &SourceKey, cfg: &RuntimeConfig) -> bool {
+    if let Some(src) = sources::find(source)
         && unsafe { (*src.ctl).first_seen_ns } < cfg.cookie.on_since_ns
     {
         return true;
@@ -168,22 +181,20 @@ fn unverified_syn(info: &PacketInfo, generation: u32, now: u64) -> Option<(Reaso
 /// and sequence numbers only).
 #[inline(always)]
 fn ack_cookie_valid(ctx: &XdpContext, info: &PacketInfo) -> bool {
-    let md = ctx.ctx;
     let mut th = [0u8; 20];
     let mut ip = [0u8; 40];
+    let v4 = info.family == family::IPV4;
+    let ip_len = if v4 { 20 } else { 40 };
+    // SAFETY: each buffer holds what is loaded into it.
     unsafe {
-        if bpf_xdp_load_bytes(md, info.l4_off as u32, th.as_mut_ptr().cast(), 20) != 0 {
+        if load(ctx, info.l4_off as u32, th.as_mut_ptr(), 20).is_none()
+            || load(ctx, info.l3_off as u32, ip.as_mut_ptr(), ip_len).is_none()
+        {
             return false;
         }
-        if info.family == family::IPV4 {
-            if bpf_xdp_load_bytes(md, info.l3_off as u32, ip.as_mut_ptr().cast(), 20) != 0 {
-                return false;
-            }
+        if v4 {
             bpf_tcp_raw_check_syncookie_ipv4(ip.as_mut_ptr().cast(), th.as_mut_ptr().cast()) == 0
         } else {
-            if bpf_xdp_load_bytes(md, info.l3_off as u32, ip.as_mut_ptr().cast(), 40) != 0 {
-                return false;
-            }
             bpf_tcp_raw_check_syncookie_ipv6(ip.as_mut_ptr().cast(), th.as_mut_ptr().cast()) == 0
         }
     }

@@ -14,7 +14,7 @@
 use aya_ebpf::{
     helpers::generated::{
         bpf_ktime_get_ns, bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6,
-        bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_xdp_adjust_tail, bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -26,6 +26,7 @@ use monitor_common::{
     types::family,
 };
 
+use super::load;
 use crate::maps::{TG_CONFIG, TG_SYN_AT};
 
 /// Deepest IP header offset the parser produces (Ethernet and two VLAN
@@ -134,11 +135,6 @@ fn swap_macs(ctx: &XdpContext) -> Option<()> {
     swapped[..6].copy_from_slice(&macs[6..]);
     swapped[6..].copy_from_slice(&macs[..6]);
     unsafe { store(ctx, 0, swapped.as_mut_ptr(), 12) }
-}
-
-#[inline(always)]
-unsafe fn load(ctx: &XdpContext, off: u32, buf: *mut u8, len: u32) -> Option<()> {
-    (unsafe { bpf_xdp_load_bytes(ctx.ctx, off, buf.cast(), len) } == 0).then_some(())
 }
 
 #[inline(always)]
