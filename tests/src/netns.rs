@@ -96,6 +96,16 @@ impl NetNs {
         ip(&all)
     }
 
+    /// The value of kernel counter `name` (`nstat -az`, absolute) in this
+    /// namespace, such as `TcpExtSyncookiesSent`.
+    pub fn nstat(&self, name: &str) -> anyhow::Result<u64> {
+        let out = exec(self.command("nstat").args(["-az", name]))?;
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no {name} in nstat's output in {}", self.name))
+    }
+
     /// Runs `f` with the current thread inside this namespace, then moves
     /// the thread back (also if `f` panics).
     pub fn enter<T>(&self, f: impl FnOnce() -> T) -> anyhow::Result<T> {

@@ -15,7 +15,7 @@ use std::{
 use lab::{
     daemon::{Daemon, config},
     flood_lab::{FloodLab, client_v4, client_v6},
-    handshake::{Download, download},
+    handshake::download,
     nginx::{BIG_PATH, BIG_SIZE, Nginx, curl},
 };
 use serde_json::Value;
@@ -64,35 +64,24 @@ fn settled(d: &Daemon<FloodLab>, done: impl Fn(&Value) -> bool) -> Value {
     last
 }
 
-/// The median speed of `n` downloads of the big file from `from`.
-fn median_speed(
-    lab: &FloodLab,
-    from: IpAddr,
-    to: SocketAddr,
-    n: usize,
-    diag: &dyn Fn() -> String,
-) -> (f64, Download) {
-    let mut runs: Vec<Download> = (0..n)
-        .map(|i| {
-            download(&lab.clients, from, to, BIG_PATH).unwrap_or_else(|e| {
-                let sh = |c: &str| {
-                    lab::netns::exec(lab.server.command("sh").args(["-c", c]))
-                        .unwrap_or_else(|e| e.to_string())
-                };
-                panic!(
-                    "download {i} from {from}: {e:#}\nsynproxy: {}\nconntrack: {}\n{}",
-                    sh("cat /proc/net/stat/synproxy"),
-                    sh("cat /proc/sys/net/netfilter/nf_conntrack_count; nstat -az | grep -E 'Drop|Retrans|Timeout|Prune|Backlog|Listen' | grep -v ' 0 '"),
-                    diag(),
-                )
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The median speed of `n` downloads of the big file from `from`, each
+/// whole.
+fn median_speed(lab: &FloodLab, from: IpAddr, to: SocketAddr, n: usize) -> f64 {
+    median(
+        (0..n)
+            .map(|i| {
+                let d = download(&lab.clients, from, to, BIG_PATH)
+                    .unwrap_or_else(|e| panic!("download {i} from {from}: {e:#}"));
+                assert_eq!((d.status, d.bytes), (200, BIG_SIZE), "{from} -> {to}");
+                d.mbit_per_s()
             })
-        })
-        .collect();
-    for r in &runs {
-        assert_eq!((r.status, r.bytes), (200, BIG_SIZE), "{from} -> {to}");
-    }
-    runs.sort_by(|a, b| a.mbit_per_s().total_cmp(&b.mbit_per_s()));
-    (runs[n / 2].mbit_per_s(), runs[n / 2])
+            .collect(),
+    )
 }
 
 #[test]
@@ -108,7 +97,7 @@ fn real_clients_complete_handshakes_through_xdp_cookies_over_ipv4_and_ipv6() {
     let plain: Vec<f64> = clients(0)
         .iter()
         .zip(&targets)
-        .map(|(from, to)| median_speed(&lab, *from, *to, 5, &String::new).0)
+        .map(|(from, to)| median_speed(&lab, *from, *to, 5))
         .collect();
 
     let d = Daemon::in_lab(lab, "ckr", |dir| config(dir, &cookie_config("always")));
@@ -163,13 +152,7 @@ fn real_clients_complete_handshakes_through_xdp_cookies_over_ipv4_and_ipv6() {
     assert_eq!(c["verified_syns"], 2, "{c}");
     assert_eq!(c["verified_sources"], 12, "{c}");
     assert_eq!(c["acks_invalid"], 0, "{c}");
-    let cookied: Vec<f64> = cookied
-        .into_iter()
-        .map(|mut v| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        })
-        .collect();
+    let cookied: Vec<f64> = cookied.into_iter().map(median).collect();
     for (i, fam) in ["IPv4", "IPv6"].iter().enumerate() {
         eprintln!(
             "10 MiB over {fam}: {:.0} Mbit/s without Tollgate, {:.0} Mbit/s through an XDP cookie and SYNPROXY ({:.0}%), medians of 5 (cargo xtask bench compares more rounds)",

@@ -131,7 +131,7 @@ fn run(tag: &str, defence: Defence, v6: bool) -> Run {
         warm.success() >= 0.99,
         "before the flood nearly every request succeeds: {warm}"
     );
-    let cookies_before = kernel_cookies(lab);
+    let cookies_before = lab.server.nstat("TcpExtSyncookiesSent").expect("nstat");
     let (sent, clients) = std::thread::scope(|s| {
         let attacker = &lab.attacker;
         let g = &mut generator;
@@ -144,8 +144,9 @@ fn run(tag: &str, defence: Defence, v6: bool) -> Run {
         (flood.join().unwrap(), clients)
     });
     let sent = sent.expect("flooding");
-    let kernel_cookies_per_s =
-        (kernel_cookies(lab) - cookies_before) as f64 / sent.elapsed.as_secs_f64();
+    let kernel_cookies_per_s = (lab.server.nstat("TcpExtSyncookiesSent").expect("nstat")
+        - cookies_before) as f64
+        / sent.elapsed.as_secs_f64();
     Run {
         clients: clients.expect("the clients' run"),
         flood_pps: sent.packets as f64 / sent.elapsed.as_secs_f64(),
@@ -190,21 +191,6 @@ fn print(family: &str, defence: Defence, r: &Run) {
         r.clients.new,
         r.kernel_cookies_per_s
     );
-}
-
-/// SYN cookies the server namespace's kernel has sent (`nstat`'s
-/// TcpExtSyncookiesSent, absolute).
-fn kernel_cookies(lab: &FloodLab) -> u64 {
-    let out = lab::netns::exec(
-        lab.server
-            .command("nstat")
-            .args(["-az", "TcpExtSyncookiesSent"]),
-    )
-    .expect("nstat in the server namespace");
-    out.lines()
-        .find_map(|l| l.strip_prefix("TcpExtSyncookiesSent"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .expect("TcpExtSyncookiesSent in nstat's output")
 }
 
 #[test]

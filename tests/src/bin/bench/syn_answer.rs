@@ -48,14 +48,6 @@ fn flood(lab: &FloodLab) -> anyhow::Result<f64> {
     Ok(sent.packets as f64 / sent.elapsed.as_secs_f64())
 }
 
-fn nstat(ns: &NetNs, name: &str) -> anyhow::Result<u64> {
-    let out = exec(ns.command("nstat").args(["-az", name]))?;
-    out.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no {name} in nstat's output"))
-}
-
 /// The kernel's own cookies: a listener on the port, every SYN answered
 /// by the socket layer.
 fn kernel() -> anyhow::Result<(f64, f64)> {
@@ -64,9 +56,9 @@ fn kernel() -> anyhow::Result<(f64, f64)> {
     exec(lab.server.command("sh").args(["-c", set]))?;
     let _listener = lab::nginx::Nginx::start(&lab.server, &[lab.server_v4().into()], PORT, None)?;
     napi_on(&lab.server, 1)?;
-    let before = nstat(&lab.server, "TcpExtSyncookiesSent")?;
+    let before = lab.server.nstat("TcpExtSyncookiesSent")?;
     let offered = flood(&lab)?;
-    let sent = nstat(&lab.server, "TcpExtSyncookiesSent")? - before;
+    let sent = lab.server.nstat("TcpExtSyncookiesSent")? - before;
     Ok((offered, sent as f64 / FLOOD_TIME.as_secs_f64()))
 }
 
