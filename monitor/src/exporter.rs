@@ -345,11 +345,7 @@ impl CookieMetrics {
         raise(&self.verified_syns, n(cookie_event::VERIFIED_SYN));
         raise(&self.failures, n(cookie_event::FAILED));
         self.verified.set(c.verified as i64);
-        let configured = match c.configured {
-            Some(crate::config::CookieMode::Always) => "always",
-            Some(crate::config::CookieMode::UnderAttack) => "under_attack",
-            None => "none",
-        };
+        let configured = c.configured.map_or("none", |m| m.name());
         self.mode.reset();
         self.mode
             .with_label_values(&[configured])

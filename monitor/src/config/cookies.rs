@@ -22,6 +22,16 @@ pub enum CookieMode {
     UnderAttack,
 }
 
+impl CookieMode {
+    /// As the config writes it (and status and metrics say it).
+    pub fn name(self) -> &'static str {
+        match self {
+            CookieMode::Always => "always",
+            CookieMode::UnderAttack => "under_attack",
+        }
+    }
+}
+
 /// `[syn_cookies]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::Daemon;
 use crate::{
     clock::coarse_ns,
-    config::{CookieMode, RuleEntry},
+    config::RuleEntry,
     control::{
         Request, Response,
         replies::{
@@ -33,10 +33,7 @@ use crate::{
 
 /// The cookie part of `status`, when configured.
 fn cookie_status(c: &CookieStats) -> Option<CookieStatus> {
-    let configured = match c.configured? {
-        CookieMode::Always => "always",
-        CookieMode::UnderAttack => "under_attack",
-    };
+    let configured = c.configured?.name();
     let n = |e: u32| c.events[e as usize];
     Some(CookieStatus {
         mode: super::cookies::mode_name(c.mode).to_owned(),
