@@ -127,6 +127,15 @@ impl Spec {
         self
     }
 
+    /// TCP option bytes (a multiple of 4, at most 40); TCP frames only.
+    pub fn tcp_options(mut self, o: &[u8]) -> Self {
+        match &mut self.l4 {
+            L4::Tcp { options, .. } => *options = o.to_vec(),
+            _ => panic!("TCP options on a frame that is not TCP"),
+        }
+        self
+    }
+
     pub fn payload(mut self, n: usize) -> Self {
         self.payload = n;
         self
@@ -251,6 +260,15 @@ impl Spec {
         }
         out
     }
+}
+
+/// The options Linux puts in a SYN: MSS 1460, SACK permitted, timestamps
+/// (TSval `tsval`), NOP, window scale `wscale`.
+pub fn linux_syn_options(tsval: u32, wscale: u8) -> Vec<u8> {
+    let mut o = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
+    o.extend_from_slice(&tsval.to_be_bytes());
+    o.extend_from_slice(&[0, 0, 0, 0, 1, 3, 3, wscale]);
+    o
 }
 
 /// Byte offsets of each header in a frame built from `spec`, for cutting

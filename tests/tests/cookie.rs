@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use aya::programs::{TestRun, TestRunOptions};
 use common::{SEC, judge, load, rule};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
-use lab::packets::{Exts, L4, Spec};
+use lab::packets::{Exts, Spec, linux_syn_options};
 use monitor_common::{
     maps::PROG_MAIN,
     reason::{Reason, Verdict},
@@ -36,26 +36,10 @@ const PORT: u16 = 443;
 const ISN: u32 = 1000;
 const TSVAL: u32 = 0x1234_5678;
 
-/// MSS 1460, SACK permitted, timestamps, window scale 8: what Linux sends.
-fn syn_options() -> Vec<u8> {
-    let mut o = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
-    o.extend_from_slice(&TSVAL.to_be_bytes());
-    o.extend_from_slice(&[0, 0, 0, 0, 1, 3, 3, 8]);
-    o
-}
-
+/// A SYN as Linux sends it, window scale 8.
 fn syn(src: &str, sport: u16) -> Spec {
     let dst = if src.contains(':') { SERVER6 } else { SERVER4 };
-    Spec {
-        l4: L4::Tcp {
-            sport,
-            dport: PORT,
-            syn: true,
-            ack: false,
-            options: syn_options(),
-        },
-        ..Spec::syn(src, dst, sport, PORT)
-    }
+    Spec::syn(src, dst, sport, PORT).tcp_options(&linux_syn_options(TSVAL, 8))
 }
 
 /// The client's ACK completing the handshake: `ack` is the SYN-ACK's

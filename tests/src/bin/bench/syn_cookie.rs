@@ -11,7 +11,7 @@
 //! per second the kernel's own SYN cookies sent, next to Tollgate's).
 
 use aya::programs::{TestRun, TestRunOptions};
-use lab::packets::{L4, Spec};
+use lab::packets::{Spec, linux_syn_options};
 use monitor_common::{
     maps::{PROG_FLOOR, PROG_MAIN},
     syncookie::{CookieParams, cookie_mode},
@@ -21,21 +21,11 @@ use tollgate::loader::Tollgate;
 const RUNS: usize = 20_000;
 const PORT: u16 = 443;
 
-/// A Linux-like SYN: MSS, SACK-permitted, timestamps, window scale.
+/// A SYN as Linux sends it.
 fn syn(src: &str) -> Vec<u8> {
-    let mut options = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0];
-    options.extend_from_slice(&[1, 3, 3, 7]);
-    Spec {
-        l4: L4::Tcp {
-            sport: 40000,
-            dport: PORT,
-            syn: true,
-            ack: false,
-            options,
-        },
-        ..Spec::syn(src, "198.51.100.1", 40000, PORT)
-    }
-    .build()
+    Spec::syn(src, "198.51.100.1", 40000, PORT)
+        .tcp_options(&linux_syn_options(1, 7))
+        .build()
 }
 
 /// The median kernel-timed ns of one run of `prog` on `frame`, and the
