@@ -10,6 +10,7 @@ extern crate std;
 
 pub mod bucket;
 pub mod detect;
+pub mod drops;
 pub mod generator;
 pub mod maps;
 pub mod reason;
@@ -36,4 +37,5 @@ mod pod {
     unsafe impl aya::Pod for crate::generator::GenConfig {}
     unsafe impl aya::Pod for crate::generator::GenFrame {}
     unsafe impl aya::Pod for crate::syncookie::VerifiedKey {}
+    unsafe impl aya::Pod for crate::drops::DropEntry {}
 }

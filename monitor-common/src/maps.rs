@@ -105,6 +105,17 @@ pub const BOGONS_V6: &str = "TG_BOGONS6";
 /// Entries per bogon trie.
 pub const MAX_BOGONS: u32 = 256;
 
+/// The drop cache (`drops`): an mmap-able array of `drops::DropEntry`,
+/// `drops::DROPS_PER_CPU` per possible CPU (the loader sizes it), CPU
+/// `c`'s entries from `c · DROPS_PER_CPU`; one CPU never touches another's,
+/// so the fast path counts without atomics. Writer: the kernel (the
+/// pipeline writes an entry when it drops for a reason that lasts; the
+/// fast path counts into it). Reader: the daemon, which adds each entry's
+/// counts to its source's flow record as it reads the source table; the
+/// kernel adds them to the flow record itself when the entry goes to
+/// another source, so no count is lost either way.
+pub const DROPS: &str = "TG_DROPS";
+
 /// Indices into `SIGNALS`.
 pub mod signal {
     /// TCP segments with SYN set and ACK clear.
@@ -164,6 +175,9 @@ pub const PROG_REPLAY: &str = "tollgate_replay";
 pub const PROG_PARSE: &str = "tollgate_parse";
 /// XDP_PASS and nothing else (the benchmark's floor).
 pub const PROG_FLOOR: &str = "tollgate_floor";
+/// The production program without the drop cache; loaded by the bench
+/// alone (`LoadOptions::reference`), as its same-run reference.
+pub const PROG_UNCACHED: &str = "tollgate_uncached";
 
 /// Indices into `SOURCE_EVENTS`.
 pub mod source_event {
@@ -203,7 +217,7 @@ pub const MAX_BANS_PER_FAMILY: u32 = 65_536;
 /// another layout never opens maps it would mis-read. Bump it with any
 /// such change (the `layout_fingerprint` test fails on size changes, as a
 /// reminder; field reorderings and new meanings are on the reviewer).
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// The maps the daemon pins and a restarted daemon adopts: all but the
 /// replay program's scratch maps.
@@ -234,6 +248,7 @@ pub const PINNED: &[&str] = &[
     COOKIE_EVENTS,
     SYN_AT,
     JUMP,
+    DROPS,
 ];
 
 #[cfg(test)]
@@ -265,11 +280,11 @@ mod tests {
                 super::source_event::COUNT,
                 super::PINNED.len(),
             ),
-            (3, 20, 64, 64, 16, 40, 88, 16, COUNTER_SLOTS_V3, 4, 26),
+            (4, 20, 64, 64, 16, 40, 88, 16, COUNTER_SLOTS_V3, 4, 27),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }
-    /// The counter array of layout 3: 16 interface slots x 12 reasons x 4
+    /// The counter array of layouts 3 and 4: 16 interface slots x 12 reasons x 4
     /// verdicts.
     const COUNTER_SLOTS_V3: u32 = 16 * 12 * 4;
 }

@@ -20,7 +20,7 @@ use monitor_common::{
 };
 
 use crate::{
-    atomic, cookie,
+    atomic, cookie, drops,
     flow::record_flow,
     limit,
     maps::{self, TG_CONFIG, TG_HOT},
@@ -30,13 +30,28 @@ use crate::{
     stats,
 };
 
-/// Parses, decides and counts one packet; returns its XDP action.
+/// Parses, decides and counts one packet; returns its XDP action. A
+/// packet the drop cache knows to drop is counted and dropped before the
+/// parse (`drops::hit`).
 #[inline(always)]
 pub fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
+    let now = M::now_ns();
+    if M::DROP_CACHE
+        && let Some(cfg) = TG_CONFIG.get(0)
+        && let Some(reason) = drops::hit(ctx, cfg, len, now)
+    {
+        stats::count(
+            stats::iface_slot(ctx.ingress_ifindex() as u32),
+            reason,
+            Verdict::Drop,
+            len,
+        );
+        return Verdict::Drop.xdp_action();
+    }
     let mut info = PacketInfo::default();
     parse::parse(ctx, &mut info);
-    let (reason, verdict) = decide::<M>(ctx, &info, len);
+    let (reason, verdict) = decide::<M>(ctx, &info, len, now);
     stats::count(
         stats::iface_slot(ctx.ingress_ifindex() as u32),
         reason,
@@ -61,7 +76,7 @@ fn malformed_verdict(cfg: &RuntimeConfig) -> Verdict {
 }
 
 #[inline(always)]
-fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64) -> (Reason, Verdict) {
+fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (Reason, Verdict) {
     let Some(cfg) = TG_CONFIG.get(0) else {
         // An array slot always exists; this only satisfies the verifier.
         return (Reason::NonIp, Verdict::Pass);
@@ -72,7 +87,6 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64) -> (Reason, Ve
     if !info.has_source() {
         return (Reason::Malformed, malformed_verdict(cfg));
     }
-    let now = M::now_ns();
     let key = if info.family == family::IPV4 {
         SourceKey::v4(info.src[0], cfg.v4_mask)
     } else {
@@ -98,7 +112,7 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64) -> (Reason, Ve
         policy::refresh(src.ctl, info, cfg.generation);
     }
     let since_base = now.saturating_sub(cfg.clock_base_ns);
-    let (reason, verdict) = enforce(src.ctl, cfg.generation, len, now, since_base);
+    let (reason, verdict, until) = enforce(src.ctl, cfg.generation, len, now, since_base);
     // New connections past the host-wide SYN limit (set only during a
     // spoofed SYN flood); allowed sources are exempt like everywhere, and so
     // are sources known before the flood that completed a handshake (a
@@ -128,6 +142,11 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64) -> (Reason, Ve
     };
     if verdict == Verdict::Drop {
         atomic::add(unsafe { &mut (*src.flow).dropped }, 1);
+        // `until` is for the reason `enforce` gave; the checks after it
+        // only ever turn a pass into a drop, never change a drop's reason.
+        if M::DROP_CACHE && until > now {
+            drops::remember(&key, src.slot, reason, until, cfg.generation, now);
+        }
     }
     if matches!(
         reason,
@@ -150,7 +169,9 @@ fn known_client(ctl: *const SourceControl, cfg: &RuntimeConfig) -> bool {
 
 /// Allow, deny, ban, then the rule's buckets. A rule in monitor mode
 /// passes what it would have dropped, with verdict `Monitor`; bans are
-/// always enforced.
+/// always enforced. A drop comes with the instant (coarse-clock ns) until
+/// which every packet of the source gets the same, for the drop cache, or
+/// 0 if none is certain.
 #[inline(always)]
 fn enforce(
     ctl: *mut SourceControl,
@@ -158,10 +179,10 @@ fn enforce(
     len: u64,
     now: u64,
     since_base: u64,
-) -> (Reason, Verdict) {
+) -> (Reason, Verdict, u64) {
     let slot = unsafe { (*ctl).rule_slot };
     let Some(rule) = maps::rule(generation & 1, slot) else {
-        return (Reason::Pass, Verdict::Pass);
+        return (Reason::Pass, Verdict::Pass, 0);
     };
     let would_drop = if rule.flags & rule_flag::MONITOR != 0 {
         Verdict::Monitor
@@ -169,16 +190,20 @@ fn enforce(
         Verdict::Drop
     };
     match rule.action {
-        action::ALLOW => return (Reason::Allow, Verdict::Pass),
-        action::DENY => return (Reason::Deny, would_drop),
+        action::ALLOW => return (Reason::Allow, Verdict::Pass, 0),
+        action::DENY => return (Reason::Deny, would_drop, u64::MAX),
         _ => {}
     }
-    if now < unsafe { (*ctl).ban_until_ns } {
-        return (Reason::Banned, Verdict::Drop);
+    let ban_until = unsafe { (*ctl).ban_until_ns };
+    if now < ban_until {
+        return (Reason::Banned, Verdict::Drop, ban_until);
     }
     match limit::apply(ctl, rule, len, since_base) {
-        Some(reason) => (reason, would_drop),
-        None => (Reason::Pass, Verdict::Pass),
+        // `since_base` is `now - clock_base_ns`, so the instant moves back
+        // onto the coarse clock the same way.
+        Some((reason, 0)) => (reason, would_drop, 0),
+        Some((reason, at)) => (reason, would_drop, at.saturating_add(now - since_base)),
+        None => (Reason::Pass, Verdict::Pass, 0),
     }
 }
 

@@ -10,6 +10,7 @@
 
 use monitor_common::{
     bucket::{BucketParams, conform, ticks},
+    drops::{conforms_at, ns_reaching},
     maps::source_event,
     reason::Reason,
     types::{RuleParams, SourceControl},
@@ -33,53 +34,71 @@ pub fn syn_allowed(params: &BucketParams, ns_since_base: u64) -> bool {
     let Some(tat) = crate::maps::TG_SYN_BUCKET.get_ptr_mut(0) else {
         return true;
     };
-    take(tat, ticks(ns_since_base), 1, params)
+    take(tat, ticks(ns_since_base), 1, params).is_ok()
 }
 
-/// Takes `cost` from the bucket whose TAT is at `tat`, or returns false
-/// (leaving the bucket untouched) if the packet does not conform.
+/// Takes `cost` from the bucket whose TAT is at `tat`, or returns the TAT
+/// that refused the packet (the bucket is left untouched).
 #[inline(always)]
-fn take(tat: *mut u64, now: u64, cost: u64, params: &BucketParams) -> bool {
+fn take(tat: *mut u64, now: u64, cost: u64, params: &BucketParams) -> Result<(), u64> {
     let mut current = atomic::load(tat);
     for _ in 0..CAS_MAX_TRIES {
         let Some(next) = conform(current, now, cost, params) else {
-            return false;
+            return Err(current);
         };
         match atomic::compare_exchange(tat, current, next) {
-            Ok(_) => return true,
+            Ok(_) => return Ok(()),
             Err(seen) => current = seen,
         }
     }
     stats::source_event(source_event::CAS_EXHAUSTED);
-    false
+    // Contended past the bound: dropped, but no instant to cache.
+    Err(0)
 }
 
 /// Charges the packet to both buckets of `rule`. On a byte-bucket refusal
 /// the packet-bucket charge is given back, so a dropped packet costs
 /// nothing (giving back `c·I` returns GCRA to `max(TAT, now)`, which is the
 /// same bucket level as before the charge).
+///
+/// A refusal comes with the instant (ns since the clock base) until which
+/// every packet of the source is refused the same way, for the drop cache,
+/// or 0 where none is certain (see `monitor_common::drops`: a
+/// packet-bucket refusal under a rule that also limits bytes, a lost race).
 #[inline(always)]
 pub fn apply(
     state: *mut SourceControl,
     rule: &RuleParams,
     len: u64,
     ns_since_base: u64,
-) -> Option<Reason> {
+) -> Option<(Reason, u64)> {
     let now = ticks(ns_since_base);
     let s = unsafe { &mut *state };
     let pkt_charged = if rule.pkt.is_limited() {
-        if !take(&mut s.pkt_tat, now, 1, &rule.pkt) {
-            return Some(Reason::RateLimitedPackets);
+        if let Err(tat) = take(&mut s.pkt_tat, now, 1, &rule.pkt) {
+            let until = if tat == 0 || rule.byte.is_limited() {
+                0
+            } else {
+                ns_reaching(conforms_at(tat, 1, &rule.pkt))
+            };
+            return Some((Reason::RateLimitedPackets, until));
         }
         true
     } else {
         false
     };
-    if rule.byte.is_limited() && !take(&mut s.byte_tat, now, len, &rule.byte) {
+    if rule.byte.is_limited()
+        && let Err(tat) = take(&mut s.byte_tat, now, len, &rule.byte)
+    {
         if pkt_charged {
             atomic::sub(&mut s.pkt_tat, rule.pkt.charge(1));
         }
-        return Some(Reason::RateLimitedBytes);
+        let until = if tat == 0 {
+            0
+        } else {
+            ns_reaching(conforms_at(tat, 1, &rule.byte))
+        };
+        return Some((Reason::RateLimitedBytes, until));
     }
     None
 }

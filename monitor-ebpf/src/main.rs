@@ -12,6 +12,8 @@
 //!   `limit` (the buckets), `sources` (the source table), `stats`
 //!   (counters), `maps`, `atomic`.
 //!
+//! - `drops`: the drop cache, the fast path a banned, denied or
+//!   over-limit source's packets take until its drop ends.
 //! - `cookie`: SYN cookies for the protected ports (the gate here, the
 //!   SYN-ACK in its own program).
 //!
@@ -23,10 +25,11 @@
 //!   tests; the production program never pays for the record;
 //! - `tollgate_synack`: the SYN-cookie SYN-ACK, reached by tail call from
 //!   `tollgate` only;
-//! - `tollgate_parse`: the parser alone, and `tollgate_floor`, which only
-//!   returns XDP_PASS: the benchmark's reference points.
+//! - `tollgate_parse`: the parser alone, `tollgate_floor`, which only
+//!   returns XDP_PASS, and `tollgate_uncached`, the production pipeline
+//!   without the drop cache: the benchmark's reference points.
 //!
-//! A fifth program, the lab's traffic generator `tollgate_gen`, lives in
+//! One more program, the lab's traffic generator `tollgate_gen`, lives in
 //! `generator.rs`; the daemon never loads it.
 #![no_std]
 #![no_main]
@@ -39,6 +42,7 @@
 mod atomic;
 mod cookie;
 mod decide;
+mod drops;
 mod flow;
 mod generator;
 mod limit;
@@ -60,7 +64,15 @@ use crate::{
 
 #[xdp]
 pub fn tollgate(ctx: XdpContext) -> u32 {
-    judge::<Live>(&ctx)
+    judge::<Live<true>>(&ctx)
+}
+
+/// The production pipeline without the drop cache: the bench's reference
+/// for what the cache costs a packet it does not drop. Loaded only by the
+/// bench.
+#[xdp]
+pub fn tollgate_uncached(ctx: XdpContext) -> u32 {
+    judge::<Live<false>>(&ctx)
 }
 
 #[xdp]

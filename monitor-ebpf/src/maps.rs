@@ -9,6 +9,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray},
 };
 use monitor_common::{
+    drops::{DROPS_PER_CPU, DropEntry},
     maps::{
         DEFAULT_MAX_SOURCES, MAX_BANS_PER_FAMILY, MAX_BOGONS, MAX_HOT, MAX_IFINDEX,
         MAX_RULES_PER_FAMILY, RULE_SLOTS, index_entries, signal, source_event,
@@ -105,6 +106,10 @@ pub static TG_COOKIE_EVENTS: PerCpuArray<u64> =
 
 #[map]
 pub static TG_SYN_AT: PerCpuArray<SynAt> = PerCpuArray::with_max_entries(1, 0);
+
+/// Sized by the loader: `DROPS_PER_CPU` per possible CPU.
+#[map]
+pub static TG_DROPS: Array<DropEntry> = Array::with_max_entries(DROPS_PER_CPU, BPF_F_MMAPABLE);
 
 #[map]
 pub static TG_JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);

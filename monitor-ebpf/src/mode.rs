@@ -23,6 +23,9 @@ use crate::maps::{TG_JUMP, TG_REPLAY_CLK, TG_REPLAY_OUT, TG_SYN_AT};
 
 /// How an entry point gets the time and whether it records its verdicts.
 pub trait Mode {
+    /// Whether the drop cache (`drops`) is used: not in replay, which
+    /// records every packet's full parse and has a clock of its own.
+    const DROP_CACHE: bool;
     fn now_ns() -> u64;
     fn record(info: &PacketInfo, reason: Reason, verdict: Verdict, len: u64);
     /// The XDP action for a SYN the cookie path answers.
@@ -37,8 +40,13 @@ pub trait Mode {
 /// burst, so the daemon refuses bursts smaller than one tick's worth of
 /// rate, which keeps "a source under its rate is never dropped" true.
 /// iptables' hashlimit and nftables' limit count in jiffies too.
-pub struct Live;
-impl Mode for Live {
+///
+/// `DROP_CACHE` is false only in the bench's reference program
+/// (`tollgate_uncached`): the same pipeline without the drop cache, so the
+/// bench can say in one run what the cache costs a packet it misses.
+pub struct Live<const DROP_CACHE: bool>;
+impl<const C: bool> Mode for Live<C> {
+    const DROP_CACHE: bool = C;
     #[inline(always)]
     fn now_ns() -> u64 {
         unsafe { bpf_ktime_get_coarse_ns() }
@@ -72,6 +80,7 @@ impl Mode for Live {
 /// as it happened rather than at replay speed.
 pub struct Replay;
 impl Mode for Replay {
+    const DROP_CACHE: bool = false;
     #[inline(always)]
     fn now_ns() -> u64 {
         TG_REPLAY_CLK.get(0).copied().unwrap_or(0)

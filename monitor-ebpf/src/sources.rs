@@ -19,6 +19,8 @@ use crate::{
 pub struct Source {
     pub flow: *mut SourceFlow,
     pub ctl: *mut SourceControl,
+    /// Its slot number.
+    pub slot: u32,
 }
 
 /// The slot `slot`'s records.
@@ -27,6 +29,7 @@ fn slot(slot: u32) -> Option<Source> {
     Some(Source {
         flow: TG_SRC_FLOWS.get_ptr_mut(slot)?,
         ctl: TG_SRC_CTL.get_ptr_mut(slot)?,
+        slot,
     })
 }
 
@@ -151,7 +154,7 @@ fn look(at: u64, capacity: u64) -> Option<(u64, Source)> {
 /// Key equality word by word (a derived `==` on arrays may become a
 /// `memcmp` call, which BPF does not have).
 #[inline(always)]
-fn same(a: &SourceKey, b: &SourceKey) -> bool {
+pub fn same(a: &SourceKey, b: &SourceKey) -> bool {
     a.family == b.family
         && a.addr[0] == b.addr[0]
         && a.addr[1] == b.addr[1]

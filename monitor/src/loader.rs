@@ -59,6 +59,10 @@ pub enum LoadError {
         "the pinned source table holds {pinned} sources but the config asks for {wanted} (sources.max_tracked changed)"
     )]
     PinnedCapacity { pinned: u32, wanted: u32 },
+    #[error(
+        "reading the number of possible CPUs from /sys/devices/system/cpu/possible (the drop cache has one part per CPU); is /sys mounted?"
+    )]
+    Cpus(#[source] std::io::Error),
     #[error("pinning the XDP link on `{iface}` at {path}")]
     Pin {
         iface: String,
@@ -105,6 +109,9 @@ pub struct LoadOptions {
     /// Pin the maps here (the daemon's `PinDir`), adopting those already
     /// pinned; `None` (tools and tests): private maps, gone with the value.
     pub pin_dir: Option<PathBuf>,
+    /// Also load the bench's reference program (`PROG_UNCACHED`), which the
+    /// daemon never runs.
+    pub reference: bool,
 }
 
 impl Default for LoadOptions {
@@ -112,6 +119,7 @@ impl Default for LoadOptions {
         Self {
             max_sources: DEFAULT_MAX_SOURCES,
             pin_dir: None,
+            reference: false,
         }
     }
 }
@@ -146,6 +154,9 @@ impl Tollgate {
         loader.map_max_entries(names::SOURCES, names::index_entries(opts.max_sources));
         loader.map_max_entries(names::SOURCE_FLOWS, opts.max_sources);
         loader.map_max_entries(names::SOURCE_CONTROL, opts.max_sources);
+        // One drop cache per possible CPU (the kernel indexes it by CPU).
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| LoadError::Cpus(e))? as u32;
+        loader.map_max_entries(names::DROPS, monitor_common::drops::DROPS_PER_CPU * cpus);
         let pins: Vec<(&str, PathBuf)> = match &opts.pin_dir {
             Some(dir) => names::PINNED.iter().map(|m| (*m, dir.join(m))).collect(),
             None => Vec::new(),
@@ -180,7 +191,10 @@ impl Tollgate {
             names::PROG_PARSE,
             names::PROG_FLOOR,
             names::PROG_SYNACK,
-        ] {
+        ]
+        .into_iter()
+        .chain(opts.reference.then_some(names::PROG_UNCACHED))
+        {
             let prog: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or(LoadError::MissingProgram(name))?

@@ -62,3 +62,24 @@ pub(super) fn parse_ethernet(c: &mut Cursor, info: &mut PacketInfo) -> Option<u1
     }
     Some(proto)
 }
+
+/// Ethernet and VLAN tags as `parse_ethernet` reads them, recording
+/// nothing: the inner ethertype (host order), or `None` where
+/// `parse_ethernet` would mark the frame malformed. For the drop cache's
+/// fast path (`parse::source_key`).
+#[inline(always)]
+pub(super) fn skip_ethernet(c: &mut Cursor) -> Option<u16> {
+    let eth = c.take::<EthHdr>()?;
+    let mut proto = u16::from_be(unsafe { (*eth).proto });
+    for _ in 0..VLAN_MAX_DEPTH {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            break;
+        }
+        let tag = c.take::<VlanHdr>()?;
+        proto = u16::from_be(unsafe { (*tag).proto });
+    }
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        return None;
+    }
+    Some(proto)
+}

@@ -77,3 +77,11 @@ pub(super) fn parse_ipv4(c: &mut Cursor, info: &mut PacketInfo) -> Option<u8> {
     }
     Some(ip.proto)
 }
+
+/// The source address (network order) of an IPv4 header that
+/// `parse_ipv4` would record one for (whole fixed header, version 4).
+#[inline(always)]
+pub(super) fn ipv4_source(c: &Cursor) -> Option<u32> {
+    let ip = unsafe { &*c.peek::<Ipv4Hdr>()? };
+    (ip.ver_ihl >> 4 == 4).then_some(ip.src)
+}

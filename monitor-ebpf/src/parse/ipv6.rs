@@ -40,3 +40,11 @@ pub(super) fn parse_ipv6(c: &mut Cursor, info: &mut PacketInfo) -> Option<u8> {
     info.dst = ip.dst;
     parse_ipv6_ext(c, info, ip.next)
 }
+
+/// The source address (network order) of an IPv6 header that
+/// `parse_ipv6` would record one for (whole fixed header, version 6).
+#[inline(always)]
+pub(super) fn ipv6_source(c: &Cursor) -> Option<[u32; 4]> {
+    let ip = unsafe { &*c.peek::<Ipv6Hdr>()? };
+    ((u32::from_be(ip.ver_tc_flow) >> 28) == 6).then_some(ip.src)
+}

@@ -30,14 +30,14 @@ use core::mem::size_of;
 use aya_ebpf::programs::XdpContext;
 use monitor_common::{
     reason::Malformed,
-    types::{PacketInfo, family, l4},
+    types::{PacketInfo, RuntimeConfig, SourceKey, family, l4},
 };
 
 use self::{
-    ethernet::{ETH_P_IP, ETH_P_IPV6, parse_ethernet},
+    ethernet::{ETH_P_IP, ETH_P_IPV6, parse_ethernet, skip_ethernet},
     icmp::parse_icmp,
-    ipv4::parse_ipv4,
-    ipv6::parse_ipv6,
+    ipv4::{ipv4_source, parse_ipv4},
+    ipv6::{ipv6_source, parse_ipv6},
     tcp::parse_tcp,
     udp::parse_udp,
 };
@@ -124,6 +124,20 @@ pub fn parse(ctx: &XdpContext, info: &mut PacketInfo) {
             }
         }
         _ => info.family = family::OTHER,
+    }
+}
+
+/// The packet's source key, read the way `parse` reads the source (the
+/// same tags, the same version checks) and nothing after it: `Some`
+/// exactly when `parse` would find a source. The drop cache's fast path
+/// needs no more to decide.
+#[inline(always)]
+pub fn source_key(ctx: &XdpContext, cfg: &RuntimeConfig) -> Option<SourceKey> {
+    let mut c = Cursor::new(ctx);
+    match skip_ethernet(&mut c)? {
+        ETH_P_IP => Some(SourceKey::v4(ipv4_source(&c)?, cfg.v4_mask)),
+        ETH_P_IPV6 => Some(SourceKey::v6(&ipv6_source(&c)?, &cfg.v6_mask)),
+        _ => None,
     }
 }
 

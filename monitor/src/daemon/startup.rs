@@ -41,6 +41,7 @@ fn load_pinned(config: &Config) -> anyhow::Result<(Tollgate, PinDir)> {
         Tollgate::load(&LoadOptions {
             max_sources: config.max_sources,
             pin_dir: Some(pins.dir().to_owned()),
+            ..LoadOptions::default()
         })
     };
     let tg = match load(&pins) {

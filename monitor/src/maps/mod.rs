@@ -1,7 +1,8 @@
 //! Typed access to the program's maps. `Maps` owns every map, and its
 //! fields are private: each family of maps has one file here with the
 //! only code that touches it (`policy`, `bans`, `counters`, `detect`,
-//! `cookies`, `sources`, `replay`; LPM helpers in `trie`, batch reads in `batch`). The
+//! `cookies`, `sources` with the drop cache's counts in `drops`, `replay`;
+//! LPM helpers in `trie`, batch reads in `batch`, mappings in `mmap`). The
 //! kernel is the only other party (see the writer/reader notes in
 //! `monitor_common::maps`).
 
@@ -26,12 +27,15 @@ mod batch;
 mod cookies;
 mod counters;
 mod detect;
+mod drops;
+mod mmap;
 mod policy;
 mod replay;
 mod sources;
 mod trie;
 
 pub use counters::{Counters, ReasonCounters};
+pub use drops::{DropCache, Pending};
 pub use policy::ApplyError;
 pub use sources::SourceTable;
 
@@ -226,6 +230,11 @@ impl Maps {
 
     pub fn max_sources(&self) -> u32 {
         self.sources.capacity()
+    }
+
+    /// The drop cache (whose counts `source` and the sweeps already add).
+    pub fn drop_cache(&self) -> &DropCache {
+        self.sources.drop_cache()
     }
 }
 

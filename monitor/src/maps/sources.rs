@@ -4,9 +4,9 @@
 //! window at a time, split over threads by slot range.
 
 use std::{
-    os::fd::{AsRawFd as _, OwnedFd},
+    os::fd::OwnedFd,
     path::Path,
-    sync::atomic::{AtomicU32, AtomicU64, Ordering},
+    sync::atomic::{AtomicU32, Ordering},
 };
 
 use aya::{
@@ -18,7 +18,13 @@ use monitor_common::{
     types::{SlotClock, SourceControl, SourceFlow, SourceKey, SourceState},
 };
 
-use super::{MapError, dup_fd, op, syscall_error};
+use super::{
+    MapError,
+    drops::{DropCache, Pending},
+    dup_fd,
+    mmap::{Window, page_size, read_words},
+    op, syscall_error,
+};
 
 /// Slots per mmap window: 4 MiB, so a sweep's resident memory stays
 /// small (the mapping is populated as a whole when made, and unmapped
@@ -28,7 +34,8 @@ const SLOT: usize = std::mem::size_of::<SourceFlow>();
 /// Slots ahead of the one read that the sweep asks the CPU to fetch.
 const PREFETCH: usize = 16;
 
-/// The index, the slots' two arrays and the clock of one source table.
+/// The index, the slots' two arrays and the clock of one source table,
+/// and the drop cache whose counts belong to its sources' flow records.
 pub struct SourceTable {
     index: HashMap<MapData, SourceKey, u32>,
     flows: Array<MapData, SourceFlow>,
@@ -36,6 +43,7 @@ pub struct SourceTable {
     flows_fd: OwnedFd,
     control: Array<MapData, SourceControl>,
     clock: Array<MapData, SlotClock>,
+    drops: DropCache,
     capacity: u32,
 }
 
@@ -50,6 +58,7 @@ impl SourceTable {
             take(names::SOURCE_FLOWS)?,
             take(names::SOURCE_CONTROL)?,
             take(names::SOURCE_CLOCK)?,
+            take(names::DROPS)?,
         )?;
         if table.capacity != capacity {
             return Err(MapError::Full {
@@ -82,10 +91,17 @@ impl SourceTable {
             open(names::SOURCE_FLOWS, Map::Array)?,
             open(names::SOURCE_CONTROL, Map::Array)?,
             open(names::SOURCE_CLOCK, Map::Array)?,
+            open(names::DROPS, Map::Array)?,
         )
     }
 
-    fn from_maps(index: Map, flows: Map, control: Map, clock: Map) -> Result<Self, MapError> {
+    fn from_maps(
+        index: Map,
+        flows: Map,
+        control: Map,
+        clock: Map,
+        drops: Map,
+    ) -> Result<Self, MapError> {
         let flows_fd = dup_fd(&flows, names::SOURCE_FLOWS)?;
         let flows: Array<MapData, SourceFlow> = flows
             .try_into()
@@ -101,6 +117,7 @@ impl SourceTable {
             clock: clock
                 .try_into()
                 .map_err(op(names::SOURCE_CLOCK, "opening"))?,
+            drops: DropCache::open(drops)?,
             capacity,
         })
     }
@@ -145,7 +162,9 @@ impl SourceTable {
         if self.flow(slot)?.key != *key {
             return Ok(None);
         }
-        Ok(Some(SourceState::from_parts(&flow, &ctl)))
+        let mut state = SourceState::from_parts(&flow, &ctl);
+        self.drops.add_to(key, slot, &mut state);
+        Ok(Some(state))
     }
 
     fn flow(&self, slot: u32) -> Result<SourceFlow, MapError> {
@@ -172,11 +191,17 @@ impl SourceTable {
         Ok(out)
     }
 
-    /// Calls `each` with the flow record of every tracked source; returns
-    /// how many there were. (The control records are not swept; `get`
-    /// reads a source's whole state.)
+    /// Calls `each` with the flow record of every tracked source (with
+    /// what the drop cache counted for it added); returns how many there
+    /// were. (The control records are not swept; `get` reads a source's
+    /// whole state.)
     pub fn for_each(&self, each: impl FnMut(&SourceFlow)) -> Result<usize, MapError> {
-        self.sweep(0, self.used()?, each)
+        self.sweep(0, self.used()?, &self.drops.pending(), each)
+    }
+
+    /// The drop cache's entries, every CPU's (for tests and diagnostics).
+    pub fn drop_cache(&self) -> &DropCache {
+        &self.drops
     }
 
     /// Slots `0..used` may hold sources: the hand has claimed each slot
@@ -200,13 +225,15 @@ impl SourceTable {
         let align = (page_size() / SLOT).max(1) as u64;
         let cap = self.used()? as u64;
         let bound = |i: u64| ((cap * i / n).div_ceil(align) * align).min(cap) as u32;
+        let pending = self.drops.pending();
+        let pending = &pending;
         let counts: Vec<Result<usize, MapError>> = std::thread::scope(|s| {
             let handles: Vec<_> = parts
                 .iter_mut()
                 .enumerate()
                 .map(|(i, part)| {
                     let (from, to) = (bound(i as u64), bound(i as u64 + 1));
-                    s.spawn(move || self.sweep(from, to, part))
+                    s.spawn(move || self.sweep(from, to, pending, part))
                 })
                 .collect();
             handles
@@ -228,24 +255,26 @@ impl SourceTable {
     }
 
     /// Calls `each` for the sources in slots `from..to` (`from` on a page
-    /// boundary). A slot the kernel is claiming while we read may show its
-    /// new key with part of its old counters, once; nothing else is torn
-    /// in a way that matters (each counter is one aligned word).
+    /// boundary), with the counts `pending` (sorted by slot) holds for
+    /// them added. A slot the kernel is claiming while we read may show
+    /// its new key with part of its old counters, once; nothing else is
+    /// torn in a way that matters (each counter is one aligned word). A
+    /// drop-cache entry the kernel folds into its flow record between the
+    /// two reads counts twice in this one reading.
     fn sweep(
         &self,
         from: u32,
         to: u32,
+        pending: &[Pending],
         mut each: impl FnMut(&SourceFlow),
     ) -> Result<usize, MapError> {
         let mut found = 0;
         let mut at = from;
+        let mut next = pending.partition_point(|p| p.slot < from);
         while at < to {
             let count = WINDOW.min(to - at);
-            let window = Window::map(&self.flows_fd, at, count).map_err(syscall_error(
-                names::SOURCE_FLOWS,
-                "mapping",
-                "mmap",
-            ))?;
+            let window = Window::<SourceFlow>::map(&self.flows_fd, at, count)
+                .map_err(syscall_error(names::SOURCE_FLOWS, "mapping", "mmap"))?;
             for i in 0..count as usize {
                 let p = window.slot(i);
                 window.prefetch(i + PREFETCH);
@@ -258,7 +287,14 @@ impl SourceTable {
                     continue;
                 }
                 // SAFETY: as above; `SourceFlow` is 8 aligned words.
-                let flow = unsafe { read_flow(p) };
+                let mut flow = unsafe { read_words::<SourceFlow, 8>(p) };
+                let slot = at + i as u32;
+                while let Some(p) = pending.get(next).filter(|p| p.slot <= slot) {
+                    if p.slot == slot {
+                        p.add_to_flow(&mut flow);
+                    }
+                    next += 1;
+                }
                 found += 1;
                 each(&flow);
             }
@@ -309,100 +345,5 @@ impl SourceTable {
         self.clock
             .set(0, clock, 0)
             .map_err(op(names::SOURCE_CLOCK, "writing"))
-    }
-}
-
-/// A copy of the flow record at `p`, read as relaxed atomic words (the
-/// kernel writes it meanwhile; each word is read whole, the record may mix
-/// two moments, see `sweep`).
-///
-/// # Safety
-/// `p` must point at a mapped, aligned `SourceFlow`.
-unsafe fn read_flow(p: *const SourceFlow) -> SourceFlow {
-    const WORDS: usize = SLOT / 8;
-    const { assert!(SLOT.is_multiple_of(8) && std::mem::align_of::<SourceFlow>() == 8) };
-    let mut out = [0u64; WORDS];
-    let words = p as *const u64;
-    for (i, w) in out.iter_mut().enumerate() {
-        // SAFETY: inside the slot, 8-aligned (the caller's contract).
-        *w = unsafe { AtomicU64::from_ptr(words.add(i) as *mut u64) }.load(Ordering::Relaxed);
-    }
-    // SAFETY: `SourceFlow` is plain data of exactly these words.
-    unsafe { std::mem::transmute::<[u64; WORDS], SourceFlow>(out) }
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 { p as usize } else { 4096 }
-}
-
-/// A read-only mapping of some flow records, unmapped when dropped.
-struct Window {
-    base: *const SourceFlow,
-    len: usize,
-}
-
-impl Window {
-    /// Maps `count` slots from slot `first`, whose offset must be a whole
-    /// number of pages.
-    fn map(fd: &OwnedFd, first: u32, count: u32) -> std::io::Result<Self> {
-        let page = page_size();
-        let offset = first as usize * SLOT;
-        if !offset.is_multiple_of(page) {
-            return Err(std::io::Error::other(format!(
-                "slot {first} is not on a page boundary"
-            )));
-        }
-        let len = (count as usize * SLOT).div_ceil(page) * page;
-        // SAFETY: a fresh shared read-only mapping of the map's memory;
-        // the kernel checks the range against the array's size.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                offset as libc::off_t,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Self {
-            base: base as *const SourceFlow,
-            len,
-        })
-    }
-
-    fn slot(&self, i: usize) -> *const SourceFlow {
-        debug_assert!((i + 1) * SLOT <= self.len);
-        self.base.wrapping_add(i)
-    }
-
-    /// Hints that slot `i` will be read soon (nothing past the mapping).
-    /// The hardware prefetcher stops at page boundaries; this runs ahead
-    /// into the next page, TLB miss included.
-    #[inline(always)]
-    fn prefetch(&self, i: usize) {
-        #[cfg(target_arch = "x86_64")]
-        if (i + 1) * SLOT <= self.len {
-            // SAFETY: a hint on an address inside the mapping.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    self.base.wrapping_add(i) as *const i8,
-                )
-            };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = i;
-    }
-}
-
-impl Drop for Window {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping `map` made.
-        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
     }
 }

@@ -1,0 +1,191 @@
+//! The drop cache: per CPU, the sources whose every next packet is known
+//! to be dropped, and until when. A banned source, a denied one or one
+//! over its packet (or byte) limit costs the full pipeline once; its
+//! further packets until `until_ns` cost an Ethernet/IP source read, one
+//! array lookup and per-CPU counts (`maps::DROPS` says where it lives and
+//! who folds the counts).
+//!
+//! Exactness, why a cached drop is the drop the pipeline would make:
+//!
+//! - a ban drops until its expiry, a deny rule for good: both only while
+//!   the policy generation the entry was written at holds (the daemon
+//!   bumps it on every change to rules, limits and bans);
+//! - a packet over its limit does not change the GCRA state (it is not
+//!   charged), so the instant the next packet conforms is known when it is
+//!   dropped (`conforms_at`). For the byte bucket it is the instant a
+//!   packet of one byte would conform: no packet conforms earlier. A
+//!   packet-bucket drop is cached only for a rule with no byte limit: a
+//!   byte-bucket refusal on another CPU gives back a packet charge it took
+//!   for a moment, and a drop decided on that moment's state must not be
+//!   stretched into the future.
+//! - an over-limit drop is not used while SYN cookies are on (the cookie
+//!   gate answers a protected port's SYN before the buckets see it).
+
+use crate::{
+    bucket::{BucketParams, TICK_SHIFT},
+    types::SourceKey,
+};
+
+/// Sets of the cache per CPU, two entries (ways) each: 2,048 entries per
+/// CPU (128 KiB). A few hundred sources dropped at once rarely share a
+/// set; two that do each keep one way.
+pub const DROP_SETS: u32 = 1024;
+pub const DROP_WAYS: u32 = 2;
+/// Entries per CPU: CPU `c`'s cache is entries `c · DROPS_PER_CPU ..`.
+pub const DROPS_PER_CPU: u32 = DROP_SETS * DROP_WAYS;
+
+/// `DropEntry::slot` of an entry whose source has no slot in the source
+/// table (its counts go to the global counters only).
+pub const NO_SLOT: u32 = u32::MAX;
+
+/// One cached drop. Written by the pipeline when it drops a packet for a
+/// reason that holds for a while; read and counted by the fast path on
+/// every packet of its source; read by the daemon, which adds `packets`
+/// and `bytes` to the source's flow record as it reads it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropEntry {
+    /// `family == 0`: an empty entry.
+    pub key: SourceKey,
+    /// The source's slot in the source table when written (`NO_SLOT`).
+    pub slot: u32,
+    /// `CLOCK_MONOTONIC_COARSE` ns: packets before it are dropped.
+    pub until_ns: u64,
+    /// `RuntimeConfig::generation` when written; another one voids it.
+    pub generation: u32,
+    /// `reason::Reason` of the drops.
+    pub reason: u32,
+    /// Packets and bytes this entry dropped since its key was written,
+    /// not yet in the flow record of `slot` (the pipeline adds them there
+    /// when the entry goes to another source).
+    pub packets: u64,
+    pub bytes: u64,
+    /// The last packet's time (the source's last-seen time while cached).
+    pub last_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<DropEntry>() == 64);
+
+impl DropEntry {
+    /// Whether a packet from `key` at `now` under `generation` is dropped
+    /// by this entry.
+    #[inline(always)]
+    pub fn covers(&self, key: &SourceKey, now: u64, generation: u32) -> bool {
+        self.key.family == key.family
+            && self.key.addr[0] == key.addr[0]
+            && self.key.addr[1] == key.addr[1]
+            && self.key.addr[2] == key.addr[2]
+            && self.key.addr[3] == key.addr[3]
+            && now < self.until_ns
+            && self.generation == generation
+    }
+}
+
+/// The set of `key` (Fibonacci hashing of the folded address words; the
+/// family is in the key only to keep an IPv4 and an IPv6 key apart).
+#[inline(always)]
+pub fn set_of(key: &SourceKey) -> u32 {
+    let folded = key.addr[0]
+        ^ key.addr[1].rotate_left(7)
+        ^ key.addr[2].rotate_left(13)
+        ^ key.addr[3].rotate_left(19)
+        ^ key.family;
+    folded.wrapping_mul(0x9E37_79B1) >> (32 - DROP_SETS.trailing_zeros())
+}
+
+/// The first instant (ticks since the clock base) at which a packet of
+/// `cost` units conforms to the bucket in state `tat` (`conform` is
+/// `Some` from then on, `None` before while the state stays `tat`).
+#[inline(always)]
+pub fn conforms_at(tat: u64, cost: u64, params: &BucketParams) -> u64 {
+    tat.saturating_add(params.charge(cost))
+        .saturating_sub(params.tolerance)
+}
+
+/// The first nanosecond since the clock base whose ticks reach `ticks`
+/// (rounded up: before it, the clock's ticks are still below).
+#[inline(always)]
+pub fn ns_reaching(ticks: u64) -> u64 {
+    ticks.div_ceil(1 << TICK_SHIFT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bucket::{conform, ticks};
+
+    /// Dropped at every nanosecond before the computed instant, admitted
+    /// from it on: checked around it for limits from 1 to 10^6 per second,
+    /// packet and byte costs, and bucket states ahead of and behind now.
+    #[test]
+    fn the_cached_instant_is_exactly_when_the_next_packet_conforms() {
+        for (rate, burst) in [
+            (1, 1),
+            (10, 3),
+            (1_000, 50),
+            (123_457, 1_000),
+            (1_000_000, 7),
+        ] {
+            let p = BucketParams::new(rate, burst).unwrap();
+            for cost in [1, 60, 1_500] {
+                if cost > burst {
+                    continue;
+                }
+                for ahead_ns in [0u64, 1, 999, 1_000_000, 3_000_000_000] {
+                    let now_ns = 5_000_000_000u64;
+                    let tat = ticks(now_ns) + p.tolerance + ticks(ahead_ns);
+                    assert!(conform(tat, ticks(now_ns), cost, &p).is_none());
+                    let at = ns_reaching(conforms_at(tat, cost, &p));
+                    assert!(at > now_ns, "rate {rate} cost {cost} ahead {ahead_ns}");
+                    assert!(
+                        conform(tat, ticks(at - 1), cost, &p).is_none(),
+                        "rate {rate} cost {cost}: admitted one ns early"
+                    );
+                    assert!(
+                        conform(tat, ticks(at), cost, &p).is_some(),
+                        "rate {rate} cost {cost}: still refused at the instant"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A packet of one byte conforms no later than any larger packet: the
+    /// byte bucket's cached instant never drops a packet that would pass.
+    #[test]
+    fn the_smallest_packet_conforms_first() {
+        let p = BucketParams::new(10_000, 3_000).unwrap();
+        let tat = ticks(1_000_000_000) + p.tolerance + ticks(50_000);
+        for cost in [2, 64, 1_500] {
+            assert!(conforms_at(tat, 1, &p) <= conforms_at(tat, cost, &p));
+        }
+    }
+
+    #[test]
+    fn sets_spread_neighbouring_addresses_and_stay_in_range() {
+        let mut seen = [0u32; DROP_SETS as usize];
+        for i in 0..4096u32 {
+            let k = SourceKey::v4((0xC000_0200u32 + i).to_be(), u32::MAX);
+            let s = set_of(&k);
+            assert!(s < DROP_SETS);
+            seen[s as usize] += 1;
+        }
+        // 4 per set on average; Fibonacci hashing of a run is near even.
+        assert!(seen.iter().all(|&n| n <= 12), "{:?}", seen.iter().max());
+    }
+
+    #[test]
+    fn an_entry_covers_its_key_until_its_instant_under_its_generation() {
+        let key = SourceKey::v4(0x0102_0304, u32::MAX);
+        let e = DropEntry {
+            key,
+            until_ns: 100,
+            generation: 6,
+            ..DropEntry::default()
+        };
+        assert!(e.covers(&key, 99, 6));
+        assert!(!e.covers(&key, 100, 6));
+        assert!(!e.covers(&key, 50, 8));
+        assert!(!e.covers(&SourceKey::v4(0x0102_0305, u32::MAX), 50, 6));
+        assert!(!DropEntry::default().covers(&SourceKey::default(), 0, 0));
+    }
+}

@@ -1,0 +1,148 @@
+//! The drop cache in the kernel: `hit`, the fast path `judge` tries before
+//! the full pipeline (the source read, one lookup of this CPU's two
+//! entries for it, per-CPU counts), and `remember`, which the pipeline
+//! calls when it drops a packet for a reason that lasts. The entry, and
+//! why a cached drop is exactly the pipeline's: `monitor_common::drops`.
+//!
+//! What the fast path skips: the flow record's SYN count, port sketch and
+//! ACK count, and the malformed counters (it does not parse that far);
+//! the packet and byte counts reach the flow record through the entry
+//! (the daemon adds them as it reads; `fold` when the entry is reused).
+//! The global counters count every cached drop under its reason.
+
+use aya_ebpf::helpers::generated::bpf_get_smp_processor_id;
+use monitor_common::{
+    drops::{DROP_WAYS, DROPS_PER_CPU, DropEntry, NO_SLOT, set_of},
+    reason::Reason,
+    syncookie::cookie_mode,
+    types::{RuntimeConfig, SourceKey, family},
+};
+
+use crate::{
+    atomic,
+    maps::{TG_DROPS, TG_SRC_FLOWS},
+    parse,
+    sources::same,
+};
+
+/// This CPU's two entries for `key`.
+#[inline(always)]
+fn ways(key: &SourceKey) -> Option<(*mut DropEntry, *mut DropEntry)> {
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let first = cpu * DROPS_PER_CPU + set_of(key) * DROP_WAYS;
+    Some((
+        TG_DROPS.get_ptr_mut(first)?,
+        TG_DROPS.get_ptr_mut(first + 1)?,
+    ))
+}
+
+/// The reason a packet is dropped without the pipeline, counted in its
+/// entry; `None` to run the pipeline.
+#[inline(always)]
+pub fn hit(
+    ctx: &aya_ebpf::programs::XdpContext,
+    cfg: &RuntimeConfig,
+    len: u64,
+    now: u64,
+) -> Option<Reason> {
+    let key = parse::source_key(ctx, cfg)?;
+    let (a, b) = ways(&key)?;
+    let e = if unsafe { (*a).covers(&key, now, cfg.generation) } {
+        unsafe { &mut *a }
+    } else if unsafe { (*b).covers(&key, now, cfg.generation) } {
+        unsafe { &mut *b }
+    } else {
+        return None;
+    };
+    let reason = Reason::from_u32(e.reason)?;
+    if cfg.cookie.mode == cookie_mode::ON && !gate_agrees(reason, &key, cfg) {
+        return None;
+    }
+    e.packets += 1;
+    e.bytes += len;
+    e.last_ns = now;
+    Some(reason)
+}
+
+/// While SYN cookies are on, the cookie gate judges a protected port's
+/// SYN before the source's buckets, by the whole address: a cached ban or
+/// deny is the gate's verdict too when the key is the whole address; a
+/// cached over-limit drop is not (the gate answers with a cookie).
+#[inline(always)]
+fn gate_agrees(reason: Reason, key: &SourceKey, cfg: &RuntimeConfig) -> bool {
+    let whole = if key.family == family::IPV4 as u32 {
+        cfg.v4_mask == u32::MAX
+    } else {
+        cfg.v6_mask == [u32::MAX; 4]
+    };
+    whole && matches!(reason, Reason::Banned | Reason::Deny)
+}
+
+/// Caches "every packet of `key` is dropped for `reason` until `until_ns`"
+/// in this CPU's set for it: in the entry it already has, else in a way
+/// that covers nothing now, else in the way least recently hit. The
+/// counts of the source an entry leaves are folded into its flow record
+/// first.
+#[inline(always)]
+pub fn remember(
+    key: &SourceKey,
+    slot: u32,
+    reason: Reason,
+    until_ns: u64,
+    generation: u32,
+    now: u64,
+) {
+    let Some((a, b)) = ways(key) else {
+        return;
+    };
+    let (ea, eb) = unsafe { (&mut *a, &mut *b) };
+    let e = if same(&ea.key, key) {
+        ea
+    } else if same(&eb.key, key) {
+        eb
+    } else if !live(ea, now, generation) {
+        ea
+    } else if !live(eb, now, generation) || eb.last_ns < ea.last_ns {
+        eb
+    } else {
+        ea
+    };
+    if !same(&e.key, key) || e.slot != slot {
+        // A source that moved slots was evicted from its old one, and its
+        // counts with it.
+        fold(e);
+        *e = DropEntry {
+            key: *key,
+            slot,
+            ..DropEntry::default()
+        };
+    }
+    e.until_ns = until_ns;
+    e.generation = generation;
+    e.reason = reason as u32;
+    e.last_ns = now;
+}
+
+#[inline(always)]
+fn live(e: &DropEntry, now: u64, generation: u32) -> bool {
+    e.key.family != 0 && now < e.until_ns && e.generation == generation
+}
+
+/// Adds an entry's counts to the flow record of its slot, if that slot
+/// still holds its source.
+#[inline(always)]
+fn fold(e: &DropEntry) {
+    if e.packets == 0 || e.slot == NO_SLOT {
+        return;
+    }
+    let Some(flow) = TG_SRC_FLOWS.get_ptr_mut(e.slot) else {
+        return;
+    };
+    let flow = unsafe { &mut *flow };
+    if !same(&flow.key, &e.key) {
+        return;
+    }
+    atomic::add(&mut flow.packets, e.packets);
+    atomic::add(&mut flow.bytes, e.bytes);
+    atomic::add(&mut flow.dropped, e.packets);
+}
