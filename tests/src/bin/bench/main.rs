@@ -11,8 +11,9 @@
 //! - `time_to_answer`: from an attack's first packet to the daemon's
 //!   answer in force.
 //!
-//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer` runs one part alone, `tollgate` all but
-//! xdp-filter's figures, for quick tuning.
+//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer|packet`
+//! runs one part alone (`packet`: the per-packet table), `tollgate` all
+//! but xdp-filter's figures, for quick tuning.
 
 mod daemon_read;
 mod download;
@@ -49,7 +50,8 @@ fn stats(mut v: Vec<f64>) -> Stats {
 fn main() -> anyhow::Result<()> {
     let only = std::env::var("TG_BENCH_ONLY").ok();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer: one part alone, for quick tuning.
+    // TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer: one part alone, for quick tuning
+    // (`packet` below, after the setup it shares).
     match only.as_deref() {
         Some("ban") => return time_to_answer::run(),
         Some("daemon") => return daemon_read::run(),
@@ -78,6 +80,9 @@ fn main() -> anyhow::Result<()> {
     );
     // TG_BENCH_ONLY=tollgate: Tollgate's figures alone, for quick tuning.
     per_packet::run(&tg, cpus, only.as_deref() == Some("tollgate"))?;
+    if only.as_deref() == Some("packet") {
+        return Ok(());
+    }
     walk::run(&tg, cpus)?;
     drop(tg);
     syn_cookie::run()?;

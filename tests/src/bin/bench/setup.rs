@@ -123,7 +123,11 @@ fn fill_sources(tg: &mut Tollgate) -> anyhow::Result<()> {
 /// Tollgate's object, loaded with the default source table (1,048,576
 /// slots) and nothing applied yet.
 pub fn load() -> anyhow::Result<Tollgate> {
-    Tollgate::load(&LoadOptions::default()).context("loading Tollgate")
+    Tollgate::load(&LoadOptions {
+        reference: true,
+        ..LoadOptions::default()
+    })
+    .context("loading Tollgate")
 }
 
 /// Applies the 1,000 rules (bucket clock based at now, as the daemon does)
