@@ -5,6 +5,10 @@
 //! array lookup and per-CPU counts (`maps::DROPS` says where it lives and
 //! who folds the counts).
 //!
+//! What the fast path does not record: the source's last-seen time, its
+//! port sketch and ACK count (the pipeline's packets, at least one per
+//! clock tick for an over-limit source, still feed them).
+//!
 //! Exactness, why a cached drop is the drop the pipeline would make:
 //!
 //! - a ban drops until its expiry, a deny rule for good: both only while
@@ -60,8 +64,11 @@ pub struct DropEntry {
     /// when the entry goes to another source).
     pub packets: u64,
     pub bytes: u64,
-    /// The last packet's time (the source's last-seen time while cached).
-    pub last_ns: u64,
+    /// Of those packets, TCP SYNs without ACK (the detectors tell a SYN
+    /// flood by them). Counted where the TCP header follows the IP header
+    /// directly, as nearly every SYN has it; one behind IPv6 extension
+    /// headers counts as a packet only.
+    pub syns: u64,
 }
 const _: () = assert!(core::mem::size_of::<DropEntry>() == 64);
 

@@ -32,14 +32,13 @@ use crate::{
 
 /// Parses, decides and counts one packet; returns its XDP action. A
 /// packet the drop cache knows to drop is counted and dropped before the
-/// parse (`drops::hit`).
+/// parse (`drops::hit` reads its source alone).
 #[inline(always)]
 pub fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let now = M::now_ns();
     if M::DROP_CACHE
-        && let Some(cfg) = TG_CONFIG.get(0)
-        && let Some(reason) = drops::hit(ctx, cfg, len, now)
+        && let Some(reason) = drops::hit(ctx, len, now)
     {
         stats::count(
             stats::iface_slot(ctx.ingress_ifindex() as u32),

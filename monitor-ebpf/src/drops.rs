@@ -4,13 +4,15 @@
 //! calls when it drops a packet for a reason that lasts. The entry, and
 //! why a cached drop is exactly the pipeline's: `monitor_common::drops`.
 //!
-//! What the fast path skips: the flow record's SYN count, port sketch and
-//! ACK count, and the malformed counters (it does not parse that far);
-//! the packet and byte counts reach the flow record through the entry
-//! (the daemon adds them as it reads; `fold` when the entry is reused).
-//! The global counters count every cached drop under its reason.
+//! What the fast path skips: the flow record's port sketch, ACK count and
+//! last-seen time, the host-wide SYN signal (a dropped source's SYNs are
+//! not host-wide evidence) and the malformed counters (it does not parse
+//! that far); the packet, byte and SYN counts reach the flow record
+//! through the entry (the daemon adds them as it reads; `fold` when the
+//! entry is reused). The global counters count every cached drop under
+//! its reason.
 
-use aya_ebpf::helpers::generated::bpf_get_smp_processor_id;
+use aya_ebpf::{helpers::generated::bpf_get_smp_processor_id, programs::XdpContext};
 use monitor_common::{
     drops::{DROP_WAYS, DROPS_PER_CPU, DropEntry, NO_SLOT, set_of},
     reason::Reason,
@@ -20,7 +22,7 @@ use monitor_common::{
 
 use crate::{
     atomic,
-    maps::{TG_DROPS, TG_SRC_FLOWS},
+    maps::{TG_CONFIG, TG_DROPS, TG_SRC_FLOWS},
     parse,
     sources::same,
 };
@@ -37,15 +39,14 @@ fn ways(key: &SourceKey) -> Option<(*mut DropEntry, *mut DropEntry)> {
 }
 
 /// The reason a packet is dropped without the pipeline, counted in its
-/// entry; `None` to run the pipeline.
+/// entry; `None` to run the pipeline. Everything after the lookup runs on
+/// a hit only, so a packet that misses pays the source read and the
+/// lookup.
 #[inline(always)]
-pub fn hit(
-    ctx: &aya_ebpf::programs::XdpContext,
-    cfg: &RuntimeConfig,
-    len: u64,
-    now: u64,
-) -> Option<Reason> {
-    let key = parse::source_key(ctx, cfg)?;
+pub fn hit(ctx: &XdpContext, len: u64, now: u64) -> Option<Reason> {
+    let cfg = TG_CONFIG.get(0)?;
+    let (c, proto) = parse::network_header(ctx)?;
+    let key = parse::source_key(&c, proto, cfg)?;
     let (a, b) = ways(&key)?;
     let e = if unsafe { (*a).covers(&key, now, cfg.generation) } {
         unsafe { &mut *a }
@@ -60,7 +61,7 @@ pub fn hit(
     }
     e.packets += 1;
     e.bytes += len;
-    e.last_ns = now;
+    e.syns += parse::bare_syn(&c, proto) as u64;
     Some(reason)
 }
 
@@ -80,7 +81,7 @@ fn gate_agrees(reason: Reason, key: &SourceKey, cfg: &RuntimeConfig) -> bool {
 
 /// Caches "every packet of `key` is dropped for `reason` until `until_ns`"
 /// in this CPU's set for it: in the entry it already has, else in a way
-/// that covers nothing now, else in the way least recently hit. The
+/// that covers nothing now, else in the way whose drop ends first. The
 /// counts of the source an entry leaves are folded into its flow record
 /// first.
 #[inline(always)]
@@ -102,7 +103,7 @@ pub fn remember(
         eb
     } else if !live(ea, now, generation) {
         ea
-    } else if !live(eb, now, generation) || eb.last_ns < ea.last_ns {
+    } else if !live(eb, now, generation) || eb.until_ns < ea.until_ns {
         eb
     } else {
         ea
@@ -120,7 +121,6 @@ pub fn remember(
     e.until_ns = until_ns;
     e.generation = generation;
     e.reason = reason as u32;
-    e.last_ns = now;
 }
 
 #[inline(always)]
@@ -145,4 +145,7 @@ fn fold(e: &DropEntry) {
     atomic::add(&mut flow.packets, e.packets);
     atomic::add(&mut flow.bytes, e.bytes);
     atomic::add(&mut flow.dropped, e.packets);
+    if e.syns > 0 {
+        atomic::add(&mut flow.syns, e.syns);
+    }
 }

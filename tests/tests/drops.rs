@@ -9,6 +9,7 @@
 mod common;
 
 use common::{key, load, on_two_cpus, pps, rule, udp};
+use lab::packets::Spec;
 use monitor_common::{
     drops::{DROP_WAYS, DROPS_PER_CPU, set_of},
     maps::PROG_MAIN,
@@ -86,6 +87,34 @@ fn a_banned_source_is_dropped_on_the_fast_path_and_counted_exactly() {
     let c = tg.maps.counters().unwrap();
     assert_eq!(c.get(Reason::Pass, Verdict::Pass).packets, 1);
     assert_eq!(tg.maps.source(&k).unwrap().unwrap().packets, N as u64 + 1);
+}
+
+/// The detectors tell a SYN flood by its SYNs: cached drops count them
+/// too, over IPv4 and IPv6, and only bare SYNs.
+#[test]
+fn cached_drops_count_syns_as_the_pipeline_does() {
+    let mut tg = load(&Policy::default());
+    for (src, net) in [
+        ("192.0.2.31", "192.0.2.31/32"),
+        ("2001:db8:5::1", "2001:db8:5::/64"),
+    ] {
+        tg.maps
+            .ban(net.parse().unwrap(), coarse_ns() + 600 * common::SEC)
+            .unwrap();
+        let dst = if src.contains(':') {
+            "2001:db8:ffff::1"
+        } else {
+            "198.51.100.1"
+        };
+        let syn = Spec::syn(src, dst, 40000, 443).build();
+        let ack = Spec::tcp(src, dst, 40000, 443).build();
+        send(&tg, &syn, N);
+        send(&tg, &ack, N);
+        let k = key(&tg, src);
+        let s = tg.maps.source(&k).unwrap().expect("tracked");
+        assert_eq!((s.packets, s.syns), (2 * N as u64, N as u64), "{src}");
+        assert_eq!(cached(&tg, &k), 2 * N as u64 - 1, "{src}");
+    }
 }
 
 #[test]

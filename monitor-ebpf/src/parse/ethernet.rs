@@ -66,7 +66,7 @@ pub(super) fn parse_ethernet(c: &mut Cursor, info: &mut PacketInfo) -> Option<u1
 /// Ethernet and VLAN tags as `parse_ethernet` reads them, recording
 /// nothing: the inner ethertype (host order), or `None` where
 /// `parse_ethernet` would mark the frame malformed. For the drop cache's
-/// fast path (`parse::source_key`).
+/// fast path (`parse::network_header`).
 #[inline(always)]
 pub(super) fn skip_ethernet(c: &mut Cursor) -> Option<u16> {
     let eth = c.take::<EthHdr>()?;

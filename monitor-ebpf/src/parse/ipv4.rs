@@ -85,3 +85,19 @@ pub(super) fn ipv4_source(c: &Cursor) -> Option<u32> {
     let ip = unsafe { &*c.peek::<Ipv4Hdr>()? };
     (ip.ver_ihl >> 4 == 4).then_some(ip.src)
 }
+
+/// Whether `parse_ipv4` hands a TCP header to `parse_l4` (valid header
+/// length, not a later fragment); if so the cursor is moved to it.
+#[inline(always)]
+pub(super) fn ipv4_tcp_follows(c: &mut Cursor) -> bool {
+    let Some(ip) = c.peek::<Ipv4Hdr>() else {
+        return false;
+    };
+    let ip = unsafe { &*ip };
+    let hdr_len = ((ip.ver_ihl & 0x0f) as usize) * 4;
+    ip.proto == super::IPPROTO_TCP
+        && hdr_len >= size_of::<Ipv4Hdr>()
+        && u16::from_be(ip.tot_len) as usize >= hdr_len
+        && u16::from_be(ip.frag_off) & 0x1fff == 0
+        && c.skip(hdr_len).is_some()
+}

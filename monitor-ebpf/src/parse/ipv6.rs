@@ -48,3 +48,11 @@ pub(super) fn ipv6_source(c: &Cursor) -> Option<[u32; 4]> {
     let ip = unsafe { &*c.peek::<Ipv6Hdr>()? };
     ((u32::from_be(ip.ver_tc_flow) >> 28) == 6).then_some(ip.src)
 }
+
+/// Whether a TCP header follows the fixed IPv6 header directly; if so the
+/// cursor is moved to it.
+#[inline(always)]
+pub(super) fn ipv6_tcp_follows(c: &mut Cursor) -> bool {
+    c.take::<Ipv6Hdr>()
+        .is_some_and(|ip| unsafe { (*ip).next } == super::IPPROTO_TCP)
+}

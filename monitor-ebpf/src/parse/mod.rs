@@ -36,9 +36,9 @@ use monitor_common::{
 use self::{
     ethernet::{ETH_P_IP, ETH_P_IPV6, parse_ethernet, skip_ethernet},
     icmp::parse_icmp,
-    ipv4::{ipv4_source, parse_ipv4},
-    ipv6::{ipv6_source, parse_ipv6},
-    tcp::parse_tcp,
+    ipv4::{ipv4_source, ipv4_tcp_follows, parse_ipv4},
+    ipv6::{ipv6_source, ipv6_tcp_follows, parse_ipv6},
+    tcp::{bare_syn as tcp_bare_syn, parse_tcp},
     udp::parse_udp,
 };
 
@@ -51,6 +51,7 @@ const IPPROTO_ICMPV6: u8 = 58;
 
 /// Position in the packet (an absolute address, as `ctx.data()` gives it)
 /// and the end of the packet.
+#[derive(Clone, Copy)]
 pub struct Cursor {
     start: usize,
     pos: usize,
@@ -127,18 +128,40 @@ pub fn parse(ctx: &XdpContext, info: &mut PacketInfo) {
     }
 }
 
-/// The packet's source key, read the way `parse` reads the source (the
-/// same tags, the same version checks) and nothing after it: `Some`
-/// exactly when `parse` would find a source. The drop cache's fast path
-/// needs no more to decide.
+/// The network header's place and ethertype, read past the same tags as
+/// `parse` and recording nothing: the drop cache's fast path reads the
+/// source there (`source_key`) before any of the full parse.
 #[inline(always)]
-pub fn source_key(ctx: &XdpContext, cfg: &RuntimeConfig) -> Option<SourceKey> {
+pub fn network_header(ctx: &XdpContext) -> Option<(Cursor, u16)> {
     let mut c = Cursor::new(ctx);
-    match skip_ethernet(&mut c)? {
-        ETH_P_IP => Some(SourceKey::v4(ipv4_source(&c)?, cfg.v4_mask)),
-        ETH_P_IPV6 => Some(SourceKey::v6(&ipv6_source(&c)?, &cfg.v6_mask)),
+    let proto = skip_ethernet(&mut c)?;
+    Some((c, proto))
+}
+
+/// The source key of the network header at `c` (ethertype `proto`): `Some`
+/// exactly when `parse` records a source (the same version
+/// checks). Reads, does not advance.
+#[inline(always)]
+pub fn source_key(c: &Cursor, proto: u16, cfg: &RuntimeConfig) -> Option<SourceKey> {
+    match proto {
+        ETH_P_IP => Some(SourceKey::v4(ipv4_source(c)?, cfg.v4_mask)),
+        ETH_P_IPV6 => Some(SourceKey::v6(&ipv6_source(c)?, &cfg.v6_mask)),
         _ => None,
     }
+}
+
+/// Whether the packet whose network header is at `c` is a TCP SYN without
+/// ACK as `parse` records one, where the TCP header follows the IP
+/// header directly (a SYN behind IPv6 extension headers is not seen).
+#[inline(always)]
+pub fn bare_syn(c: &Cursor, proto: u16) -> bool {
+    let mut c = *c;
+    let tcp = match proto {
+        ETH_P_IP => ipv4_tcp_follows(&mut c),
+        ETH_P_IPV6 => ipv6_tcp_follows(&mut c),
+        _ => false,
+    };
+    tcp && tcp_bare_syn(&c)
 }
 
 /// Marks `info` malformed at `kind`; returns `None` so helpers can

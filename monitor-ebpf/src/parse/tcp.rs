@@ -2,7 +2,10 @@
 
 use core::mem::size_of;
 
-use monitor_common::{reason::Malformed, types::PacketInfo};
+use monitor_common::{
+    reason::Malformed,
+    types::{PacketInfo, tcp_flag},
+};
 
 use super::{Cursor, malformed};
 
@@ -39,4 +42,19 @@ pub(super) fn parse_tcp(c: &mut Cursor, info: &mut PacketInfo) -> Option<(*const
         return malformed(info, Malformed::Tcp);
     }
     Some((t, off_flags))
+}
+
+/// Whether the TCP header at the cursor is one `parse_tcp` accepts and
+/// carries SYN without ACK (what the flow record counts as a SYN).
+#[inline(always)]
+pub(super) fn bare_syn(c: &Cursor) -> bool {
+    let Some(t) = c.peek::<TcpHdr>() else {
+        return false;
+    };
+    let off_flags = u16::from_be(unsafe { (*t).off_flags });
+    let doff = ((off_flags >> 12) as usize) * 4;
+    let mut end = *c;
+    doff >= size_of::<TcpHdr>()
+        && end.skip(doff).is_some()
+        && off_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN
 }

@@ -22,7 +22,7 @@ pub struct Pending {
     pub key: SourceKey,
     pub packets: u64,
     pub bytes: u64,
-    pub last_ns: u64,
+    pub syns: u64,
 }
 
 impl Pending {
@@ -32,6 +32,7 @@ impl Pending {
             flow.packets += self.packets;
             flow.bytes += self.bytes;
             flow.dropped += self.packets;
+            flow.syns += self.syns;
         }
     }
 
@@ -39,7 +40,7 @@ impl Pending {
         s.packets += self.packets;
         s.bytes += self.bytes;
         s.dropped += self.packets;
-        s.last_seen_ns = s.last_seen_ns.max(self.last_ns);
+        s.syns += self.syns;
     }
 }
 
@@ -112,6 +113,6 @@ fn pending(e: DropEntry) -> Option<Pending> {
         key: e.key,
         packets: e.packets,
         bytes: e.bytes,
-        last_ns: e.last_ns,
+        syns: e.syns,
     })
 }
