@@ -214,6 +214,22 @@ fn attack_test(tag: &str, attack: Attack) {
         "the client keeps >= 99% success while Tollgate enforces: {:?}",
         enforced.client
     );
+    // A one-source attack is answered by its ban alone: no host-wide
+    // measure (the SYN limit would shut out every client that had not
+    // completed a handshake before the flood).
+    if detectors(attack).1.is_some() {
+        let all = events(&enforced.daemon);
+        assert!(
+            all.iter().all(|e| e["detector"] != "global_syn_flood"),
+            "a {attack:?} from one source took a host-wide measure too; events: {:#?}",
+            all.iter()
+                .map(|e| format!(
+                    "{} {} {} {} {}",
+                    e["unix_ms"], e["kind"], e["detector"], e["action"], e["evidence"]
+                ))
+                .collect::<Vec<_>>()
+        );
+    }
     let action = enforced.finding["action"].as_str().unwrap_or("");
     let ends = if attack == Attack::SpoofedSynFlood {
         assert!(

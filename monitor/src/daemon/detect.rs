@@ -54,6 +54,32 @@ pub enum Finding {
     },
 }
 
+/// What this interval's per-source findings explain of the host-wide
+/// rates, per second: a flood from one source that its ban answers is not
+/// evidence of a host-wide attack, so it must not also bring the host-wide
+/// SYN limit down on every new client (a source found twice, on the hot
+/// list and in the walk, counts once).
+#[derive(Default)]
+struct Explained(HashMap<IpNet, (f64, f64)>);
+
+impl Explained {
+    fn add(&mut self, net: IpNet, r: &SourceRates) {
+        let secs = r.secs.max(1e-3);
+        let (pps, sps) = (r.packets as f64 / secs, r.syns as f64 / secs);
+        let e = self.0.entry(net).or_default();
+        *e = (e.0.max(pps), e.1.max(sps));
+    }
+
+    /// Packets and SYNs the found sources account for over `secs`.
+    fn over(&self, secs: f64) -> (u64, u64) {
+        let (pps, sps) = self
+            .0
+            .values()
+            .fold((0.0, 0.0), |(p, s), (pp, ss)| (p + pp, s + ss));
+        ((pps * secs) as u64, (sps * secs) as u64)
+    }
+}
+
 /// Host-wide totals at an interval: time, packets, signals, sources
 /// created.
 type Totals = (Instant, u64, [u64; signal::COUNT as usize], u64);
@@ -138,10 +164,10 @@ impl Detection {
         let Ok(signals) = maps.signals() else {
             return findings;
         };
-        self.judge_host(snap, signals, now, t, &mut findings);
-        self.judge_hot(maps, now, t, &mut findings);
+        let mut explained = Explained::default();
+        self.judge_hot(maps, now, t, &mut findings, &mut explained);
         if snap.walked {
-            self.judge_walk(snap, now, t, &mut findings);
+            self.judge_walk(snap, now, t, &mut findings, &mut explained);
             // A new port window once the current one has lasted its
             // length, however often the table is walked.
             if now.duration_since(self.port_window_since) >= PORT_WINDOW {
@@ -151,16 +177,19 @@ impl Detection {
                 }
             }
         }
+        self.judge_host(snap, signals, now, t, &explained, &mut findings);
         findings
     }
 
-    /// Host-wide rates against their baselines.
+    /// Host-wide rates, less what this interval's per-source findings
+    /// explain, against their baselines.
     fn judge_host(
         &mut self,
         snap: &Snapshot,
         signals: [u64; signal::COUNT as usize],
         now: Instant,
         t: &Thresholds,
+        explained: &Explained,
         out: &mut Vec<Finding>,
     ) {
         let packets: u64 = Reason::ALL.iter().map(|r| snap.counters.packets(*r)).sum();
@@ -168,17 +197,22 @@ impl Detection {
         let syn = signal::SYN as usize;
         let bogon = signal::BOGON_SOURCE as usize;
         if let Some((at, p0, s0, c0)) = self.last_global {
-            let syns = signals[syn].saturating_sub(s0[syn]);
+            let secs = now.duration_since(at).as_secs_f64();
+            let (their_packets, their_syns) = explained.over(secs);
+            let syns = signals[syn]
+                .saturating_sub(s0[syn])
+                .saturating_sub(their_syns);
+            let packets = packets.saturating_sub(p0).saturating_sub(their_packets);
             let g = GlobalRates {
-                packets: packets.saturating_sub(p0),
+                packets,
                 syns,
                 // Host-wide, every packet that is not a SYN stands in for
                 // the completed handshakes (a SYN flood's packets are
                 // nearly all SYNs; a healthy host's are not).
-                acks: packets.saturating_sub(p0).saturating_sub(syns),
+                acks: packets.saturating_sub(syns),
                 new_sources: created.saturating_sub(c0),
                 bogon_sources: signals[bogon].saturating_sub(s0[bogon]),
-                secs: now.duration_since(at).as_secs_f64(),
+                secs,
             };
             let found = self.global.judge(&g, t);
             let syn_flood = found
@@ -203,7 +237,14 @@ impl Detection {
 
     /// Sources over their limit this interval: judged now, not at the
     /// next walk of the whole table.
-    fn judge_hot(&mut self, maps: &mut Maps, now: Instant, t: &Thresholds, out: &mut Vec<Finding>) {
+    fn judge_hot(
+        &mut self,
+        maps: &mut Maps,
+        now: Instant,
+        t: &Thresholds,
+        out: &mut Vec<Finding>,
+        explained: &mut Explained,
+    ) {
         let hot = match maps.take_hot() {
             Ok(hot) => hot,
             Err(e) => return tracing::warn!(event = "hot_read_failed", "{e}"),
@@ -217,8 +258,10 @@ impl Detection {
             let rates = hot_rates(&st, self.hot_prev.get(&key), now);
             seen.insert(key, (now, st));
             if let Some((detector, evidence)) = judge_source(&rates, self.typical_pps, t) {
+                let net = source_key_net(&key, &cfg);
+                explained.add(net, &rates);
                 out.push(Finding::Source {
-                    net: source_key_net(&key, &cfg),
+                    net,
                     detector,
                     evidence,
                 });
@@ -234,6 +277,7 @@ impl Detection {
         now: Instant,
         t: &Thresholds,
         out: &mut Vec<Finding>,
+        explained: &mut Explained,
     ) {
         let top: HashMap<IpNet, Talker> = snap
             .top_by_packets
@@ -257,6 +301,7 @@ impl Detection {
                     secs,
                 };
                 if let Some((detector, evidence)) = judge_source(&r, typical, t) {
+                    explained.add(*net, &r);
                     out.push(Finding::Source {
                         net: *net,
                         detector,
