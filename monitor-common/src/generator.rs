@@ -66,11 +66,15 @@ pub struct GenConfig {
     /// Non-zero: destination ports `dport .. dport + span` at random (a
     /// port scan); zero: the template's port.
     pub dport_span: u16,
+    /// Non-zero: every frame is the template as built, not rewritten (the
+    /// fastest flood; only for receivers that never write to a frame,
+    /// since the kernel recycles a sent frame's page as it was left).
+    pub fixed: u32,
 }
 
 /// Upper bound of `GenConfig::spin` (the loop the verifier walks).
 pub const GEN_MAX_SPIN: u32 = 2048;
-const _: () = assert!(core::mem::size_of::<GenConfig>() == 80);
+const _: () = assert!(core::mem::size_of::<GenConfig>() == 84);
 
 /// Name of the generator's config map and programs.
 pub const GEN_MAP: &str = "TG_GEN";

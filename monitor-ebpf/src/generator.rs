@@ -109,6 +109,9 @@ pub fn tollgate_gen(ctx: XdpContext) -> u32 {
     let Some(cfg) = TG_GEN.get(0) else {
         return xdp_action::XDP_ABORTED;
     };
+    if cfg.fixed != 0 {
+        return xdp_action::XDP_TX;
+    }
     let Some(template) = TG_GEN_FRAME.get_ptr_mut(0) else {
         return xdp_action::XDP_ABORTED;
     };

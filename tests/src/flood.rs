@@ -63,6 +63,9 @@ pub struct Flood {
     /// Non-zero: destination ports `dport .. dport + dport_span` at random
     /// (a port scan).
     pub dport_span: u16,
+    /// Every frame the template as built: one source, one source port,
+    /// no rewriting, the generator's fastest (see `GenConfig::fixed`).
+    pub fixed: bool,
 }
 
 impl Flood {
@@ -97,6 +100,7 @@ impl Flood {
             dport,
             spin: 0,
             dport_span: 0,
+            fixed: false,
         }
     }
 
@@ -248,6 +252,7 @@ fn template(spec: &Flood) -> (Vec<u8>, GenConfig) {
         spin: spec.spin,
         orig_dport: at16(l4 + 2),
         dport_span: spec.dport_span,
+        fixed: spec.fixed as u32,
     };
     (template, cfg)
 }

@@ -35,8 +35,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("nginx", "nginx"),
     ("nftables", "nft"),
     ("curl", "curl"),
-    // Receive offload on the flood lab's veths (`lab::flood_lab`).
+    // Receive offload on the flood lab's veths (`lab::flood_lab`), and
+    // the bench's flood table (its receiver's counters; iptables'
+    // hashlimit as a defence to compare with).
     ("ethtool", "ethtool"),
+    ("iptables", "iptables"),
 ];
 
 /// Debian's invoke-rc.d asks this script whether a package may start its

@@ -6,17 +6,21 @@
 //!   and xdp-filter, on the program `setup` loads (1,000 CIDR rules,
 //!   1,000,000 tracked sources);
 //! - `walk`: the sweep of that million-source table alone;
+//! - `flood_table`: what each defence (Tollgate's drop paths, plain
+//!   XDP_DROP, xdp-filter, iptables hashlimit, an nftables meter) absorbs of
+//!   a flood on a veth pair, one receiving core;
 //! - `daemon_read`: the daemon reading a million sources every second (one
 //!   full read, its CPU and memory);
 //! - `time_to_answer`: from an attack's first packet to the daemon's
 //!   answer in force.
 //!
-//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer|packet`
+//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer|flood|packet`
 //! runs one part alone (`packet`: the per-packet table), `tollgate` all
 //! but xdp-filter's figures, for quick tuning.
 
 mod daemon_read;
 mod download;
+mod flood_table;
 mod per_packet;
 mod setup;
 mod syn_answer;
@@ -59,6 +63,7 @@ fn main() -> anyhow::Result<()> {
         Some("cookie") => return syn_cookie::run(),
         Some("download") => return download::run(),
         Some("answer") => return syn_answer::run(),
+        Some("flood") => return flood_table::run(),
         Some("walk") => {
             let mut tg = setup::load()?;
             setup::prepare(&mut tg)?;
@@ -85,6 +90,7 @@ fn main() -> anyhow::Result<()> {
     }
     walk::run(&tg, cpus)?;
     drop(tg);
+    flood_table::run()?;
     syn_cookie::run()?;
     syn_answer::run()?;
     download::run()?;
