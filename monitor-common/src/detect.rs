@@ -172,20 +172,19 @@ pub fn judge_source(
     typical_pps: f64,
     t: &Thresholds,
 ) -> Option<(Detector, Evidence)> {
+    // Nothing sent in the window, nothing going on: the port sketch
+    // outlives a scan by up to its window, and a ban nearing its end is
+    // renewed only for a source still attacking.
+    if r.packets == 0 {
+        return None;
+    }
     let secs = r.secs.max(1e-3);
     let pps = r.packets as f64 / secs;
     let bps = r.bytes as f64 / secs;
     let syn_pps = r.syns as f64 / secs;
     let ratio = r.syns as f64 / (r.acks.max(1)) as f64;
-    if syn_pps > t.syn_pps && ratio > t.syn_ratio {
-        return Some((
-            Detector::SynFlood,
-            Evidence::new(&[
-                ("syn_per_second", syn_pps, t.syn_pps),
-                ("syn_per_handshake", ratio, t.syn_ratio),
-            ]),
-        ));
-    }
+    // Many ports first: a scan at flood speed is a SYN flood too, and
+    // "port_scan" says more about it.
     if r.distinct_ports >= t.scan_ports {
         return Some((
             Detector::PortScan,
@@ -194,6 +193,15 @@ pub fn judge_source(
                 r.distinct_ports as f64,
                 t.scan_ports as f64,
             )]),
+        ));
+    }
+    if syn_pps > t.syn_pps && ratio > t.syn_ratio {
+        return Some((
+            Detector::SynFlood,
+            Evidence::new(&[
+                ("syn_per_second", syn_pps, t.syn_pps),
+                ("syn_per_handshake", ratio, t.syn_ratio),
+            ]),
         ));
     }
     // A flood is over the absolute line, and far above what a typical
@@ -574,6 +582,16 @@ mod tests {
             ..quiet
         };
         assert_eq!(judge_source(&scan, 20.0, &t).unwrap().0, Detector::PortScan);
+        // A scan that stopped: its sketch still shows the ports, but it
+        // sent nothing in the window.
+        let stopped = SourceRates {
+            packets: 0,
+            bytes: 0,
+            syns: 0,
+            acks: 0,
+            ..scan
+        };
+        assert_eq!(judge_source(&stopped, 20.0, &t), None);
         // Everyone busy: a high rate that is typical is not a flood.
         let typical = SourceRates {
             packets: 12_000,

@@ -120,9 +120,10 @@ pub const DROPS: &str = "TG_DROPS";
 pub mod signal {
     /// TCP segments with SYN set and ACK clear.
     pub const SYN: u32 = 0;
-    /// Unused (was ACKs; the host-wide ratio now divides by all other
-    /// packets, which the global counters have anyway).
-    pub const RESERVED: u32 = 1;
+    /// Of those, the ones a ban or deny rule dropped: already answered, so
+    /// no evidence that a host-wide measure is needed (index 1 was unused
+    /// in layout 3).
+    pub const SYN_ANSWERED: u32 = 1;
     /// New sources from a bogon or reserved range.
     pub const BOGON_SOURCE: u32 = 2;
     pub const COUNT: u32 = 3;

@@ -141,6 +141,9 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
     };
     if verdict == Verdict::Drop {
         atomic::add(unsafe { &mut (*src.flow).dropped }, 1);
+        if is_syn && matches!(reason, Reason::Banned | Reason::Deny) {
+            stats::signal(signal::SYN_ANSWERED);
+        }
         // `until` is for the reason `enforce` gave; the checks after it
         // only ever turn a pass into a drop, never change a drop's reason.
         if M::DROP_CACHE && until > now {

@@ -5,9 +5,9 @@
 //! why a cached drop is exactly the pipeline's: `monitor_common::drops`.
 //!
 //! What the fast path skips: the flow record's port sketch, ACK count and
-//! last-seen time, the host-wide SYN signal (a dropped source's SYNs are
-//! not host-wide evidence) and the malformed counters (it does not parse
-//! that far); the packet, byte and SYN counts reach the flow record
+//! last-seen time, and the malformed counters (it does not parse that
+//! far); SYNs count host-wide as in the pipeline (`signal::SYN`, and
+//! `SYN_ANSWERED` for a ban's or deny rule's); the packet, byte and SYN counts reach the flow record
 //! through the entry (the daemon adds them as it reads; `fold` when the
 //! entry is reused). The global counters count every cached drop under
 //! its reason.
@@ -15,6 +15,7 @@
 use aya_ebpf::{helpers::generated::bpf_get_smp_processor_id, programs::XdpContext};
 use monitor_common::{
     drops::{DROP_WAYS, DROPS_PER_CPU, DropEntry, NO_SLOT, set_of},
+    maps::signal,
     reason::Reason,
     syncookie::cookie_mode,
     types::{RuntimeConfig, SourceKey, family},
@@ -25,6 +26,7 @@ use crate::{
     maps::{TG_CONFIG, TG_DROPS, TG_SRC_FLOWS},
     parse,
     sources::same,
+    stats,
 };
 
 /// This CPU's two entries for `key`.
@@ -61,7 +63,13 @@ pub fn hit(ctx: &XdpContext, len: u64, now: u64) -> Option<Reason> {
     }
     e.packets += 1;
     e.bytes += len;
-    e.syns += parse::bare_syn(&c, proto) as u64;
+    if parse::bare_syn(&c, proto) {
+        e.syns += 1;
+        stats::signal(signal::SYN);
+        if matches!(reason, Reason::Banned | Reason::Deny) {
+            stats::signal(signal::SYN_ANSWERED);
+        }
+    }
     Some(reason)
 }
 

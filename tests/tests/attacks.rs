@@ -64,6 +64,8 @@ fn detectors(attack: Attack) -> (&'static [&'static str], Option<&'static str>) 
 /// What one run saw.
 struct Run {
     client: Requests,
+    /// When the flood ended (Unix ms, as events carry).
+    ended_ms: u64,
     finding: Value,
     /// Packets the kernel dropped or would have dropped (monitor verdict).
     dropped: u64,
@@ -79,7 +81,7 @@ burst_packets = 4000
 mode = "{mode}"
 [detect]
 mode = "{mode}"
-ban_ttls = ["6s", "1m"]
+ban_ttls = ["6s", "8s"]
 syn_limit_ttl = "6s"
 "#
     )
@@ -113,7 +115,7 @@ fn run(tag: &str, attack: Attack, mode: &str) -> Run {
         .expect("starting the HTTP server");
     let to = SocketAddr::new(d.lab.server_v4(), HTTP_PORT);
     let spec = flood_of(attack);
-    let requests = std::thread::scope(|s| {
+    let (requests, ended_ms) = std::thread::scope(|s| {
         let c = s.spawn(|| {
             client(
                 client_ns,
@@ -142,7 +144,7 @@ fn run(tag: &str, attack: Attack, mode: &str) -> Run {
             .unwrap()
             .expect("flooding");
         assert!(sent.packets > 1_000_000, "the attack ran: {sent:?}");
-        c.join().unwrap().expect("the client")
+        (c.join().unwrap().expect("the client"), unix_ms())
     });
     // The decisive finding: what was (or would have been) done.
     let (detectors, source) = detectors(attack);
@@ -167,11 +169,25 @@ fn run(tag: &str, attack: Attack, mode: &str) -> Run {
     let n = |v: &Value| v.as_u64().unwrap_or(0);
     Run {
         client: requests,
+        ended_ms,
         finding,
         dropped: n(&status["packets"]["drop"]),
         monitored: n(&status["packets"]["monitor"]),
         daemon: d,
     }
+}
+
+/// One line per event, for a failure's message.
+fn brief(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} {} {} {}",
+                e["unix_ms"], e["kind"], e["detector"], e["source"], e["action"], e["evidence"]
+            )
+        })
+        .collect()
 }
 
 /// Monitor mode: the client suffers, the detector fires and says what it
@@ -211,8 +227,9 @@ fn attack_test(tag: &str, attack: Attack) {
     );
     assert!(
         enforced.client.success() >= 0.99,
-        "the client keeps >= 99% success while Tollgate enforces: {:?}",
-        enforced.client
+        "the client keeps >= 99% success while Tollgate enforces: {:?}; events: {:#?}",
+        enforced.client,
+        brief(&events(&enforced.daemon))
     );
     // A one-source attack is answered by its ban alone: no host-wide
     // measure (the SYN limit would shut out every client that had not
@@ -222,12 +239,7 @@ fn attack_test(tag: &str, attack: Attack) {
         assert!(
             all.iter().all(|e| e["detector"] != "global_syn_flood"),
             "a {attack:?} from one source took a host-wide measure too; events: {:#?}",
-            all.iter()
-                .map(|e| format!(
-                    "{} {} {} {} {}",
-                    e["unix_ms"], e["kind"], e["detector"], e["action"], e["evidence"]
-                ))
-                .collect::<Vec<_>>()
+            brief(&all)
         );
     }
     let action = enforced.finding["action"].as_str().unwrap_or("");
@@ -237,26 +249,61 @@ fn attack_test(tag: &str, attack: Attack) {
             "{}",
             enforced.finding
         );
-        "syn_limit_lifted"
+        // Each spoofed source is banned too; the limit may lapse while the
+        // bans hold the attack, and the bans end after it.
+        "ban_expired"
     } else {
         assert!(action.starts_with("banned"), "{}", enforced.finding);
+        // The attack (9 s) outlasts the first ban (6 s): the ban is
+        // renewed before it ends, never lapsing while the attack goes on.
+        let all = events(&enforced.daemon);
+        assert!(
+            all.iter()
+                .any(|e| e["message"].as_str().is_some_and(|m| m.contains("renewed"))),
+            "the ban was renewed while the attack went on; events: {:#?}",
+            brief(&all)
+        );
+        let lapsed: Vec<&Value> = all
+            .iter()
+            .filter(|e| e["kind"] == "ban_expired" && n(&e["unix_ms"]) < enforced.ended_ms)
+            .collect();
+        assert!(
+            lapsed.is_empty(),
+            "a ban lapsed during the attack: {lapsed:?}"
+        );
         "ban_expired"
     };
-    // The response ends after its TTL (6 s) once the attack has stopped.
-    eventually(&format!("a {ends} event"), Duration::from_secs(30), || {
-        let all = events(&enforced.daemon);
-        let seen = all.iter().any(|e| e["kind"] == ends);
-        if !seen {
-            let latest: Vec<String> = all
+    // The response ends once the attack has stopped, after its TTL (bans
+    // are renewed while their sources keep attacking).
+    let ended = enforced.ended_ms;
+    eventually(
+        &format!("a {ends} event after the attack ended"),
+        Duration::from_secs(30),
+        || {
+            let all = events(&enforced.daemon);
+            let seen = all
                 .iter()
-                .rev()
-                .take(6)
-                .map(|e| format!("{} {} {}", e["kind"], e["detector"], e["action"]))
-                .collect();
-            eprintln!("latest events: {latest:?}");
-        }
-        seen.then_some(())
-    });
+                .any(|e| e["kind"] == ends && n(&e["unix_ms"]) >= ended);
+            if !seen {
+                let latest = brief(&all);
+                eprintln!(
+                    "attack ended at {ended}; latest events: {:#?}",
+                    &latest[latest.len().saturating_sub(6)..]
+                );
+            }
+            seen.then_some(())
+        },
+    );
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[test]

@@ -21,6 +21,7 @@ use monitor_common::{
 };
 
 use crate::{
+    clock::coarse_ns,
     maps::{Maps, source_key_net},
     snapshot::{Snapshot, Talker},
 };
@@ -55,28 +56,42 @@ pub enum Finding {
 }
 
 /// What this interval's per-source findings explain of the host-wide
-/// rates, per second: a flood from one source that its ban answers is not
-/// evidence of a host-wide attack, so it must not also bring the host-wide
-/// SYN limit down on every new client (a source found twice, on the hot
-/// list and in the walk, counts once).
+/// rates, per second: a flood from a few sources that their bans answer is
+/// not evidence of a host-wide attack, so it must not also bring the
+/// host-wide SYN limit down on every new client (a source found twice, on
+/// the hot list and in the walk, counts once). Only heavy hitters explain:
+/// a source with at least `HEAVY` of the host's SYNs. A spread of hundreds
+/// of spoofed sources, each also found, explains nothing: banning them one
+/// by one is slower than the host-wide limit.
 #[derive(Default)]
-struct Explained(HashMap<IpNet, (f64, f64)>);
+struct Explained(HashMap<IpNet, (f64, f64, f64)>);
+
+/// The share of the host's SYNs that makes a found source a heavy hitter.
+const HEAVY: f64 = 0.1;
 
 impl Explained {
-    fn add(&mut self, net: IpNet, r: &SourceRates) {
-        let secs = r.secs.max(1e-3);
-        let (pps, sps) = (r.packets as f64 / secs, r.syns as f64 / secs);
-        let e = self.0.entry(net).or_default();
-        *e = (e.0.max(pps), e.1.max(sps));
+    /// `net` sent `packets` and `syns` over the last `window` seconds.
+    fn add(&mut self, net: IpNet, packets: u64, syns: u64, window: f64) {
+        let e = self.0.entry(net).or_insert((0.0, 0.0, 0.0));
+        if syns as f64 > e.1 {
+            *e = (packets as f64, syns as f64, window.max(1e-3));
+        }
     }
 
-    /// Packets and SYNs the found sources account for over `secs`.
-    fn over(&self, secs: f64) -> (u64, u64) {
-        let (pps, sps) = self
-            .0
-            .values()
-            .fold((0.0, 0.0), |(p, s), (pp, ss)| (p + pp, s + ss));
-        ((pps * secs) as u64, (sps * secs) as u64)
+    /// Packets and SYNs the heavy hitters among the found sources account
+    /// for over the interval's `secs`, of the host's `syns` in that time:
+    /// each source's rate over its window, for as much of the interval as
+    /// the window covers.
+    fn over(&self, secs: f64, syns: u64) -> (u64, u64) {
+        let (mut packets, mut their_syns) = (0.0, 0.0);
+        for (p, s, window) in self.0.values() {
+            let share = secs.min(*window) / window;
+            if s * share >= HEAVY * syns as f64 {
+                packets += p * share;
+                their_syns += s * share;
+            }
+        }
+        (packets as u64, their_syns as u64)
     }
 }
 
@@ -98,6 +113,9 @@ pub struct Detection {
     typical_pps: f64,
     /// Host-wide SYN rate outside SYN floods: what the SYN limit allows.
     syn_baseline: Ewma,
+    /// The last interval looked like a host-wide SYN flood (see
+    /// `judge_host`: one from few sources must look so twice).
+    syn_flood_before: bool,
 }
 
 impl Default for Detection {
@@ -110,6 +128,7 @@ impl Default for Detection {
             hot_prev: HashMap::new(),
             typical_pps: 0.0,
             syn_baseline: Ewma::new(0.01),
+            syn_flood_before: false,
         }
     }
 }
@@ -181,8 +200,8 @@ impl Detection {
         findings
     }
 
-    /// Host-wide rates, less what this interval's per-source findings
-    /// explain, against their baselines.
+    /// Host-wide rates, less what bans, deny rules and this interval's
+    /// per-source findings answer, against their baselines.
     fn judge_host(
         &mut self,
         snap: &Snapshot,
@@ -196,29 +215,51 @@ impl Detection {
         let created = snap.counters.source_events[source_event::CREATED as usize];
         let syn = signal::SYN as usize;
         let bogon = signal::BOGON_SOURCE as usize;
+        let answered = signal::SYN_ANSWERED as usize;
         if let Some((at, p0, s0, c0)) = self.last_global {
             let secs = now.duration_since(at).as_secs_f64();
-            let (their_packets, their_syns) = explained.over(secs);
-            let syns = signals[syn]
-                .saturating_sub(s0[syn])
+            let all_syns = signals[syn].saturating_sub(s0[syn]);
+            let packets = packets.saturating_sub(p0);
+            let (their_packets, their_syns) = explained.over(secs, all_syns);
+            // Only SYNs that no ban or deny rule answers and that no heavy
+            // hitter found this interval sends (its ban answers them now):
+            // bans are renewed while their sources keep attacking, so they
+            // do not lapse under a host-wide measure either.
+            let syns = all_syns
+                .saturating_sub(signals[answered].saturating_sub(s0[answered]))
                 .saturating_sub(their_syns);
-            let packets = packets.saturating_sub(p0).saturating_sub(their_packets);
             let g = GlobalRates {
-                packets,
+                packets: packets.saturating_sub(their_packets),
                 syns,
                 // Host-wide, every packet that is not a SYN stands in for
                 // the completed handshakes (a SYN flood's packets are
                 // nearly all SYNs; a healthy host's are not).
-                acks: packets.saturating_sub(syns),
+                acks: packets.saturating_sub(all_syns),
                 new_sources: created.saturating_sub(c0),
                 bogon_sources: signals[bogon].saturating_sub(s0[bogon]),
                 secs,
             };
-            let found = self.global.judge(&g, t);
+            let mut found = self.global.judge(&g, t);
             let syn_flood = found
                 .iter()
                 .flatten()
                 .any(|(d, _)| *d == Detector::GlobalSynFlood);
+            // A flood from one source looks host-wide for its first
+            // moments, before it goes over its limit and a per-source
+            // detector finds it (then it is explained, above). Without
+            // the mark of spoofing (many new sources), a SYN flood must
+            // last two intervals to be host-wide.
+            let spread = g.new_sources as f64 / secs.max(1e-3) >= t.new_sources_per_sec / 20.0;
+            if syn_flood && !spread && !self.syn_flood_before {
+                for f in &mut found {
+                    if f.as_ref()
+                        .is_some_and(|(d, _)| *d == Detector::GlobalSynFlood)
+                    {
+                        *f = None;
+                    }
+                }
+            }
+            self.syn_flood_before = syn_flood;
             if !syn_flood {
                 self.syn_baseline.observe(g.syns as f64 / g.secs.max(1e-3));
             }
@@ -256,10 +297,20 @@ impl Detection {
                 continue;
             };
             let rates = hot_rates(&st, self.hot_prev.get(&key), now);
+            let first_seen_ns = st.first_seen_ns;
             seen.insert(key, (now, st));
             if let Some((detector, evidence)) = judge_source(&rates, self.typical_pps, t) {
                 let net = source_key_net(&key, &cfg);
-                explained.add(net, &rates);
+                // What it sent in this interval: since the last reading,
+                // or its whole life the first time it is hot (its rate is
+                // judged over at least a second, its share of this
+                // interval's SYNs over the time it has been sending).
+                let window = if self.hot_prev.contains_key(&key) {
+                    rates.secs
+                } else {
+                    coarse_ns().saturating_sub(first_seen_ns) as f64 / 1e9
+                };
+                explained.add(net, rates.packets, rates.syns, window);
                 out.push(Finding::Source {
                     net,
                     detector,
@@ -301,7 +352,7 @@ impl Detection {
                     secs,
                 };
                 if let Some((detector, evidence)) = judge_source(&r, typical, t) {
-                    explained.add(*net, &r);
+                    explained.add(*net, r.packets, r.syns, r.secs);
                     out.push(Finding::Source {
                         net: *net,
                         detector,

@@ -12,7 +12,8 @@ use std::{
 use ipnet::IpNet;
 use monitor_common::{
     bucket::BucketParams,
-    detect::{Detector, Evidence},
+    detect::{Detector, Evidence, SourceRates, Thresholds, judge_source},
+    types::SourceState,
 };
 
 use super::{Daemon, detect::Finding};
@@ -39,6 +40,9 @@ pub struct Responder {
     quiet: HashMap<(Detector, Option<IpNet>), Instant>,
     /// Detections so far, by detector name.
     detections: BTreeMap<&'static str, u64>,
+    /// Banned sources whose bans end soon, as last read: whether they are
+    /// still attacking is judged on what they sent since (`renew_bans`).
+    ending: HashMap<IpNet, (Instant, SourceState)>,
 }
 
 impl Responder {
@@ -93,6 +97,7 @@ impl Daemon {
             self.lift_syn_limit("the host-wide limit on new TCP connections ended");
         }
         let t = self.config.detect.thresholds;
+        self.renew_bans(&t);
         for f in self.detect.judge(&mut self.tg.maps, snap, &t) {
             match f {
                 Finding::Source {
@@ -107,6 +112,49 @@ impl Daemon {
                 Finding::HostWide { detector, evidence } => self.report(detector, evidence),
             }
         }
+    }
+
+    /// Bans a detector placed that end within `renew_ahead`: a source that
+    /// kept attacking (its dropped packets judged as the detectors judge
+    /// any source's, over the last interval) is banned again at the next
+    /// length before the kernel lets the ban lapse. Every such source is
+    /// read, not only those the walk's top lists show: a spread of
+    /// hundreds of banned sources would otherwise come back in a wave.
+    fn renew_bans(&mut self, t: &Thresholds) {
+        let now = coarse_ns();
+        let soon = now + self.renew_ahead();
+        let ending: Vec<IpNet> = self
+            .bans
+            .in_force(now)
+            .filter(|(_, b)| b.until_mono_ns <= soon && b.reason.is_some())
+            .map(|(n, _)| *n)
+            .collect();
+        let at = Instant::now();
+        let mut seen = HashMap::new();
+        for net in ending {
+            let Ok(key) = self.tg.maps.source_key(net.addr()) else {
+                continue;
+            };
+            let Ok(Some(st)) = self.tg.maps.source(&key) else {
+                continue;
+            };
+            if let Some((then, old)) = self.respond.ending.get(&net) {
+                let rates = SourceRates {
+                    packets: st.packets.saturating_sub(old.packets),
+                    bytes: st.bytes.saturating_sub(old.bytes),
+                    syns: st.syns.saturating_sub(old.syns),
+                    acks: st.acks.saturating_sub(old.acks),
+                    distinct_ports: 0,
+                    secs: at.duration_since(*then).as_secs_f64(),
+                };
+                if let Some((d, ev)) = judge_source(&rates, 0.0, t) {
+                    self.ban_for(net, d, ev);
+                    continue;
+                }
+            }
+            seen.insert(net, (at, st));
+        }
+        self.respond.ending = seen;
     }
 
     /// A host-wide finding with no source to ban, said once per
@@ -252,7 +300,10 @@ impl Daemon {
             .filter(|r| r.net.contains(&net))
             .max_by_key(|r| r.net.prefix_len())
             .is_some_and(|r| matches!(r.action, Action::Allow));
-        let active = self.bans.active(monotonic_ns());
+        // A renewal replaces its own ban: not one more against the cap.
+        let now = monotonic_ns();
+        let renewing = self.bans.get(&net).is_some_and(|b| b.until_mono_ns > now);
+        let active = self.bans.active(now) - usize::from(renewing);
         if allowed {
             Some((
                 "logged".to_owned(),
@@ -275,18 +326,38 @@ impl Daemon {
         }
     }
 
+    /// How long before its end a ban whose source is still attacking is
+    /// renewed: two walks of the table (the banned source's packets are
+    /// found there, dropped), so its renewal lands before the kernel lets
+    /// it lapse and the attack back in for the time it takes to find it
+    /// again.
+    fn renew_ahead(&self) -> u64 {
+        2 * self
+            .config
+            .scan_interval
+            .max(self.config.interval)
+            .as_nanos() as u64
+    }
+
     /// Bans `net` for a per-source finding, unless it may not be (each
     /// refusal said in the event).
     fn ban_for(&mut self, net: IpNet, d: Detector, ev: Evidence) {
         // A banned source's packets still reach the detectors (dropped);
-        // the ban already answered them. Expiry is judged on the kernel's
-        // clock, as the sweep does: a ban that just ended is swept (and
-        // its end reported) before a new one is considered.
+        // the ban already answered them, until it nears its end: then the
+        // source is still attacking, and the ban is renewed at the next
+        // length. Expiry is judged on the kernel's clock, as the sweep
+        // does: a ban that just ended is swept (and its end reported)
+        // before a new one is considered.
+        let mut renewal = false;
         if let Some(b) = self.bans.get(&net) {
-            if b.until_mono_ns > coarse_ns() {
+            let now = coarse_ns();
+            if b.until_mono_ns > now + self.renew_ahead() {
                 return;
             }
-            self.sweep_bans();
+            renewal = b.until_mono_ns > now;
+            if !renewal {
+                self.sweep_bans();
+            }
         }
         if self.config.detect.mode_of(d) == Mode::Monitor && self.respond.repeated(d, Some(net)) {
             return;
@@ -305,9 +376,14 @@ impl Daemon {
                     Ok(()) => {
                         self.bans.offended(net);
                         self.save_or_warn();
+                        let renewed = if renewal {
+                            ", renewed: still attacking as its ban neared its end"
+                        } else {
+                            ""
+                        };
                         (
                             format!("banned for {}s", ttl.as_secs()),
-                            format!("offence {} of this source", offence + 1),
+                            format!("offence {} of this source{renewed}", offence + 1),
                         )
                     }
                     Err(e) => ("logged".to_owned(), format!("ban failed: {e}")),
