@@ -5,6 +5,8 @@
 //! - `per_packet`: ns per packet of Tollgate's programs next to a floor
 //!   and xdp-filter, on the program `setup` loads (1,000 CIDR rules,
 //!   1,000,000 tracked sources);
+//! - `new_source`: what a never-seen source costs (a spoofed storm's every
+//!   packet) on that full table, next to its next packet;
 //! - `walk`: the sweep of that million-source table alone;
 //! - `flood_table`: what each defence (Tollgate's drop paths, plain
 //!   XDP_DROP, xdp-filter, iptables hashlimit, an nftables meter) absorbs of
@@ -21,6 +23,7 @@
 mod daemon_read;
 mod download;
 mod flood_table;
+mod new_source;
 mod per_packet;
 mod setup;
 mod syn_answer;
@@ -85,6 +88,7 @@ fn main() -> anyhow::Result<()> {
     );
     // TG_BENCH_ONLY=tollgate: Tollgate's figures alone, for quick tuning.
     per_packet::run(&tg, cpus, only.as_deref() == Some("tollgate"))?;
+    new_source::run(&tg)?;
     if only.as_deref() == Some("packet") {
         return Ok(());
     }

@@ -1,0 +1,56 @@
+//! What a never-seen source costs: the path a spoofed storm takes on every
+//! packet (index miss, rule and ban lookups, a slot claimed under the
+//! clock hand, the evicted source's index entry removed and the new one
+//! inserted), next to the same source's next packet (steady state) and
+//! the floor. One packet per BPF_PROG_TEST_RUN (the kernel's own timing
+//! of that run), medians of many, on the bench's full source table: every
+//! new source evicts one.
+
+use aya::programs::{TestRun, TestRunOptions};
+use lab::packets::Spec;
+use monitor_common::maps::{PROG_FLOOR, PROG_MAIN};
+use tollgate::loader::Tollgate;
+
+const RUNS: u32 = 20_000;
+
+/// A UDP frame from the `i`-th storm source: a /64 of 2001:db8:e000::/36
+/// that the bench's million sources (2001:db8:f000::/36) do not use.
+fn storm_frame(i: u32) -> Vec<u8> {
+    let src = format!("2001:db8:{:x}:{:x}::1", 0xe000 | (i >> 16), i & 0xffff);
+    Spec::udp(&src, "2001:db8:ffff::1", 40000, 53).build()
+}
+
+/// The kernel-timed ns of one run of `prog` on `frame`.
+fn once(tg: &Tollgate, prog: &'static str, frame: &[u8]) -> anyhow::Result<u64> {
+    let r = tg.program(prog)?.test_run(TestRunOptions {
+        data_in: Some(frame),
+        ..TestRunOptions::default()
+    })?;
+    Ok(r.duration.as_nanos() as u64)
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// Prints the new-source path's cost (run on the bench's loaded and
+/// filled program); returns its median ns net of the floor.
+pub fn run(tg: &Tollgate) -> anyhow::Result<u64> {
+    let (mut floor, mut new, mut again) = (Vec::new(), Vec::new(), Vec::new());
+    let before = tg.maps.counters()?.source_events;
+    for i in 0..RUNS {
+        let frame = storm_frame(i);
+        floor.push(once(tg, PROG_FLOOR, &frame)?);
+        new.push(once(tg, PROG_MAIN, &frame)?);
+        again.push(once(tg, PROG_MAIN, &frame)?);
+    }
+    let after = tg.maps.counters()?.source_events;
+    let created = after[0] - before[0];
+    let (floor, new, again) = (median(floor), median(new), median(again));
+    println!(
+        "new source (a spoofed storm's every packet): {new} ns, its next packet {again} ns, floor {floor} ns; new / steady = {:.1}; {created} of {RUNS} claimed a slot; medians of single runs",
+        new.saturating_sub(floor) as f64 / again.saturating_sub(floor).max(1) as f64
+    );
+    Ok(new.saturating_sub(floor))
+}
