@@ -31,13 +31,26 @@ fn describe(attack: Attack) -> &'static str {
         Attack::UdpFlood => "UDP flood, one source -> its ban",
         Attack::SynFlood => "SYN flood, one source -> its ban",
         Attack::PortScan => "port scan (10,000 ports), one source -> its ban",
-        Attack::SpoofedSynFlood => "SYN flood, 250 spoofed sources -> host-wide SYN limit",
+        Attack::SpoofedSynFlood => {
+            "SYN flood, 50 spoofed sources -> host-wide SYN limit or every source banned"
+        }
     }
 }
 
-/// Run `run`'s attack: a fresh attacker address per run, so every ban is
-/// a first offence.
+/// Sources per spoofed run: 50, fresh each run (198.51.100.1-250 in all),
+/// so no run meets the bans of the one before.
+const SPOOFED: u32 = 50;
+
+/// Run `run`'s attack: a fresh attacker address (or spoofed range) per
+/// run, so every ban is a first offence.
 fn attack_flood(attack: Attack, run: u8) -> Flood {
+    if attack == Attack::SpoofedSynFlood {
+        return Flood {
+            first_src: Ipv4Addr::new(198, 51, 100, 1 + SPOOFED as u8 * run),
+            sources: SPOOFED,
+            ..attack.flood(Ipv4Addr::UNSPECIFIED, Ipv4Addr::new(192, 0, 2, 1), 8080)
+        };
+    }
     let base = match attack {
         Attack::UdpFlood => 10,
         Attack::SynFlood => 30,
@@ -51,24 +64,28 @@ fn attack_flood(attack: Attack, run: u8) -> Flood {
     )
 }
 
-/// Whether the daemon's answer to `kind` is in force: the attacker's ban
+/// Whether the daemon's answer to `spec` is in force: every source's ban
 /// in `tollgate ban list` (the daemon's record, written right after the
-/// kernel's ban map), or the host-wide SYN limit's detection event (written
-/// right after the kernel's config map).
-fn answered(client: &mut Client, kind: Attack, src: Ipv4Addr, since: u64) -> anyhow::Result<bool> {
-    Ok(match kind {
-        Attack::SpoofedSynFlood => {
-            let new: Events = client.call(Request::Events { since })?;
-            new.events.iter().any(|e| {
-                e.detector.as_deref() == Some("global_syn_flood") && e.action.starts_with("limited")
-            })
+/// kernel's ban map), or for a spoofed flood the host-wide SYN limit's
+/// detection event (written right after the kernel's config map); a flood
+/// whose sources are all banned is answered either way.
+fn answered(client: &mut Client, kind: Attack, spec: &Flood, since: u64) -> anyhow::Result<bool> {
+    if kind == Attack::SpoofedSynFlood {
+        let new: Events = client.call(Request::Events { since })?;
+        if new.events.iter().any(|e| {
+            e.detector.as_deref() == Some("global_syn_flood") && e.action.starts_with("limited")
+        }) {
+            return Ok(true);
         }
-        _ => {
-            let want = format!("{src}/32");
-            let bans: Bans = client.call(Request::BanList)?;
-            bans.bans.iter().any(|b| b.cidr == want)
-        }
-    })
+    }
+    let bans: Bans = client.call(Request::BanList)?;
+    let banned: std::collections::HashSet<&str> =
+        bans.bans.iter().map(|b| b.cidr.as_str()).collect();
+    Ok(spec.ranges().all(|(first, count)| {
+        (0..count).all(|i| {
+            banned.contains(format!("{}/32", Ipv4Addr::from(u32::from(first) + i)).as_str())
+        })
+    }))
 }
 
 /// The newest event's sequence number.
@@ -95,7 +112,7 @@ fn answer_times(d: &Daemon, client: &mut Client, kind: Attack) -> anyhow::Result
                 s.spawn(|| generator.send(d.lab.client(), 20_000_000, Duration::from_secs(3)));
             let mut at = None;
             while t0.elapsed() < Duration::from_secs(3) {
-                if answered(client, kind, spec.first_src, since)? {
+                if answered(client, kind, &spec, since)? {
                     at = Some(t0.elapsed().as_secs_f64() * 1e3);
                     break;
                 }
