@@ -16,8 +16,8 @@
 //! - `time_to_answer`: from an attack's first packet to the daemon's
 //!   answer in force.
 //!
-//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer|flood|packet`
-//! runs one part alone (`packet`: the per-packet table), `tollgate` all
+//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer|flood|packet|new`
+//! runs one part alone (`packet`: the per-packet table, `new`: the new-source figure), `tollgate` all
 //! but xdp-filter's figures, for quick tuning.
 
 mod daemon_read;
@@ -86,6 +86,10 @@ fn main() -> anyhow::Result<()> {
         filled.as_secs_f64(),
         tg.maps.max_sources()
     );
+    if only.as_deref() == Some("new") {
+        new_source::run(&tg)?;
+        return Ok(());
+    }
     // TG_BENCH_ONLY=tollgate: Tollgate's figures alone, for quick tuning.
     per_packet::run(&tg, cpus, only.as_deref() == Some("tollgate"))?;
     new_source::run(&tg)?;
