@@ -116,6 +116,23 @@ pub const MAX_BOGONS: u32 = 256;
 /// another source, so no count is lost either way.
 pub const DROPS: &str = "TG_DROPS";
 
+/// Sources on probation during a spoofed-source storm
+/// (`RuntimeConfig::storm`): an array of `PROBATION_SLOTS` `SourceKey`s,
+/// one per hash of the key. A never-seen source's first packet writes its
+/// key here and is judged without a slot (its rule, ban and deny apply, as
+/// for `Reason::Untracked`); its second packet, finding its key, claims a
+/// slot. A spoofed source is seen once: it never claims, so the storm
+/// costs an index miss and this write, not a slot claimed under the
+/// clock hand and an index entry removed and inserted per packet, and the
+/// clients that keep sending keep their slots. Writer and reader: the
+/// kernel. Not pinned (probation restarts with the daemon).
+pub const PROBATION: &str = "TG_PROBATION";
+/// Entries of `PROBATION` (a power of two): at 2.5 Mpps of spoofed
+/// sources an entry is overwritten within ~25 ms, the window a new
+/// client's second packet has to come back in (it is only judged without
+/// a slot again if it misses it).
+pub const PROBATION_SLOTS: u32 = 1 << 16;
+
 /// Indices into `SIGNALS`.
 pub mod signal {
     /// TCP segments with SYN set and ACK clear.
@@ -194,7 +211,10 @@ pub mod source_event {
     pub const CAS_EXHAUSTED: u32 = 2;
     /// A new source took the slot of another, which is no longer tracked.
     pub const EVICTED: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// During a spoofed-source storm, a never-seen source's first packet
+    /// was judged without a slot (`PROBATION`).
+    pub const PROBATION: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// Default capacity of the source table: at least a million clients, as
@@ -281,7 +301,7 @@ mod tests {
                 super::source_event::COUNT,
                 super::PINNED.len(),
             ),
-            (4, 20, 64, 64, 16, 40, 88, 16, COUNTER_SLOTS_V3, 4, 27),
+            (4, 20, 64, 64, 16, 40, 96, 16, COUNTER_SLOTS_V3, 5, 27),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }

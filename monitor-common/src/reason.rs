@@ -25,8 +25,10 @@ pub enum Reason {
     NonIp = 7,
     /// Passed without per-source state because the source table took
     /// nothing for a new source this time (two CPUs claiming at the same
-    /// instant, or a full index; `source_event::INSERT_FAILED`). Its ban
-    /// and a deny rule still applied; the next packet claims again.
+    /// instant, or a full index; `source_event::INSERT_FAILED`), or, during
+    /// a spoofed-source storm, because it was the source's first packet
+    /// (`source_event::PROBATION`). Its ban and a deny rule still applied;
+    /// the next packet claims again.
     Untracked = 8,
     /// A TCP SYN over the host-wide SYN limit the daemon sets while it sees
     /// a SYN flood from spoofed sources (which per-source bans cannot stop).

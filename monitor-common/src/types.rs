@@ -321,8 +321,12 @@ pub struct RuntimeConfig {
     /// SYN cookies answered from XDP (`syncookie`); mode `OFF` unless
     /// `[syn_cookies]` is configured.
     pub cookie: crate::syncookie::CookieParams,
+    /// Non-zero while the daemon sees a storm of spoofed sources: a
+    /// never-seen source's first packet claims no slot (`maps::PROBATION`).
+    pub storm: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 88);
+const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 96);
 
 /// The sketch bit of destination port `port`: Fibonacci hashing spreads
 /// neighbouring ports (a sequential scan) over the 64 bits.
@@ -370,6 +374,8 @@ impl RuntimeConfig {
             syn_known_before_s: 0,
             syn_limit: BucketParams::UNLIMITED,
             cookie: crate::syncookie::CookieParams::default(),
+            storm: 0,
+            _pad: 0,
         }
     }
 }

@@ -95,10 +95,10 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
     if protected && let Some(decided) = cookie::gate(ctx, info, &key, cfg, now) {
         return decided;
     }
-    let src = match source_entry(&key, info, cfg.generation, now) {
+    let src = match source_entry(&key, info, cfg, now) {
         Ok(src) => src,
-        Err(fresh) => {
-            stats::source_event(source_event::INSERT_FAILED);
+        Err((fresh, why)) => {
+            stats::source_event(why);
             let (reason, verdict) = enforce_untracked(&fresh, now);
             if verdict != Verdict::Drop && info.malformed != 0 {
                 return (Reason::Malformed, malformed_verdict(cfg));
@@ -211,17 +211,20 @@ fn enforce(
 
 /// The source's records, created (already resolved against the policy)
 /// if it is new. If the table took nothing this time, the control record
-/// it would have had (its rule and ban), for `enforce_untracked`.
+/// it would have had (its rule and ban), for `enforce_untracked`, and why
+/// (`source_event::INSERT_FAILED`, or `PROBATION`: during a storm a
+/// never-seen source claims a slot with its second packet).
 #[inline(always)]
 fn source_entry(
     key: &SourceKey,
     info: &PacketInfo,
-    generation: u32,
+    cfg: &RuntimeConfig,
     now: u64,
-) -> Result<Source, SourceControl> {
+) -> Result<Source, (SourceControl, u32)> {
     if let Some(src) = sources::find(key) {
         return Ok(src);
     }
+    let generation = cfg.generation;
     let (rule_slot, ban_until_ns) = policy::lookup(info, generation);
     let fresh = SourceControl {
         first_seen_ns: now,
@@ -230,6 +233,9 @@ fn source_entry(
         rule_slot,
         ..SourceControl::default()
     };
+    if cfg.storm != 0 && !sources::off_probation(key) {
+        return Err((fresh, source_event::PROBATION));
+    }
     match sources::claim(key, &fresh) {
         Ok(p) => {
             stats::source_event(source_event::CREATED);
@@ -239,7 +245,7 @@ fn source_entry(
             Ok(p)
         }
         Err(Some(theirs)) => Ok(theirs),
-        Err(None) => Err(fresh),
+        Err(None) => Err((fresh, source_event::INSERT_FAILED)),
     }
 }
 

@@ -12,7 +12,7 @@ use monitor_common::{
     drops::{DROPS_PER_CPU, DropEntry},
     maps::{
         DEFAULT_MAX_SOURCES, MAX_BANS_PER_FAMILY, MAX_BOGONS, MAX_HOT, MAX_IFINDEX,
-        MAX_RULES_PER_FAMILY, RULE_SLOTS, index_entries, signal, source_event,
+        MAX_RULES_PER_FAMILY, PROBATION_SLOTS, RULE_SLOTS, index_entries, signal, source_event,
     },
     reason::{COUNTER_SLOTS, Malformed},
     syncookie::{MAX_VERIFIED, PORT_WORDS, SynAt, VerifiedKey, cookie_event},
@@ -106,6 +106,9 @@ pub static TG_COOKIE_EVENTS: PerCpuArray<u64> =
 
 #[map]
 pub static TG_SYN_AT: PerCpuArray<SynAt> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static TG_PROBATION: Array<SourceKey> = Array::with_max_entries(PROBATION_SLOTS, 0);
 
 /// Sized by the loader: `DROPS_PER_CPU` per possible CPU.
 #[map]

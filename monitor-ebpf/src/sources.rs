@@ -4,13 +4,13 @@
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use monitor_common::{
-    maps::{CLOCK_TRIES, source_event},
+    maps::{CLOCK_TRIES, PROBATION_SLOTS, source_event},
     types::{SourceControl, SourceFlow, SourceKey, slot_flag},
 };
 
 use crate::{
     atomic,
-    maps::{TG_SOURCES, TG_SRC_CLOCK, TG_SRC_CTL, TG_SRC_FLOWS},
+    maps::{TG_PROBATION, TG_SOURCES, TG_SRC_CLOCK, TG_SRC_CTL, TG_SRC_FLOWS},
     stats,
 };
 
@@ -149,6 +149,25 @@ fn look(at: u64, capacity: u64) -> Option<(u64, Source)> {
         ctl.flags &= !slot_flag::REFERENCED;
         ahead += 1;
     }
+}
+
+/// During a spoofed-source storm: whether a never-seen `key` may claim a
+/// slot now, i.e. it was seen once already (its key is in its probation
+/// entry). If not, its key is written there for its next packet. Two
+/// sources sharing an entry push each other out; a CPU reading an entry
+/// another writes may see it torn, which costs that source one more
+/// packet without a slot.
+#[inline(always)]
+pub fn off_probation(key: &SourceKey) -> bool {
+    let slot = monitor_common::drops::set_of(key) as u64 * 0x9E37_79B9 >> 16;
+    let Some(e) = TG_PROBATION.get_ptr_mut(slot as u32 & (PROBATION_SLOTS - 1)) else {
+        return true;
+    };
+    if same(unsafe { &*e }, key) {
+        return true;
+    }
+    unsafe { *e = *key };
+    false
 }
 
 /// Key equality word by word (a derived `==` on arrays may become a

@@ -29,6 +29,7 @@ pub struct Metrics {
     capacity: IntGauge,
     evictions: IntCounter,
     insert_failures: IntCounter,
+    probation: IntCounter,
     bans_active: IntGauge,
     rules: IntGauge,
     top_packets: IntGaugeVec,
@@ -116,6 +117,11 @@ impl Metrics {
                 &r,
                 "tollgate_source_insert_failures_total",
                 "Packets passed untracked because the per-source table refused an insert.",
+            ),
+            probation: int_counter(
+                &r,
+                "tollgate_source_probation_total",
+                "First packets of never-seen sources judged without a slot during a spoofed-source storm (they claim one with their second).",
             ),
             bans_active: gauge(&r, "tollgate_bans_active", "Bans in force in the kernel."),
             rules: gauge(
@@ -237,6 +243,10 @@ impl Metrics {
         raise(
             &self.insert_failures,
             s.counters.source_events[source_event::INSERT_FAILED as usize],
+        );
+        raise(
+            &self.probation,
+            s.counters.source_events[source_event::PROBATION as usize],
         );
         self.bans_active.set(s.bans_active as i64);
         self.rules.set(s.rules as i64);

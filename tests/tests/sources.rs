@@ -156,6 +156,89 @@ fn a_full_table_recycles_one_time_sources_and_keeps_busy_ones() {
     assert_eq!(swept, by_index);
 }
 
+/// During a spoofed-source storm (`RuntimeConfig::storm`, which the
+/// daemon sets while its storm detector fires) a never-seen source's
+/// first packet claims no slot: a storm of one-packet sources, far more
+/// than the table holds, claims nothing and evicts nobody, while every
+/// packet is still judged (a denied prefix in the storm is dropped). A
+/// source's second packet claims its slot, and its buckets start there.
+#[test]
+fn during_a_storm_new_sources_claim_a_slot_with_their_second_packet() {
+    let mut tg = common::load_with(
+        64,
+        &Policy {
+            default: pps(1_000_000, 1_000_000),
+            rules: vec![common::rule(
+                "2001:db8:ff00::/40",
+                tollgate::policy::Action::Deny,
+            )],
+            ..Policy::default()
+        },
+    );
+    let busy: Vec<String> = (1..=8).map(|i| format!("192.0.2.{i}")).collect();
+    for b in &busy {
+        judge(&mut tg, &udp(b), SEC);
+    }
+    tg.maps.set_storm(true).unwrap();
+    let before = tg.maps.counters().unwrap();
+    let storm = 2_000u64;
+    let mut t = SEC;
+    let mut denied = 0;
+    for n in 0..storm {
+        // Every 10th source in the denied /40.
+        let src = if n % 10 == 0 {
+            denied += 1;
+            format!("2001:db8:ff{:02x}:{:x}::1", n % 256, n)
+        } else {
+            format!("2001:db8:{:x}::1", n)
+        };
+        judge(&mut tg, &udp(&src), t);
+        if n % 20 == 0 {
+            for b in &busy {
+                judge(&mut tg, &udp(b), t);
+            }
+        }
+        t += SEC / 1000;
+    }
+    let after = tg.maps.counters().unwrap();
+    let event = |c: &tollgate::maps::Counters, e: u32| c.source_events[e as usize];
+    assert_eq!(
+        event(&after, source_event::CREATED),
+        event(&before, source_event::CREATED),
+        "no storm source claimed a slot"
+    );
+    assert_eq!(event(&after, source_event::EVICTED), 0);
+    assert_eq!(
+        event(&after, source_event::PROBATION) - event(&before, source_event::PROBATION),
+        storm
+    );
+    assert_eq!(after.get(Reason::Deny, Verdict::Drop).packets, denied);
+    assert_eq!(
+        after.get(Reason::Untracked, Verdict::Pass).packets,
+        storm - denied
+    );
+    for b in &busy {
+        let s = tg
+            .maps
+            .source(&key(&tg, b))
+            .unwrap()
+            .expect("kept its slot");
+        assert_eq!(s.packets, 1 + storm / 20, "{b}");
+    }
+    // A new client's second packet claims its slot.
+    let client = "198.51.100.77";
+    assert_eq!(judge(&mut tg, &udp(client), t).reason(), Reason::Untracked);
+    assert_eq!(judge(&mut tg, &udp(client), t).reason(), Reason::Pass);
+    let s = tg.maps.source(&key(&tg, client)).unwrap().expect("tracked");
+    assert_eq!(s.packets, 1, "counted from the packet that claimed");
+    // Storm over: a new source claims at once again.
+    tg.maps.set_storm(false).unwrap();
+    assert_eq!(
+        judge(&mut tg, &udp("198.51.100.78"), t).reason(),
+        Reason::Pass
+    );
+}
+
 /// Two CPUs claiming slots at once on a full table: both send the same
 /// 20,000 new sources in the same order, so they race for the clock hand
 /// and to index the same source. Afterwards the index and the slots agree

@@ -28,12 +28,19 @@ use crate::{
 /// How long a finding that changed nothing stays unrepeated.
 const REPEAT_QUIET: Duration = Duration::from_secs(60);
 
+/// How long never-seen sources stay on probation after the last finding
+/// of a spoofed-source storm.
+const STORM_TTL: Duration = Duration::from_secs(30);
+
 /// What the response remembers: the host-wide SYN limit's end, the
 /// findings reported quietly, and the detections counted by detector.
 #[derive(Debug, Default)]
 pub struct Responder {
     /// When the host-wide SYN limit set during a flood ends (monotonic ns).
     syn_limit_until: Option<u64>,
+    /// When probation for never-seen sources, set during a spoofed-source
+    /// storm, ends (monotonic ns).
+    storm_until: Option<u64>,
     /// Findings that changed nothing (monitor mode), by detector and
     /// source, with when they were last reported: repeated every interval
     /// while an attack lasts, they are reported once per `REPEAT_QUIET`.
@@ -95,6 +102,13 @@ impl Daemon {
             .is_some_and(|until| monotonic_ns() >= until)
         {
             self.lift_syn_limit("the host-wide limit on new TCP connections ended");
+        }
+        if self
+            .respond
+            .storm_until
+            .is_some_and(|until| monotonic_ns() >= until)
+        {
+            self.end_probation();
         }
         let t = self.config.detect.thresholds;
         self.renew_bans(&t);
@@ -158,8 +172,13 @@ impl Daemon {
     }
 
     /// A host-wide finding with no source to ban, said once per
-    /// `REPEAT_QUIET` while it lasts.
+    /// `REPEAT_QUIET` while it lasts. A spoofed-source storm also puts
+    /// never-seen sources on probation (in `enforce` mode), renewed while
+    /// it lasts.
     fn report(&mut self, d: Detector, ev: Evidence) {
+        if d == Detector::SpoofedStorm && self.config.detect.mode_of(d) == Mode::Enforce {
+            return self.probation(ev);
+        }
         if self.respond.repeated(d, None) {
             return;
         }
@@ -256,6 +275,44 @@ impl Daemon {
                 "logged",
                 format!("setting the SYN limit failed: {e}"),
             ),
+        }
+    }
+
+    /// Never-seen sources claim a slot with their second packet, not their
+    /// first, for `STORM_TTL` after the storm's last finding: a spoofed
+    /// source, seen once, then costs no slot claim and evicts no client.
+    fn probation(&mut self, ev: Evidence) {
+        let d = Detector::SpoofedStorm;
+        let renewing = self.respond.storm_until.is_some();
+        self.respond.storm_until = Some(monotonic_ns() + STORM_TTL.as_nanos() as u64);
+        if renewing {
+            return;
+        }
+        match self.tg.maps.set_storm(true) {
+            Ok(()) => self.finding(
+                d,
+                ev,
+                None,
+                &format!("new sources on probation for {}s", STORM_TTL.as_secs()),
+                "a surge of new (or bogon) sources: the mark of spoofed sources; a never-seen source claims a slot in the source table with its second packet, so spoofed sources, seen once, claim none and evict no client (renewed while it lasts)".into(),
+            ),
+            Err(e) => self.finding(d, ev, None, "logged", format!("probation failed: {e}")),
+        }
+    }
+
+    /// Ends the probation of never-seen sources.
+    fn end_probation(&mut self) {
+        self.respond.storm_until = None;
+        match self.tg.maps.set_storm(false) {
+            Ok(()) => {
+                self.events.push(event(
+                    "probation_ended",
+                    None,
+                    "new sources claim a slot at once",
+                    "no spoofed-source storm for a while".into(),
+                ));
+            }
+            Err(e) => tracing::warn!(event = "probation_failed", "{e}"),
         }
     }
 

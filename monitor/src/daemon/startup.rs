@@ -116,11 +116,14 @@ impl Daemon {
         self.bans.restore(&mut self.tg.maps, &state.bans)?;
         self.start_cookies()?;
         if adopted {
-            // A SYN limit the previous daemon set has no end here (its
-            // timer went with it): lift it; a flood still going on gets it
-            // again within an interval.
+            // A SYN limit or a probation the previous daemon set has no
+            // end here (its timer went with it): lift it; a flood still
+            // going on gets it again within an interval.
             if self.tg.maps.runtime_config()?.syn_limit.is_limited() {
                 self.lift_syn_limit("lifted at start: the daemon that set it is gone");
+            }
+            if self.tg.maps.runtime_config()?.storm != 0 {
+                self.tg.maps.set_storm(false)?;
             }
             self.bans.adopt_kernel_bans(&mut self.tg.maps)?;
         }

@@ -61,6 +61,14 @@ impl Maps {
         self.set_runtime_config(&cfg)
     }
 
+    /// Puts never-seen sources on probation (`maps::PROBATION`) while a
+    /// spoofed-source storm lasts, or takes them off.
+    pub fn set_storm(&mut self, on: bool) -> Result<(), MapError> {
+        let mut cfg = self.runtime_config()?;
+        cfg.storm = on as u32;
+        self.set_runtime_config(&cfg)
+    }
+
     /// Starts a new destination-port window: every source's sketch starts
     /// over at its next packet.
     pub fn next_port_window(&mut self) -> Result<u32, MapError> {

@@ -97,6 +97,7 @@ impl Maps {
             syn_limit: current.syn_limit,
             syn_known_before_s: current.syn_known_before_s,
             cookie: current.cookie,
+            storm: current.storm,
             ..RuntimeConfig::new(
                 current.generation.wrapping_add(1),
                 policy.v4_prefix,

@@ -56,18 +56,20 @@ enum Defence {
     Banned,
     OverLimit,
     Storm,
+    StormProbation,
     XdpFilter,
     Hashlimit,
     NftMeter,
 }
 
 impl Defence {
-    const ALL: [Defence; 8] = [
+    const ALL: [Defence; 9] = [
         Defence::None,
         Defence::XdpDrop,
         Defence::Banned,
         Defence::OverLimit,
         Defence::Storm,
+        Defence::StormProbation,
         Defence::XdpFilter,
         Defence::Hashlimit,
         Defence::NftMeter,
@@ -80,6 +82,7 @@ impl Defence {
             Defence::Banned => "Tollgate, source banned",
             Defence::OverLimit => "Tollgate, source over its limit",
             Defence::Storm => "Tollgate, storm of random IPv6 /64s",
+            Defence::StormProbation => "Tollgate, that storm on probation",
             Defence::XdpFilter => "xdp-filter, source denied",
             Defence::Hashlimit => "iptables hashlimit",
             Defence::NftMeter => "nftables meter",
@@ -105,7 +108,7 @@ fn install(d: Defence, lab: &FloodLab, attacker: &str) -> anyhow::Result<Install
     Ok(match d {
         Defence::None => Installed::Nothing,
         Defence::XdpDrop => Installed::Sink(Sink::attach(s, ATTACK_IF)?),
-        Defence::Banned | Defence::OverLimit | Defence::Storm => {
+        Defence::Banned | Defence::OverLimit | Defence::Storm | Defence::StormProbation => {
             let mut tg = Tollgate::load(&LoadOptions {
                 max_sources: 1 << 16,
                 ..LoadOptions::default()
@@ -123,6 +126,10 @@ fn install(d: Defence, lab: &FloodLab, attacker: &str) -> anyhow::Result<Install
                 },
                 None,
             )?;
+            // As the daemon sets it while its storm detector fires.
+            if d == Defence::StormProbation {
+                tg.maps.set_storm(true)?;
+            }
             if d == Defence::Banned {
                 let net = format!("{attacker}/32").parse()?;
                 tg.maps.ban(net, coarse_ns() + 3_600_000_000_000)?;
@@ -307,7 +314,7 @@ pub fn run() -> anyhow::Result<()> {
     for _ in 0..ROUNDS {
         for (i, d) in Defence::ALL.into_iter().enumerate() {
             let installed = install(d, &lab, &attacker)?;
-            let sender = if d == Defence::Storm {
+            let sender = if matches!(d, Defence::Storm | Defence::StormProbation) {
                 &mut gen_storm
             } else {
                 &mut gen_one
@@ -361,10 +368,11 @@ fn report(mpps: &[Vec<f64>], ns: &[Vec<f64>], offered: &[f64]) {
     }
     let r2 = |d: Defence| med(&capacity[at(d)]) / drop;
     println!(
-        "R2 = Tollgate / XDP_DROP (capacity medians): banned {:.2}, over limit {:.2} (target >= 0.8), storm {:.2} (target >= 0.5); Tollgate banned / hashlimit {:.1}, over limit / hashlimit {:.1} (target >= 6)",
+        "R2 = Tollgate / XDP_DROP (capacity medians): banned {:.2}, over limit {:.2} (target >= 0.8), storm {:.2}, on probation {:.2} (target >= 0.5); Tollgate banned / hashlimit {:.1}, over limit / hashlimit {:.1} (target >= 6)",
         r2(Defence::Banned),
         r2(Defence::OverLimit),
         r2(Defence::Storm),
+        r2(Defence::StormProbation),
         med(&capacity[at(Defence::Banned)]) / hash,
         med(&capacity[at(Defence::OverLimit)]) / hash
     );

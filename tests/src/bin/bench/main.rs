@@ -87,12 +87,12 @@ fn main() -> anyhow::Result<()> {
         tg.maps.max_sources()
     );
     if only.as_deref() == Some("new") {
-        new_source::run(&tg)?;
+        new_source::run(&mut tg)?;
         return Ok(());
     }
     // TG_BENCH_ONLY=tollgate: Tollgate's figures alone, for quick tuning.
     per_packet::run(&tg, cpus, only.as_deref() == Some("tollgate"))?;
-    new_source::run(&tg)?;
+    new_source::run(&mut tg)?;
     if only.as_deref() == Some("packet") {
         return Ok(());
     }

@@ -4,7 +4,9 @@
 //! inserted), next to the same source's next packet (steady state) and
 //! the floor. One packet per BPF_PROG_TEST_RUN (the kernel's own timing
 //! of that run), medians of many, on the bench's full source table: every
-//! new source evicts one.
+//! new source evicts one. Then the same on probation, as during a storm
+//! the daemon detected: the first packet claims no slot (the second,
+//! measured as "its next packet", does).
 
 use aya::programs::{TestRun, TestRunOptions};
 use lab::packets::Spec;
@@ -35,11 +37,27 @@ fn median(mut v: Vec<u64>) -> u64 {
 }
 
 /// Prints the new-source path's cost (run on the bench's loaded and
-/// filled program); returns its median ns net of the floor.
-pub fn run(tg: &Tollgate) -> anyhow::Result<u64> {
+/// filled program), with every new source claiming a slot and, as during
+/// a storm the daemon detected, on probation (claiming with its second
+/// packet).
+pub fn run(tg: &mut Tollgate) -> anyhow::Result<()> {
+    let claim = measure(tg, 0, "claims a slot")?;
+    tg.maps.set_storm(true)?;
+    let probation = measure(tg, RUNS, "on probation (a storm the daemon detected)")?;
+    tg.maps.set_storm(false)?;
+    println!(
+        "new source, claiming / on probation = {:.1}",
+        claim as f64 / probation.max(1) as f64
+    );
+    Ok(())
+}
+
+/// One pass over `RUNS` never-seen sources from the `first`-th: prints and
+/// returns the new source's median ns net of the floor.
+fn measure(tg: &Tollgate, first: u32, how: &str) -> anyhow::Result<u64> {
     let (mut floor, mut new, mut again) = (Vec::new(), Vec::new(), Vec::new());
     let before = tg.maps.counters()?.source_events;
-    for i in 0..RUNS {
+    for i in first..first + RUNS {
         let frame = storm_frame(i);
         floor.push(once(tg, PROG_FLOOR, &frame)?);
         new.push(once(tg, PROG_MAIN, &frame)?);
@@ -49,7 +67,7 @@ pub fn run(tg: &Tollgate) -> anyhow::Result<u64> {
     let created = after[0] - before[0];
     let (floor, new, again) = (median(floor), median(new), median(again));
     println!(
-        "new source (a spoofed storm's every packet): {new} ns, its next packet {again} ns, floor {floor} ns; new / steady = {:.1}; {created} of {RUNS} claimed a slot; medians of single runs",
+        "new source (a spoofed storm's every packet), {how}: {new} ns, its next packet {again} ns, floor {floor} ns; new / steady = {:.1}; {created} of {RUNS} sources claimed a slot; medians of single runs",
         new.saturating_sub(floor) as f64 / again.saturating_sub(floor).max(1) as f64
     );
     Ok(new.saturating_sub(floor))

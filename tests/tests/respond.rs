@@ -1,0 +1,75 @@
+//! `monitor/src/daemon/respond.rs` on a live daemon: the answers to
+//! findings that are neither a ban nor the host-wide SYN limit (those are
+//! in `daemon.rs` and `attacks.rs`). A storm of spoofed sources, each seen
+//! once, puts never-seen sources on probation: from then on they claim a
+//! slot in the source table with their second packet, so the storm's
+//! sources claim none.
+
+use std::time::Duration;
+
+use lab::{
+    daemon::{Daemon, eventually, finding},
+    netns::CLIENT_IF,
+    packets::Spec,
+    traffic,
+};
+
+/// The value of a Prometheus counter in an exposition.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn a_spoofed_source_storm_puts_new_sources_on_probation() {
+    let extra = "[detect]\nmode = \"enforce\"\nnew_sources_per_second = 300\n";
+    let d = Daemon::new("storm", &["192.0.2.86"], extra);
+    let server = d.lab.server_v6().to_string();
+    // 6,000 sources, one packet each, in random-looking /64s of
+    // 2001:db8::/32, 1,500 a second: far over the storm line.
+    let frames: Vec<Vec<u8>> = (0..6_000u32)
+        .map(|i| {
+            let src = format!("2001:db8:{:x}:{:x}::1", 0x4000 + (i >> 12), i & 0xfff);
+            Spec::udp(&src, &server, 40_000, 53).build()
+        })
+        .collect();
+    std::thread::scope(|s| {
+        let storm = s.spawn(|| {
+            traffic::raw_frames(
+                d.lab.client(),
+                CLIENT_IF,
+                &frames,
+                frames.len() as u64,
+                1_500,
+                Duration::from_secs(8),
+            )
+            .expect("raw sender")
+        });
+        let e = finding(&d, "spoofed_storm", "");
+        assert!(
+            e["action"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("new sources on probation"),
+            "{e}"
+        );
+        // The storm's later sources are judged without claiming a slot.
+        eventually(
+            "first packets on probation in the metrics",
+            Duration::from_secs(10),
+            || {
+                let m = d.metrics()?;
+                (metric(&m, "tollgate_source_probation_total")? > 100.0).then_some(())
+            },
+        );
+        assert_eq!(storm.join().unwrap().packets, frames.len() as u64);
+    });
+    // A client's second packet still claims its slot: it is tracked.
+    let client = "192.0.2.86";
+    assert_eq!(d.send(client, 20, 2_000), 20);
+    eventually(
+        "the client among the tracked sources in `tollgate top`",
+        Duration::from_secs(10),
+        || d.json(&["top"]).to_string().contains(client).then_some(()),
+    );
+}
