@@ -6,11 +6,11 @@
 //!
 //! What the fast path skips: the flow record's port sketch, ACK count and
 //! last-seen time, and the malformed counters (it does not parse that
-//! far); SYNs count host-wide as in the pipeline (`signal::SYN`, and
-//! `SYN_ANSWERED` for a ban's or deny rule's); the packet, byte and SYN counts reach the flow record
-//! through the entry (the daemon adds them as it reads; `fold` when the
-//! entry is reused). The global counters count every cached drop under
-//! its reason.
+//! far). SYNs count host-wide as in the pipeline (`signal::SYN`, and
+//! `SYN_ANSWERED` for a ban's or deny rule's). The packet, byte and SYN
+//! counts reach the flow record through the entry (the daemon adds them
+//! as it reads; `fold` when the entry is reused). The global counters
+//! count every cached drop under its reason.
 
 use aya_ebpf::{helpers::generated::bpf_get_smp_processor_id, programs::XdpContext};
 use monitor_common::{
