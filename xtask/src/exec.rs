@@ -61,6 +61,12 @@ pub fn with_runner(cmd: &mut Command, runner: &str) {
 /// Builds the release binaries (`tollgate` and the lab crate's) and runs
 /// the lab crate's `bin` with `args`, through `runner` unless root.
 pub fn run_lab_bin(bin: &str, args: &[String], runner: &str) -> anyhow::Result<()> {
+    exec(&mut lab_bin(bin, args, runner)?)
+}
+
+/// The lab crate's binary `bin`, built for release (with the `tollgate`
+/// binary it drives), ready to run as root with `args`.
+pub fn lab_bin(bin: &str, args: &[String], runner: &str) -> anyhow::Result<Command> {
     exec(cargo().args([
         "build",
         "--release",
@@ -83,5 +89,5 @@ pub fn run_lab_bin(bin: &str, args: &[String], runner: &str) -> anyhow::Result<(
     ])
     .args(args);
     with_runner(&mut c, runner);
-    exec(&mut c)
+    Ok(c)
 }
