@@ -127,6 +127,19 @@ pub const DROPS: &str = "TG_DROPS";
 /// clients that keep sending keep their slots. Writer and reader: the
 /// kernel. Not pinned (probation restarts with the daemon).
 pub const PROBATION: &str = "TG_PROBATION";
+/// The `PROBATION` entry of `key`: Fibonacci hashing of its folded words,
+/// over all of the entries.
+#[inline(always)]
+pub fn probation_slot(key: &crate::types::SourceKey) -> u32 {
+    let folded = key.addr[0].rotate_left(3)
+        ^ key.addr[1].rotate_left(11)
+        ^ key.addr[2].rotate_left(17)
+        ^ key.addr[3].rotate_left(23)
+        ^ key.family;
+    ((folded as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - PROBATION_SLOTS.trailing_zeros()))
+        as u32
+}
+
 /// Entries of `PROBATION` (a power of two): at 2.5 Mpps of spoofed
 /// sources an entry is overwritten within ~25 ms, the window a new
 /// client's second packet has to come back in (it is only judged without
@@ -304,6 +317,23 @@ mod tests {
             (4, 20, 64, 64, 16, 40, 96, 16, COUNTER_SLOTS_V3, 5, 27),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
+    }
+    /// Never-seen sources spread over the probation entries: random-looking
+    /// /64s of a storm use most of them.
+    #[test]
+    fn probation_slots_spread_over_the_whole_table() {
+        let mut used = std::collections::BTreeSet::new();
+        for i in 0..(1u32 << 16) {
+            let k = crate::types::SourceKey::v6(
+                &[0x2001_0db8u32.to_be(), i.wrapping_mul(2_654_435_761), 0, 0],
+                &[u32::MAX, u32::MAX, 0, 0],
+            );
+            let s = super::probation_slot(&k);
+            assert!(s < super::PROBATION_SLOTS);
+            used.insert(s);
+        }
+        // A uniform hash fills 1 - 1/e of them (~41,400).
+        assert!(used.len() > 30_000, "{} of 65,536 used", used.len());
     }
     /// The counter array of layouts 3 and 4: 16 interface slots x 12 reasons x 4
     /// verdicts.

@@ -107,11 +107,17 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
         }
     };
     record_flow(src, info, len, now, cfg.port_window);
-    if unsafe { (*src.ctl).generation } != cfg.generation {
-        policy::refresh(src.ctl, info, cfg.generation);
+    // Read once: the daemon may bump it meanwhile, and a drop cached
+    // under the new generation must have been decided under it.
+    let generation = cfg.generation;
+    if unsafe { (*src.ctl).generation } != generation {
+        policy::refresh(src.ctl, info, generation);
     }
     let since_base = now.saturating_sub(cfg.clock_base_ns);
-    let (reason, verdict, until) = enforce(src.ctl, cfg.generation, len, now, since_base);
+    let (reason, verdict, until) = enforce(src.ctl, generation, len, now, since_base);
+    // Only `enforce`'s own drops last: a monitored rule's verdict that the
+    // malformed verdict below turns into a drop holds for this packet.
+    let lasting = verdict == Verdict::Drop && until > now;
     // New connections past the host-wide SYN limit (set only during a
     // spoofed SYN flood); allowed sources are exempt like everywhere, and so
     // are sources known before the flood that completed a handshake (a
@@ -144,10 +150,10 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
         if is_syn && matches!(reason, Reason::Banned | Reason::Deny) {
             stats::signal(signal::SYN_ANSWERED);
         }
-        // `until` is for the reason `enforce` gave; the checks after it
-        // only ever turn a pass into a drop, never change a drop's reason.
-        if M::DROP_CACHE && until > now {
-            drops::remember(&key, src.slot, reason, until, cfg.generation, now);
+        // The checks after `enforce` only turn a pass (or a monitored
+        // verdict) into a drop, never change a drop's reason.
+        if M::DROP_CACHE && lasting {
+            drops::remember(&key, src.slot, reason, until, generation, now);
         }
     }
     if matches!(

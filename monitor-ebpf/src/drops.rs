@@ -25,7 +25,7 @@ use crate::{
     atomic,
     maps::{TG_CONFIG, TG_DROPS, TG_SRC_FLOWS},
     parse,
-    sources::same,
+    sources::{self, same},
     stats,
 };
 
@@ -63,6 +63,12 @@ pub fn hit(ctx: &XdpContext, len: u64, now: u64) -> Option<Reason> {
     }
     e.packets += 1;
     e.bytes += len;
+    // A cached source skips `find`, which marks it referenced: without a
+    // mark now and then the clock hand would take a banned flooder's slot
+    // first (and with it the counts its entry holds for that slot).
+    if e.packets & 1023 == 0 && e.slot != NO_SLOT {
+        sources::mark_referenced(e.slot, &key);
+    }
     if parse::bare_syn(&c, proto) {
         e.syns += 1;
         stats::signal(signal::SYN);

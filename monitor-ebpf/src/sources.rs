@@ -4,7 +4,7 @@
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use monitor_common::{
-    maps::{CLOCK_TRIES, PROBATION_SLOTS, source_event},
+    maps::{CLOCK_TRIES, probation_slot, source_event},
     types::{SourceControl, SourceFlow, SourceKey, slot_flag},
 };
 
@@ -151,6 +151,18 @@ fn look(at: u64, capacity: u64) -> Option<(u64, Source)> {
     }
 }
 
+/// Marks the source in `at` referenced for the clock hand, if it still
+/// holds `key` (the drop cache's fast path, which skips `find`, keeps a
+/// cached source from looking idle this way).
+#[inline(always)]
+pub fn mark_referenced(at: u32, key: &SourceKey) {
+    if let Some(src) = slot(at)
+        && same(unsafe { &(*src.flow).key }, key)
+    {
+        unsafe { (*src.ctl).flags |= slot_flag::REFERENCED };
+    }
+}
+
 /// During a spoofed-source storm: whether a never-seen `key` may claim a
 /// slot now, i.e. it was seen once already (its key is in its probation
 /// entry). If not, its key is written there for its next packet. Two
@@ -159,8 +171,7 @@ fn look(at: u64, capacity: u64) -> Option<(u64, Source)> {
 /// packet without a slot.
 #[inline(always)]
 pub fn off_probation(key: &SourceKey) -> bool {
-    let slot = monitor_common::drops::set_of(key) as u64 * 0x9E37_79B9 >> 16;
-    let Some(e) = TG_PROBATION.get_ptr_mut(slot as u32 & (PROBATION_SLOTS - 1)) else {
+    let Some(e) = TG_PROBATION.get_ptr_mut(probation_slot(key)) else {
         return true;
     };
     if same(unsafe { &*e }, key) {

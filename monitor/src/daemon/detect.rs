@@ -177,7 +177,15 @@ fn hot_rates(st: &SourceState, old: Option<&(Instant, SourceState)>, now: Instan
 impl Detection {
     /// Judges what changed since the last interval: host-wide rates, the
     /// hot list, and (when `snap` walked the table) the top talkers.
-    pub fn judge(&mut self, maps: &mut Maps, snap: &Snapshot, t: &Thresholds) -> Vec<Finding> {
+    /// `banned`: whether a prefix is banned now (its SYNs are counted as
+    /// answered already, so a finding on it explains nothing more).
+    pub fn judge(
+        &mut self,
+        maps: &mut Maps,
+        snap: &Snapshot,
+        t: &Thresholds,
+        banned: &dyn Fn(&IpNet) -> bool,
+    ) -> Vec<Finding> {
         let now = Instant::now();
         let mut findings = Vec::new();
         let Ok(signals) = maps.signals() else {
@@ -187,6 +195,9 @@ impl Detection {
         self.judge_hot(maps, now, t, &mut findings, &mut explained);
         if snap.walked {
             self.judge_walk(snap, now, t, &mut findings, &mut explained);
+        }
+        explained.0.retain(|net, _| !banned(net));
+        if snap.walked {
             // A new port window once the current one has lasted its
             // length, however often the table is walked.
             if now.duration_since(self.port_window_since) >= PORT_WINDOW {
@@ -212,7 +223,10 @@ impl Detection {
         out: &mut Vec<Finding>,
     ) {
         let packets: u64 = Reason::ALL.iter().map(|r| snap.counters.packets(*r)).sum();
-        let created = snap.counters.source_events[source_event::CREATED as usize];
+        // Never-seen sources: those that claimed a slot and, during a
+        // storm, those judged on probation (a storm's sources never claim).
+        let created = snap.counters.source_events[source_event::CREATED as usize]
+            + snap.counters.source_events[source_event::PROBATION as usize];
         let syn = signal::SYN as usize;
         let bogon = signal::BOGON_SOURCE as usize;
         let answered = signal::SYN_ANSWERED as usize;

@@ -112,7 +112,13 @@ impl Daemon {
         }
         let t = self.config.detect.thresholds;
         self.renew_bans(&t);
-        for f in self.detect.judge(&mut self.tg.maps, snap, &t) {
+        let now = coarse_ns();
+        let banned: std::collections::HashSet<IpNet> =
+            self.bans.in_force(now).map(|(n, _)| *n).collect();
+        let findings = self
+            .detect
+            .judge(&mut self.tg.maps, snap, &t, &|n| banned.contains(n));
+        for f in findings {
             match f {
                 Finding::Source {
                     net,
