@@ -150,8 +150,14 @@ fn the_host_wide_syn_limit_spares_clients_known_before_it() {
     assert_eq!(r.verdict, Some("pass"));
 }
 
+/// The tests that flood on both CPUs take turns: a flood preempted by
+/// another loses bucket capacity it never offered packets for, and the
+/// two would each see the other's time as the limiter's.
+static BOTH_CPUS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn two_cpus_on_one_source_lose_no_update() {
+    let _cpus = BOTH_CPUS.lock().unwrap_or_else(|e| e.into_inner());
     let rate = 2_000_000;
     // The live clock advances a tick (4 ms) at a time: the burst must
     // cover a tick of the rate, as the daemon requires.
@@ -224,6 +230,7 @@ fn two_cpus_on_one_source_lose_no_update() {
 /// the rate plus one packet, whichever is larger.
 #[test]
 fn passes_are_burst_plus_rate_times_time_across_the_range() {
+    let _cpus = BOTH_CPUS.lock().unwrap_or_else(|e| e.into_inner());
     use monitor_common::{maps::PROG_MAIN, reason::Verdict};
     use tollgate::clock::{coarse_ns, coarse_tick_ns};
     let frame = udp("192.0.2.77");
