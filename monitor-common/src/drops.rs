@@ -77,13 +77,7 @@ impl DropEntry {
     /// by this entry.
     #[inline(always)]
     pub fn covers(&self, key: &SourceKey, now: u64, generation: u32) -> bool {
-        self.key.family == key.family
-            && self.key.addr[0] == key.addr[0]
-            && self.key.addr[1] == key.addr[1]
-            && self.key.addr[2] == key.addr[2]
-            && self.key.addr[3] == key.addr[3]
-            && now < self.until_ns
-            && self.generation == generation
+        self.key.same(key) && now < self.until_ns && self.generation == generation
     }
 }
 

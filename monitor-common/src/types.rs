@@ -76,6 +76,17 @@ pub struct SourceKey {
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 20);
 
 impl SourceKey {
+    /// Equality word by word: the kernel's comparison (a derived `==` on
+    /// arrays may become a `memcmp` call, which BPF does not have).
+    #[inline(always)]
+    pub fn same(&self, other: &SourceKey) -> bool {
+        self.family == other.family
+            && self.addr[0] == other.addr[0]
+            && self.addr[1] == other.addr[1]
+            && self.addr[2] == other.addr[2]
+            && self.addr[3] == other.addr[3]
+    }
+
     #[inline(always)]
     pub fn v4(addr: u32, mask: u32) -> Self {
         Self {

@@ -24,9 +24,7 @@ use monitor_common::{
 use crate::{
     atomic,
     maps::{TG_CONFIG, TG_DROPS, TG_SRC_FLOWS},
-    parse,
-    sources::{self, same},
-    stats,
+    parse, sources, stats,
 };
 
 /// This CPU's two entries for `key`.
@@ -111,9 +109,9 @@ pub fn remember(
         return;
     };
     let (ea, eb) = unsafe { (&mut *a, &mut *b) };
-    let e = if same(&ea.key, key) {
+    let e = if ea.key.same(key) {
         ea
-    } else if same(&eb.key, key) {
+    } else if eb.key.same(key) {
         eb
     } else if !live(ea, now, generation) {
         ea
@@ -122,7 +120,7 @@ pub fn remember(
     } else {
         ea
     };
-    if !same(&e.key, key) || e.slot != slot {
+    if !e.key.same(key) || e.slot != slot {
         // A source that moved slots was evicted from its old one, and its
         // counts with it.
         fold(e);
@@ -153,7 +151,7 @@ fn fold(e: &DropEntry) {
         return;
     };
     let flow = unsafe { &mut *flow };
-    if !same(&flow.key, &e.key) {
+    if !flow.key.same(&e.key) {
         return;
     }
     atomic::add(&mut flow.packets, e.packets);

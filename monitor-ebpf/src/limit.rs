@@ -76,10 +76,10 @@ pub fn apply(
     let s = unsafe { &mut *state };
     let pkt_charged = if rule.pkt.is_limited() {
         if let Err(tat) = take(&mut s.pkt_tat, now, 1, &rule.pkt) {
-            let until = if tat == 0 || rule.byte.is_limited() {
+            let until = if rule.byte.is_limited() {
                 0
             } else {
-                ns_reaching(conforms_at(tat, 1, &rule.pkt))
+                refused_until(tat, &rule.pkt)
             };
             return Some((Reason::RateLimitedPackets, until));
         }
@@ -93,12 +93,19 @@ pub fn apply(
         if pkt_charged {
             atomic::sub(&mut s.pkt_tat, rule.pkt.charge(1));
         }
-        let until = if tat == 0 {
-            0
-        } else {
-            ns_reaching(conforms_at(tat, 1, &rule.byte))
-        };
-        return Some((Reason::RateLimitedBytes, until));
+        return Some((Reason::RateLimitedBytes, refused_until(tat, &rule.byte)));
     }
     None
+}
+
+/// The instant (ns since the clock base) until which a bucket that
+/// refused a packet in state `tat` refuses every packet: when one unit
+/// would conform. 0 for a refusal `take` could not decide (`tat` 0).
+#[inline(always)]
+fn refused_until(tat: u64, params: &BucketParams) -> u64 {
+    if tat == 0 {
+        0
+    } else {
+        ns_reaching(conforms_at(tat, 1, params))
+    }
 }

@@ -41,7 +41,7 @@ fn slot(slot: u32) -> Option<Source> {
 pub fn find(key: &SourceKey) -> Option<Source> {
     let at = unsafe { TG_SOURCES.get(key) }.copied()?;
     if let Some(src) = slot(at)
-        && same(unsafe { &(*src.flow).key }, key)
+        && unsafe { &(*src.flow).key }.same(key)
     {
         let ctl = unsafe { &mut *src.ctl };
         // Test before setting: a flood's packets read the line (they
@@ -157,7 +157,7 @@ fn look(at: u64, capacity: u64) -> Option<(u64, Source)> {
 #[inline(always)]
 pub fn mark_referenced(at: u32, key: &SourceKey) {
     if let Some(src) = slot(at)
-        && same(unsafe { &(*src.flow).key }, key)
+        && unsafe { &(*src.flow).key }.same(key)
     {
         unsafe { (*src.ctl).flags |= slot_flag::REFERENCED };
     }
@@ -174,20 +174,9 @@ pub fn off_probation(key: &SourceKey) -> bool {
     let Some(e) = TG_PROBATION.get_ptr_mut(probation_slot(key)) else {
         return true;
     };
-    if same(unsafe { &*e }, key) {
+    if unsafe { &*e }.same(key) {
         return true;
     }
     unsafe { *e = *key };
     false
-}
-
-/// Key equality word by word (a derived `==` on arrays may become a
-/// `memcmp` call, which BPF does not have).
-#[inline(always)]
-pub fn same(a: &SourceKey, b: &SourceKey) -> bool {
-    a.family == b.family
-        && a.addr[0] == b.addr[0]
-        && a.addr[1] == b.addr[1]
-        && a.addr[2] == b.addr[2]
-        && a.addr[3] == b.addr[3]
 }

@@ -33,14 +33,24 @@ pub(super) struct TcpHdr {
 /// packet).
 #[inline(always)]
 pub(super) fn parse_tcp(c: &mut Cursor, info: &mut PacketInfo) -> Option<(*const TcpHdr, u16)> {
-    let Some(t) = c.peek::<TcpHdr>() else {
+    let Some(header) = tcp_header(c) else {
         return malformed(info, Malformed::Tcp);
     };
+    Some(header)
+}
+
+/// The header and its offset/flags word (host order) if the header and
+/// its options are inside the packet and its data offset covers at least
+/// the fixed header; the cursor then past the options.
+#[inline(always)]
+fn tcp_header(c: &mut Cursor) -> Option<(*const TcpHdr, u16)> {
+    let t = c.peek::<TcpHdr>()?;
     let off_flags = u16::from_be(unsafe { (*t).off_flags });
     let doff = ((off_flags >> 12) as usize) * 4;
-    if doff < size_of::<TcpHdr>() || c.skip(doff).is_none() {
-        return malformed(info, Malformed::Tcp);
+    if doff < size_of::<TcpHdr>() {
+        return None;
     }
+    c.skip(doff)?;
     Some((t, off_flags))
 }
 
@@ -48,13 +58,6 @@ pub(super) fn parse_tcp(c: &mut Cursor, info: &mut PacketInfo) -> Option<(*const
 /// carries SYN without ACK (what the flow record counts as a SYN).
 #[inline(always)]
 pub(super) fn bare_syn(c: &Cursor) -> bool {
-    let Some(t) = c.peek::<TcpHdr>() else {
-        return false;
-    };
-    let off_flags = u16::from_be(unsafe { (*t).off_flags });
-    let doff = ((off_flags >> 12) as usize) * 4;
-    let mut end = *c;
-    doff >= size_of::<TcpHdr>()
-        && end.skip(doff).is_some()
-        && off_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN
+    tcp_header(&mut c.clone())
+        .is_some_and(|(_, off_flags)| off_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN)
 }

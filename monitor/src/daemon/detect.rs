@@ -153,7 +153,11 @@ fn median_pps(cur: &HashMap<IpNet, Talker>, prev: &HashMap<IpNet, Talker>, secs:
 
 /// A source's rates since `old` (seen at `at`), or over its whole life
 /// the first time it is hot (a flood's source is new).
-fn hot_rates(st: &SourceState, old: Option<&(Instant, SourceState)>, now: Instant) -> SourceRates {
+pub(super) fn hot_rates(
+    st: &SourceState,
+    old: Option<&(Instant, SourceState)>,
+    now: Instant,
+) -> SourceRates {
     match old {
         Some((at, old)) => SourceRates {
             packets: st.packets.saturating_sub(old.packets),
@@ -195,9 +199,6 @@ impl Detection {
         self.judge_hot(maps, now, t, &mut findings, &mut explained);
         if snap.walked {
             self.judge_walk(snap, now, t, &mut findings, &mut explained);
-        }
-        explained.0.retain(|net, _| !banned(net));
-        if snap.walked {
             // A new port window once the current one has lasted its
             // length, however often the table is walked.
             if now.duration_since(self.port_window_since) >= PORT_WINDOW {
@@ -207,6 +208,7 @@ impl Detection {
                 }
             }
         }
+        explained.0.retain(|net, _| !banned(net));
         self.judge_host(snap, signals, now, t, &explained, &mut findings);
         findings
     }

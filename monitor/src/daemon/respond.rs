@@ -16,7 +16,10 @@ use monitor_common::{
     types::SourceState,
 };
 
-use super::{Daemon, detect::Finding};
+use super::{
+    Daemon,
+    detect::{Finding, hot_rates},
+};
 use crate::{
     clock::{coarse_ns, coarse_tick_ns, monotonic_ns},
     config::Mode,
@@ -158,14 +161,12 @@ impl Daemon {
             let Ok(Some(st)) = self.tg.maps.source(&key) else {
                 continue;
             };
-            if let Some((then, old)) = self.respond.ending.get(&net) {
+            if let Some(last) = self.respond.ending.get(&net) {
+                // What it sent since the last reading; the port sketch,
+                // which the fast path does not feed, left out.
                 let rates = SourceRates {
-                    packets: st.packets.saturating_sub(old.packets),
-                    bytes: st.bytes.saturating_sub(old.bytes),
-                    syns: st.syns.saturating_sub(old.syns),
-                    acks: st.acks.saturating_sub(old.acks),
                     distinct_ports: 0,
-                    secs: at.duration_since(*then).as_secs_f64(),
+                    ..hot_rates(&st, Some(last), at)
                 };
                 if let Some((d, ev)) = judge_source(&rates, 0.0, t) {
                     self.ban_for(net, d, ev);
