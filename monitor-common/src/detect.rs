@@ -104,16 +104,18 @@ pub enum Detector {
     PortScan,
     SpoofedStorm,
     Spike,
+    PrefixStorm,
 }
 
 impl Detector {
-    pub const ALL: [Detector; 6] = [
+    pub const ALL: [Detector; 7] = [
         Detector::Flood,
         Detector::SynFlood,
         Detector::GlobalSynFlood,
         Detector::PortScan,
         Detector::SpoofedStorm,
         Detector::Spike,
+        Detector::PrefixStorm,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -124,6 +126,7 @@ impl Detector {
             Detector::PortScan => "port_scan",
             Detector::SpoofedStorm => "spoofed_storm",
             Detector::Spike => "spike",
+            Detector::PrefixStorm => "prefix_storm",
         }
     }
 }
@@ -233,6 +236,10 @@ pub struct GlobalRates {
     pub new_sources: u64,
     /// Of those, from bogon or reserved ranges.
     pub bogon_sources: u64,
+    /// Packets their prefix's budget refused (dropped or, monitoring,
+    /// counted): sources each within their own limit that together
+    /// send more than their prefix may.
+    pub prefix_limited: u64,
     pub secs: f64,
 }
 
@@ -261,15 +268,16 @@ impl GlobalDetector {
     /// Judges one interval, then learns from it (an attack interval is
     /// learned with a small weight only, so the baseline is not dragged
     /// up by the attack it flags).
-    pub fn judge(&mut self, g: &GlobalRates, t: &Thresholds) -> [Option<(Detector, Evidence)>; 3] {
+    pub fn judge(&mut self, g: &GlobalRates, t: &Thresholds) -> [Option<(Detector, Evidence)>; 4] {
         let secs = g.secs.max(1e-3);
         let pps = g.packets as f64 / secs;
         let syn_pps = g.syns as f64 / secs;
         let new_ps = g.new_sources as f64 / secs;
         let bogon_ps = g.bogon_sources as f64 / secs;
         let ratio = g.syns as f64 / g.acks.max(1) as f64;
+        let prefix_ps = g.prefix_limited as f64 / secs;
         let trusted = self.pps.n >= self.warmup;
-        let mut out = [None, None, None];
+        let mut out = [None, None, None, None];
         if syn_pps > t.global_syn_pps && ratio > t.syn_ratio {
             out[0] = Some((
                 Detector::GlobalSynFlood,
@@ -316,6 +324,14 @@ impl GlobalDetector {
                         t.spike_floor_pps,
                     ),
                 ]),
+            ));
+        }
+        // A storm of sources each under its own limit: their prefixes'
+        // budgets refuse a one-source flood's worth every second.
+        if prefix_ps > t.flood_pps {
+            out[3] = Some((
+                Detector::PrefixStorm,
+                Evidence::new(&[("prefix_limited_per_second", prefix_ps, t.flood_pps)]),
             ));
         }
         let attacked = out.iter().any(Option::is_some);
@@ -412,6 +428,7 @@ mod tests {
                     acks: (pps * 0.3) as u64,
                     new_sources: ns as u64,
                     bogon_sources: 0,
+                    prefix_limited: 0,
                     secs: 1.0,
                 },
                 t,
@@ -517,6 +534,7 @@ mod tests {
                 acks: 5_000,
                 new_sources: 250_000,
                 bogon_sources: 0,
+                prefix_limited: 0,
                 secs: 1.0,
             },
             &t,
@@ -539,6 +557,28 @@ mod tests {
             &t,
         );
         assert_eq!(f[1].map(|x| x.0), Some(Detector::SpoofedStorm));
+    }
+
+    #[test]
+    fn a_storm_under_the_per_source_limits_is_found_by_its_prefix_refusals() {
+        let t = Thresholds::default();
+        let mut g = GlobalDetector::default();
+        let rates = |prefix_limited| GlobalRates {
+            packets: 600_000,
+            acks: 600_000,
+            new_sources: 3,
+            prefix_limited,
+            secs: 2.0,
+            ..Default::default()
+        };
+        // A flood's worth per second, not per interval.
+        assert_eq!(g.judge(&rates(15_000), &t)[3], None);
+        let f = g.judge(&rates(400_000), &t)[3].expect("a prefix storm");
+        assert_eq!(f.0, Detector::PrefixStorm);
+        assert_eq!(
+            f.1.items[0],
+            ("prefix_limited_per_second", 200_000.0, t.flood_pps)
+        );
     }
 
     #[test]

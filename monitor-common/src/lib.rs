@@ -13,6 +13,7 @@ pub mod detect;
 pub mod drops;
 pub mod generator;
 pub mod maps;
+pub mod prefix;
 pub mod reason;
 pub mod syncookie;
 pub mod types;
@@ -38,4 +39,5 @@ mod pod {
     unsafe impl aya::Pod for crate::generator::GenFrame {}
     unsafe impl aya::Pod for crate::syncookie::VerifiedKey {}
     unsafe impl aya::Pod for crate::drops::DropEntry {}
+    unsafe impl aya::Pod for crate::prefix::PrefixState {}
 }

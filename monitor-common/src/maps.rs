@@ -127,6 +127,17 @@ pub const DROPS: &str = "TG_DROPS";
 /// clients that keep sending keep their slots. Writer and reader: the
 /// kernel. Not pinned (probation restarts with the daemon).
 pub const PROBATION: &str = "TG_PROBATION";
+/// Prefix budgets (`prefix`). LRU hash: the prefix's `SourceKey` ->
+/// `prefix::PrefixState`. Writer: the kernel, for packets that passed
+/// their source's own buckets while a budget is in force. When full, the
+/// least recently charged prefix goes (and starts over with a full
+/// budget when it comes back). Not pinned: a restarted daemon's prefixes
+/// start with full budgets, as after a reload.
+pub const PREFIXES: &str = "TG_PREFIXES";
+/// Entries of `PREFIXES`: every /48 of a /32 storm (65,536) and the
+/// prefixes of the clients besides; the LRU's per-CPU free lists make
+/// its real capacity somewhat less than its size.
+pub const MAX_PREFIXES: u32 = 1 << 17;
 /// The `PROBATION` entry of `key`: Fibonacci hashing of its folded words,
 /// over all of the entries.
 #[inline(always)]
@@ -251,7 +262,7 @@ pub const MAX_BANS_PER_FAMILY: u32 = 65_536;
 /// another layout never opens maps it would mis-read. Bump it with any
 /// such change (the `layout_fingerprint` test fails on size changes, as a
 /// reminder; field reorderings and new meanings are on the reviewer).
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// The maps the daemon pins and a restarted daemon adopts: all but the
 /// replay program's scratch maps.
@@ -314,7 +325,7 @@ mod tests {
                 super::source_event::COUNT,
                 super::PINNED.len(),
             ),
-            (4, 20, 64, 64, 16, 40, 96, 16, COUNTER_SLOTS_V3, 5, 27),
+            (5, 20, 64, 64, 16, 40, 152, 16, 16 * 13 * 4, 5, 27),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }
@@ -335,7 +346,4 @@ mod tests {
         // A uniform hash fills 1 - 1/e of them (~41,400).
         assert!(used.len() > 30_000, "{} of 65,536 used", used.len());
     }
-    /// The counter array of layouts 3 and 4: 16 interface slots x 12 reasons x 4
-    /// verdicts.
-    const COUNTER_SLOTS_V3: u32 = 16 * 12 * 4;
 }

@@ -41,10 +41,14 @@ pub enum Reason {
     /// verified, whose cookie the kernel refused: a forged or stale
     /// handshake.
     CookieInvalid = 11,
+    /// Within its source's own limits, but over its prefix's budget (what
+    /// the sources of one prefix pass together; during a storm, what its
+    /// unproven sources pass together: `prefix`).
+    PrefixLimited = 12,
 }
 
 impl Reason {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     pub const ALL: [Reason; Self::COUNT] = [
         Reason::Pass,
         Reason::Allow,
@@ -58,6 +62,7 @@ impl Reason {
         Reason::SynLimited,
         Reason::SynCookie,
         Reason::CookieInvalid,
+        Reason::PrefixLimited,
     ];
 
     /// The label used in metrics, logs and JSON.
@@ -75,6 +80,7 @@ impl Reason {
             Reason::SynLimited => "syn_limited",
             Reason::SynCookie => "syn_cookie",
             Reason::CookieInvalid => "cookie_invalid",
+            Reason::PrefixLimited => "prefix_limited",
         }
     }
 

@@ -332,12 +332,15 @@ pub struct RuntimeConfig {
     /// SYN cookies answered from XDP (`syncookie`); mode `OFF` unless
     /// `[syn_cookies]` is configured.
     pub cookie: crate::syncookie::CookieParams,
-    /// Non-zero while the daemon sees a storm of spoofed sources: a
-    /// never-seen source's first packet claims no slot (`maps::PROBATION`).
-    pub storm: u32,
-    pub _pad: u32,
+    /// Coarse-clock ns the storm the daemon sees began, 0 when there is
+    /// none. During a storm a never-seen source's first packet claims no
+    /// slot (`maps::PROBATION`), and sources first seen since it began that
+    /// are not verified share their prefix's `unproven` budget (`prefix`).
+    pub storm_since_ns: u64,
+    /// The prefix budgets (`prefix`).
+    pub prefix: crate::prefix::PrefixParams,
 }
-const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 96);
+const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 152);
 
 /// The sketch bit of destination port `port`: Fibonacci hashing spreads
 /// neighbouring ports (a sequential scan) over the 64 bits.
@@ -385,8 +388,8 @@ impl RuntimeConfig {
             syn_known_before_s: 0,
             syn_limit: BucketParams::UNLIMITED,
             cookie: crate::syncookie::CookieParams::default(),
-            storm: 0,
-            _pad: 0,
+            storm_since_ns: 0,
+            prefix: crate::prefix::PrefixParams::default(),
         }
     }
 }

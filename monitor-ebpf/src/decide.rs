@@ -25,7 +25,7 @@ use crate::{
     limit,
     maps::{self, TG_CONFIG, TG_HOT},
     mode::Mode,
-    parse, policy,
+    parse, policy, prefix,
     sources::{self, Source},
     stats,
 };
@@ -99,7 +99,16 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
         Ok(src) => src,
         Err((fresh, why)) => {
             stats::source_event(why);
-            let (reason, verdict) = enforce_untracked(&fresh, now);
+            let (reason, verdict) = match enforce_untracked(&fresh, now) {
+                // Its first packet: charged to its prefix as a source
+                // first seen now.
+                (Reason::Untracked, Verdict::Pass)
+                    if prefix::over(info, cfg, now, now, now.saturating_sub(cfg.clock_base_ns)) =>
+                {
+                    (Reason::PrefixLimited, prefix_verdict(cfg, Verdict::Drop))
+                }
+                decided => decided,
+            };
             if verdict != Verdict::Drop && info.malformed != 0 {
                 return (Reason::Malformed, malformed_verdict(cfg));
             }
@@ -114,7 +123,7 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
         policy::refresh(src.ctl, info, generation);
     }
     let since_base = now.saturating_sub(cfg.clock_base_ns);
-    let (reason, verdict, until) = enforce(src.ctl, generation, len, now, since_base);
+    let (reason, verdict, until) = enforce(src.ctl, info, cfg, generation, len, now, since_base);
     // Only `enforce`'s own drops last: a monitored rule's verdict that the
     // malformed verdict below turns into a drop holds for this packet.
     let lasting = verdict == Verdict::Drop && until > now;
@@ -175,14 +184,17 @@ fn known_client(ctl: *const SourceControl, cfg: &RuntimeConfig) -> bool {
             < cfg.syn_known_before_s as u64 * 1_000_000_000
 }
 
-/// Allow, deny, ban, then the rule's buckets. A rule in monitor mode
-/// passes what it would have dropped, with verdict `Monitor`; bans are
-/// always enforced. A drop comes with the instant (coarse-clock ns) until
-/// which every packet of the source gets the same, for the drop cache, or
-/// 0 if none is certain.
+/// Allow, deny, ban, then the rule's buckets, then the prefix's budget.
+/// A rule in monitor mode passes what it would have dropped, with verdict
+/// `Monitor`; bans are always enforced. A drop comes with the instant
+/// (coarse-clock ns) until which every packet of the source gets the
+/// same, for the drop cache, or 0 if none is certain (a prefix's refusal
+/// depends on its other sources).
 #[inline(always)]
 fn enforce(
     ctl: *mut SourceControl,
+    info: &PacketInfo,
+    cfg: &RuntimeConfig,
     generation: u32,
     len: u64,
     now: u64,
@@ -211,7 +223,22 @@ fn enforce(
         // onto the coarse clock the same way.
         Some((reason, 0)) => (reason, would_drop, 0),
         Some((reason, at)) => (reason, would_drop, at.saturating_add(now - since_base)),
+        None if prefix::over(info, cfg, unsafe { (*ctl).first_seen_ns }, now, since_base) => {
+            limit::refund(ctl, rule, len);
+            (Reason::PrefixLimited, prefix_verdict(cfg, would_drop), 0)
+        }
         None => (Reason::Pass, Verdict::Pass, 0),
+    }
+}
+
+/// A prefix refusal's verdict: `would_drop` (the source rule's), or
+/// `Monitor` while the prefix budgets only watch.
+#[inline(always)]
+fn prefix_verdict(cfg: &RuntimeConfig, would_drop: Verdict) -> Verdict {
+    if cfg.prefix.monitor != 0 {
+        Verdict::Monitor
+    } else {
+        would_drop
     }
 }
 
@@ -239,7 +266,7 @@ fn source_entry(
         rule_slot,
         ..SourceControl::default()
     };
-    if cfg.storm != 0 && !sources::off_probation(key) {
+    if cfg.storm_since_ns != 0 && !sources::off_probation(key) {
         return Err((fresh, source_event::PROBATION));
     }
     match sources::claim(key, &fresh) {

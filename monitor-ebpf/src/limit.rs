@@ -40,7 +40,7 @@ pub fn syn_allowed(params: &BucketParams, ns_since_base: u64) -> bool {
 /// Takes `cost` from the bucket whose TAT is at `tat`, or returns the TAT
 /// that refused the packet (the bucket is left untouched).
 #[inline(always)]
-fn take(tat: *mut u64, now: u64, cost: u64, params: &BucketParams) -> Result<(), u64> {
+pub fn take(tat: *mut u64, now: u64, cost: u64, params: &BucketParams) -> Result<(), u64> {
     let mut current = atomic::load(tat);
     for _ in 0..CAS_MAX_TRIES {
         let Some(next) = conform(current, now, cost, params) else {
@@ -96,6 +96,19 @@ pub fn apply(
         return Some((Reason::RateLimitedBytes, refused_until(tat, &rule.byte)));
     }
     None
+}
+
+/// Gives back what `apply` charged a packet that a later check dropped
+/// (its prefix's budget), so a dropped packet costs its source nothing.
+#[inline(always)]
+pub fn refund(state: *mut SourceControl, rule: &RuleParams, len: u64) {
+    let s = unsafe { &mut *state };
+    if rule.pkt.is_limited() {
+        atomic::sub(&mut s.pkt_tat, rule.pkt.charge(1));
+    }
+    if rule.byte.is_limited() {
+        atomic::sub(&mut s.byte_tat, rule.byte.charge(len));
+    }
 }
 
 /// The instant (ns since the clock base) until which a bucket that

@@ -50,6 +50,7 @@ mod maps;
 mod mode;
 mod parse;
 mod policy;
+mod prefix;
 mod sources;
 mod stats;
 

@@ -154,7 +154,7 @@ impl Metrics {
             detections: counter_vec(
                 &r,
                 "tollgate_detections_total",
-                "Anomalies detected, by detector (flood, syn_flood, global_syn_flood, port_scan, spoofed_storm, spike).",
+                "Anomalies detected, by detector (flood, syn_flood, global_syn_flood, port_scan, spoofed_storm, spike, prefix_storm).",
                 &["detector"],
             ),
             bans: counter_vec(

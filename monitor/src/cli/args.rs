@@ -306,6 +306,7 @@ impl PolicyArgs {
                 MalformedArg::Pass => Verdict::Pass,
             },
             default_monitor: false,
+            prefix: None,
         }
     }
 }

@@ -28,6 +28,7 @@ pub struct DetectModesFile {
     pub port_scan: Option<Mode>,
     pub spoofed_storm: Option<Mode>,
     pub spike: Option<Mode>,
+    pub prefix_storm: Option<Mode>,
 }
 
 /// Anomaly detection and automatic response.
@@ -61,6 +62,7 @@ impl DetectConfig {
             Detector::PortScan => m.port_scan,
             Detector::SpoofedStorm => m.spoofed_storm,
             Detector::Spike => m.spike,
+            Detector::PrefixStorm => m.prefix_storm,
         }
         .unwrap_or(self.mode)
     }

@@ -35,6 +35,7 @@ mod cookies;
 mod detect;
 mod limits;
 mod located;
+mod prefixes;
 mod schema;
 mod settings;
 
@@ -112,6 +113,8 @@ pub struct Config {
     pub scan_interval: Duration,
     pub default_limit: Limit,
     pub default_monitor: bool,
+    /// `[prefix_limit]`; None: the budgets follow the default limit.
+    pub prefix_limit: Option<crate::policy::PrefixLimit>,
     pub rules: Vec<RuleEntry>,
     /// The operator's own access: always allowed, never limited or banned.
     pub management: Vec<IpNet>,
@@ -154,6 +157,12 @@ pub fn parse(path: &Path, text: &str, check_host: bool) -> Result<Config, Config
     let interval = settings::interval(&c, f.interval.as_ref())?;
     let sources = settings::sources(&c, &f.sources, interval)?;
     let (default_limit, default_monitor) = limits::default_limit(&c, &f.default_limit)?;
+    let prefix_limit = prefixes::prefix_limit(
+        &c,
+        f.prefix_limit.as_ref(),
+        &sources,
+        (&default_limit, default_monitor),
+    )?;
     let rules = limits::rules(&c, &f.rules)?;
     let management = limits::management(&c, &f.management, &f.rules, &rules)?;
     let (metrics_listen, top_talkers) = settings::metrics(&c, &f.metrics)?;
@@ -180,6 +189,7 @@ pub fn parse(path: &Path, text: &str, check_host: bool) -> Result<Config, Config
         scan_interval: sources.scan_interval,
         default_limit,
         default_monitor,
+        prefix_limit,
         rules,
         management,
         metrics_listen,
@@ -226,6 +236,7 @@ impl Config {
             v6_prefix: self.v6_prefix,
             malformed: self.malformed,
             default_monitor: self.default_monitor,
+            prefix: self.prefix_limit,
         }
     }
 }
@@ -289,7 +300,7 @@ burst_packets = 2000
         ),
         (
             "interfaces = [\"lo\"]\nintervall = \"1s\"\n",
-            "t.toml:2: intervall: unknown field `intervall`, expected one of `interfaces`, `attach_mode`, `interval`, `malformed`, `sources`, `default_limit`, `rule`, `management`, `metrics`, `control`, `log`, `state`, `detect`, `syn_cookies`",
+            "t.toml:2: intervall: unknown field `intervall`, expected one of `interfaces`, `attach_mode`, `interval`, `malformed`, `sources`, `default_limit`, `rule`, `management`, `metrics`, `control`, `log`, `state`, `detect`, `syn_cookies`, `prefix_limit`",
         ),
         (
             "interfaces = [\"lo\"]\n[sources]\nipv4_prefix = \"wide\"\n",
@@ -333,7 +344,7 @@ burst_packets = 2000
         ),
         (
             "interfaces = [\"lo\"]\n[detect.modes]\nflod = \"monitor\"\n",
-            "t.toml:3: detect.modes.flod: unknown field `flod`, expected one of `flood`, `syn_flood`, `global_syn_flood`, `port_scan`, `spoofed_storm`, `spike`",
+            "t.toml:3: detect.modes.flod: unknown field `flod`, expected one of `flood`, `syn_flood`, `global_syn_flood`, `port_scan`, `spoofed_storm`, `spike`, `prefix_storm`",
         ),
         (
             "interfaces = [\"lo\"]\n[state]\non_exit = \"stay\"\n",

@@ -217,4 +217,5 @@ pub(super) struct File {
     #[serde(default)]
     pub(super) detect: DetectFile,
     pub(super) syn_cookies: Option<Spanned<super::cookies::SynCookiesFile>>,
+    pub(super) prefix_limit: Option<super::prefixes::PrefixLimitFile>,
 }

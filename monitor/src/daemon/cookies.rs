@@ -5,9 +5,11 @@
 //! the section; `ON` with `mode = "always"`; with `mode = "under_attack"`,
 //! `ON` exactly while the host-wide SYN limit the `global_syn_flood`
 //! detector sets is in force (`Responder::syn_limited`, renewed and lifted
-//! as that limit is) and `WATCH` otherwise. `sync_cookie_mode` is called
-//! wherever that limit is set or lifted, at start and on reload; each
-//! change is one `syn_cookies` event.
+//! as that limit is) or a storm is answered (`Responder::storm`: sources
+//! first seen during it share their prefix's unproven budget until a
+//! cookie handshake verifies them), and `WATCH` otherwise.
+//! `sync_cookie_mode` is called wherever either is set or lifted, at
+//! start and on reload; each change is one `syn_cookies` event.
 //!
 //! The SYNPROXY table (`synproxy`) is installed at start and replaced on a
 //! reload that changes the section; it stays when the daemon stops with
@@ -53,7 +55,7 @@ impl Daemon {
         match &self.config.syn_cookies {
             None => cookie_mode::OFF,
             Some(c) if c.mode == CookieMode::Always => cookie_mode::ON,
-            Some(_) if self.respond.syn_limited() => cookie_mode::ON,
+            Some(_) if self.respond.syn_limited() || self.respond.storm() => cookie_mode::ON,
             Some(_) => cookie_mode::WATCH,
         }
     }

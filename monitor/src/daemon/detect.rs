@@ -96,8 +96,8 @@ impl Explained {
 }
 
 /// Host-wide totals at an interval: time, packets, signals, sources
-/// created.
-type Totals = (Instant, u64, [u64; signal::COUNT as usize], u64);
+/// created, packets their prefix's budget refused.
+type Totals = (Instant, u64, [u64; signal::COUNT as usize], u64, u64);
 
 /// What the detectors remember between intervals.
 pub struct Detection {
@@ -232,7 +232,8 @@ impl Detection {
         let syn = signal::SYN as usize;
         let bogon = signal::BOGON_SOURCE as usize;
         let answered = signal::SYN_ANSWERED as usize;
-        if let Some((at, p0, s0, c0)) = self.last_global {
+        let prefix_limited = snap.counters.packets(Reason::PrefixLimited);
+        if let Some((at, p0, s0, c0, l0)) = self.last_global {
             let secs = now.duration_since(at).as_secs_f64();
             let all_syns = signals[syn].saturating_sub(s0[syn]);
             let packets = packets.saturating_sub(p0);
@@ -253,6 +254,7 @@ impl Detection {
                 acks: packets.saturating_sub(all_syns),
                 new_sources: created.saturating_sub(c0),
                 bogon_sources: signals[bogon].saturating_sub(s0[bogon]),
+                prefix_limited: prefix_limited.saturating_sub(l0),
                 secs,
             };
             let mut found = self.global.judge(&g, t);
@@ -289,7 +291,7 @@ impl Detection {
                 });
             }
         }
-        self.last_global = Some((now, packets, signals, created));
+        self.last_global = Some((now, packets, signals, created, prefix_limited));
     }
 
     /// Sources over their limit this interval: judged now, not at the

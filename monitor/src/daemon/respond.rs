@@ -31,8 +31,8 @@ use crate::{
 /// How long a finding that changed nothing stays unrepeated.
 const REPEAT_QUIET: Duration = Duration::from_secs(60);
 
-/// How long never-seen sources stay on probation after the last finding
-/// of a spoofed-source storm.
+/// How long a storm's answer (probation, the unproven budgets) lasts
+/// after the storm's last finding.
 const STORM_TTL: Duration = Duration::from_secs(30);
 
 /// What the response remembers: the host-wide SYN limit's end, the
@@ -41,8 +41,8 @@ const STORM_TTL: Duration = Duration::from_secs(30);
 pub struct Responder {
     /// When the host-wide SYN limit set during a flood ends (monotonic ns).
     syn_limit_until: Option<u64>,
-    /// When probation for never-seen sources, set during a spoofed-source
-    /// storm, ends (monotonic ns).
+    /// When the answer to a storm (probation for never-seen sources, the
+    /// prefixes' unproven budgets) ends (monotonic ns).
     storm_until: Option<u64>,
     /// Findings that changed nothing (monitor mode), by detector and
     /// source, with when they were last reported: repeated every interval
@@ -75,6 +75,11 @@ impl Responder {
     /// `under_attack` answer exactly while it is).
     pub fn syn_limited(&self) -> bool {
         self.syn_limit_until.is_some()
+    }
+
+    /// Whether a storm is being answered (`Daemon::storm`).
+    pub fn storm(&self) -> bool {
+        self.storm_until.is_some()
     }
 
     /// Whether a finding of `d` on `net` that changed nothing was reported
@@ -179,20 +184,25 @@ impl Daemon {
     }
 
     /// A host-wide finding with no source to ban, said once per
-    /// `REPEAT_QUIET` while it lasts. A spoofed-source storm also puts
-    /// never-seen sources on probation (in `enforce` mode), renewed while
-    /// it lasts.
+    /// `REPEAT_QUIET` while it lasts. A storm (of spoofed sources, or of
+    /// sources each under its own limit) is also answered, in `enforce`
+    /// mode, renewed while it lasts (`storm`).
     fn report(&mut self, d: Detector, ev: Evidence) {
-        if d == Detector::SpoofedStorm && self.config.detect.mode_of(d) == Mode::Enforce {
-            return self.probation(ev);
+        let is_storm = matches!(d, Detector::SpoofedStorm | Detector::PrefixStorm);
+        if is_storm && self.config.detect.mode_of(d) == Mode::Enforce {
+            return self.storm(d, ev);
         }
         if self.respond.repeated(d, None) {
             return;
         }
-        let message = if d == Detector::SpoofedStorm {
-            "a surge of new (or bogon) sources: the mark of spoofed sources; per-source bans cannot stop it, the source table's clock recycles their slots"
-        } else {
-            "host-wide traffic far above its learned baseline"
+        let message = match d {
+            Detector::SpoofedStorm => {
+                "a surge of new (or bogon) sources: the mark of spoofed sources; per-source bans cannot stop it, the source table's clock recycles their slots"
+            }
+            Detector::PrefixStorm => {
+                "sources each under their own limit send more than their prefixes may together: a storm spread over many sources"
+            }
+            _ => "host-wide traffic far above its learned baseline",
         };
         self.finding(d, ev, None, "logged", message.into());
     }
@@ -285,29 +295,53 @@ impl Daemon {
         }
     }
 
-    /// Never-seen sources claim a slot with their second packet, not their
-    /// first, for `STORM_TTL` after the storm's last finding: a spoofed
-    /// source, seen once, then costs no slot claim and evicts no client.
-    fn probation(&mut self, ev: Evidence) {
-        let d = Detector::SpoofedStorm;
+    /// The answer to a storm, for `STORM_TTL` after its last finding:
+    /// never-seen sources claim a slot with their second packet, not their
+    /// first (a spoofed source, seen once, then costs no slot claim and
+    /// evicts no client), and sources first seen since the storm began
+    /// share their prefix's small unproven budget until a SYN-cookie
+    /// handshake verifies them (cookies come on for it with
+    /// `mode = "under_attack"`), while sources that were already sending
+    /// keep their prefix's whole budget.
+    fn storm(&mut self, d: Detector, ev: Evidence) {
         let renewing = self.respond.storm_until.is_some();
         self.respond.storm_until = Some(monotonic_ns() + STORM_TTL.as_nanos() as u64);
         if renewing {
             return;
         }
+        let why = match d {
+            Detector::PrefixStorm => {
+                "sources each under their own limit send more than their prefixes may together: a storm spread over many sources"
+            }
+            _ => "a surge of new (or bogon) sources: the mark of spoofed sources",
+        };
         match self.tg.maps.set_storm(true) {
-            Ok(()) => self.finding(
+            Ok(()) => {
+                self.finding(
+                    d,
+                    ev,
+                    None,
+                    &format!(
+                        "new sources on probation and on their prefix's unproven budget for {}s",
+                        STORM_TTL.as_secs()
+                    ),
+                    format!("{why}; a never-seen source claims a slot with its second packet, and sources first seen from now on share their prefix's unproven budget until a SYN-cookie handshake verifies them, while those already sending keep theirs (renewed while it lasts)"),
+                );
+                self.sync_cookie_mode(
+                    "a storm: new sources show they are real with a SYN-cookie handshake",
+                );
+            }
+            Err(e) => self.finding(
                 d,
                 ev,
                 None,
-                &format!("new sources on probation for {}s", STORM_TTL.as_secs()),
-                "a surge of new (or bogon) sources: the mark of spoofed sources; a never-seen source claims a slot in the source table with its second packet, so spoofed sources, seen once, claim none and evict no client (renewed while it lasts)".into(),
+                "logged",
+                format!("answering the storm failed: {e}"),
             ),
-            Err(e) => self.finding(d, ev, None, "logged", format!("probation failed: {e}")),
         }
     }
 
-    /// Ends the probation of never-seen sources.
+    /// Ends the answer to a storm.
     fn end_probation(&mut self) {
         self.respond.storm_until = None;
         match self.tg.maps.set_storm(false) {
@@ -315,9 +349,10 @@ impl Daemon {
                 self.events.push(event(
                     "probation_ended",
                     None,
-                    "new sources claim a slot at once",
-                    "no spoofed-source storm for a while".into(),
+                    "new sources claim a slot at once and share their prefix's whole budget",
+                    "no storm for a while".into(),
                 ));
+                self.sync_cookie_mode("the storm ended");
             }
             Err(e) => tracing::warn!(event = "probation_failed", "{e}"),
         }

@@ -122,7 +122,7 @@ impl Daemon {
             if self.tg.maps.runtime_config()?.syn_limit.is_limited() {
                 self.lift_syn_limit("lifted at start: the daemon that set it is gone");
             }
-            if self.tg.maps.runtime_config()?.storm != 0 {
+            if self.tg.maps.runtime_config()?.storm_since_ns != 0 {
                 self.tg.maps.set_storm(false)?;
             }
             self.bans.adopt_kernel_bans(&mut self.tg.maps)?;

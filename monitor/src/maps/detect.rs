@@ -61,11 +61,25 @@ impl Maps {
         self.set_runtime_config(&cfg)
     }
 
-    /// Puts never-seen sources on probation (`maps::PROBATION`) while a
-    /// spoofed-source storm lasts, or takes them off.
+    /// Starts or ends a storm's answer in the kernel: never-seen sources
+    /// on probation (`maps::PROBATION`), and sources first seen since the
+    /// storm began on their prefix's unproven budget (`prefix`). A storm
+    /// that goes on keeps its start, so the sources first seen before it
+    /// stay proven.
     pub fn set_storm(&mut self, on: bool) -> Result<(), MapError> {
+        let since = self.runtime_config()?.storm_since_ns;
+        self.set_storm_since(match (on, since) {
+            (false, _) => 0,
+            (true, 0) => crate::clock::coarse_ns().max(1),
+            (true, since) => since,
+        })
+    }
+
+    /// The storm's start, on the program's clock (coarse ns; the replay
+    /// clock for the replay program), or 0 to end it.
+    pub fn set_storm_since(&mut self, since_ns: u64) -> Result<(), MapError> {
         let mut cfg = self.runtime_config()?;
-        cfg.storm = on as u32;
+        cfg.storm_since_ns = since_ns;
         self.set_runtime_config(&cfg)
     }
 

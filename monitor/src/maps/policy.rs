@@ -38,6 +38,9 @@ impl Maps {
         clock_base_ns: Option<u64>,
     ) -> Result<(), ApplyError> {
         let params = policy.compile()?;
+        let prefix_params = policy
+            .prefix_limit()
+            .params(policy.v4_prefix, policy.v6_prefix)?;
         let current = self.runtime_config()?;
         let active = (current.generation & 1) as usize;
         let next = active ^ 1;
@@ -97,7 +100,8 @@ impl Maps {
             syn_limit: current.syn_limit,
             syn_known_before_s: current.syn_known_before_s,
             cookie: current.cookie,
-            storm: current.storm,
+            storm_since_ns: current.storm_since_ns,
+            prefix: prefix_params,
             ..RuntimeConfig::new(
                 current.generation.wrapping_add(1),
                 policy.v4_prefix,

@@ -16,9 +16,11 @@ use monitor_common::{
 };
 
 mod guard;
+mod prefix;
 mod values;
 
 pub use guard::{guard_ban, guard_rule};
+pub use prefix::PrefixLimit;
 pub use values::{
     LimitError, LimitField, LimitSpec, MAX_BAN, RATES_ONLY_FOR_LIMIT, action_name, ban_ttl,
     limit_from_parts, parse_action, parse_cidr, parse_limit_numbers, parse_rule,
@@ -107,6 +109,9 @@ pub struct Policy {
     pub malformed: Verdict,
     /// The default limit only counts what it would drop.
     pub default_monitor: bool,
+    /// What the sources of one prefix pass together; None: the budgets
+    /// that follow the default limit (`PrefixLimit::following`).
+    pub prefix: Option<PrefixLimit>,
 }
 
 impl Default for Policy {
@@ -118,6 +123,7 @@ impl Default for Policy {
             v6_prefix: 64,
             malformed: Verdict::Drop,
             default_monitor: false,
+            prefix: None,
         }
     }
 }
@@ -152,6 +158,14 @@ pub enum PolicyError {
         family: &'static str,
         count: usize,
         max: u32,
+    },
+    #[error(
+        "prefix budget /{len} is narrower than the {family} source prefix /{source_len}; a budget's prefix must hold whole sources: at most /{source_len}"
+    )]
+    PrefixNarrowerThanSource {
+        family: &'static str,
+        len: u8,
+        source_len: u8,
     },
     #[error("source prefix /{len} is longer than {family} addresses (at most /{max})")]
     SourcePrefix {
@@ -246,6 +260,12 @@ fn limit_params(limit: &Limit, what: &str) -> Result<RuleParams, PolicyError> {
 }
 
 impl Policy {
+    /// The prefix budgets in force.
+    pub fn prefix_limit(&self) -> PrefixLimit {
+        self.prefix
+            .unwrap_or_else(|| PrefixLimit::following(&self.default, self.default_monitor))
+    }
+
     /// Checks everything the kernel would otherwise get wrong or refuse,
     /// and returns the rule parameters by slot (slot 0 = the default).
     pub fn compile(&self) -> Result<Vec<RuleParams>, PolicyError> {
@@ -263,6 +283,7 @@ impl Policy {
                 max: 128,
             });
         }
+        self.prefix_limit().params(self.v4_prefix, self.v6_prefix)?;
         let monitor = |on: bool| if on { rule_flag::MONITOR } else { 0 };
         let mut slots = vec![RuleParams {
             flags: monitor(self.default_monitor),

@@ -1,0 +1,143 @@
+//! Prefix budgets: what the sources of one prefix (an IPv4 /24, an IPv6
+//! /48 by default) pass together. Per-source buckets bound each source;
+//! a storm of hundreds of sources, each under its own limit, passes
+//! hundreds of allowances, and a client rotating through the addresses of
+//! its prefix gets a new allowance with each. A packet that passed its
+//! source's own buckets is charged to its prefix's budget too.
+//!
+//! Two budgets per prefix. `all` is what the prefix's sources pass
+//! together in ordinary times (off unless configured). While the daemon
+//! sees a storm (`RuntimeConfig::storm_since_ns` non-zero), sources that
+//! have not shown they are real are charged to the much smaller
+//! `unproven` budget instead, and only they are: a source is proven if
+//! it was already sending before the storm began, or if it completed a
+//! SYN-cookie handshake (`syncookie`, the verified sources). So a storm
+//! spends its own small budget, and the clients a prefix already had
+//! keep theirs.
+
+use crate::{
+    bucket::BucketParams,
+    types::{SourceKey, family, prefix_mask},
+};
+
+/// The prefix budgets' settings, part of `RuntimeConfig`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixParams {
+    /// Mask applied to an IPv4 source to form its prefix (network order).
+    pub v4_mask: u32,
+    /// Non-zero: a refusal is counted and the packet passed (verdict
+    /// `Monitor`), as a rule in monitor mode does.
+    pub monitor: u32,
+    /// Mask applied to an IPv6 source (network order, four words).
+    pub v6_mask: [u32; 4],
+    /// What a prefix's sources pass together; unlimited (interval 0): off.
+    pub all: BucketParams,
+    /// During a storm: what a prefix's unproven sources pass together.
+    /// Unlimited: the storm changes nothing here.
+    pub unproven: BucketParams,
+}
+const _: () = assert!(core::mem::size_of::<PrefixParams>() == 56);
+
+impl PrefixParams {
+    /// Budgets over prefixes of `v4_prefix` and `v6_prefix` bits.
+    pub fn new(v4_prefix: u8, v6_prefix: u8, all: BucketParams, unproven: BucketParams) -> Self {
+        Self {
+            v4_mask: prefix_mask::<1>(v4_prefix.min(32))[0],
+            monitor: 0,
+            v6_mask: prefix_mask::<4>(v6_prefix.min(128)),
+            all,
+            unproven,
+        }
+    }
+
+    /// Whether any packet can be charged: during a storm (`storm`) either
+    /// budget, otherwise `all`.
+    #[inline(always)]
+    pub fn in_force(&self, storm: bool) -> bool {
+        self.all.is_limited() || (storm && self.unproven.is_limited())
+    }
+
+    /// The prefix of a source address (`addr` network order, as
+    /// `PacketInfo::src`).
+    #[inline(always)]
+    pub fn key(&self, fam: u8, addr: &[u32; 4]) -> SourceKey {
+        if fam == family::IPV4 {
+            SourceKey::v4(addr[0], self.v4_mask)
+        } else {
+            SourceKey::v6(addr, &self.v6_mask)
+        }
+    }
+}
+
+/// The state of one prefix: the two budgets' GCRA words (ticks, see
+/// `bucket`), each updated by compare-and-swap.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixState {
+    pub all_tat: u64,
+    pub unproven_tat: u64,
+}
+const _: () = assert!(core::mem::size_of::<PrefixState>() == 16);
+
+/// Which budget a packet is charged to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    All,
+    Unproven,
+}
+
+/// The budget for a packet of a source first seen at `first_seen_ns`
+/// (coarse clock; a source without a slot is first seen now), while a
+/// storm began at `storm_since_ns` (0: no storm), given whether it is a
+/// verified source (`verified` is only asked during a storm, for sources
+/// first seen since it began: the lookup costs).
+#[inline(always)]
+pub fn budget(storm_since_ns: u64, first_seen_ns: u64, verified: impl FnOnce() -> bool) -> Budget {
+    if storm_since_ns == 0 || first_seen_ns < storm_since_ns || verified() {
+        Budget::All
+    } else {
+        Budget::Unproven
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_storm_every_source_shares_the_whole_budget() {
+        assert_eq!(budget(0, 5, || panic!("not asked")), Budget::All);
+    }
+
+    #[test]
+    fn during_a_storm_only_sources_already_sending_or_verified_keep_it() {
+        assert_eq!(budget(100, 99, || panic!("not asked")), Budget::All);
+        assert_eq!(budget(100, 100, || false), Budget::Unproven);
+        assert_eq!(budget(100, 150, || true), Budget::All);
+    }
+
+    #[test]
+    fn prefixes_are_cut_at_the_configured_lengths() {
+        let p = PrefixParams::new(24, 48, BucketParams::UNLIMITED, BucketParams::UNLIMITED);
+        let v4 = p.key(
+            family::IPV4,
+            &[u32::from_be_bytes([192, 0, 2, 77]).to_be(), 0, 0, 0],
+        );
+        assert_eq!(v4.addr[0], u32::from_be_bytes([192, 0, 2, 0]).to_be());
+        let a = [0x2001_0db8u32.to_be(), 0x0001_abcdu32.to_be(), 7, 9];
+        let v6 = p.key(family::IPV6, &a);
+        assert_eq!(v6.addr, [a[0], 0x0001_0000u32.to_be(), 0, 0]);
+        assert_eq!(v6.family, family::IPV6 as u32);
+    }
+
+    #[test]
+    fn the_unproven_budget_only_counts_during_a_storm() {
+        let b = BucketParams::new(1000, 100).unwrap();
+        let p = PrefixParams::new(24, 48, BucketParams::UNLIMITED, b);
+        assert!(!p.in_force(false));
+        assert!(p.in_force(true));
+        let p = PrefixParams::new(24, 48, b, BucketParams::UNLIMITED);
+        assert!(p.in_force(false) && p.in_force(true));
+    }
+}

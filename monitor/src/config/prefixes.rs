@@ -1,0 +1,200 @@
+//! `[prefix_limit]`: what the sources of one prefix pass together
+//! (`policy::PrefixLimit`). Without the section the budgets follow the
+//! default limit, also when `tollgate limit set` changes it; with it,
+//! each value written replaces the one that would follow, and a value
+//! left out still follows the file's default limit.
+//!
+//! ```toml
+//! [prefix_limit]
+//! ipv4_prefix = 24            # the prefixes budgets are kept for
+//! ipv6_prefix = 48
+//! packets_per_second = "16k"  # a prefix's sources together
+//! burst_packets = "32k"
+//! mode = "enforce"            # or "monitor": count refusals, drop nothing
+//! [prefix_limit.unproven]     # during a storm: its unproven sources together
+//! packets_per_second = "1k"
+//! burst_packets = "2k"
+//! ```
+//!
+//! `enabled = false` turns the budgets off.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    Mode,
+    located::{Checker, ConfigError},
+    schema::{LimitFile, Quantity},
+    settings::Sources,
+};
+use crate::policy::{Limit, LimitField, PrefixLimit, Rate};
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PrefixLimitFile {
+    enabled: Option<bool>,
+    ipv4_prefix: Option<Spanned<u8>>,
+    ipv6_prefix: Option<Spanned<u8>>,
+    packets_per_second: Option<Spanned<Quantity>>,
+    burst_packets: Option<Spanned<Quantity>>,
+    mode: Option<Mode>,
+    unproven: Option<LimitFile>,
+}
+
+/// The section, checked: None without it (the budgets follow the default
+/// limit in force).
+pub(super) fn prefix_limit(
+    c: &Checker,
+    f: Option<&PrefixLimitFile>,
+    sources: &Sources,
+    default: (&Limit, bool),
+) -> Result<Option<PrefixLimit>, ConfigError> {
+    let Some(f) = f else { return Ok(None) };
+    let following = PrefixLimit::following(default.0, default.1);
+    let v4_prefix = budget_prefix(c, &f.ipv4_prefix, "ipv4_prefix", 24, sources.v4_prefix)?;
+    let v6_prefix = budget_prefix(c, &f.ipv6_prefix, "ipv6_prefix", 48, sources.v6_prefix)?;
+    if f.enabled == Some(false) {
+        return Ok(Some(PrefixLimit {
+            v4_prefix,
+            v6_prefix,
+            all: None,
+            unproven: None,
+            monitor: false,
+        }));
+    }
+    let all = LimitFile {
+        packets_per_second: f.packets_per_second.clone(),
+        burst_packets: f.burst_packets.clone(),
+        ..LimitFile::default()
+    };
+    let all = packets(c, &all, "prefix_limit")?.or(following.all);
+    let unproven = match &f.unproven {
+        Some(u) => packets(c, u, "prefix_limit.unproven")?.or(following.unproven),
+        None => following.unproven,
+    };
+    Ok(Some(PrefixLimit {
+        v4_prefix,
+        v6_prefix,
+        all,
+        unproven,
+        monitor: f.mode.map_or(default.1, |m| m == Mode::Monitor),
+    }))
+}
+
+/// A budget's prefix length: at most the source prefix of its family, so
+/// a budget holds whole sources.
+fn budget_prefix(
+    c: &Checker,
+    v: &Option<Spanned<u8>>,
+    name: &str,
+    default: u8,
+    source: u8,
+) -> Result<u8, ConfigError> {
+    let key = format!("prefix_limit.{name}");
+    let family = if name.starts_with("ipv4") {
+        "sources.ipv4_prefix"
+    } else {
+        "sources.ipv6_prefix"
+    };
+    c.number(v, &key, default.min(source), |n| {
+        if n > source {
+            Err(format!(
+                "/{n} is narrower than a source (/{source}, {family}); a budget's prefix must hold whole sources: at most {source}"
+            ))
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// The packet rate written in `l`, if any; bytes are refused (a prefix
+/// budget counts packets).
+fn packets(c: &Checker, l: &LimitFile, at: &str) -> Result<Option<Rate>, ConfigError> {
+    for f in [LimitField::BytesPerSecond, LimitField::BurstBytes] {
+        if let Some(q) = l.get(f) {
+            return Err(c.err(
+                q.span(),
+                format!("{at}.{}", f.key()),
+                "a prefix budget counts packets only; limit bytes per source in [default_limit] or a rule",
+            ));
+        }
+    }
+    if l.mode.is_some() {
+        return Err(c.whole(format!(
+            "{at}.mode: the unproven budget takes its mode from [prefix_limit]; remove it"
+        )));
+    }
+    if l.is_empty() {
+        return Ok(None);
+    }
+    Ok(c.limit(l, at, 0..0)?.packets)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::policy::{Limit, PrefixLimit, Rate};
+
+    fn parse(text: &str) -> Result<super::super::Config, String> {
+        super::super::parse(Path::new("t.toml"), text, false).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn without_the_section_the_budgets_follow_the_default_limit_in_force() {
+        let c = parse("interfaces = [\"lo\"]\n").unwrap();
+        assert_eq!(c.prefix_limit, None);
+        assert_eq!(
+            c.policy(&[]).prefix_limit(),
+            PrefixLimit::following(&Limit::DEFAULT, false)
+        );
+    }
+
+    #[test]
+    fn values_written_replace_those_that_follow_and_the_rest_still_follow() {
+        let c = parse(
+            "interfaces = [\"lo\"]\n[default_limit]\npackets_per_second = 500\nburst_packets = 800\nmode = \"monitor\"\n[prefix_limit]\nipv6_prefix = 56\npackets_per_second = \"4k\"\nburst_packets = \"8k\"\n",
+        )
+        .unwrap();
+        let p = c.prefix_limit.unwrap();
+        assert_eq!((p.v4_prefix, p.v6_prefix), (24, 56));
+        assert_eq!(
+            p.all,
+            Some(Rate {
+                per_sec: 4_000,
+                burst: 8_000
+            })
+        );
+        assert_eq!(
+            p.unproven,
+            Some(Rate {
+                per_sec: 500,
+                burst: 800
+            })
+        );
+        assert!(p.monitor, "the mode follows the default limit's");
+        let off = parse("interfaces = [\"lo\"]\n[prefix_limit]\nenabled = false\n").unwrap();
+        let off = off.prefix_limit.unwrap();
+        assert_eq!((off.all, off.unproven), (None, None));
+    }
+
+    #[test]
+    fn bad_values_are_refused_at_their_line_with_the_fix() {
+        for (text, want) in [
+            (
+                "interfaces = [\"lo\"]\n[sources]\nipv4_prefix = 24\n[prefix_limit]\nipv4_prefix = 28\n",
+                "t.toml:5: prefix_limit.ipv4_prefix: /28 is narrower than a source (/24, sources.ipv4_prefix); a budget's prefix must hold whole sources: at most 24",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[prefix_limit.unproven]\nbytes_per_second = \"1MB\"\n",
+                "t.toml:3: prefix_limit.unproven.bytes_per_second: a prefix budget counts packets only; limit bytes per source in [default_limit] or a rule",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[prefix_limit]\npackets_per_second = 0\n",
+                "t.toml:3: prefix_limit.packets_per_second: must be greater than zero; to drop everything from a CIDR, use a deny rule",
+            ),
+        ] {
+            assert_eq!(parse(text).err().as_deref(), Some(want), "for:\n{text}");
+        }
+    }
+}

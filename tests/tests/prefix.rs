@@ -1,0 +1,137 @@
+//! Prefix budgets (`monitor-ebpf/src/prefix.rs`) on the real kernel,
+//! through BPF_PROG_TEST_RUN with the replay clock: the sources of one
+//! prefix pass their budget together and no more, a client rotating
+//! through the /64s of its /48 still meets a limit, a refusal costs the
+//! source nothing, and during a storm the sources first seen since it
+//! began share the small unproven budget while those already sending keep
+//! the whole one.
+
+mod common;
+
+use common::{SEC, load, pps, report, udp};
+use monitor_common::reason::{Reason, Verdict};
+use tollgate::policy::{Policy, PrefixLimit, Rate};
+
+/// Sources at `per_source` (packets/s, burst) whose /24s and /48s pass
+/// `all` together and, during a storm, `unproven` from their new sources.
+fn policy(per_source: (u64, u64), all: (u64, u64), unproven: Option<(u64, u64)>) -> Policy {
+    let rate = |(per_sec, burst)| Rate { per_sec, burst };
+    Policy {
+        default: pps(per_source.0, per_source.1),
+        prefix: Some(PrefixLimit {
+            v4_prefix: 24,
+            v6_prefix: 48,
+            all: Some(rate(all)),
+            unproven: unproven.map(rate),
+            monitor: false,
+        }),
+        ..Policy::default()
+    }
+}
+
+/// Sends `n` packets from `src` at `at`; returns how many passed.
+fn send(tg: &mut tollgate::loader::Tollgate, src: &str, n: usize, at: u64) -> usize {
+    let f = udp(src);
+    (0..n)
+        .filter(|_| report(tg, &f, at).verdict == Some("pass"))
+        .count()
+}
+
+#[test]
+fn a_prefix_s_sources_pass_its_budget_together_and_other_prefixes_theirs() {
+    let mut tg = load(&policy((100, 100), (1_000, 500), None));
+    // 50 sources of one /24, each well within its own burst, send 1,000
+    // packets at one instant: the /24 passes its burst of 500.
+    let passed: usize = (1..=50)
+        .map(|i| send(&mut tg, &format!("198.51.100.{i}"), 20, SEC))
+        .sum();
+    assert_eq!(passed, 500);
+    let c = tg.maps.counters().unwrap();
+    assert_eq!(c.get(Reason::PrefixLimited, Verdict::Drop).packets, 500);
+    assert_eq!(c.get(Reason::Pass, Verdict::Pass).packets, 500);
+    // Another /24 has its own budget.
+    let other: usize = (1..=10)
+        .map(|i| send(&mut tg, &format!("203.0.113.{i}"), 20, SEC))
+        .sum();
+    assert_eq!(other, 200);
+}
+
+#[test]
+fn a_client_rotating_through_the_64s_of_its_48_still_meets_a_limit() {
+    let mut tg = load(&policy((100, 100), (1_000, 300), None));
+    // A new /64 every 10 packets: each would be a fresh source with a
+    // fresh bucket; the /48 is one budget.
+    let passed: usize = (0..100)
+        .map(|i| send(&mut tg, &format!("2001:db8:1:{i:x}::1"), 10, SEC))
+        .sum();
+    assert_eq!(passed, 300);
+    // The next /48 is another prefix.
+    assert_eq!(send(&mut tg, "2001:db8:2::1", 10, SEC), 10);
+}
+
+#[test]
+fn a_prefix_refusal_costs_the_source_nothing() {
+    // One packet a second with a burst of 100: a source charged for
+    // refused packets would have nothing left for 100 s. The /24 refills
+    // 50 packets every 50 ms.
+    let mut tg = load(&policy((1, 100), (1_000, 50), None));
+    assert_eq!(send(&mut tg, "198.51.100.1", 50, SEC), 50);
+    // The /24's budget is spent: all 100 refused by the prefix.
+    assert_eq!(send(&mut tg, "198.51.100.2", 100, SEC), 0);
+    // Twice 50 ms later, the source still has its whole burst of 100.
+    let ms = SEC / 1_000;
+    assert_eq!(send(&mut tg, "198.51.100.2", 50, SEC + 50 * ms), 50);
+    assert_eq!(send(&mut tg, "198.51.100.2", 50, SEC + 100 * ms), 50);
+    let c = tg.maps.counters().unwrap();
+    assert_eq!(c.get(Reason::PrefixLimited, Verdict::Drop).packets, 100);
+    assert_eq!(c.get(Reason::RateLimitedPackets, Verdict::Drop).packets, 0);
+}
+
+#[test]
+fn during_a_storm_new_sources_share_the_unproven_budget_and_earlier_ones_keep_theirs() {
+    let mut tg = load(&policy((100, 100), (10_000, 10_000), Some((1, 20))));
+    // A client of the /24 sending before the storm.
+    assert_eq!(send(&mut tg, "198.51.100.200", 5, SEC), 5);
+    tg.maps.set_storm_since(2 * SEC).unwrap();
+    // 40 sources first seen during the storm, 5 packets each (their first
+    // on probation, without a slot): 20 pass together.
+    let storm: usize = (1..=40)
+        .map(|i| send(&mut tg, &format!("198.51.100.{i}"), 5, 3 * SEC))
+        .sum();
+    assert_eq!(storm, 20);
+    // The client from before keeps the whole budget: its burst passes.
+    assert_eq!(send(&mut tg, "198.51.100.200", 95, 3 * SEC), 95);
+    // Random /64s across a /48 (each packet a never-seen source): the
+    // /48's unproven budget bounds them all.
+    let spoofed = (0..500)
+        .filter(|i| {
+            let src = format!("2001:db8:7:{:x}::{:x}", i * 7 % 65_536, i + 1);
+            report(&mut tg, &udp(&src), 3 * SEC).verdict == Some("pass")
+        })
+        .count();
+    assert_eq!(spoofed, 20);
+    // The storm ends: new sources share the whole budget again.
+    tg.maps.set_storm_since(0).unwrap();
+    assert_eq!(send(&mut tg, "198.51.100.77", 50, 4 * SEC), 50);
+}
+
+#[test]
+fn in_monitor_mode_a_prefix_refusal_passes_and_is_counted() {
+    let mut p = policy((100, 100), (1, 10), None);
+    if let Some(b) = p.prefix.as_mut() {
+        b.monitor = true;
+    }
+    let mut tg = load(&p);
+    let f = udp("198.51.100.1");
+    let verdicts: Vec<_> = (0..30).map(|_| report(&mut tg, &f, SEC).verdict).collect();
+    assert!(
+        verdicts[..10].iter().all(|v| *v == Some("pass")),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts[10..].iter().all(|v| *v == Some("monitor")),
+        "{verdicts:?}"
+    );
+    let c = tg.maps.counters().unwrap();
+    assert_eq!(c.get(Reason::PrefixLimited, Verdict::Monitor).packets, 20);
+}
