@@ -243,6 +243,17 @@ pub struct GlobalRates {
     pub secs: f64,
 }
 
+impl GlobalRates {
+    /// Nowhere near a storm: new sources and prefix refusals under a
+    /// tenth of what finds one. A storm's start is dated from the end of
+    /// the last calm interval.
+    pub fn calm(&self, t: &Thresholds) -> bool {
+        let secs = self.secs.max(1e-3);
+        (self.new_sources as f64) / secs < t.new_sources_per_sec / 10.0
+            && (self.prefix_limited as f64) / secs < t.flood_pps / 10.0
+    }
+}
+
 /// Host-wide state: the baselines the global detectors learn.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GlobalDetector {
@@ -579,6 +590,20 @@ mod tests {
             f.1.items[0],
             ("prefix_limited_per_second", 200_000.0, t.flood_pps)
         );
+    }
+
+    #[test]
+    fn calm_is_a_tenth_of_a_storm_or_less() {
+        let t = Thresholds::default();
+        let g = |new_sources, prefix_limited| GlobalRates {
+            new_sources,
+            prefix_limited,
+            secs: 2.0,
+            ..Default::default()
+        };
+        assert!(g(300, 1_000).calm(&t));
+        assert!(!g(500, 0).calm(&t), "250 new sources a second");
+        assert!(!g(0, 3_000).calm(&t), "1,500 refusals a second");
     }
 
     #[test]

@@ -232,8 +232,9 @@ fn new_and_existing_clients_get_in_during_a_spoofed_syn_flood() {
 }
 
 /// `mode = "under_attack"`: watching while calm (SYNs go to the socket),
-/// answering from XDP once the host-wide SYN-flood detector fires, and
-/// watching again when its limit lapses; each change is an event.
+/// answering from XDP once the host-wide SYN-flood detector fires (the
+/// flood's spoofed sources are a storm too), and watching again when its
+/// limit and the storm's answer lapse; each change is an event.
 #[test]
 fn under_attack_cookies_turn_on_with_the_flood_and_off_after_it() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -242,7 +243,7 @@ fn under_attack_cookies_turn_on_with_the_flood_and_off_after_it() {
     let mut generator = Generator::load(&lab.attacker, FLOOD_IF, &flood).expect("the generator");
     let extra = format!(
         "[default_limit]\npackets_per_second = 100000\nburst_packets = 100000\n\
-         [detect]\nsyn_limit_ttl = \"3s\"\n\
+         [detect]\nsyn_limit_ttl = \"3s\"\nstorm_ttl = \"3s\"\n\
          [syn_cookies]\nports = [{PORT}]\nmode = \"under_attack\"\n"
     );
     let d = Daemon::in_lab(lab, "sfm", |dir| {

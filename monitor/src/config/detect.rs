@@ -49,6 +49,9 @@ pub struct DetectConfig {
     /// How long the host-wide SYN limit set against a spoofed SYN flood
     /// lasts (renewed while the flood goes on).
     pub syn_limit_ttl: Duration,
+    /// How long a storm's answer (probation, the prefixes' unproven
+    /// budgets, under-attack cookies) lasts after its last finding.
+    pub storm_ttl: Duration,
 }
 
 impl DetectConfig {
@@ -98,6 +101,15 @@ pub(super) fn detect(c: &Checker, d: &DetectFile) -> Result<DetectConfig, Config
         )?,
         None => Duration::from_secs(60),
     };
+    let storm_ttl = match &d.storm_ttl {
+        Some(t) => c.duration(
+            t,
+            "detect.storm_ttl",
+            (Duration::from_secs(1), Duration::from_secs(86_400)),
+            "between 1s and 1d",
+        )?,
+        None => Duration::from_secs(30),
+    };
     Ok(DetectConfig {
         mode: d.mode.unwrap_or(Mode::Enforce),
         thresholds: thresholds(c, d)?,
@@ -106,6 +118,7 @@ pub(super) fn detect(c: &Checker, d: &DetectFile) -> Result<DetectConfig, Config
         max_bans: d.max_bans.unwrap_or(10_000),
         modes: d.modes,
         syn_limit_ttl,
+        storm_ttl,
     })
 }
 

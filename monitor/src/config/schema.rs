@@ -178,6 +178,7 @@ pub(super) struct DetectFile {
     pub(super) ban_ttls: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) max_bans: Option<usize>,
     pub(super) syn_limit_ttl: Option<Spanned<String>>,
+    pub(super) storm_ttl: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) modes: DetectModesFile,
 }

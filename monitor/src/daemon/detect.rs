@@ -116,7 +116,13 @@ pub struct Detection {
     /// The last interval looked like a host-wide SYN flood (see
     /// `judge_host`: one from few sources must look so twice).
     syn_flood_before: bool,
+    /// When the last calm interval ended (coarse ns; `GlobalRates::calm`).
+    calm_ns: u64,
 }
+
+/// How far back a storm's start may be dated: sources first seen within
+/// this before its finding are taken for the storm's (see `storm_began`).
+const STORM_LOOKBACK: Duration = Duration::from_secs(10);
 
 impl Default for Detection {
     fn default() -> Self {
@@ -129,6 +135,7 @@ impl Default for Detection {
             typical_pps: 0.0,
             syn_baseline: Ewma::new(0.01),
             syn_flood_before: false,
+            calm_ns: coarse_ns(),
         }
     }
 }
@@ -179,6 +186,17 @@ pub(super) fn hot_rates(
 }
 
 impl Detection {
+    /// When the storm found now began, as far as the counters tell: the
+    /// end of the last calm interval, at most `STORM_LOOKBACK` ago. The
+    /// sources first seen since came with the storm (or during it), so
+    /// they must show they are real; a storm is found an interval or two
+    /// after it begins, and its sources would otherwise pass for sources
+    /// that were already sending.
+    pub fn storm_began(&self) -> u64 {
+        let floor = coarse_ns().saturating_sub(STORM_LOOKBACK.as_nanos() as u64);
+        self.calm_ns.max(floor).max(1)
+    }
+
     /// Judges what changed since the last interval: host-wide rates, the
     /// hot list, and (when `snap` walked the table) the top talkers.
     /// `banned`: whether a prefix is banned now (its SYNs are counted as
@@ -257,6 +275,9 @@ impl Detection {
                 prefix_limited: prefix_limited.saturating_sub(l0),
                 secs,
             };
+            if g.calm(t) {
+                self.calm_ns = coarse_ns();
+            }
             let mut found = self.global.judge(&g, t);
             let syn_flood = found
                 .iter()

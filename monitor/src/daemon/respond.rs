@@ -31,10 +31,6 @@ use crate::{
 /// How long a finding that changed nothing stays unrepeated.
 const REPEAT_QUIET: Duration = Duration::from_secs(60);
 
-/// How long a storm's answer (probation, the unproven budgets) lasts
-/// after the storm's last finding.
-const STORM_TTL: Duration = Duration::from_secs(30);
-
 /// What the response remembers: the host-wide SYN limit's end, the
 /// findings reported quietly, and the detections counted by detector.
 #[derive(Debug, Default)]
@@ -195,6 +191,11 @@ impl Daemon {
         if self.respond.repeated(d, None) {
             return;
         }
+        let action = if is_storm {
+            "would put new sources on probation and on their prefix's unproven budget"
+        } else {
+            "logged"
+        };
         let message = match d {
             Detector::SpoofedStorm => {
                 "a surge of new (or bogon) sources: the mark of spoofed sources; per-source bans cannot stop it, the source table's clock recycles their slots"
@@ -204,7 +205,7 @@ impl Daemon {
             }
             _ => "host-wide traffic far above its learned baseline",
         };
-        self.finding(d, ev, None, "logged", message.into());
+        self.finding(d, ev, None, action, message.into());
     }
 
     /// Forgets bans the kernel no longer enforces, with an event each.
@@ -295,7 +296,7 @@ impl Daemon {
         }
     }
 
-    /// The answer to a storm, for `STORM_TTL` after its last finding:
+    /// The answer to a storm, for `detect.storm_ttl` after its last finding:
     /// never-seen sources claim a slot with their second packet, not their
     /// first (a spoofed source, seen once, then costs no slot claim and
     /// evicts no client), and sources first seen since the storm began
@@ -305,17 +306,25 @@ impl Daemon {
     /// keep their prefix's whole budget.
     fn storm(&mut self, d: Detector, ev: Evidence) {
         let renewing = self.respond.storm_until.is_some();
-        self.respond.storm_until = Some(monotonic_ns() + STORM_TTL.as_nanos() as u64);
-        if renewing {
-            return;
-        }
+        let ttl = self.config.detect.storm_ttl;
+        self.respond.storm_until = Some(monotonic_ns() + ttl.as_nanos() as u64);
         let why = match d {
             Detector::PrefixStorm => {
                 "sources each under their own limit send more than their prefixes may together: a storm spread over many sources"
             }
             _ => "a surge of new (or bogon) sources: the mark of spoofed sources",
         };
-        match self.tg.maps.set_storm(true) {
+        // While it lasts, each detector's finding is said once per
+        // `REPEAT_QUIET`, also when another's answered the storm first.
+        let said = self.respond.repeated(d, None);
+        if renewing {
+            if !said {
+                let action = format!("the storm's answer renewed for {}s", ttl.as_secs());
+                self.finding(d, ev, None, &action, why.into());
+            }
+            return;
+        }
+        match self.tg.maps.set_storm_since(self.detect.storm_began()) {
             Ok(()) => {
                 self.finding(
                     d,
@@ -323,7 +332,7 @@ impl Daemon {
                     None,
                     &format!(
                         "new sources on probation and on their prefix's unproven budget for {}s",
-                        STORM_TTL.as_secs()
+                        ttl.as_secs()
                     ),
                     format!("{why}; a never-seen source claims a slot with its second packet, and sources first seen from now on share their prefix's unproven budget until a SYN-cookie handshake verifies them, while those already sending keep theirs (renewed while it lasts)"),
                 );
