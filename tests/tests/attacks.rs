@@ -1,33 +1,37 @@
-//! Attacks that hurt, against a real HTTP server, with a well-behaved
-//! client making requests at a fixed rate throughout. Each attack runs
-//! twice: with Tollgate in monitor mode (limits and detectors only count
-//! and log), where the client's success clearly falls, and enforcing,
-//! where the client keeps at least 99% success, the attacker is detected
-//! and handled, and the ban (or limit) ends after its TTL. Monitor mode must
-//! log the same finding without changing the kernel.
+//! Attacks that hurt, at the generator's full speed, against Debian's
+//! nginx, while legitimate clients make requests with a 1 s deadline
+//! throughout: existing ones (they made requests before the attack) and
+//! new ones, whose first connections come after it has started. Each
+//! attack runs twice: with Tollgate in monitor mode (limits and detectors
+//! only count and log), where the clients clearly suffer, and enforcing,
+//! where both classes keep at least 99.5% success with a p99 under 10 ms,
+//! the attacker is detected and handled with no rule naming it, and the
+//! response ends after the attack. Monitor mode must log the same finding
+//! without changing the kernel.
 //!
-//! The lab stands in for two hosts on a 2-core machine: the attacker (the
-//! live-frames generator, ~1.2 Mpps) runs on CPU 0; the server's network
-//! stack (steered there by RPS, as a multi-queue host spreads it), the
-//! HTTP server (`python3 -m http.server`) and the client run on CPU 1.
-//! XDP runs where the frames arrive, on CPU 0, before RPS: what Tollgate
-//! drops never reaches the server's CPU. Spoofed sources answer SYN-ACKs
-//! with resets (they are routed back to the client namespace, which owns
-//! them as local addresses), like the live hosts a spoofer borrows.
+//! The lab is the flood lab (`lab::flood_lab`), two hosts on a 2-core
+//! machine: the attacker (the live-frames generator) runs on CPU 0, where
+//! its frames are received and Tollgate's XDP runs; the server's stack
+//! (receive steered to CPU 1, as a multi-queue NIC spreads it), nginx and
+//! the clients run on CPU 1. What Tollgate drops never reaches the
+//! server's CPU. Replies to the attack's sources go to the attacker's
+//! link, where they are dropped, as a spoofer's victims would ignore them.
 //!
 //! The attack tests share the CPUs, so they run one at a time.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::Mutex,
     time::Duration,
 };
 
 use lab::{
-    daemon::{Daemon, events, eventually},
-    flood::{Attack, Flood, Kind, flood},
-    http::{HttpServer, Requests, client},
+    clients::{Load, Pool, Report},
+    daemon::{Daemon, config_on, events, eventually},
+    flood::{Attack, Flood, Generator, Kind, flood},
+    flood_lab::{ATTACK_IF, FLOOD_IF, FloodLab, client_v4},
     netns::{CLIENT_IF, SERVER_IF},
+    nginx::Nginx,
     traffic::pin_thread,
 };
 use serde_json::Value;
@@ -36,15 +40,21 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const CLIENT: &str = "192.0.2.10";
 const ATTACKER: &str = "203.0.113.66";
-const HTTP_PORT: u16 = 8080;
+const PORT: u16 = 80;
+/// Client addresses: the first `EXISTING` are existing, the rest new.
+const CLIENTS: usize = 30;
+const EXISTING: usize = 10;
+/// The attack outlasts the first ban (6 s), so the ban must be renewed.
+const ATTACK_TIME: Duration = Duration::from_secs(10);
+/// The clients start this long after the attack and stop before it ends.
+const LEAD: Duration = Duration::from_secs(2);
 
-/// The lab's attacks, from `ATTACKER` on the HTTP server.
-fn flood_of(attack: Attack) -> Flood {
-    attack.flood(
-        ATTACKER.parse().unwrap(),
-        "192.0.2.1".parse().unwrap(),
-        HTTP_PORT,
-    )
+/// The lab's attacks, from `ATTACKER` on the server, at full speed.
+fn flood_of(attack: Attack, dst: Ipv4Addr) -> Flood {
+    Flood {
+        spin: 0,
+        ..attack.flood(ATTACKER.parse().unwrap(), dst, PORT)
+    }
 }
 
 /// The detectors whose finding answers `attack`, the one that must fire in
@@ -63,16 +73,21 @@ fn detectors(attack: Attack) -> (&'static [&'static str], Option<&'static str>) 
 
 /// What one run saw.
 struct Run {
-    client: Requests,
-    /// When the flood ended (Unix ms, as events carry).
+    clients: Report,
+    /// Frames the generator sent, per second.
+    attack_pps: f64,
+    /// When the attack ended (Unix ms, as events carry).
     ended_ms: u64,
     finding: Value,
     /// Packets the kernel dropped or would have dropped (monitor verdict).
     dropped: u64,
     monitored: u64,
-    daemon: Daemon,
+    daemon: Daemon<FloodLab>,
 }
 
+/// A default limit an API client never meets, short bans, and SYN cookies
+/// that come on under a spoofed SYN flood (the answer that lets new
+/// clients in; see `syn_flood.rs`).
 fn config(mode: &str) -> String {
     format!(
         r#"[default_limit]
@@ -83,69 +98,58 @@ mode = "{mode}"
 mode = "{mode}"
 ban_ttls = ["6s", "8s"]
 syn_limit_ttl = "6s"
+storm_ttl = "6s"
+[syn_cookies]
+ports = [{PORT}]
+mode = "under_attack"
 "#
     )
 }
 
 fn run(tag: &str, attack: Attack, mode: &str) -> Run {
-    assert!(
-        std::thread::available_parallelism().map_or(0, |n| n.get()) >= 2,
-        "the attack lab needs two CPUs: one for the attacker, one for the server"
-    );
-    let d = Daemon::new(tag, &[CLIENT], &config(mode));
-    let (server, client_ns) = (&d.lab.server, d.lab.client());
-    // Replies to attack sources go back to the client namespace, which
-    // owns them (and so resets unexpected SYN-ACKs).
-    for range in ["198.51.100.0/24", "203.0.113.0/24"] {
-        server
-            .ip(&["route", "add", range, "via", CLIENT])
-            .expect("route");
-        client_ns
-            .ip(&["route", "add", "local", range, "dev", "lo"])
-            .expect("local route");
-    }
-    let rps = format!("echo 2 > /sys/class/net/{SERVER_IF}/queues/rx-0/rps_cpus");
-    let ok = server
-        .command("sh")
-        .args(["-c", &rps])
-        .status()
-        .expect("setting RPS");
-    assert!(ok.success(), "steering the server's stack to CPU 1");
-    let _http = HttpServer::start(server, d.lab.server_v4(), HTTP_PORT, Some(1))
-        .expect("starting the HTTP server");
-    let to = SocketAddr::new(d.lab.server_v4(), HTTP_PORT);
-    let spec = flood_of(attack);
-    let (requests, ended_ms) = std::thread::scope(|s| {
-        let c = s.spawn(|| {
-            client(
-                client_ns,
-                to,
-                40,
-                Duration::from_secs(12),
-                // An API client's patience: one lost SYN (retransmitted
-                // after 1 s) still makes it, two do not.
-                Duration::from_millis(1_500),
-                Some(1),
-            )
-        });
-        std::thread::sleep(Duration::from_secs(2));
-        let sent = s
-            .spawn(|| {
-                pin_thread(0).expect("pinning the attacker");
-                flood(
-                    client_ns,
-                    CLIENT_IF,
-                    &spec,
-                    40_000_000,
-                    Duration::from_secs(9),
-                )
-            })
-            .join()
-            .unwrap()
-            .expect("flooding");
-        assert!(sent.packets > 1_000_000, "the attack ran: {sent:?}");
-        (c.join().unwrap().expect("the client"), unix_ms())
+    let lab = FloodLab::new(tag, CLIENTS).expect("building the flood lab");
+    lab.steer(0b10)
+        .expect("steering the server's receive to CPU 1");
+    let server = IpAddr::from(lab.server_v4());
+    let _nginx = Nginx::start(&lab.server, &[server], PORT, Some(1)).expect("nginx");
+    let existing: Vec<IpAddr> = (0..EXISTING).map(|i| client_v4(i).into()).collect();
+    let new: Vec<IpAddr> = (EXISTING..CLIENTS).map(|i| client_v4(i).into()).collect();
+    let pool = Pool::new(&existing, &new, &[SocketAddr::new(server, PORT)]).expect("the pool");
+    let spec = flood_of(attack, lab.server_v4());
+    let mut generator = Generator::load(&lab.attacker, FLOOD_IF, &spec).expect("the generator");
+    let d = Daemon::in_lab(lab, tag, |dir| {
+        config_on(dir, &[SERVER_IF, ATTACK_IF], &config(mode))
     });
+    let load = Load {
+        cpu: Some(1),
+        ..Load::api(ATTACK_TIME - 2 * LEAD)
+    };
+    let warm = pool
+        .warm_up(
+            &d.lab.clients,
+            &Load {
+                duration: Duration::from_secs(2),
+                ..load
+            },
+        )
+        .expect("warming up the existing clients");
+    assert!(
+        warm.success() >= 0.99,
+        "before the attack nearly every request succeeds: {warm}"
+    );
+    let (sent, clients, ended_ms) = std::thread::scope(|s| {
+        let attacker = &d.lab.attacker;
+        let g = &mut generator;
+        let flood = s.spawn(move || {
+            pin_thread(0).expect("pinning the attacker");
+            g.send(attacker, 60_000_000, ATTACK_TIME)
+        });
+        std::thread::sleep(LEAD);
+        let clients = pool.run(&d.lab.clients, &load);
+        (flood.join().unwrap(), clients, unix_ms())
+    });
+    let sent = sent.expect("the attack");
+    assert!(sent.packets > 1_000_000, "the attack ran: {sent:?}");
     // The decisive finding: what was (or would have been) done.
     let (detectors, source) = detectors(attack);
     let wanted: &[&str] = if mode == "monitor" {
@@ -166,9 +170,9 @@ fn run(tag: &str, attack: Attack, mode: &str) -> Run {
         },
     );
     let status = d.json(&["status"]);
-    let n = |v: &Value| v.as_u64().unwrap_or(0);
     Run {
-        client: requests,
+        clients: clients.expect("the clients' run"),
+        attack_pps: sent.packets as f64 / sent.elapsed.as_secs_f64(),
         ended_ms,
         finding,
         dropped: n(&status["packets"]["drop"]),
@@ -196,18 +200,25 @@ fn brief(events: &[Value]) -> Vec<String> {
 fn attack_test(tag: &str, attack: Attack) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
 
+    let print = |mode: &str, r: &Run| {
+        eprintln!(
+            "{attack:?} at {:.2} Mpps, {mode}: existing clients {}; new clients {}; {} packets dropped, {} would have been",
+            r.attack_pps / 1e6,
+            r.clients.existing,
+            r.clients.new,
+            r.dropped,
+            r.monitored
+        )
+    };
     let watched = run(&format!("{tag}m"), attack, "monitor");
-    eprintln!(
-        "{attack:?}, monitor mode: client {}/{} ({:.1}%), {} packets would have been dropped",
-        watched.client.ok,
-        watched.client.total,
-        100.0 * watched.client.success(),
-        watched.monitored
-    );
+    print("monitor", &watched);
+    let hurt = [&watched.clients.existing, &watched.clients.new]
+        .iter()
+        .any(|t| t.success() < 0.99 || t.p99().is_none_or(|p| p > Duration::from_millis(50)));
     assert!(
-        watched.client.success() < 0.90,
-        "the attack must hurt when nothing is enforced: {:?}",
-        watched.client
+        hurt,
+        "the attack must hurt when nothing is enforced: existing {}, new {}",
+        watched.clients.existing, watched.clients.new
     );
     let action = watched.finding["action"].as_str().unwrap_or("");
     assert!(action.starts_with("would "), "{}", watched.finding);
@@ -217,20 +228,29 @@ fn attack_test(tag: &str, attack: Attack) {
     drop(watched);
 
     let enforced = run(&format!("{tag}e"), attack, "enforce");
-    eprintln!(
-        "{attack:?}, enforcing: client {}/{} ({:.1}%), {} packets dropped; {}",
-        enforced.client.ok,
-        enforced.client.total,
-        100.0 * enforced.client.success(),
-        enforced.dropped,
-        enforced.finding["action"]
-    );
-    assert!(
-        enforced.client.success() >= 0.99,
-        "the client keeps >= 99% success while Tollgate enforces: {:?}; events: {:#?}",
-        enforced.client,
-        brief(&events(&enforced.daemon))
-    );
+    print("enforce", &enforced);
+    // The generator shares its CPU with the server's XDP: monitor mode,
+    // which judges every frame in full, slows it to about 1.1 Mpps;
+    // enforcing, a one-source attack is dropped on the fast path and runs
+    // at 3.1-3.3 Mpps here. A spoofed SYN flood is answered (cookies, a
+    // ban per source), which costs more: about 1.4 Mpps.
+    if detectors(attack).1.is_some() {
+        assert!(
+            enforced.attack_pps >= 2.5e6,
+            "{attack:?} ran at {:.2} Mpps, under the 2.5 Mpps an attack test must reach",
+            enforced.attack_pps / 1e6
+        );
+    }
+    for (class, t) in [
+        ("existing", &enforced.clients.existing),
+        ("new", &enforced.clients.new),
+    ] {
+        assert!(
+            t.success() >= 0.995 && t.p99().is_some_and(|p| p < Duration::from_millis(10)),
+            "{attack:?}: {class} clients kept {t} while Tollgate enforced; events: {:#?}",
+            brief(&events(&enforced.daemon))
+        );
+    }
     // A one-source attack is answered by its ban alone: no host-wide
     // measure (the SYN limit would shut out every client that had not
     // completed a handshake before the flood).
@@ -333,7 +353,7 @@ fn the_generator_refuses_addresses_outside_documentation_ranges() {
     let spec = Flood {
         first_src: Ipv4Addr::new(203, 0, 113, 200),
         sources: 100,
-        ..flood_of(Attack::SynFlood)
+        ..flood_of(Attack::SynFlood, "192.0.2.1".parse().unwrap())
     };
     let err = flood(lab.client(), CLIENT_IF, &spec, 10, Duration::from_secs(1)).unwrap_err();
     assert!(
@@ -350,7 +370,7 @@ fn the_generator_sends_valid_checksums() {
     use etherparse::{Ipv4Header, TcpHeader, UdpHeader};
     let lab = lab::Lab::new("agck", &[CLIENT.parse().unwrap()]).unwrap();
     for attack in [Attack::PortScan, Attack::SpoofedSynFlood, Attack::UdpFlood] {
-        let spec = flood_of(attack);
+        let spec = flood_of(attack, "192.0.2.1".parse().unwrap());
         let g = lab::flood::Generator::load(lab.client(), CLIENT_IF, &spec).unwrap();
         for _ in 0..200 {
             let f = g.sample().unwrap();
