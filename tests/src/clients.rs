@@ -113,6 +113,25 @@ pub struct Report {
     pub new: Tally,
 }
 
+impl Report {
+    /// Both classes together.
+    pub fn all(&self) -> Tally {
+        let mut latencies: Vec<Duration> = self
+            .existing
+            .latencies
+            .iter()
+            .chain(&self.new.latencies)
+            .copied()
+            .collect();
+        latencies.sort_unstable();
+        Tally {
+            ok: self.existing.ok + self.new.ok,
+            total: self.existing.total + self.new.total,
+            latencies,
+        }
+    }
+}
+
 /// Source addresses by class and the server's address per family.
 pub struct Pool {
     /// Interleaved, so both classes are spread over the run evenly.

@@ -3,7 +3,8 @@
 //! route, nothing bridged to a real interface), bounded traffic senders
 //! (the live-frames flood generator among them), the flood lab (server,
 //! clients and attacker namespaces), Debian's nginx, a pool of legitimate
-//! clients, packet builders, a pcap writer, and the daemon harness
+//! clients and the attack scene they share (`under_attack`), packet
+//! builders, a pcap writer, and the daemon harness
 //! (`tollgate run` in a lab, driven through the CLI). One library, three
 //! users: the integration tests in `tests/`, `cargo xtask demo` and
 //! `cargo xtask bench`.
@@ -19,5 +20,6 @@ pub mod nginx;
 pub mod packets;
 pub mod pcap;
 pub mod traffic;
+pub mod under_attack;
 
 pub use netns::{Lab, NetNs};

@@ -19,20 +19,15 @@
 //!
 //! The attack tests share the CPUs, so they run one at a time.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::Mutex,
-    time::Duration,
-};
+use std::{net::Ipv4Addr, sync::Mutex, time::Duration};
 
 use lab::{
-    clients::{Load, Pool, Report},
+    clients::Report,
     daemon::{Daemon, config_on, events, eventually},
-    flood::{Attack, Flood, Generator, Kind, flood},
-    flood_lab::{ATTACK_IF, FLOOD_IF, FloodLab, client_v4},
+    flood::{Attack, Flood, Kind, flood},
+    flood_lab::{ATTACK_IF, FloodLab},
     netns::{CLIENT_IF, SERVER_IF},
-    nginx::Nginx,
-    traffic::pin_thread,
+    under_attack::{PORT, Stage},
 };
 use serde_json::Value;
 
@@ -40,7 +35,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const CLIENT: &str = "192.0.2.10";
 const ATTACKER: &str = "203.0.113.66";
-const PORT: u16 = 80;
 /// Client addresses: the first `EXISTING` are existing, the rest new.
 const CLIENTS: usize = 30;
 const EXISTING: usize = 10;
@@ -108,48 +102,12 @@ mode = "under_attack"
 
 fn run(tag: &str, attack: Attack, mode: &str) -> Run {
     let lab = FloodLab::new(tag, CLIENTS).expect("building the flood lab");
-    lab.steer(0b10)
-        .expect("steering the server's receive to CPU 1");
-    let server = IpAddr::from(lab.server_v4());
-    let _nginx = Nginx::start(&lab.server, &[server], PORT, Some(1)).expect("nginx");
-    let existing: Vec<IpAddr> = (0..EXISTING).map(|i| client_v4(i).into()).collect();
-    let new: Vec<IpAddr> = (EXISTING..CLIENTS).map(|i| client_v4(i).into()).collect();
-    let pool = Pool::new(&existing, &new, &[SocketAddr::new(server, PORT)]).expect("the pool");
     let spec = flood_of(attack, lab.server_v4());
-    let mut generator = Generator::load(&lab.attacker, FLOOD_IF, &spec).expect("the generator");
+    let mut stage = Stage::new(&lab, &spec, EXISTING, CLIENTS).expect("the scene");
     let d = Daemon::in_lab(lab, tag, |dir| {
         config_on(dir, &[SERVER_IF, ATTACK_IF], &config(mode))
     });
-    let load = Load {
-        cpu: Some(1),
-        ..Load::api(ATTACK_TIME - 2 * LEAD)
-    };
-    let warm = pool
-        .warm_up(
-            &d.lab.clients,
-            &Load {
-                duration: Duration::from_secs(2),
-                ..load
-            },
-        )
-        .expect("warming up the existing clients");
-    assert!(
-        warm.success() >= 0.99,
-        "before the attack nearly every request succeeds: {warm}"
-    );
-    let (sent, clients, ended_ms) = std::thread::scope(|s| {
-        let attacker = &d.lab.attacker;
-        let g = &mut generator;
-        let flood = s.spawn(move || {
-            pin_thread(0).expect("pinning the attacker");
-            g.send(attacker, 60_000_000, ATTACK_TIME)
-        });
-        std::thread::sleep(LEAD);
-        let clients = pool.run(&d.lab.clients, &load);
-        (flood.join().unwrap(), clients, unix_ms())
-    });
-    let sent = sent.expect("the attack");
-    assert!(sent.packets > 1_000_000, "the attack ran: {sent:?}");
+    let attacked = stage.play(&d.lab, ATTACK_TIME, LEAD).expect("the attack");
     // The decisive finding: what was (or would have been) done.
     let (detectors, source) = detectors(attack);
     let wanted: &[&str] = if mode == "monitor" {
@@ -171,9 +129,9 @@ fn run(tag: &str, attack: Attack, mode: &str) -> Run {
     );
     let status = d.json(&["status"]);
     Run {
-        clients: clients.expect("the clients' run"),
-        attack_pps: sent.packets as f64 / sent.elapsed.as_secs_f64(),
-        ended_ms,
+        clients: attacked.clients,
+        attack_pps: attacked.attack_pps,
+        ended_ms: attacked.ended_ms,
         finding,
         dropped: n(&status["packets"]["drop"]),
         monitored: n(&status["packets"]["monitor"]),
@@ -318,12 +276,6 @@ fn attack_test(tag: &str, attack: Attack) {
 
 fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[test]

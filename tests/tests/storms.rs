@@ -17,24 +17,18 @@
 //! Tollgate's XDP on CPU 0; the server's stack, nginx and the clients on
 //! CPU 1 (receive steered there).
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Mutex,
-    time::Duration,
-};
+use std::{sync::Mutex, time::Duration};
 
 use lab::{
-    clients::{Load, Pool, Report},
+    clients::Report,
     daemon::{Daemon, config_on, events, eventually},
-    flood::{Flood, Generator, Kind},
-    flood_lab::{ATTACK_IF, FLOOD_IF, FLOOD_SOURCES_V4, FloodLab, client_v4},
+    flood::{Flood, Kind},
+    flood_lab::{ATTACK_IF, FLOOD_SOURCES_V4, FloodLab},
     netns::SERVER_IF,
-    nginx::Nginx,
-    traffic::pin_thread,
+    under_attack::{PORT, Stage},
 };
 use serde_json::Value;
 
-const PORT: u16 = 80;
 /// The tests here share the CPUs, so they run one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// Client addresses (IPv4, in 192.0.2.128/26): the first `EXISTING` are
@@ -102,47 +96,11 @@ struct Run {
 
 fn run(tag: &str, storm: Storm, mode: &str) -> Run {
     let lab = FloodLab::new(tag, CLIENTS).expect("building the flood lab");
-    lab.steer(0b10)
-        .expect("steering the server's receive to CPU 1");
-    let server = IpAddr::from(lab.server_v4());
-    let _nginx = Nginx::start(&lab.server, &[server], PORT, Some(1)).expect("nginx");
-    let existing: Vec<IpAddr> = (0..EXISTING).map(|i| client_v4(i).into()).collect();
-    let new: Vec<IpAddr> = (EXISTING..CLIENTS).map(|i| client_v4(i).into()).collect();
-    let pool = Pool::new(&existing, &new, &[SocketAddr::new(server, PORT)]).expect("the pool");
-    let mut generator =
-        Generator::load(&lab.attacker, FLOOD_IF, &storm.flood(&lab)).expect("the generator");
+    let mut stage = Stage::new(&lab, &storm.flood(&lab), EXISTING, CLIENTS).expect("the scene");
     let d = Daemon::in_lab(lab, tag, |dir| {
         config_on(dir, &[SERVER_IF, ATTACK_IF], &config(mode))
     });
-    let load = Load {
-        cpu: Some(1),
-        ..Load::api(STORM_TIME - 2 * LEAD)
-    };
-    let warm = pool
-        .warm_up(
-            &d.lab.clients,
-            &Load {
-                duration: Duration::from_secs(2),
-                ..load
-            },
-        )
-        .expect("warming up the existing clients");
-    assert!(
-        warm.success() >= 0.99,
-        "before the storm nearly every request succeeds: {warm}"
-    );
-    let (sent, clients) = std::thread::scope(|s| {
-        let attacker = &d.lab.attacker;
-        let g = &mut generator;
-        let flood = s.spawn(move || {
-            pin_thread(0).expect("pinning the generator");
-            g.send(attacker, 60_000_000, STORM_TIME)
-        });
-        std::thread::sleep(LEAD);
-        let clients = pool.run(&d.lab.clients, &load);
-        (flood.join().unwrap(), clients)
-    });
-    let sent = sent.expect("the storm");
+    let attacked = stage.play(&d.lab, STORM_TIME, LEAD).expect("the storm");
     let detector = storm.detectors();
     let found = || {
         events(&d).into_iter().find(|e| {
@@ -158,8 +116,8 @@ fn run(tag: &str, storm: Storm, mode: &str) -> Run {
     }))
     .unwrap_or_else(|_| panic!("no {detector:?} finding; events: {:#?}", brief(&events(&d))));
     Run {
-        clients: clients.expect("the clients' run"),
-        storm_pps: sent.packets as f64 / sent.elapsed.as_secs_f64(),
+        clients: attacked.clients,
+        storm_pps: attacked.attack_pps,
         finding,
         status: d.json(&["status"]),
         all_events: events(&d),

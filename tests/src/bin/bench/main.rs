@@ -14,12 +14,15 @@
 //! - `daemon_read`: the daemon reading a million sources every second (one
 //!   full read, its CPU and memory);
 //! - `time_to_answer`: from an attack's first packet to the daemon's
-//!   answer in force.
+//!   answer in force;
+//! - `ceiling`: legitimate clients under attack with Tollgate, next to a
+//!   drop-only program that knows the attacker.
 //!
-//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer|flood|packet|new`
+//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer|flood|ceiling|packet|new`
 //! runs one part alone (`packet`: the per-packet table, `new`: the new-source figure), `tollgate` all
 //! but xdp-filter's figures, for quick tuning.
 
+mod ceiling;
 mod daemon_read;
 mod download;
 mod flood_table;
@@ -67,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         Some("download") => return download::run(),
         Some("answer") => return syn_answer::run(),
         Some("flood") => return flood_table::run(),
+        Some("ceiling") => return ceiling::run(),
         Some("walk") => {
             let mut tg = setup::load()?;
             setup::prepare(&mut tg)?;
@@ -103,5 +107,6 @@ fn main() -> anyhow::Result<()> {
     syn_answer::run()?;
     download::run()?;
     daemon_read::run()?;
-    time_to_answer::run()
+    time_to_answer::run()?;
+    ceiling::run()
 }
