@@ -8,7 +8,7 @@
 //! here; what is recorded about its source goes in `flow`, how a header is
 //! read in `parse`, the bucket arithmetic in `limit`.
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{helpers::bpf_xdp_get_buff_len, programs::XdpContext};
 use monitor_common::{
     maps::{signal, source_event},
     reason::{Reason, Verdict},
@@ -35,7 +35,7 @@ use crate::{
 /// parse (`drops::hit` reads its source alone).
 #[inline(always)]
 pub fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
-    let len = (ctx.data_end() - ctx.data()) as u64;
+    let len = frame_len(ctx);
     let now = M::now_ns();
     if M::DROP_CACHE
         && let Some(reason) = drops::hit(ctx, len, now)
@@ -63,6 +63,15 @@ pub fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
         return M::answer_syn(ctx, &info);
     }
     verdict.xdp_action()
+}
+
+/// The whole frame's length, all of its buffers (a jumbo frame's headers
+/// are in the first; its bytes count in full). Masked to 18 bits (256 KiB,
+/// past any frame XDP sees): the verifier then knows its range, as it knew
+/// the single buffer's, and prunes the paths that use it as before.
+#[inline(always)]
+fn frame_len(ctx: &XdpContext) -> u64 {
+    unsafe { bpf_xdp_get_buff_len(ctx.ctx) & 0x3_ffff }
 }
 
 #[inline(always)]

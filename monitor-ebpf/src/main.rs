@@ -29,6 +29,14 @@
 //!   returns XDP_PASS, and `tollgate_uncached`, the production pipeline
 //!   without the drop cache: the benchmark's reference points.
 //!
+//! Every program that judges or answers a packet is multi-buffer
+//! (`xdp.frags`): the kernel attaches only such programs natively to an
+//! interface whose MTU does not fit a page (jumbo frames, MTU 9000). Each
+//! reads its headers from the first buffer, which holds them whatever the
+//! MTU, and counts the whole frame's length (`decide::frame_len`). The
+//! SYN-ACK program is one too: a program array takes only programs of
+//! one kind.
+//!
 //! One more program, the lab's traffic generator `tollgate_gen`, lives in
 //! `generator.rs`; the daemon never loads it.
 #![no_std]
@@ -63,7 +71,7 @@ use crate::{
     mode::{Live, Replay},
 };
 
-#[xdp]
+#[xdp(frags)]
 pub fn tollgate(ctx: XdpContext) -> u32 {
     judge::<Live<true>>(&ctx)
 }
@@ -71,12 +79,12 @@ pub fn tollgate(ctx: XdpContext) -> u32 {
 /// The production pipeline without the drop cache: the bench's reference
 /// for what the cache costs a packet it does not drop. Loaded only by the
 /// bench.
-#[xdp]
+#[xdp(frags)]
 pub fn tollgate_uncached(ctx: XdpContext) -> u32 {
     judge::<Live<false>>(&ctx)
 }
 
-#[xdp]
+#[xdp(frags)]
 pub fn tollgate_replay(ctx: XdpContext) -> u32 {
     judge::<Replay>(&ctx)
 }
@@ -84,7 +92,7 @@ pub fn tollgate_replay(ctx: XdpContext) -> u32 {
 /// Answers the SYN the main program tail-called it for with a SYN-cookie
 /// SYN-ACK (`cookie::synack`); if it cannot, the SYN is dropped and
 /// counted (`cookie_event::FAILED` says why not passed).
-#[xdp]
+#[xdp(frags)]
 pub fn tollgate_synack(ctx: XdpContext) -> u32 {
     if cookie::synack::answer(&ctx).is_some() {
         cookie::event(cookie_event::SENT);
@@ -97,7 +105,7 @@ pub fn tollgate_synack(ctx: XdpContext) -> u32 {
 
 /// The parser alone; the description is stored so the compiler cannot
 /// drop the parse.
-#[xdp]
+#[xdp(frags)]
 pub fn tollgate_parse(ctx: XdpContext) -> u32 {
     let mut info = PacketInfo::default();
     parse::parse(&ctx, &mut info);

@@ -1,4 +1,10 @@
 //! Reading pcap and pcapng captures (pcap-parser), Ethernet link type only.
+//!
+//! A legacy header's link-type field is read as tshark (libpcap) reads
+//! it: the link type is its low 16 bits; above them, bit 26 says the
+//! frames end in a frame check sequence, whose length (in 16-bit words) is
+//! in the top four bits. Such an FCS is cut from each frame: it was never
+//! part of what XDP sees.
 
 use std::{fs::File, path::Path};
 
@@ -6,6 +12,19 @@ use pcap_parser::{Block, PcapBlockOwned, PcapError};
 
 /// Ethernet, the only link layer XDP sees on the interfaces we attach to.
 const LINKTYPE_ETHERNET: i32 = 1;
+
+/// The link type and the FCS length (bytes) in a legacy header's
+/// link-type field (libpcap's `LT_LINKTYPE`, `LT_FCS_LENGTH_PRESENT`,
+/// `LT_FCS_LENGTH`).
+fn legacy_link(field: i32) -> (i32, usize) {
+    let raw = field as u32;
+    let fcs = if raw & 0x0400_0000 != 0 {
+        ((raw >> 28) & 0xf) as usize * 2
+    } else {
+        0
+    };
+    ((raw & 0xffff) as i32, fcs)
+}
 
 /// One captured frame.
 #[derive(Clone, Debug)]
@@ -55,6 +74,8 @@ struct Interface {
 #[derive(Default)]
 struct Context {
     legacy_nanos: bool,
+    /// Bytes of FCS at the end of each legacy frame.
+    legacy_fcs: usize,
     interfaces: Vec<Interface>,
     /// Frames handed out so far.
     count: usize,
@@ -67,13 +88,15 @@ impl Context {
         Ok(match block {
             PcapBlockOwned::LegacyHeader(h) => {
                 self.legacy_nanos = h.is_nanosecond_precision();
-                if h.network.0 != LINKTYPE_ETHERNET {
+                let (linktype, fcs) = legacy_link(h.network.0);
+                if linktype != LINKTYPE_ETHERNET {
                     return Err(CaptureError::LinkType {
                         path: shown.to_owned(),
                         interface: 0,
-                        linktype: h.network.0,
+                        linktype,
                     });
                 }
+                self.legacy_fcs = fcs;
                 None
             }
             PcapBlockOwned::Legacy(b) => {
@@ -82,9 +105,17 @@ impl Context {
                 } else {
                     b.ts_usec as u64 * 1_000
                 };
+                let caplen = (b.caplen as usize).min(b.data.len());
+                // The FCS is the frame's last bytes: only a frame captured
+                // whole has it.
+                let keep = if caplen == b.origlen as usize {
+                    caplen.saturating_sub(self.legacy_fcs)
+                } else {
+                    caplen
+                };
                 Some(Frame {
                     ts_ns: b.ts_sec as u64 * 1_000_000_000 + frac,
-                    data: b.data.to_vec(),
+                    data: b.data[..keep].to_vec(),
                 })
             }
             PcapBlockOwned::NG(Block::SectionHeader(_)) => {
@@ -187,4 +218,56 @@ pub fn read(
         }
     }
     Ok(ctx.count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A legacy pcap with link-type field `field` and one frame `frame`.
+    fn pcap(field: u32, frame: &[u8]) -> std::path::PathBuf {
+        let mut b = Vec::new();
+        b.extend(0xa1b2_c3d4u32.to_le_bytes());
+        b.extend(2u16.to_le_bytes());
+        b.extend(4u16.to_le_bytes());
+        b.extend([0u8; 8]);
+        b.extend(65_535u32.to_le_bytes());
+        b.extend(field.to_le_bytes());
+        for w in [1u32, 0, frame.len() as u32, frame.len() as u32] {
+            b.extend(w.to_le_bytes());
+        }
+        b.extend(frame);
+        let path =
+            std::env::temp_dir().join(format!("tg-capture-{field:x}-{}.pcap", std::process::id()));
+        std::fs::write(&path, b).unwrap();
+        path
+    }
+
+    fn frames(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        read(path, |f| {
+            out.push(f.data);
+            Ok(())
+        })?;
+        std::fs::remove_file(path).ok();
+        Ok(out)
+    }
+
+    #[test]
+    fn link_type_bits_above_the_low_16_are_read_as_tshark_reads_them() {
+        let frame: Vec<u8> = (0..64u8).collect();
+        // Reserved and FCS-length bits, no FCS flag: Ethernet, frame whole.
+        assert_eq!(
+            frames(&pcap(0x3000_0001, &frame)).unwrap(),
+            vec![frame.clone()]
+        );
+        // The FCS flag with a length of two 16-bit words: 4 bytes cut.
+        assert_eq!(
+            frames(&pcap(0x2400_0001, &frame)).unwrap(),
+            vec![frame[..60].to_vec()]
+        );
+        // Not Ethernet in the low 16 bits: refused, naming the link type.
+        let e = frames(&pcap(0x3000_0071, &frame)).unwrap_err().to_string();
+        assert!(e.contains("link type 113"), "{e}");
+    }
 }

@@ -40,8 +40,8 @@ pub enum LoadError {
         source: aya::programs::ProgramError,
     },
     #[error(
-        "attaching to interface `{iface}` in {mode} mode failed{hint}",
-        hint = if *.mode == AttachMode::Native { "; if the driver has no native XDP support, retry with `--xdp-mode generic`" } else { "" }
+        "attaching to interface `{iface}` in {mode} mode failed{}",
+        attach_hint(.iface, *.mode, .source)
     )]
     Attach {
         iface: String,
@@ -407,4 +407,69 @@ fn fill_jump_table(ebpf: &mut Ebpf) -> Result<ProgramArray<MapData>, LoadError> 
     jump.set(names::JUMP_SYNACK, fd, 0)
         .map_err(op("putting the SYN-ACK program in it"))?;
     Ok(jump)
+}
+
+/// What an attach failure means, from the kernel's error number, and what
+/// to do about it; appended to the error.
+fn attach_hint(iface: &str, mode: AttachMode, source: &aya::programs::ProgramError) -> String {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+    let mut errno = None;
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            errno = io.raw_os_error();
+            break;
+        }
+        cause = e.source();
+    }
+    let native = mode == AttachMode::Native;
+    match errno {
+        Some(libc::EOPNOTSUPP) if native => {
+            "; the driver has no native XDP: set attach_mode = \"generic\" (or --xdp-mode generic)".into()
+        }
+        Some(libc::ERANGE) => format!(
+            "; the interface's MTU is larger than the driver's XDP takes, even with a multi-buffer program: lower it (ip link set {iface} mtu 1500) or use generic mode"
+        ),
+        Some(libc::EBUSY | libc::EEXIST) => format!(
+            "; another XDP program is attached to it (`ip link show {iface}`): detach it first"
+        ),
+        Some(libc::ENODEV) => "; no such interface in this network namespace".into(),
+        _ if native => {
+            "; if the driver has no native XDP support, retry with `--xdp-mode generic` (the kernel log, `dmesg`, may say why it refused)".into()
+        }
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attach_error(mode: AttachMode, errno: i32) -> String {
+        LoadError::Attach {
+            iface: "eth0".into(),
+            mode,
+            source: aya::programs::ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_link_create",
+                io_error: std::io::Error::from_raw_os_error(errno),
+            }),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn an_attach_error_names_its_cause_and_the_fix() {
+        let mtu = attach_error(AttachMode::Native, libc::ERANGE);
+        assert!(
+            mtu.contains("MTU is larger than the driver's XDP takes")
+                && mtu.contains("ip link set eth0 mtu 1500"),
+            "{mtu}"
+        );
+        let busy = attach_error(AttachMode::Native, libc::EBUSY);
+        assert!(busy.contains("another XDP program is attached"), "{busy}");
+        let none = attach_error(AttachMode::Native, libc::EOPNOTSUPP);
+        assert!(
+            none.contains("no native XDP") && none.contains("generic"),
+            "{none}"
+        );
+    }
 }

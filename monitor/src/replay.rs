@@ -20,9 +20,11 @@ use crate::{
 /// Smallest frame the kernel's test run accepts (an Ethernet header); XDP
 /// never sees a shorter one either.
 pub const MIN_FRAME: usize = 14;
-/// Largest frame a single-buffer XDP test run accepts: a page less the
-/// headroom and the skb_shared_info tailroom.
-pub const MAX_FRAME: usize = 3_500;
+/// Largest frame replayed: a jumbo frame of the largest MTU in common use
+/// (9,216) with room for VLAN tags, rounded up. The replay program is
+/// multi-buffer (`xdp.frags`), so a frame larger than a page goes through
+/// the frags path, as it would on a jumbo-frame interface.
+pub const MAX_FRAME: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -311,7 +313,7 @@ pub fn runnable(len: usize) -> Result<(), String> {
         ))
     } else if len > MAX_FRAME {
         Err(format!(
-            "{len} bytes is larger than one XDP buffer ({MAX_FRAME}); GRO/TSO-merged captures hold frames the wire never carried, capture with offloads off"
+            "{len} bytes is larger than any jumbo frame ({MAX_FRAME}); GRO/TSO-merged captures hold frames the wire never carried, capture with offloads off (ethtool -K IFACE gro off tso off gso off)"
         ))
     } else {
         Ok(())

@@ -93,3 +93,60 @@ fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
     );
     assert!(d.log().contains("control_refused"));
 }
+
+/// Idle, stuck and surplus connections: past `control.max_clients` a new
+/// connection closes the one idle longest, and a connection without a
+/// whole request for `control.idle_timeout` is closed with a message; a
+/// permitted client is served whatever the others do.
+#[test]
+fn stuck_and_surplus_clients_never_keep_a_permitted_one_out() {
+    use std::{
+        io::{BufRead, BufReader},
+        os::unix::net::UnixStream,
+        time::{Duration, Instant},
+    };
+    let lab = lab::Lab::new("stk", &["192.0.2.71".parse().unwrap()]).unwrap();
+    let d = Daemon::in_lab(lab, "stk", |dir| {
+        lab::daemon::config(dir, "").replace(
+            "[control]\n",
+            "[control]\nidle_timeout = \"2s\"\nmax_clients = 50\n",
+        )
+    });
+    // 200 connections that never ask, then 20 stuck mid-request.
+    let idle: Vec<UnixStream> = (0..200)
+        .map(|_| UnixStream::connect(d.socket()).unwrap())
+        .collect();
+    let stuck: Vec<UnixStream> = (0..20)
+        .map(|_| {
+            let mut s = UnixStream::connect(d.socket()).unwrap();
+            s.write_all(br#"{"version":1,"command":"#).unwrap();
+            s
+        })
+        .collect();
+    let asked = Instant::now();
+    let status = d.json(&["status"]);
+    assert!(status["packets"].is_object(), "{status}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "served before any idle connection timed out"
+    );
+    let read = |s: &UnixStream| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).map(|_| line)
+    };
+    // The first idle connections were closed to make room: nothing to read.
+    assert_eq!(read(&idle[0]).unwrap_or_default(), "", "evicted");
+    // The newest, stuck mid-request, is closed after the idle timeout
+    // with a message saying why.
+    let last = read(stuck.last().unwrap()).expect("the idle message");
+    let r: tollgate::control::Response = serde_json::from_str(&last).unwrap();
+    assert!(
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.contains("no request for 2s; connection closed")),
+        "{last}"
+    );
+    // Still serving.
+    assert!(d.json(&["status"])["packets"].is_object());
+}

@@ -44,6 +44,7 @@ pub use detect::{DEFAULT_BOGONS, DetectConfig, DetectModesFile};
 use located::Checker;
 pub use located::ConfigError;
 use schema::{File, MalformedVerdict, XdpMode};
+pub use settings::ClientLimits;
 
 pub const DEFAULT_PATH: &str = "/etc/tollgate/tollgate.toml";
 
@@ -122,6 +123,8 @@ pub struct Config {
     pub top_talkers: usize,
     pub socket: PathBuf,
     pub socket_group: Option<String>,
+    /// `control.idle_timeout`, `control.max_clients`.
+    pub control_limits: ClientLimits,
     pub log: LogConfig,
     pub state_file: PathBuf,
     /// Where the maps and links are pinned in bpffs (a versioned directory
@@ -166,7 +169,7 @@ pub fn parse(path: &Path, text: &str, check_host: bool) -> Result<Config, Config
     let rules = limits::rules(&c, &f.rules)?;
     let management = limits::management(&c, &f.management, &f.rules, &rules)?;
     let (metrics_listen, top_talkers) = settings::metrics(&c, &f.metrics)?;
-    let (socket, socket_group) = settings::control(&c, &f.control, check_host)?;
+    let control = settings::control(&c, &f.control, check_host)?;
     let log = settings::log(&c, &f.log)?;
     let detect = detect::detect(&c, &f.detect)?;
     let syn_cookies = cookies::syn_cookies(&c, f.syn_cookies.as_ref())?;
@@ -194,8 +197,9 @@ pub fn parse(path: &Path, text: &str, check_host: bool) -> Result<Config, Config
         management,
         metrics_listen,
         top_talkers,
-        socket,
-        socket_group,
+        socket: control.socket,
+        socket_group: control.group,
+        control_limits: control.limits,
         log,
         state_file,
         pin_dir,

@@ -149,6 +149,8 @@ pub(super) struct MetricsFile {
 pub(super) struct ControlFile {
     pub(super) socket: Option<PathBuf>,
     pub(super) group: Option<Spanned<String>>,
+    pub(super) idle_timeout: Option<Spanned<String>>,
+    pub(super) max_clients: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

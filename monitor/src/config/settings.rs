@@ -153,7 +153,7 @@ pub(super) fn control(
     c: &Checker,
     ctl: &ControlFile,
     check_host: bool,
-) -> Result<(PathBuf, Option<String>), ConfigError> {
+) -> Result<Control, ConfigError> {
     if let Some(g) = &ctl.group
         && check_host
         && crate::groups::group_id(g.get_ref()).is_none()
@@ -171,7 +171,65 @@ pub(super) fn control(
         .socket
         .clone()
         .unwrap_or_else(|| PathBuf::from("/run/tollgate/control.sock"));
-    Ok((socket, ctl.group.as_ref().map(|g| g.get_ref().clone())))
+    let defaults = ClientLimits::default();
+    let idle = match &ctl.idle_timeout {
+        Some(t) => c.duration(
+            t,
+            "control.idle_timeout",
+            (Duration::from_secs(1), Duration::from_secs(3600)),
+            "between 1s and 1h",
+        )?,
+        None => defaults.idle,
+    };
+    let max = c.number(&ctl.max_clients, "control.max_clients", defaults.max, |n| {
+        if (1..=65_536).contains(&n) {
+            Ok(())
+        } else {
+            Err(format!("{n} is out of range; between 1 and 65536"))
+        }
+    })?;
+    Ok(Control {
+        socket,
+        group: ctl.group.as_ref().map(|g| g.get_ref().clone()),
+        limits: ClientLimits {
+            idle,
+            max,
+            ..defaults
+        },
+    })
+}
+
+/// How the control socket treats its clients (`[control]`), so that idle, stuck or too many
+/// clients never keep a permitted one from being served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// A connection that sends no whole request for this long is closed
+    /// (`events --follow` asks every 500 ms; a request cut off mid-line
+    /// is as idle as none).
+    pub idle: Duration,
+    /// Most connections at once: a new one past it closes the connection
+    /// that has been idle longest.
+    pub max: usize,
+    /// A response the client does not take within this is abandoned, with
+    /// its connection.
+    pub send: Duration,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(60),
+            max: 1024,
+            send: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[control]`, checked.
+pub(super) struct Control {
+    pub(super) socket: PathBuf,
+    pub(super) group: Option<String>,
+    pub(super) limits: ClientLimits,
 }
 
 /// `[log]`.

@@ -1,9 +1,16 @@
 //! The daemon's side of the control socket: binding it, checking each
-//! peer's credentials, framing requests and responses. What a request
-//! does is the `Handler`'s business (the daemon's commands); this file
-//! knows nothing of the daemon.
+//! peer's credentials, framing requests and responses, and keeping
+//! hostile or stuck clients from crowding out the rest (`ClientLimits`).
+//! What a request does is the `Handler`'s business (the daemon's
+//! commands); this file knows nothing of the daemon.
 
-use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+use std::{
+    collections::HashMap,
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use tokio::{
@@ -15,7 +22,10 @@ use super::{
     peer::peer_credentials,
     protocol::{MAX_REQUEST, Request, Response, parse_request},
 };
-use crate::groups::{group_id, user_in_group};
+use crate::{
+    config::ClientLimits,
+    groups::{group_id, user_in_group},
+};
 
 /// Answers one request; called on a blocking thread, one at a time per
 /// connection.
@@ -46,21 +56,78 @@ pub fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<(UnixListener, O
     Ok((l, gid))
 }
 
+/// The open connections: when each last finished a request, and how to
+/// close it.
+#[derive(Default)]
+struct Connections {
+    next: u64,
+    open: HashMap<u64, (Instant, Option<tokio::task::AbortHandle>)>,
+}
+
+type Registry = Arc<Mutex<Connections>>;
+
+fn lock(r: &Registry) -> std::sync::MutexGuard<'_, Connections> {
+    r.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Accepts connections for ever, each served on its own task.
-pub async fn serve(listener: UnixListener, allowed_gid: Option<u32>, handler: Handler) {
+pub async fn serve(
+    listener: UnixListener,
+    allowed_gid: Option<u32>,
+    handler: Handler,
+    limits: ClientLimits,
+) {
+    let registry = Registry::default();
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(serve_client(stream, allowed_gid, handler.clone()));
+                let id = admit(&registry, limits.max);
+                let task = tokio::spawn(serve_client(
+                    stream,
+                    allowed_gid,
+                    handler.clone(),
+                    limits,
+                    (registry.clone(), id),
+                ));
+                // The task may have ended already (a refused peer).
+                if let Some(c) = lock(&registry).open.get_mut(&id) {
+                    c.1 = Some(task.abort_handle());
+                }
             }
             Err(e) => tracing::warn!(event = "control_accept_failed", "{e}"),
         }
     }
 }
 
-async fn send(w: &mut OwnedWriteHalf, resp: &Response) -> std::io::Result<()> {
+/// Registers a new connection; at `max`, first closes the one idle
+/// longest.
+fn admit(registry: &Registry, max: usize) -> u64 {
+    let mut r = lock(registry);
+    if r.open.len() >= max.max(1)
+        && let Some((&oldest, _)) = r.open.iter().min_by_key(|(_, c)| c.0)
+        && let Some((since, abort)) = r.open.remove(&oldest)
+    {
+        if let Some(a) = abort {
+            a.abort();
+        }
+        tracing::warn!(
+            event = "control_connection_evicted",
+            idle_ms = since.elapsed().as_millis() as u64,
+            "{max} control connections open: closed the one idle longest"
+        );
+    }
+    let id = r.next;
+    r.next += 1;
+    r.open.insert(id, (Instant::now(), None));
+    id
+}
+
+async fn send(w: &mut OwnedWriteHalf, resp: &Response, limit: Duration) -> std::io::Result<()> {
     let line = serde_json::to_string(resp).unwrap_or_default();
-    w.write_all(format!("{line}\n").as_bytes()).await
+    match tokio::time::timeout(limit, w.write_all(format!("{line}\n").as_bytes())).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
 }
 
 /// Why a peer may not use the socket, if it may not: root, the daemon's
@@ -96,26 +163,51 @@ fn refusal(stream: &UnixStream, allowed_gid: Option<u32>) -> Option<String> {
     ))
 }
 
-async fn serve_client(stream: UnixStream, allowed_gid: Option<u32>, handler: Handler) {
+/// Forgets a connection when its task ends, however it ends.
+struct Registered(Registry, u64);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        lock(&self.0).open.remove(&self.1);
+    }
+}
+
+async fn serve_client(
+    stream: UnixStream,
+    allowed_gid: Option<u32>,
+    handler: Handler,
+    limits: ClientLimits,
+    (registry, id): (Registry, u64),
+) {
+    let registered = Registered(registry, id);
     let refused = refusal(&stream, allowed_gid);
     let (read, mut write) = stream.into_split();
     if let Some(msg) = refused {
-        let _ = send(&mut write, &Response::error(msg)).await;
+        let _ = send(&mut write, &Response::error(msg), limits.send).await;
         return;
     }
     let mut reader = BufReader::new(read);
     loop {
         let mut buf = Vec::new();
-        let n = match (&mut reader)
-            .take(MAX_REQUEST as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .await
-        {
-            Ok(n) => n,
-            Err(_) => return,
+        let mut limited = (&mut reader).take(MAX_REQUEST as u64 + 1);
+        let line = limited.read_until(b'\n', &mut buf);
+        let n = match tokio::time::timeout(limits.idle, line).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => return,
+            Err(_) => {
+                let idle = format!(
+                    "no request for {}s; connection closed (connect again for the next)",
+                    limits.idle.as_secs()
+                );
+                let _ = send(&mut write, &Response::error(idle), limits.send).await;
+                return;
+            }
         };
         if n == 0 {
             return;
+        }
+        if let Some(c) = lock(&registered.0).open.get_mut(&id) {
+            c.0 = Instant::now();
         }
         let oversized = buf.len() > MAX_REQUEST && !buf.ends_with(b"\n");
         let resp = if oversized {
@@ -138,7 +230,7 @@ async fn serve_client(stream: UnixStream, allowed_gid: Option<u32>, handler: Han
                 }
             }
         };
-        if send(&mut write, &resp).await.is_err() || oversized {
+        if send(&mut write, &resp, limits.send).await.is_err() || oversized {
             return;
         }
     }

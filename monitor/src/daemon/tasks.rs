@@ -167,6 +167,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             listener,
             allowed_gid,
             handler(&daemon, &latest),
+            config.control_limits,
         ))),
     ];
     until_stopped(&daemon).await?;
