@@ -202,11 +202,19 @@ impl Daemon<Lab> {
         Self::launch(lab, tag, launcher, |dir| config(dir, extra))
     }
 
+    /// Sends `count` UDP datagrams from `src` (IPv4 or IPv6) to the
+    /// server's address of its family at `pps`; returns how many left.
     pub fn send(&self, src: &str, count: u64, pps: u64) -> u64 {
+        let src: std::net::IpAddr = src.parse().unwrap();
+        let dst = if src.is_ipv6() {
+            self.lab.server_v6()
+        } else {
+            self.lab.server_v4()
+        };
         traffic::udp(
             self.lab.client(),
-            src.parse().unwrap(),
-            self.lab.server_v4(),
+            src,
+            dst,
             9,
             count,
             pps,

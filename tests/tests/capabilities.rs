@@ -139,14 +139,31 @@ fn each_of_the_units_capabilities_is_needed() {
             "the daemon ran without CAP_{}: {said}",
             missing.to_uppercase()
         );
-        // The reason, for the log: the error line, and the verifier's
-        // verdict when it is the one refusing.
+        // Failing is not enough: it must fail for want of this capability,
+        // at the step that needs it.
         let why: Vec<&str> = said
             .lines()
             .filter(|l| l.starts_with("error:") || l.contains("prohibited"))
             .map(|l| &l[..l.len().min(160)])
             .collect();
         eprintln!("without CAP_{}: {why:?}", missing.to_uppercase());
+        let expected = match missing.as_str() {
+            // Creating the maps.
+            "bpf" => "loading the XDP object into the kernel failed",
+            // Loading an XDP program at all.
+            "net_admin" => "BPF_PROG_LOAD syscall returned Operation not permitted",
+            // The verifier's pointer arithmetic on map values.
+            "perfmon" => "BPF_PROG_LOAD syscall returned Permission denied",
+            other => panic!(
+                "no expected failure written for CAP_{}",
+                other.to_uppercase()
+            ),
+        };
+        assert!(
+            said.contains(expected),
+            "without CAP_{} the daemon must fail with `{expected}`: {why:?}",
+            missing.to_uppercase()
+        );
         let _ = std::fs::remove_dir_all(pin_root(&dir));
         std::fs::remove_dir_all(&dir).unwrap();
     }

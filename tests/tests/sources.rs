@@ -311,6 +311,13 @@ fn two_cpus_claiming_slots_keep_the_index_and_the_slots_in_step() {
         failed,
         "every untracked packet counted"
     );
+    // A claim fails only when another CPU moved the hand in between,
+    // twice: rare (none in the runs seen here), never a habit.
+    assert!(
+        failed <= u64::from(SOURCES) / 100,
+        "{failed} of {} packets untracked",
+        2 * SOURCES
+    );
     // The index has room for a new source: a claim succeeds at once.
     let fresh = Spec::udp("192.0.2.200", "198.51.100.1", 1, 2).build();
     tg.run_program(PROG_MAIN, &fresh, 1).unwrap();
