@@ -164,3 +164,37 @@ fn a_policy_swap_keeps_the_buckets_of_unchanged_rules() {
         );
     }
 }
+
+/// A full ban map (65,536 per family) refuses the next ban with an error
+/// that says so and what to do, and every ban already in force stays in
+/// force; a ban already there can still be renewed.
+#[test]
+fn a_full_ban_map_refuses_clearly_and_loses_no_ban() {
+    let mut tg = load(&Policy::default());
+    let net = |i: u32| -> ipnet::IpNet {
+        format!("2001:db8:{:x}:{:x}::/64", i >> 16, i & 0xffff)
+            .parse()
+            .unwrap()
+    };
+    let max = monitor_common::maps::MAX_BANS_PER_FAMILY;
+    for i in 0..max {
+        tg.maps
+            .ban(net(i), 100 * SEC)
+            .expect("a ban while there is room");
+    }
+    let e = tg.maps.ban(net(max), 100 * SEC).unwrap_err().to_string();
+    assert!(
+        e.contains("is full (65536 entries)") && e.contains("every ban in force stays"),
+        "{e}"
+    );
+    assert_eq!(tg.maps.kernel_bans().unwrap().len(), max as usize);
+    // The first and the last are still enforced, and a ban already in
+    // the map can be renewed.
+    for i in [0, max - 1] {
+        let src = format!("2001:db8:{:x}:{:x}::7", i >> 16, i & 0xffff);
+        assert_eq!(report(&mut tg, &udp(&src), SEC).reason, Some("banned"));
+    }
+    tg.maps
+        .ban(net(0), 200 * SEC)
+        .expect("renewing a ban in a full map");
+}

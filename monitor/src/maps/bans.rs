@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use monitor_common::maps as names;
+use monitor_common::maps::{self as names, MAX_BANS_PER_FAMILY};
 
 use super::{
     MapError, Maps,
@@ -20,10 +20,23 @@ impl Maps {
             IpNet::V4(n) => self.bans_v4.insert(&lpm_v4(&n), until_ns, 0),
             IpNet::V6(n) => self.bans_v6.insert(&lpm_v6(&n), until_ns, 0),
         };
-        res.map_err(|source| MapError::Op {
-            map: ban_map(&net),
-            op: "inserting a ban",
-            source,
+        res.map_err(|source| {
+            if is_full(&source) {
+                // Nothing in force changed: the trie refused the new entry.
+                MapError::Full {
+                    map: ban_map(&net),
+                    capacity: MAX_BANS_PER_FAMILY,
+                    what: format!(
+                        "{net} is not banned and every ban in force stays; lift bans (`tollgate ban list`, `tollgate ban remove`), shorten detect.ban_ttls, or ban a wider prefix"
+                    ),
+                }
+            } else {
+                MapError::Op {
+                    map: ban_map(&net),
+                    op: "inserting a ban",
+                    source,
+                }
+            }
         })?;
         self.bump_generation()
     }
@@ -62,4 +75,17 @@ fn ban_map(net: &IpNet) -> &'static str {
         IpAddr::V4(_) => names::BANS_V4,
         IpAddr::V6(_) => names::BANS_V6,
     }
+}
+
+/// Whether a map update failed because the map is full (an LPM trie says
+/// E2BIG, a hash ENOSPC... or E2BIG).
+fn is_full(e: &aya::maps::MapError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(io.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC));
+        }
+        cause = c.source();
+    }
+    false
 }
