@@ -3,7 +3,8 @@
 //! in `daemon.rs` and `attacks.rs`). A storm of spoofed sources, each seen
 //! once, puts never-seen sources on probation: from then on they claim a
 //! slot in the source table with their second packet, so the storm's
-//! sources claim none.
+//! sources claim none. Past `detect.max_bans`, a finding is logged with
+//! why and the bans in force stay.
 
 use std::time::Duration;
 
@@ -72,4 +73,39 @@ fn a_spoofed_source_storm_puts_new_sources_on_probation() {
         Duration::from_secs(10),
         || d.json(&["top"]).to_string().contains(client).then_some(()),
     );
+}
+
+/// `detect.max_bans` full: a second flooder is not banned, the finding
+/// says why, and the ban in force stays.
+#[test]
+fn past_max_bans_a_finding_is_logged_with_why_and_the_bans_in_force_stay() {
+    let extra =
+        "[detect]\nmode = \"enforce\"\nflood_pps = 1000\nmax_bans = 1\nban_ttls = [\"1m\"]\n";
+    let d = Daemon::new("maxb", &["192.0.2.81", "192.0.2.82"], extra);
+    std::thread::scope(|s| {
+        let a = s.spawn(|| d.send("192.0.2.81", 6_000, 4_000));
+        let e = finding(&d, "flood", "192.0.2.81");
+        assert!(e["action"].as_str().unwrap().starts_with("banned"), "{e}");
+        a.join().unwrap();
+    });
+    std::thread::scope(|s| {
+        let b = s.spawn(|| d.send("192.0.2.82", 6_000, 4_000));
+        let e = finding(&d, "flood", "192.0.2.82");
+        assert_eq!(e["action"], "logged", "{e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("1 bans already in force (detect.max_bans)")),
+            "{e}"
+        );
+        b.join().unwrap();
+    });
+    let bans = d.json(&["ban", "list"]);
+    let cidrs: Vec<&str> = bans["bans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["cidr"].as_str())
+        .collect();
+    assert_eq!(cidrs, ["192.0.2.81/32"], "{bans}");
 }

@@ -13,6 +13,9 @@
 //! SYN-cookie handshake verifies them) keep both classes at 99.5% or
 //! better with a p99 under 10 ms, with no rule naming an attacker.
 //!
+//! The daemon is attached to both of the server's interfaces, and each
+//! counts what it received under its own name.
+//!
 //! The lab is the SYN-flood lab's (`lab::flood_lab`): the generator and
 //! Tollgate's XDP on CPU 0; the server's stack, nginx and the clients on
 //! CPU 1 (receive steered there).
@@ -92,6 +95,8 @@ struct Run {
     finding: Value,
     status: Value,
     all_events: Vec<Value>,
+    /// The exporter's page at the end.
+    metrics: String,
 }
 
 fn run(tag: &str, storm: Storm, mode: &str) -> Run {
@@ -121,6 +126,7 @@ fn run(tag: &str, storm: Storm, mode: &str) -> Run {
         finding,
         status: d.json(&["status"]),
         all_events: events(&d),
+        metrics: d.metrics().expect("the exporter answers"),
     }
 }
 
@@ -189,6 +195,33 @@ fn storm_test(tag: &str, storm: Storm) {
             brief(&guarded.all_events)
         );
     }
+    // One daemon on two interfaces, each counted under its own name: the
+    // storm on the attacker's link, the clients on theirs.
+    assert_eq!(
+        guarded.status["interfaces"],
+        serde_json::json!([SERVER_IF, ATTACK_IF]),
+        "{}",
+        guarded.status
+    );
+    let counted = |iface: &str, reason: &str, verdict: &str| {
+        let series = format!(
+            "tollgate_packets_total{{iface=\"{iface}\",reason=\"{reason}\",verdict=\"{verdict}\"}} "
+        );
+        guarded
+            .metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        counted(ATTACK_IF, "prefix_limited", "drop") > 1e6,
+        "the storm counted on {ATTACK_IF}"
+    );
+    assert!(
+        counted(SERVER_IF, "pass", "pass") > 1e3,
+        "the clients counted on {SERVER_IF}"
+    );
     // No source was banned: the storm's sources are each under the
     // flood threshold, and its answer is the prefix budgets'.
     assert_eq!(guarded.status["bans_active"], 0, "{}", guarded.status);
