@@ -39,5 +39,5 @@ mod pod {
     unsafe impl aya::Pod for crate::generator::GenFrame {}
     unsafe impl aya::Pod for crate::syncookie::VerifiedKey {}
     unsafe impl aya::Pod for crate::drops::DropEntry {}
-    unsafe impl aya::Pod for crate::prefix::PrefixState {}
+    unsafe impl aya::Pod for crate::prefix::PrefixSlot {}
 }

@@ -127,17 +127,13 @@ pub const DROPS: &str = "TG_DROPS";
 /// clients that keep sending keep their slots. Writer and reader: the
 /// kernel. Not pinned (probation restarts with the daemon).
 pub const PROBATION: &str = "TG_PROBATION";
-/// Prefix budgets (`prefix`). LRU hash: the prefix's `SourceKey` ->
-/// `prefix::PrefixState`. Writer: the kernel, for packets that passed
-/// their source's own buckets while a budget is in force. When full, the
-/// least recently charged prefix goes (and starts over with a full
-/// budget when it comes back). Not pinned: a restarted daemon's prefixes
-/// start with full budgets, as after a reload.
-pub const PREFIXES: &str = "TG_PREFIXES";
-/// Entries of `PREFIXES`: every /48 of a /32 storm (65,536) and the
-/// prefixes of the clients besides; the LRU's per-CPU free lists make
-/// its real capacity somewhat less than its size.
-pub const MAX_PREFIXES: u32 = 1 << 17;
+/// Prefix budgets (`prefix`). Array of `prefix::PREFIX_SLOTS`
+/// `prefix::PrefixSlot`, a prefix's slot found by a seeded hash
+/// (`prefix::slot_of`): an array index where a hash map's lookup cost a
+/// passed packet a fifth of its path. Writer: the kernel, for packets
+/// that passed their source's own buckets while a budget is in force.
+/// Not pinned: a restarted daemon's prefixes start with full budgets, as
+/// after a reload.
 /// The `PROBATION` entry of `key`: Fibonacci hashing of its folded words,
 /// over all of the entries.
 #[inline(always)]
@@ -325,7 +321,7 @@ mod tests {
                 super::source_event::COUNT,
                 super::PINNED.len(),
             ),
-            (5, 20, 64, 64, 16, 40, 152, 16, 16 * 13 * 4, 5, 27),
+            (5, 20, 64, 64, 16, 40, 160, 16, 16 * 13 * 4, 5, 27),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }

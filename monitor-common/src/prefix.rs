@@ -36,8 +36,12 @@ pub struct PrefixParams {
     /// During a storm: what a prefix's unproven sources pass together.
     /// Unlimited: the storm changes nothing here.
     pub unproven: BucketParams,
+    /// Mixed into the slot hash (`slot_of`), chosen at random by the
+    /// daemon, so no sender can aim its prefixes at another's slot.
+    pub seed: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<PrefixParams>() == 56);
+const _: () = assert!(core::mem::size_of::<PrefixParams>() == 64);
 
 impl PrefixParams {
     /// Budgets over prefixes of `v4_prefix` and `v6_prefix` bits.
@@ -48,6 +52,8 @@ impl PrefixParams {
             v6_mask: prefix_mask::<4>(v6_prefix.min(128)),
             all,
             unproven,
+            seed: 0,
+            _pad: 0,
         }
     }
 
@@ -70,15 +76,38 @@ impl PrefixParams {
     }
 }
 
-/// The state of one prefix: the two budgets' GCRA words (ticks, see
-/// `bucket`), each updated by compare-and-swap.
+/// Slots of `maps::PREFIXES` (a power of two): room for every /48 of a
+/// /32 storm twice over, so the clients' prefixes seldom share a slot.
+pub const PREFIX_SLOTS: u32 = 1 << 17;
+
+/// One slot of the prefix budgets: the prefix it holds and the two
+/// budgets' GCRA words (ticks, see `bucket`), each updated by
+/// compare-and-swap. A prefix whose slot holds another takes it over if
+/// that one's budgets are idle (full again: nothing of them is lost) and
+/// shares it otherwise, which can only refuse more, never pass more.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PrefixState {
+pub struct PrefixSlot {
+    pub key: SourceKey,
+    pub _pad: u32,
     pub all_tat: u64,
     pub unproven_tat: u64,
 }
-const _: () = assert!(core::mem::size_of::<PrefixState>() == 16);
+const _: () = assert!(core::mem::size_of::<PrefixSlot>() == 40);
+
+/// The slot of prefix `key`: Fibonacci hashing of its folded words and
+/// the seed.
+#[inline(always)]
+pub fn slot_of(key: &SourceKey, seed: u32) -> u32 {
+    let folded = key.addr[0].rotate_left(5)
+        ^ key.addr[1].rotate_left(13)
+        ^ key.addr[2].rotate_left(19)
+        ^ key.addr[3].rotate_left(27)
+        ^ key.family
+        ^ seed;
+    ((folded as u64 ^ ((seed as u64) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        >> (64 - PREFIX_SLOTS.trailing_zeros())) as u32
+}
 
 /// Which budget a packet is charged to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +158,26 @@ mod tests {
         let v6 = p.key(family::IPV6, &a);
         assert_eq!(v6.addr, [a[0], 0x0001_0000u32.to_be(), 0, 0]);
         assert_eq!(v6.family, family::IPV6 as u32);
+    }
+
+    #[test]
+    fn prefixes_spread_over_the_slots_and_the_seed_moves_them() {
+        let p = PrefixParams::new(24, 48, BucketParams::UNLIMITED, BucketParams::UNLIMITED);
+        let mut used = std::collections::BTreeSet::new();
+        let mut moved = 0;
+        for i in 0..(1u32 << 16) {
+            let k = p.key(
+                family::IPV6,
+                &[0x2001_0db8u32.to_be(), (i << 16).to_be(), 0, 0],
+            );
+            let s = slot_of(&k, 7);
+            assert!(s < PREFIX_SLOTS);
+            used.insert(s);
+            moved += usize::from(slot_of(&k, 8) != s);
+        }
+        // 65,536 /48s over 131,072 slots: a uniform hash uses ~51,600.
+        assert!(used.len() > 45_000, "{} slots used", used.len());
+        assert!(moved > 60_000, "the seed moved {moved}");
     }
 
     #[test]

@@ -11,10 +11,10 @@ use aya_ebpf::{
 use monitor_common::{
     drops::{DROPS_PER_CPU, DropEntry},
     maps::{
-        DEFAULT_MAX_SOURCES, MAX_BANS_PER_FAMILY, MAX_BOGONS, MAX_HOT, MAX_IFINDEX, MAX_PREFIXES,
+        DEFAULT_MAX_SOURCES, MAX_BANS_PER_FAMILY, MAX_BOGONS, MAX_HOT, MAX_IFINDEX,
         MAX_RULES_PER_FAMILY, PROBATION_SLOTS, RULE_SLOTS, index_entries, signal, source_event,
     },
-    prefix::PrefixState,
+    prefix::{PREFIX_SLOTS, PrefixSlot},
     reason::{COUNTER_SLOTS, Malformed},
     syncookie::{MAX_VERIFIED, PORT_WORDS, SynAt, VerifiedKey, cookie_event},
     types::{
@@ -112,8 +112,7 @@ pub static TG_SYN_AT: PerCpuArray<SynAt> = PerCpuArray::with_max_entries(1, 0);
 pub static TG_PROBATION: Array<SourceKey> = Array::with_max_entries(PROBATION_SLOTS, 0);
 
 #[map]
-pub static TG_PREFIXES: LruHashMap<SourceKey, PrefixState> =
-    LruHashMap::with_max_entries(MAX_PREFIXES, 0);
+pub static TG_PREFIXES: Array<PrefixSlot> = Array::with_max_entries(PREFIX_SLOTS, 0);
 
 /// Sized by the loader: `DROPS_PER_CPU` per possible CPU.
 #[map]

@@ -1,16 +1,16 @@
 //! Charging a packet to its prefix's budget (`monitor_common::prefix`):
-//! one LRU lookup of the prefix, one compare-and-swap on the word of the
-//! budget that applies. Only packets their source's own buckets passed
+//! one array slot found by a seeded hash, one compare-and-swap on the
+//! word of the budget that applies. Only packets their source's own buckets passed
 //! come here, so an over-limit or banned flood never touches it.
 
 use monitor_common::{
     bucket::ticks,
-    prefix::{Budget, PrefixState, budget},
+    prefix::{Budget, budget, slot_of},
     syncookie::{VerifiedKey, cookie_mode},
     types::{PacketInfo, RuntimeConfig, family, l4},
 };
 
-use crate::{limit, maps::TG_PREFIXES, maps::TG_VERIFIED};
+use crate::{atomic, limit, maps::TG_PREFIXES, maps::TG_VERIFIED};
 
 /// Whether the packet (of a source first seen at `first_seen_ns`) is over
 /// its prefix's budget; if not, it has been charged.
@@ -35,28 +35,27 @@ pub fn over(
         return false;
     }
     let key = p.key(info.family, &info.src);
-    let state = match TG_PREFIXES.get_ptr_mut(&key) {
-        Some(s) => s,
-        None => {
-            // Another CPU may insert the same prefix meanwhile: then
-            // this insert fails and the lookup below finds theirs.
-            let _ = TG_PREFIXES.insert(&key, &PrefixState::default(), 0);
-            match TG_PREFIXES.get_ptr_mut(&key) {
-                Some(s) => s,
-                // Evicted at once by a storm of inserts on other CPUs:
-                // judged as if the prefix had its whole budget.
-                None => return false,
-            }
-        }
+    let Some(slot) = TG_PREFIXES.get_ptr_mut(slot_of(&key, p.seed)) else {
+        return false;
     };
-    let tat = unsafe {
-        if unproven {
-            &mut (*state).unproven_tat
-        } else {
-            &mut (*state).all_tat
-        }
+    let now_ticks = ticks(since_base);
+    let s = unsafe { &mut *slot };
+    // Another prefix's slot: taken over if its budgets are idle (a TAT in
+    // the past is a full bucket, the same as a fresh one), shared if not.
+    // Two CPUs taking it over at once write the same kind of key; a torn
+    // key only makes the next packet look again.
+    if !s.key.same(&key)
+        && atomic::load(&s.all_tat) <= now_ticks
+        && atomic::load(&s.unproven_tat) <= now_ticks
+    {
+        s.key = key;
+    }
+    let tat = if unproven {
+        &mut s.unproven_tat
+    } else {
+        &mut s.all_tat
     };
-    limit::take(tat, ticks(since_base), 1, params).is_err()
+    limit::take(tat, now_ticks, 1, params).is_err()
 }
 
 /// Whether the packet's source completed a SYN-cookie handshake: asked

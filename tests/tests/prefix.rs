@@ -135,3 +135,41 @@ fn in_monitor_mode_a_prefix_refusal_passes_and_is_counted() {
     let c = tg.maps.counters().unwrap();
     assert_eq!(c.get(Reason::PrefixLimited, Verdict::Monitor).packets, 20);
 }
+
+/// Two prefixes whose slots collide (found with the daemon's seed; /64
+/// budgets here, for room to search): while one is busy the other shares
+/// its budget (it can only be refused more, never passed more); once the
+/// first is idle again, the second takes the slot over with a whole
+/// budget.
+#[test]
+fn a_prefix_whose_slot_is_busy_shares_it_and_takes_it_over_when_idle() {
+    use monitor_common::prefix::slot_of;
+    let mut per_64 = policy((1_000, 1_000), (10, 20), None);
+    if let Some(b) = per_64.prefix.as_mut() {
+        b.v6_prefix = 64;
+    }
+    let mut tg = load(&per_64);
+    let p = tg.maps.runtime_config().unwrap().prefix;
+    assert_ne!(p.seed, 0, "the daemon chose a seed");
+    let addr = |i: u32| format!("2001:db8:{:x}:{:x}::1", i >> 16, i & 0xffff);
+    let key = |i: u32| {
+        let a: std::net::Ipv6Addr = addr(i).parse().unwrap();
+        let o = a.octets();
+        let w = |j: usize| u32::from_ne_bytes(o[j * 4..j * 4 + 4].try_into().unwrap());
+        p.key(
+            monitor_common::types::family::IPV6,
+            &[w(0), w(1), w(2), w(3)],
+        )
+    };
+    let first = slot_of(&key(1), p.seed);
+    let other = (2..1 << 24)
+        .find(|&i| slot_of(&key(i), p.seed) == first)
+        .expect("a /64 sharing the first one's slot");
+    let (a, b) = (addr(1), addr(other));
+    // The first spends its burst: the second, sharing, gets nothing.
+    assert_eq!(send(&mut tg, &a, 20, SEC), 20);
+    assert_eq!(send(&mut tg, &b, 5, SEC), 0);
+    // 3 s later the first's budget is full again (idle): the second takes
+    // the slot over, whole.
+    assert_eq!(send(&mut tg, &b, 25, 4 * SEC), 20);
+}

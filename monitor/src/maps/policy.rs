@@ -38,10 +38,16 @@ impl Maps {
         clock_base_ns: Option<u64>,
     ) -> Result<(), ApplyError> {
         let params = policy.compile()?;
-        let prefix_params = policy
+        let mut prefix_params = policy
             .prefix_limit()
             .params(policy.v4_prefix, policy.v6_prefix)?;
         let current = self.runtime_config()?;
+        // The slot hash's seed: chosen once, kept across policy swaps (a
+        // new one would move every prefix to a fresh, full budget).
+        prefix_params.seed = match current.prefix.seed {
+            0 => random_seed(),
+            seed => seed,
+        };
         let active = (current.generation & 1) as usize;
         let next = active ^ 1;
         let old = self.policy_slots(active)?;
@@ -139,4 +145,18 @@ impl Maps {
         cfg.generation = cfg.generation.wrapping_add(2);
         self.set_runtime_config(&cfg)
     }
+}
+
+/// A non-zero random u32 from the kernel (`getrandom(2)`), or one from
+/// the clock if that fails.
+fn random_seed() -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: writes at most 4 bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    let seed = if n == 4 {
+        u32::from_ne_bytes(b)
+    } else {
+        crate::clock::monotonic_ns() as u32
+    };
+    seed.max(1)
 }
