@@ -191,11 +191,13 @@ fn attack_test(tag: &str, attack: Attack) {
     // which judges every frame in full, slows it to about 1.1 Mpps;
     // enforcing, a one-source attack is dropped on the fast path and runs
     // at 3.1-3.3 Mpps here. A spoofed SYN flood is answered (cookies, a
-    // ban per source), which costs more: about 1.4 Mpps.
+    // ban per source), which costs more: about 1.4 Mpps. The bound keeps
+    // the attack a flood on a noisier machine; it is not a speed target
+    // (`cargo xtask bench` measures those).
     if detectors(attack).1.is_some() {
         assert!(
-            enforced.attack_pps >= 2.5e6,
-            "{attack:?} ran at {:.2} Mpps, under the 2.5 Mpps an attack test must reach",
+            enforced.attack_pps >= 2.0e6,
+            "{attack:?} ran at {:.2} Mpps: not the flood this test is about",
             enforced.attack_pps / 1e6
         );
     }
