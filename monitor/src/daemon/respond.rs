@@ -197,15 +197,14 @@ impl Daemon {
             "logged"
         };
         let message = match d {
-            Detector::SpoofedStorm => {
-                "a surge of new (or bogon) sources: the mark of spoofed sources; per-source bans cannot stop it, the source table's clock recycles their slots"
-            }
-            Detector::PrefixStorm => {
-                "sources each under their own limit send more than their prefixes may together: a storm spread over many sources"
-            }
-            _ => "host-wide traffic far above its learned baseline",
+            Detector::SpoofedStorm => format!(
+                "{}; per-source bans cannot stop it, the source table's clock recycles their slots",
+                storm_cause(d)
+            ),
+            Detector::PrefixStorm => storm_cause(d).to_owned(),
+            _ => "host-wide traffic far above its learned baseline".to_owned(),
         };
-        self.finding(d, ev, None, action, message.into());
+        self.finding(d, ev, None, action, message);
     }
 
     /// Forgets bans the kernel no longer enforces, with an event each.
@@ -308,12 +307,7 @@ impl Daemon {
         let renewing = self.respond.storm_until.is_some();
         let ttl = self.config.detect.storm_ttl;
         self.respond.storm_until = Some(monotonic_ns() + ttl.as_nanos() as u64);
-        let why = match d {
-            Detector::PrefixStorm => {
-                "sources each under their own limit send more than their prefixes may together: a storm spread over many sources"
-            }
-            _ => "a surge of new (or bogon) sources: the mark of spoofed sources",
-        };
+        let why = storm_cause(d);
         // While it lasts, each detector's finding is said once per
         // `REPEAT_QUIET`, also when another's answered the storm first.
         let said = self.respond.repeated(d, None);
@@ -499,5 +493,15 @@ impl Daemon {
             }
         };
         self.finding(d, ev, Some(source), &action, message);
+    }
+}
+
+/// What a storm detector's finding means, for its events.
+fn storm_cause(d: Detector) -> &'static str {
+    match d {
+        Detector::PrefixStorm => {
+            "sources each under their own limit send more than their prefixes may together: a storm spread over many sources"
+        }
+        _ => "a surge of new (or bogon) sources: the mark of spoofed sources",
     }
 }
