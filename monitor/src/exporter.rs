@@ -36,6 +36,7 @@ pub struct Metrics {
     top_dropped: IntGaugeVec,
     map_read: Gauge,
     detections: IntCounterVec,
+    bans_refused: IntCounterVec,
     bans: IntCounterVec,
     scrape: Gauge,
     cookies: CookieMetrics,
@@ -157,6 +158,12 @@ impl Metrics {
                 "Anomalies detected, by detector (flood, syn_flood, global_syn_flood, port_scan, spoofed_storm, spike, prefix_storm).",
                 &["detector"],
             ),
+            bans_refused: counter_vec(
+                &r,
+                "tollgate_bans_refused_total",
+                "Automatic bans not placed for want of room, by why (max_bans: detect.max_bans in force; map_full: the kernel's ban map; failed: another map error). The findings are still logged.",
+                &["why"],
+            ),
             bans: counter_vec(
                 &r,
                 "tollgate_bans_total",
@@ -180,6 +187,9 @@ impl Metrics {
             self.bans.with_label_values(&[d.name()]);
         }
         self.bans.with_label_values(&["manual"]);
+        for why in crate::snapshot::BANS_REFUSED {
+            self.bans_refused.with_label_values(&[why]);
+        }
         for result in ["valid", "invalid"] {
             self.cookies.acks.with_label_values(&[result]);
         }
@@ -267,6 +277,9 @@ impl Metrics {
         }
         for (r, n) in &s.bans_by_reason {
             raise(&self.bans.with_label_values(&[r]), *n);
+        }
+        for (why, n) in &s.bans_refused {
+            raise(&self.bans_refused.with_label_values(&[why]), *n);
         }
         self.cookies.update(&s.cookies, raise);
     }

@@ -18,6 +18,11 @@ use crate::{
 /// Top-N lists kept per snapshot (the CLI asks for at most this many).
 pub const TOP_MAX: usize = 100;
 
+/// Why an automatic ban was not placed for want of room: `max_bans`
+/// (`detect.max_bans` bans in force), `map_full` (the kernel's ban map),
+/// `failed` (another map error).
+pub const BANS_REFUSED: [&str; 3] = ["max_bans", "map_full", "failed"];
+
 /// What one read of the maps found.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -41,6 +46,9 @@ pub struct Snapshot {
     pub detections: BTreeMap<&'static str, u64>,
     /// Bans placed so far, by reason (a detector's name, or `manual`).
     pub bans_by_reason: BTreeMap<String, u64>,
+    /// Automatic bans not placed for want of room, by why
+    /// (`BANS_REFUSED`).
+    pub bans_refused: BTreeMap<&'static str, u64>,
     /// Whether this snapshot walked the source table (top lists fresh).
     pub walked: bool,
     pub cookies: CookieStats,

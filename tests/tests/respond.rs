@@ -108,4 +108,15 @@ fn past_max_bans_a_finding_is_logged_with_why_and_the_bans_in_force_stay() {
         .filter_map(|b| b["cidr"].as_str())
         .collect();
     assert_eq!(cidrs, ["192.0.2.81/32"], "{bans}");
+    // Counted for the operator's alert (`TollgateBansRefused`): once per
+    // finding refused, every interval the flood lasts.
+    let page = d.metrics().expect("the exporter answers");
+    assert!(
+        metric(&page, "tollgate_bans_refused_total{why=\"max_bans\"}").is_some_and(|n| n >= 1.0),
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "tollgate_bans_refused_total{why=\"map_full\"}"),
+        Some(0.0)
+    );
 }

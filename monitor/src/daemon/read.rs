@@ -33,6 +33,7 @@ impl Daemon {
             generation: cfg.generation,
             detections: self.respond.detections().clone(),
             bans_by_reason: self.bans.counts().clone(),
+            bans_refused: self.respond.bans_refused(),
             walked: false,
             cookies: self.cookie_stats(walk, prev.map(|p| &p.cookies))?,
             ..Snapshot::default()

@@ -24,8 +24,9 @@ use crate::{
     clock::{coarse_ns, coarse_tick_ns, monotonic_ns},
     config::Mode,
     events::event,
+    maps::MapError,
     policy::{Action, guard_ban},
-    snapshot::Snapshot,
+    snapshot::{BANS_REFUSED, Snapshot},
 };
 
 /// How long a finding that changed nothing stays unrepeated.
@@ -46,6 +47,10 @@ pub struct Responder {
     quiet: HashMap<(Detector, Option<IpNet>), Instant>,
     /// Detections so far, by detector name.
     detections: BTreeMap<&'static str, u64>,
+    /// Automatic bans not placed for want of room: `max_bans` (the cap in
+    /// force) or `map_full` (the kernel's ban map), and `failed` (any other
+    /// map error). Exported, so an alert can say the response is blind.
+    refused: BTreeMap<&'static str, u64>,
     /// Banned sources whose bans end soon, as last read: whether they are
     /// still attacking is judged on what they sent since (`renew_bans`).
     ending: HashMap<IpNet, (Instant, SourceState)>,
@@ -65,6 +70,14 @@ impl Responder {
 
     pub fn detections(&self) -> &BTreeMap<&'static str, u64> {
         &self.detections
+    }
+
+    /// Automatic bans refused for want of room, by why (from the start, at
+    /// 0, so `rate()` works).
+    pub fn bans_refused(&self) -> BTreeMap<&'static str, u64> {
+        let mut all: BTreeMap<&'static str, u64> = BANS_REFUSED.iter().map(|w| (*w, 0)).collect();
+        all.extend(self.refused.iter().map(|(k, v)| (*k, *v)));
+        all
     }
 
     /// Whether the host-wide SYN limit is in force (SYN cookies in mode
@@ -394,7 +407,7 @@ impl Daemon {
 
     /// Why `net` may not be banned for `d`, if it may not (said in the
     /// event): an allow rule, the management guard, monitor mode, the cap.
-    fn ban_refusal(&self, net: IpNet, d: Detector, ttl: Duration) -> Option<(String, String)> {
+    fn ban_refusal(&mut self, net: IpNet, d: Detector, ttl: Duration) -> Option<(String, String)> {
         let allowed = self
             .policy()
             .rules
@@ -419,6 +432,7 @@ impl Daemon {
                 "monitor mode: nothing changed".to_owned(),
             ))
         } else if active >= self.config.detect.max_bans {
+            *self.respond.refused.entry("max_bans").or_default() += 1;
             Some((
                 "logged".to_owned(),
                 format!("not banned: {active} bans already in force (detect.max_bans)"),
@@ -488,7 +502,15 @@ impl Daemon {
                             format!("offence {} of this source{renewed}", offence + 1),
                         )
                     }
-                    Err(e) => ("logged".to_owned(), format!("ban failed: {e}")),
+                    Err(e) => {
+                        let why = if matches!(e, MapError::Full { .. }) {
+                            "map_full"
+                        } else {
+                            "failed"
+                        };
+                        *self.respond.refused.entry(why).or_default() += 1;
+                        ("logged".to_owned(), format!("ban failed: {e}"))
+                    }
                 }
             }
         };
