@@ -13,16 +13,19 @@
 //!   a flood on a veth pair, one receiving core;
 //! - `daemon_read`: the daemon reading a million sources every second (one
 //!   full read, its CPU and memory);
+//! - `control_socket`: a `status` call's latency, alone and with 1,000
+//!   idle connections open;
 //! - `time_to_answer`: from an attack's first packet to the daemon's
 //!   answer in force;
 //! - `ceiling`: legitimate clients under attack with Tollgate, next to a
 //!   drop-only program that knows the attacker.
 //!
-//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer|flood|ceiling|packet|new`
+//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer|flood|ceiling|control|packet|new`
 //! runs one part alone (`packet`: the per-packet table, `new`: the new-source figure), `tollgate` all
 //! but xdp-filter's figures, for quick tuning.
 
 mod ceiling;
+mod control_socket;
 mod daemon_read;
 mod download;
 mod flood_table;
@@ -71,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         Some("answer") => return syn_answer::run(),
         Some("flood") => return flood_table::run(),
         Some("ceiling") => return ceiling::run(),
+        Some("control") => return control_socket::run(),
         Some("walk") => {
             let mut tg = setup::load()?;
             setup::prepare(&mut tg)?;
@@ -107,6 +111,7 @@ fn main() -> anyhow::Result<()> {
     syn_answer::run()?;
     download::run()?;
     daemon_read::run()?;
+    control_socket::run()?;
     time_to_answer::run()?;
     ceiling::run()
 }
