@@ -117,7 +117,7 @@ pub const MAX_BOGONS: u32 = 256;
 pub const DROPS: &str = "TG_DROPS";
 
 /// Sources on probation during a spoofed-source storm
-/// (`RuntimeConfig::storm`): an array of `PROBATION_SLOTS` `SourceKey`s,
+/// (`RuntimeConfig::storm_since_ns`): an array of `PROBATION_SLOTS` `SourceKey`s,
 /// one per hash of the key. A never-seen source's first packet writes its
 /// key here and is judged without a slot (its rule, ban and deny apply, as
 /// for `Reason::Untracked`); its second packet, finding its key, claims a
@@ -129,22 +129,18 @@ pub const DROPS: &str = "TG_DROPS";
 pub const PROBATION: &str = "TG_PROBATION";
 /// Prefix budgets (`prefix`). Array of `prefix::PREFIX_SLOTS`
 /// `prefix::PrefixSlot`, a prefix's slot found by a seeded hash
-/// (`prefix::slot_of`): an array index where a hash map's lookup cost a
-/// passed packet a fifth of its path. Writer: the kernel, for packets
-/// that passed their source's own buckets while a budget is in force.
-/// Not pinned: a restarted daemon's prefixes start with full budgets, as
-/// after a reload.
+/// (`prefix::slot_of`): the same cost however many prefixes a storm
+/// brings, where an LRU hash inserted each new one. Writer: the kernel,
+/// for packets that passed their source's own buckets while a budget is
+/// in force. Not pinned: a restarted daemon's prefixes start with full
+/// budgets, as after a reload.
+pub const PREFIXES: &str = "TG_PREFIXES";
+
 /// The `PROBATION` entry of `key`: Fibonacci hashing of its folded words,
 /// over all of the entries.
 #[inline(always)]
 pub fn probation_slot(key: &crate::types::SourceKey) -> u32 {
-    let folded = key.addr[0].rotate_left(3)
-        ^ key.addr[1].rotate_left(11)
-        ^ key.addr[2].rotate_left(17)
-        ^ key.addr[3].rotate_left(23)
-        ^ key.family;
-    ((folded as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - PROBATION_SLOTS.trailing_zeros()))
-        as u32
+    key.slot(0, PROBATION_SLOTS.trailing_zeros())
 }
 
 /// Entries of `PROBATION` (a power of two): at 2.5 Mpps of spoofed

@@ -95,18 +95,10 @@ pub struct PrefixSlot {
 }
 const _: () = assert!(core::mem::size_of::<PrefixSlot>() == 40);
 
-/// The slot of prefix `key`: Fibonacci hashing of its folded words and
-/// the seed.
+/// The slot of prefix `key` (`SourceKey::slot`, seeded).
 #[inline(always)]
 pub fn slot_of(key: &SourceKey, seed: u32) -> u32 {
-    let folded = key.addr[0].rotate_left(5)
-        ^ key.addr[1].rotate_left(13)
-        ^ key.addr[2].rotate_left(19)
-        ^ key.addr[3].rotate_left(27)
-        ^ key.family
-        ^ seed;
-    ((folded as u64 ^ ((seed as u64) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        >> (64 - PREFIX_SLOTS.trailing_zeros())) as u32
+    key.slot(seed, PREFIX_SLOTS.trailing_zeros())
 }
 
 /// Which budget a packet is charged to.

@@ -87,6 +87,21 @@ impl SourceKey {
             && self.addr[3] == other.addr[3]
     }
 
+    /// An index of `bits` bits for this key, for the kernel's hashed
+    /// arrays (`maps::probation_slot`, `prefix::slot_of`): Fibonacci
+    /// hashing of its folded words, mixed with `seed` (0: unseeded).
+    #[inline(always)]
+    pub fn slot(&self, seed: u32, bits: u32) -> u32 {
+        let folded = self.addr[0].rotate_left(3)
+            ^ self.addr[1].rotate_left(11)
+            ^ self.addr[2].rotate_left(17)
+            ^ self.addr[3].rotate_left(23)
+            ^ self.family
+            ^ seed;
+        ((folded as u64 ^ ((seed as u64) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits))
+            as u32
+    }
+
     #[inline(always)]
     pub fn v4(addr: u32, mask: u32) -> Self {
         Self {
