@@ -412,17 +412,8 @@ fn fill_jump_table(ebpf: &mut Ebpf) -> Result<ProgramArray<MapData>, LoadError> 
 /// What an attach failure means, from the kernel's error number, and what
 /// to do about it; appended to the error.
 fn attach_hint(iface: &str, mode: AttachMode, source: &aya::programs::ProgramError) -> String {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
-    let mut errno = None;
-    while let Some(e) = cause {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            errno = io.raw_os_error();
-            break;
-        }
-        cause = e.source();
-    }
     let native = mode == AttachMode::Native;
-    match errno {
+    match crate::maps::os_errno(source) {
         Some(libc::EOPNOTSUPP) if native => {
             "; the driver has no native XDP: set attach_mode = \"generic\" (or --xdp-mode generic)".into()
         }

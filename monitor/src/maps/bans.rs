@@ -80,12 +80,5 @@ fn ban_map(net: &IpNet) -> &'static str {
 /// Whether a map update failed because the map is full (an LPM trie says
 /// E2BIG, a hash ENOSPC... or E2BIG).
 fn is_full(e: &aya::maps::MapError) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return matches!(io.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC));
-        }
-        cause = c.source();
-    }
-    false
+    matches!(super::os_errno(e), Some(libc::E2BIG | libc::ENOSPC))
 }

@@ -59,6 +59,19 @@ pub enum MapError {
     },
 }
 
+/// The kernel's error number behind `e`: the first `std::io::Error` in
+/// its chain of sources (aya wraps each failed syscall's).
+pub(crate) fn os_errno(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return io.raw_os_error();
+        }
+        cause = c.source();
+    }
+    None
+}
+
 fn op(map: &'static str, op: &'static str) -> impl FnOnce(AyaMapError) -> MapError {
     move |source| MapError::Op { map, op, source }
 }
