@@ -104,15 +104,13 @@ pub(super) fn syn_cookies(
                 }
             })
         };
-    let verified_ttl = match &s.verified_ttl {
-        Some(t) => c.duration(
-            t,
-            "syn_cookies.verified_ttl",
-            VERIFIED_TTL,
-            "between 1s and 30d",
-        )?,
-        None => Duration::from_secs(3600),
-    };
+    let verified_ttl = c.duration(
+        s.verified_ttl.as_ref(),
+        "syn_cookies.verified_ttl",
+        VERIFIED_TTL,
+        "between 1s and 30d",
+        Duration::from_secs(3600),
+    )?;
     Ok(Some(SynCookies {
         ports: ports(c, f)?,
         mode: s.mode.unwrap_or_default(),

@@ -92,24 +92,21 @@ pub const DEFAULT_BOGONS: &[&str] = &[
 pub(super) fn detect(c: &Checker, d: &DetectFile) -> Result<DetectConfig, ConfigError> {
     let bogons = bogons(c, d.bogons.as_deref())?;
     let ban_ttls = ban_ttls(c, d.ban_ttls.as_ref())?;
-    let syn_limit_ttl = match &d.syn_limit_ttl {
-        Some(t) => c.duration(
-            t,
-            "detect.syn_limit_ttl",
-            (Duration::from_secs(1), Duration::from_secs(86_400)),
-            "between 1s and 1d",
-        )?,
-        None => Duration::from_secs(60),
-    };
-    let storm_ttl = match &d.storm_ttl {
-        Some(t) => c.duration(
-            t,
-            "detect.storm_ttl",
-            (Duration::from_secs(1), Duration::from_secs(86_400)),
-            "between 1s and 1d",
-        )?,
-        None => Duration::from_secs(30),
-    };
+    let day = (Duration::from_secs(1), Duration::from_secs(86_400));
+    let syn_limit_ttl = c.duration(
+        d.syn_limit_ttl.as_ref(),
+        "detect.syn_limit_ttl",
+        day,
+        "between 1s and 1d",
+        Duration::from_secs(60),
+    )?;
+    let storm_ttl = c.duration(
+        d.storm_ttl.as_ref(),
+        "detect.storm_ttl",
+        day,
+        "between 1s and 1d",
+        Duration::from_secs(30),
+    )?;
     Ok(DetectConfig {
         mode: d.mode.unwrap_or(Mode::Enforce),
         thresholds: thresholds(c, d)?,

@@ -165,14 +165,17 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// A duration (`units::duration`) within `min..=max`, else `range_message`.
+    /// A duration (`units::duration`) within `min..=max`, else
+    /// `range_message`; `default` when the key is absent (as `number`).
     pub(super) fn duration(
         &self,
-        s: &Spanned<String>,
+        s: Option<&Spanned<String>>,
         key: &str,
         (min, max): (Duration, Duration),
         range_message: &str,
+        default: Duration,
     ) -> Result<Duration, ConfigError> {
+        let Some(s) = s else { return Ok(default) };
         let d = units::duration(s.get_ref()).map_err(|m| self.err(s.span(), key, m))?;
         if d < min || d > max {
             return Err(self.err(s.span(), key, range_message));

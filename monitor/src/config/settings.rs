@@ -44,18 +44,16 @@ pub(super) fn interfaces(
 
 /// `interval`: how often the counters are read.
 pub(super) fn interval(c: &Checker, s: Option<&Spanned<String>>) -> Result<Duration, ConfigError> {
-    match s {
-        Some(s) => c.duration(
-            s,
-            "interval",
-            (Duration::from_millis(100), Duration::from_secs(60)),
-            "must be between 100ms and 60s",
-        ),
+    c.duration(
+        s,
+        "interval",
+        (Duration::from_millis(100), Duration::from_secs(60)),
+        "must be between 100ms and 60s",
         // Half a second: a flood is judged (and banned) within one interval
         // of its first packet, so within a second; reading the counters
         // twice a second costs well under 1% of a core.
-        None => Ok(Duration::from_millis(500)),
-    }
+        Duration::from_millis(500),
+    )
 }
 
 /// `[sources]`, checked.
@@ -83,15 +81,13 @@ pub(super) fn sources(
             _ => Err(format!("{n} is out of range; between 1024 and 67108864")),
         },
     )?;
-    let scan_interval = match &s.scan_interval {
-        Some(t) => c.duration(
-            t,
-            "sources.scan_interval",
-            (interval, Duration::from_secs(3600)),
-            "must be between `interval` and 1h",
-        )?,
-        None => Duration::from_secs(1).max(interval),
-    };
+    let scan_interval = c.duration(
+        s.scan_interval.as_ref(),
+        "sources.scan_interval",
+        (interval, Duration::from_secs(3600)),
+        "must be between `interval` and 1h",
+        Duration::from_secs(1).max(interval),
+    )?;
     Ok(Sources {
         v4_prefix,
         v6_prefix,
@@ -172,15 +168,13 @@ pub(super) fn control(
         .clone()
         .unwrap_or_else(|| PathBuf::from("/run/tollgate/control.sock"));
     let defaults = ClientLimits::default();
-    let idle = match &ctl.idle_timeout {
-        Some(t) => c.duration(
-            t,
-            "control.idle_timeout",
-            (Duration::from_secs(1), Duration::from_secs(3600)),
-            "between 1s and 1h",
-        )?,
-        None => defaults.idle,
-    };
+    let idle = c.duration(
+        ctl.idle_timeout.as_ref(),
+        "control.idle_timeout",
+        (Duration::from_secs(1), Duration::from_secs(3600)),
+        "between 1s and 1h",
+        defaults.idle,
+    )?;
     let max = c.number(&ctl.max_clients, "control.max_clients", defaults.max, |n| {
         if (1..=65_536).contains(&n) {
             Ok(())
