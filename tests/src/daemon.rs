@@ -389,6 +389,31 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.").then(|| body.to_owned())
 }
 
+/// One line per event, for a failure's message.
+pub fn brief(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} {} {} {}",
+                e["unix_ms"], e["kind"], e["detector"], e["source"], e["action"], e["evidence"]
+            )
+        })
+        .collect()
+}
+
+/// The value of series `series` (its name and whole label set, as the
+/// exporter writes them) in a Prometheus exposition `page`.
+pub fn metric(page: &str, series: &str) -> Option<f64> {
+    page.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// The daemon's event log, one JSON value per event.
 pub fn events<L: Host>(d: &Daemon<L>) -> Vec<Value> {
     let out = d.cli(&["events", "--json"]);

@@ -23,7 +23,7 @@ use std::{net::Ipv4Addr, sync::Mutex, time::Duration};
 
 use lab::{
     clients::Report,
-    daemon::{Daemon, config_on, events, eventually},
+    daemon::{Daemon, brief, config_on, events, eventually},
     flood::{Attack, Flood, Kind, flood},
     flood_lab::{ATTACK_IF, FloodLab},
     netns::{CLIENT_IF, SERVER_IF},
@@ -142,19 +142,6 @@ fn run(tag: &str, attack: Attack, mode: &str) -> Run {
         monitored: n(&status["packets"]["monitor"]),
         daemon: d,
     }
-}
-
-/// One line per event, for a failure's message.
-fn brief(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {} {} {} {} {}",
-                e["unix_ms"], e["kind"], e["detector"], e["source"], e["action"], e["evidence"]
-            )
-        })
-        .collect()
 }
 
 /// Monitor mode: the client suffers, the detector fires and says what it

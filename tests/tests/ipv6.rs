@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use lab::{
     Lab,
-    daemon::{Daemon, config, finding},
+    daemon::{Daemon, config, finding, metric},
 };
 
 const DENIED: &str = "2001:db8::20";
@@ -70,13 +70,7 @@ fn ipv6_sources_meet_rules_bans_detection_top_and_metrics() {
 
     // Prometheus has the drops by reason and the IPv6 top talker.
     let metrics = d.metrics().expect("the exporter answers");
-    let value = |prefix: &str| {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
+    let value = |series: &str| metric(&metrics, series).unwrap_or(0.0);
     assert!(
         value("tollgate_packets_total{iface=\"tg-srv\",reason=\"deny\",verdict=\"drop\"}") >= 200.0,
         "{metrics}"

@@ -9,17 +9,11 @@
 use std::time::Duration;
 
 use lab::{
-    daemon::{Daemon, eventually, finding},
+    daemon::{Daemon, eventually, finding, metric},
     netns::CLIENT_IF,
     packets::Spec,
     traffic,
 };
-
-/// The value of a Prometheus counter in an exposition.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
 
 #[test]
 fn a_spoofed_source_storm_puts_new_sources_on_probation() {

@@ -25,7 +25,7 @@ use std::{sync::Mutex, time::Duration};
 
 use lab::{
     clients::Report,
-    daemon::{Daemon, config_on, events, eventually},
+    daemon::{Daemon, brief, config_on, events, eventually, metric},
     flood::{Flood, Kind},
     flood_lab::{ATTACK_IF, FLOOD_SOURCES_V4, FloodLab},
     netns::SERVER_IF,
@@ -136,19 +136,6 @@ fn run(tag: &str, storm: Storm, mode: &str) -> Run {
     }
 }
 
-/// One line per event, for a failure's message.
-fn brief(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {} {} {} {}",
-                e["kind"], e["detector"], e["source"], e["action"], e["evidence"]
-            )
-        })
-        .collect()
-}
-
 fn storm_test(tag: &str, storm: Storm) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let print = |mode: &str, r: &Run| {
@@ -215,14 +202,9 @@ fn storm_test(tag: &str, storm: Storm) {
     );
     let counted = |iface: &str, reason: &str, verdict: &str| {
         let series = format!(
-            "tollgate_packets_total{{iface=\"{iface}\",reason=\"{reason}\",verdict=\"{verdict}\"}} "
+            "tollgate_packets_total{{iface=\"{iface}\",reason=\"{reason}\",verdict=\"{verdict}\"}}"
         );
-        guarded
-            .metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(series.as_str()))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
+        metric(&guarded.metrics, &series).unwrap_or(0.0)
     };
     assert!(
         counted(ATTACK_IF, "prefix_limited", "drop") > 1e6,
