@@ -169,6 +169,15 @@ pub const REPLAY_CLOCK: &str = "TG_REPLAY_CLK";
 /// parse-only programs for the packet they just ran.
 pub const REPLAY_OUT: &str = "TG_REPLAY_OUT";
 
+/// The packet being judged. Per-CPU array of one `PacketInfo`: the parse
+/// writes its description here rather than on the program's stack,
+/// because the verifier does not follow the values in a map. On the stack
+/// it followed each of the parse's dozens of outcomes through the whole
+/// pipeline after it, near its limit of a million instructions; from
+/// here every outcome enters the pipeline alike, and the parse can read
+/// headers as exactly as tshark does. Not pinned: it lives for one packet.
+pub const PACKET: &str = "TG_PACKET";
+
 /// SYN-cookie ports. Array of `syncookie::PORT_WORDS` u64: a bitmap of
 /// the protected destination ports (`syncookie::port_slot`). Writer: the
 /// daemon. Reader: the kernel, for TCP while cookies are configured.
@@ -254,7 +263,7 @@ pub const MAX_BANS_PER_FAMILY: u32 = 65_536;
 /// another layout never opens maps it would mis-read. Bump it with any
 /// such change (the `layout_fingerprint` test fails on size changes, as a
 /// reminder; field reorderings and new meanings are on the reviewer).
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// The maps the daemon pins and a restarted daemon adopts: all but the
 /// replay program's scratch maps.
@@ -293,7 +302,7 @@ mod tests {
     use core::mem::size_of;
 
     use crate::{
-        reason::COUNTER_SLOTS,
+        reason::{COUNTER_SLOTS, Malformed},
         types::{
             Counter, RuleParams, RuntimeConfig, SlotClock, SourceControl, SourceFlow, SourceKey,
         },
@@ -316,8 +325,9 @@ mod tests {
                 COUNTER_SLOTS,
                 super::source_event::COUNT,
                 super::PINNED.len(),
+                Malformed::COUNT,
             ),
-            (5, 20, 64, 64, 16, 40, 160, 16, 16 * 13 * 4, 5, 27),
+            (6, 20, 64, 64, 16, 40, 160, 16, 16 * 13 * 4, 5, 27, 12),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }

@@ -160,24 +160,32 @@ pub enum Malformed {
     /// More VLAN tags than `VLAN_MAX_DEPTH`.
     VlanDepth = 3,
     /// IPv4 header cut short, wrong version, IHL < 5, options past the end,
-    /// or a total length shorter than the header.
+    /// or a total length shorter than the header (all but the options
+    /// past the end leave no source: not an IPv4 header, as tshark reads
+    /// it).
     Ipv4 = 4,
     /// IPv6 fixed header cut short or wrong version.
     Ipv6 = 5,
-    /// An IPv6 extension header cut short.
+    /// An IPv6 extension header cut short (by the frame or by the payload
+    /// length), or a segment routing header with more segments than it
+    /// holds.
     Ipv6Ext = 6,
     /// More IPv6 extension headers than `IPV6_EXT_MAX_CHAIN`.
     Ipv6ExtChain = 7,
-    /// TCP header cut short or data offset < 5.
+    /// TCP header cut short (the ports may have been read) or data
+    /// offset < 5: no flags read.
     Tcp = 8,
     /// UDP header cut short.
     Udp = 9,
     /// ICMP or ICMPv6 header cut short.
     Icmp = 10,
+    /// TCP options past the end of the packet: the fixed header, flags
+    /// included, was read.
+    TcpOptions = 11,
 }
 
 impl Malformed {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     pub const ALL: [Malformed; Self::COUNT] = [
         Malformed::None,
         Malformed::Ethernet,
@@ -190,6 +198,7 @@ impl Malformed {
         Malformed::Tcp,
         Malformed::Udp,
         Malformed::Icmp,
+        Malformed::TcpOptions,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -205,6 +214,7 @@ impl Malformed {
             Malformed::Tcp => "tcp",
             Malformed::Udp => "udp",
             Malformed::Icmp => "icmp",
+            Malformed::TcpOptions => "tcp_options",
         }
     }
 

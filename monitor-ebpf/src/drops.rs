@@ -42,7 +42,13 @@ fn ways(key: &SourceKey) -> Option<(*mut DropEntry, *mut DropEntry)> {
 /// entry; `None` to run the pipeline. Everything after the lookup runs on
 /// a hit only, so a packet that misses pays the source read and the
 /// lookup.
-#[inline(always)]
+///
+/// A function of its own in the program (a BPF-to-BPF call, about a
+/// nanosecond): inlined, its many ways to miss each reached the pipeline
+/// with their own registers, and the verifier walked the whole pipeline
+/// once per way, past its limit of a million instructions once the parse
+/// read lengths as tshark does. A call returns one value, whatever the way.
+#[inline(never)]
 pub fn hit(ctx: &XdpContext, len: u64, now: u64) -> Option<Reason> {
     let cfg = TG_CONFIG.get(0)?;
     let (c, proto) = parse::network_header(ctx)?;

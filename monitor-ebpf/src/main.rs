@@ -103,14 +103,16 @@ pub fn tollgate_synack(ctx: XdpContext) -> u32 {
     }
 }
 
-/// The parser alone; the description is stored so the compiler cannot
-/// drop the parse.
+/// The parser alone, writing to the replay record as the pipeline writes
+/// to `TG_PACKET` (map memory, which the verifier does not follow; see
+/// `maps::PACKET`): the bench's reference for the parse's cost, and what
+/// the packet fuzzer compares with its oracle.
 #[xdp(frags)]
 pub fn tollgate_parse(ctx: XdpContext) -> u32 {
-    let mut info = PacketInfo::default();
-    parse::parse(&ctx, &mut info);
     if let Some(out) = TG_REPLAY_OUT.get_ptr_mut(0) {
-        unsafe { (*out).info = info };
+        let info = unsafe { &mut (*out).info };
+        *info = PacketInfo::default();
+        parse::parse(&ctx, info);
     }
     xdp_action::XDP_PASS
 }

@@ -18,8 +18,8 @@ use monitor_common::{
     reason::{COUNTER_SLOTS, Malformed},
     syncookie::{MAX_VERIFIED, PORT_WORDS, SynAt, VerifiedKey, cookie_event},
     types::{
-        Counter, ReplayRecord, RuleParams, RuntimeConfig, SlotClock, SourceControl, SourceFlow,
-        SourceKey,
+        Counter, PacketInfo, ReplayRecord, RuleParams, RuntimeConfig, SlotClock, SourceControl,
+        SourceFlow, SourceKey,
     },
 };
 
@@ -107,6 +107,10 @@ pub static TG_COOKIE_EVENTS: PerCpuArray<u64> =
 
 #[map]
 pub static TG_SYN_AT: PerCpuArray<SynAt> = PerCpuArray::with_max_entries(1, 0);
+
+/// The packet being judged (`maps::PACKET` says why not the stack).
+#[map]
+pub static TG_PACKET: PerCpuArray<PacketInfo> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static TG_PROBATION: Array<SourceKey> = Array::with_max_entries(PROBATION_SLOTS, 0);

@@ -80,6 +80,14 @@ impl Tollgate {
         Ok(Judged { record, action })
     }
 
+    /// Runs the parser alone (`tollgate_parse`) on `frame` and returns what
+    /// it read: for the packet fuzzer, which compares it with a reference
+    /// parser. Touches no map but the replay record.
+    pub fn parse_frame(&mut self, frame: &[u8]) -> Result<PacketInfo, ReplayError> {
+        self.run_program(names::PROG_PARSE, frame, 1)?;
+        Ok(self.maps.replay_record()?.info)
+    }
+
     /// Runs program `prog` on `frame` `repeat` times; returns the action
     /// and the kernel's mean duration per run in ns.
     pub fn run_program(
@@ -144,7 +152,15 @@ fn addr(fam: u8, w: &[u32; 4]) -> Option<String> {
 
 impl PacketReport {
     pub fn from_judged(index: usize, len: usize, j: &Judged) -> Self {
-        let i = j.info();
+        Self {
+            verdict: Some(j.verdict().name()),
+            reason: Some(j.reason().name()),
+            ..Self::parsed(index, len, j.info())
+        }
+    }
+
+    /// What the parse read, without a verdict.
+    pub fn parsed(index: usize, len: usize, i: &PacketInfo) -> Self {
         let is_ip = i.family == family::IPV4 || i.family == family::IPV6;
         let ports = i.l4 == l4::TCP || i.l4 == l4::UDP;
         Self {
@@ -168,13 +184,16 @@ impl PacketReport {
             }),
             sport: ports.then_some(i.sport),
             dport: ports.then_some(i.dport),
-            tcp_flags: (i.l4 == l4::TCP).then_some(i.tcp_flags),
+            // A TCP header cut before its flags (or with a data offset
+            // short of them) is TCP with ports and no flags, as tshark shows.
+            tcp_flags: (i.l4 == l4::TCP && i.malformed != Malformed::Tcp as u8)
+                .then_some(i.tcp_flags),
             malformed: i.malformed != 0,
             malformed_at: Malformed::from_u8(i.malformed)
                 .filter(|m| *m != Malformed::None)
                 .map(Malformed::name),
-            verdict: Some(j.verdict().name()),
-            reason: Some(j.reason().name()),
+            verdict: None,
+            reason: None,
             skipped: None,
         }
     }

@@ -4,7 +4,8 @@
 //! (the live-frames flood generator among them), the flood lab (server,
 //! clients and attacker namespaces), Debian's nginx, a pool of legitimate
 //! clients and the attack scene they share (`under_attack`), packet
-//! builders, a pcap writer, and the daemon harness
+//! builders, the packet fuzzer (generated frames, the kernel's parse and
+//! a reference parser compared), a pcap writer, and the daemon harness
 //! (`tollgate run` in a lab, driven through the CLI). One library, three
 //! users: the integration tests in `tests/`, `cargo xtask demo` and
 //! `cargo xtask bench`.
@@ -17,9 +18,11 @@ pub mod handshake;
 pub mod http;
 pub mod netns;
 pub mod nginx;
+pub mod packet_fuzz;
 pub mod packets;
 pub mod pcap;
 pub mod traffic;
+pub mod tshark_shapes;
 pub mod under_attack;
 
 pub use netns::{Lab, NetNs};

@@ -5,7 +5,10 @@
 mod common;
 
 use common::{SEC, key, load, report};
-use lab::packets::{Exts, L4, Spec, add_vlan_tag, arp_request, boundaries};
+use lab::{
+    packets::{Exts, L4, Spec, add_vlan_tag, arp_request, boundaries},
+    tshark_shapes,
+};
 use tollgate::{policy::Policy, replay::PacketReport};
 
 /// What the parser should have read; `None` fields must be absent (null).
@@ -379,10 +382,19 @@ fn bounded_loops_end_in_a_reason() {
 fn malformed_headers_are_classified() {
     let mut tg = load(&Policy::default());
     let good = tcp4().build();
-    // IHL 4: shorter than the fixed header; the source was read.
+    // IHL 4: shorter than the fixed header. No IPv4 header, as tshark
+    // reads it (and the kernel's IP layer drops it): no source.
     let mut ihl = good.clone();
     ihl[14] = 0x44;
     let got = report(&mut tg, &ihl, SEC);
+    assert_eq!((got.family, got.malformed_at), ("malformed", Some("ipv4")));
+    assert_eq!(got.src, None);
+    // IHL 15 with the options cut short by the frame: the fixed header was
+    // whole, so the source was read and the packet is limited by it.
+    let mut opts = good[..14 + 40].to_vec();
+    opts[14] = 0x4f;
+    opts[16..18].copy_from_slice(&80u16.to_be_bytes());
+    let got = report(&mut tg, &opts, SEC);
     assert_eq!((got.family, got.malformed_at), ("ipv4", Some("ipv4")));
     assert_eq!(got.src.as_deref(), Some("192.0.2.10"));
     // Version 5 under the IPv4 ethertype: nothing can be trusted.
@@ -413,4 +425,24 @@ fn malformed_headers_are_classified() {
         (got.proto, got.malformed_at, got.sport),
         (Some(47), None, None)
     );
+}
+
+/// The frames on which the parse once read differently from tshark
+/// (`lab::tshark_shapes`) read as tshark reads them; the replay test
+/// checks the same frames against tshark itself.
+#[test]
+fn shapes_tshark_reads_otherwise_parse_as_tshark_reads_them() {
+    let mut tg = load(&Policy::default());
+    for (i, shape) in tshark_shapes::shapes().iter().enumerate() {
+        let got = report(&mut tg, &shape.frame, SEC + i as u64);
+        let case = shape.name;
+        assert_eq!(got.family, shape.family, "{case}: family");
+        assert_eq!(got.proto, shape.proto, "{case}: protocol");
+        assert_eq!(got.sport.zip(got.dport), shape.ports, "{case}: ports");
+        assert_eq!(got.tcp_flags, shape.tcp_flags, "{case}: TCP flags");
+        assert_eq!(got.malformed_at, shape.malformed_at, "{case}: malformed at");
+        if shape.family == "malformed" {
+            assert_eq!(got.src, None, "{case}: no source");
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::{path::Path, process::Command};
 use lab::{
     daemon::tollgate_bin,
     packets::{Exts, Spec, arp_request},
-    pcap,
+    pcap, tshark_shapes,
 };
 use serde_json::Value;
 
@@ -76,47 +76,101 @@ fn shapes() -> Vec<Vec<u8>> {
     ]
 }
 
-/// The fields tshark reads, per frame, in the replay's terms.
-fn tshark_fields(path: &Path) -> Vec<Vec<String>> {
-    let out = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(path)
-        .args([
-            "-o",
-            "ip.defragment:FALSE",
-            "-o",
-            "ipv6.defragment:FALSE",
-            "-T",
-            "fields",
-            "-E",
-            "separator=|",
-            "-E",
-            "occurrence=a",
-            "-E",
-            "aggregator=,",
-            "-e",
-            "vlan.id",
-            "-e",
-            "ieee8021ad.id",
-            "-e",
-            "ip.src",
-            "-e",
-            "ipv6.src",
-            "-e",
-            "ip.dst",
-            "-e",
-            "ipv6.dst",
-            "-e",
-            "tcp.srcport",
-            "-e",
-            "udp.srcport",
-            "-e",
-            "tcp.dstport",
-            "-e",
-            "udp.dstport",
-            "-e",
-            "tcp.flags",
-        ])
+/// The fields tshark reads from one frame, in the replay's terms.
+#[derive(Debug)]
+struct Tshark {
+    /// VLAN IDs, outer first, comma-separated.
+    vlan: String,
+    family: &'static str,
+    src: String,
+    dst: String,
+    sport: String,
+    dport: String,
+    /// As `0x0010`.
+    tcp_flags: String,
+    /// The last protocol tshark read (its number), or the next-header
+    /// field of the last IP header it read when what follows is opaque.
+    proto: Option<u8>,
+    frag: Option<&'static str>,
+}
+
+/// tshark's fields, in this order.
+const FIELDS: [&str; 26] = [
+    "vlan.id",
+    "ieee8021ad.id",
+    "ip.src",
+    "ipv6.src",
+    "ip.dst",
+    "ipv6.dst",
+    "tcp.srcport",
+    "udp.srcport",
+    "tcp.dstport",
+    "udp.dstport",
+    "tcp.flags",
+    "frame.protocols",
+    "ip.proto",
+    "ipv6.nxt",
+    "ipv6.hopopts.nxt",
+    "ipv6.routing.nxt",
+    "ipv6.fraghdr.nxt",
+    "ipv6.dstopts.nxt",
+    "ah.next_header",
+    "shim6.nxt",
+    "ip.flags.mf",
+    "ip.frag_offset",
+    "ipv6.fraghdr.offset",
+    "ipv6.fraghdr.more",
+    "eth.type",
+    "vlan.etype",
+];
+
+/// Protocols tshark names in `frame.protocols`, with their numbers, and
+/// for the IP layers the field holding the next header after them.
+const LAYERS: [(&str, u8); 12] = [
+    ("tcp", 6),
+    ("udp", 17),
+    ("icmp", 1),
+    ("icmpv6", 58),
+    ("mipv6", 135),
+    ("hip", 139),
+    ("esp", 50),
+    ("ipv6.hopopts", 0),
+    ("ipv6.routing", 43),
+    ("ipv6.fraghdr", 44),
+    ("ipv6.dstopts", 60),
+    ("ah", 51),
+];
+const NEXT_FIELD: [(&str, &str); 8] = [
+    ("ip", "ip.proto"),
+    ("ipv6", "ipv6.nxt"),
+    ("ipv6.hopopts", "ipv6.hopopts.nxt"),
+    ("ipv6.routing", "ipv6.routing.nxt"),
+    ("ipv6.fraghdr", "ipv6.fraghdr.nxt"),
+    ("ipv6.dstopts", "ipv6.dstopts.nxt"),
+    ("ah", "ah.next_header"),
+    ("shim6", "shim6.nxt"),
+];
+
+fn tshark_fields(path: &Path) -> Vec<Tshark> {
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-n", "-r"]).arg(path).args([
+        "-o",
+        "ip.defragment:FALSE",
+        "-o",
+        "ipv6.defragment:FALSE",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+    ]);
+    for f in FIELDS {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd
         .output()
         .expect("running tshark (installed by `cargo xtask setup`)");
     assert!(
@@ -128,18 +182,72 @@ fn tshark_fields(path: &Path) -> Vec<Vec<String>> {
         .unwrap()
         .lines()
         .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            let get = |name: &str| f[FIELDS.iter().position(|n| *n == name).unwrap()];
+            let last = |name: &str| get(name).rsplit(',').next().unwrap_or("").to_owned();
             // tshark names an 802.1ad service tag `ieee8021ad.id` and a
             // customer tag `vlan.id`; the outer tag comes first.
-            let mut f: Vec<String> = l.split('|').map(str::to_owned).collect();
-            let s_tag = f.remove(1);
-            if !s_tag.is_empty() {
-                f[0] = if f[0].is_empty() {
-                    s_tag
+            let vlan = [get("ieee8021ad.id"), get("vlan.id")]
+                .into_iter()
+                .filter(|v| !v.is_empty())
+                .collect::<Vec<_>>()
+                .join(",");
+            let either = |a: &str, b: &str| {
+                if get(a).is_empty() {
+                    get(b).to_owned()
                 } else {
-                    format!("{s_tag},{}", f[0])
-                };
+                    get(a).to_owned()
+                }
+            };
+            let ip_type = |t: &str| t.split(',').any(|t| t == "0x0800" || t == "0x86dd");
+            let family = if !get("ip.src").is_empty() {
+                "ipv4"
+            } else if !get("ipv6.src").is_empty() {
+                "ipv6"
+            } else if ip_type(get("eth.type")) || ip_type(get("vlan.etype")) {
+                "malformed"
+            } else {
+                "other"
+            };
+            let layers: Vec<&str> = get("frame.protocols").split(':').collect();
+            let proto = layers.last().and_then(|top| {
+                LAYERS
+                    .iter()
+                    .find(|(n, _)| n == top)
+                    .map(|(_, p)| *p)
+                    .or_else(|| {
+                        let ip_layer = layers
+                            .iter()
+                            .rev()
+                            .find_map(|l| NEXT_FIELD.iter().find(|(n, _)| n == l))?;
+                        last(ip_layer.1).parse().ok()
+                    })
+            });
+            let frag = match family {
+                "ipv4" if !matches!(get("ip.frag_offset"), "" | "0") => Some("later"),
+                "ipv4" if get("ip.flags.mf") == "1" => Some("first"),
+                "ipv4" => Some("none"),
+                "ipv6" => match (get("ipv6.fraghdr.offset"), get("ipv6.fraghdr.more")) {
+                    ("", _) => Some("none"),
+                    (o, _) if o != "0" => Some("later"),
+                    (_, "1") => Some("first"),
+                    _ => Some("atomic"),
+                },
+                _ => None,
+            };
+            Tshark {
+                vlan,
+                family,
+                src: either("ip.src", "ipv6.src"),
+                dst: either("ip.dst", "ipv6.dst"),
+                sport: either("tcp.srcport", "udp.srcport"),
+                dport: either("tcp.dstport", "udp.dstport"),
+                tcp_flags: get("tcp.flags").to_owned(),
+                proto: (family == "ipv4" || family == "ipv6")
+                    .then_some(proto)
+                    .flatten(),
+                frag,
             }
-            f
         })
         .collect()
 }
@@ -152,15 +260,42 @@ fn field(v: &Value) -> String {
     }
 }
 
+/// Every field the replay reports that tshark reads too: VLAN IDs,
+/// family, addresses, protocol, fragment state, ports and TCP flags.
+fn assert_reads_as_tshark(n: usize, what: &str, ours: &Value, t: &Tshark) {
+    let vlan: Vec<String> = ours["vlan"].as_array().unwrap().iter().map(field).collect();
+    let case = format!("frame {n} ({what})");
+    assert_eq!(vlan.join(","), t.vlan, "{case}: VLAN IDs");
+    assert_eq!(ours["family"], t.family, "{case}: family");
+    assert_eq!(field(&ours["src"]), t.src, "{case}: source");
+    assert_eq!(field(&ours["dst"]), t.dst, "{case}: destination");
+    assert_eq!(
+        ours["proto"].as_u64().map(|p| p as u8),
+        t.proto,
+        "{case}: protocol"
+    );
+    assert_eq!(ours["frag"].as_str(), t.frag, "{case}: fragment state");
+    assert_eq!(field(&ours["sport"]), t.sport, "{case}: source port");
+    assert_eq!(field(&ours["dport"]), t.dport, "{case}: destination port");
+    let flags = ours["tcp_flags"]
+        .as_u64()
+        .map(|f| format!("0x{f:04x}"))
+        .unwrap_or_default();
+    assert_eq!(flags, t.tcp_flags, "{case}: TCP flags");
+}
+
 #[test]
 fn replay_reads_every_shape_as_tshark_does() {
     let dir = std::env::temp_dir().join(format!("tg-replay-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("shapes.pcap");
-    let frames: Vec<_> = shapes()
-        .into_iter()
+    let valid = shapes();
+    let odd = tshark_shapes::shapes();
+    let frames: Vec<_> = valid
+        .iter()
+        .chain(odd.iter().map(|s| &s.frame))
         .enumerate()
-        .map(|(i, f)| (T0 + i as u64 * MS, f))
+        .map(|(i, f)| (T0 + i as u64 * MS, f.clone()))
         .collect();
     pcap::write(&path, &frames).unwrap();
     let (lines, totals) = replay(&path, &[]);
@@ -187,25 +322,26 @@ fn replay_reads_every_shape_as_tshark_does() {
         ] {
             assert!(ours.get(key).is_some(), "frame {n}: key {key} present");
         }
-        let vlan: Vec<String> = ours["vlan"].as_array().unwrap().iter().map(field).collect();
-        assert_eq!(vlan.join(","), t[0], "frame {n}: VLAN IDs");
-        let src = if t[1].is_empty() { &t[2] } else { &t[1] };
-        let dst = if t[3].is_empty() { &t[4] } else { &t[3] };
-        assert_eq!(&field(&ours["src"]), src, "frame {n}: source");
-        assert_eq!(&field(&ours["dst"]), dst, "frame {n}: destination");
-        let sport = if t[5].is_empty() { &t[6] } else { &t[5] };
-        let dport = if t[7].is_empty() { &t[8] } else { &t[7] };
-        assert_eq!(&field(&ours["sport"]), sport, "frame {n}: source port");
-        assert_eq!(&field(&ours["dport"]), dport, "frame {n}: destination port");
-        let flags = ours["tcp_flags"]
-            .as_u64()
-            .map(|f| format!("0x{f:04x}"))
-            .unwrap_or_default();
-        assert_eq!(flags, t[9], "frame {n}: TCP flags");
-        assert_eq!(ours["malformed"], false, "frame {n}");
+        match odd.get(i.wrapping_sub(valid.len())) {
+            None => {
+                assert_reads_as_tshark(n, "well formed", ours, t);
+                assert_eq!(ours["malformed"], false, "frame {n}");
+            }
+            Some(shape) => {
+                assert_reads_as_tshark(n, shape.name, ours, t);
+                assert_eq!(
+                    ours["malformed_at"].as_str(),
+                    shape.malformed_at,
+                    "frame {n} ({})",
+                    shape.name
+                );
+            }
+        }
     }
     assert_eq!(totals["packets"], frames.len());
-    assert_eq!(totals["pass"], frames.len());
+    // Malformed frames take the default malformed verdict, a drop.
+    let well_formed = odd.iter().filter(|s| s.malformed_at.is_none()).count();
+    assert_eq!(totals["pass"], valid.len() + well_formed);
 
     // The same capture as pcapng gives the same report.
     let ng = dir.join("shapes.pcapng");

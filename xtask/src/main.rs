@@ -11,6 +11,7 @@ mod build;
 mod deb;
 mod demo;
 mod exec;
+mod fuzz;
 mod install;
 mod setup;
 mod test;
@@ -39,6 +40,9 @@ enum Task {
     Demo(demo::Options),
     /// Measure per-packet cost against a floor and xdp-filter.
     Bench(bench::Options),
+    /// Fuzz the packet parser: generated frames through the kernel's parse
+    /// and a reference parser, every field compared.
+    Fuzz(fuzz::Options),
     /// Build the Debian package (target/debian/tollgate_VERSION_ARCH.deb).
     Deb(deb::Options),
     /// Build a release and install it as a package: binary, systemd unit
@@ -56,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test(o) => test::run(&o),
         Task::Demo(o) => demo::run(&o),
         Task::Bench(o) => bench::run(&o),
+        Task::Fuzz(o) => fuzz::run(&o),
         Task::Deb(o) => deb::run(&o).map(drop),
         Task::Install(o) => install::run(&o),
         Task::Uninstall(o) => uninstall::run(&o),

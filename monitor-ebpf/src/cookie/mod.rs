@@ -36,10 +36,11 @@ use crate::{
 };
 
 /// Whether the packet is TCP to a port the cookies protect (while they
-/// are configured at all).
+/// are configured at all). A malformed segment is not: it takes the
+/// pipeline's malformed verdict, and no SYN-ACK can be built from it.
 #[inline(always)]
 pub fn protected(cfg: &CookieParams, info: &PacketInfo) -> bool {
-    if cfg.mode == cookie_mode::OFF || info.l4 != l4::TCP {
+    if cfg.mode == cookie_mode::OFF || info.l4 != l4::TCP || info.malformed != 0 {
         return false;
     }
     let (word, bit) = port_slot(info.dport);

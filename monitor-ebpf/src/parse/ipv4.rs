@@ -38,31 +38,25 @@ struct Ipv4Hdr {
 }
 
 /// IPv4 with options. Fills the family, the addresses (network order, as
-/// on the wire), the protocol and the fragment kind. Returns the protocol
-/// for `parse_l4`, or `None` when there is no upper-layer header to read
+/// on the wire), the protocol and the fragment kind, and ends the packet
+/// at its total length (`Cursor::stop_after`). Returns the protocol for
+/// `parse_l4`, or `None` when there is no upper-layer header to read
 /// (later fragment, malformed).
 #[inline(always)]
 pub(super) fn parse_ipv4(c: &mut Cursor, info: &mut PacketInfo) -> Option<u8> {
-    let Some(ip) = c.peek::<Ipv4Hdr>() else {
+    let Some(ip) = c.peek::<Ipv4Hdr>().filter(|ip| valid(unsafe { &**ip })) else {
         info.family = family::MALFORMED;
         return malformed(info, Malformed::Ipv4);
     };
     let ip = unsafe { &*ip };
-    if ip.ver_ihl >> 4 != 4 {
-        info.family = family::MALFORMED;
-        return malformed(info, Malformed::Ipv4);
-    }
     // From here the source is known, so the packet is limited by its source
-    // even if the rest of the header turns out to be malformed.
+    // even if its options turn out to be cut short.
     info.family = family::IPV4;
     info.src[0] = ip.src;
     info.dst[0] = ip.dst;
     info.proto = ip.proto;
-    let hdr_len = ((ip.ver_ihl & 0x0f) as usize) * 4;
-    if hdr_len < size_of::<Ipv4Hdr>() || (u16::from_be(ip.tot_len) as usize) < hdr_len {
-        return malformed(info, Malformed::Ipv4);
-    }
-    if c.skip(hdr_len).is_none() {
+    c.stop_after(u16::from_be(ip.tot_len) as usize);
+    if c.skip(header_len(ip)).is_none() {
         return malformed(info, Malformed::Ipv4);
     }
     let frag_off = u16::from_be(ip.frag_off);
@@ -78,26 +72,45 @@ pub(super) fn parse_ipv4(c: &mut Cursor, info: &mut PacketInfo) -> Option<u8> {
     Some(ip.proto)
 }
 
+/// The header length in bytes (IHL counts 4-byte words).
+#[inline(always)]
+fn header_len(ip: &Ipv4Hdr) -> usize {
+    ((ip.ver_ihl & 0x0f) as usize) * 4
+}
+
+/// Version 4, a header length that covers the fixed header and a total
+/// length that covers the header. A header failing any of these is no
+/// IPv4 header at all to tshark ("Bogus IP header length", "Bogus IP
+/// length"), which then shows no address, and the kernel's IP layer
+/// drops it: the parse records no source for it either.
+#[inline(always)]
+fn valid(ip: &Ipv4Hdr) -> bool {
+    let hdr_len = header_len(ip);
+    ip.ver_ihl >> 4 == 4
+        && hdr_len >= size_of::<Ipv4Hdr>()
+        && u16::from_be(ip.tot_len) as usize >= hdr_len
+}
+
 /// The source address (network order) of an IPv4 header that
-/// `parse_ipv4` would record one for (whole fixed header, version 4).
+/// `parse_ipv4` would record one for (whole fixed header, `valid`).
 #[inline(always)]
 pub(super) fn ipv4_source(c: &Cursor) -> Option<u32> {
     let ip = unsafe { &*c.peek::<Ipv4Hdr>()? };
-    (ip.ver_ihl >> 4 == 4).then_some(ip.src)
+    valid(ip).then_some(ip.src)
 }
 
-/// Whether `parse_ipv4` hands a TCP header to `parse_l4` (valid header
-/// length, not a later fragment); if so the cursor is moved to it.
+/// Whether `parse_ipv4` hands a TCP header to `parse_l4` (valid header,
+/// not a later fragment); if so the cursor is moved to it, with the
+/// packet ended at its total length as `parse_ipv4` ends it.
 #[inline(always)]
 pub(super) fn ipv4_tcp_follows(c: &mut Cursor) -> bool {
     let Some(ip) = c.peek::<Ipv4Hdr>() else {
         return false;
     };
     let ip = unsafe { &*ip };
-    let hdr_len = ((ip.ver_ihl & 0x0f) as usize) * 4;
-    ip.proto == super::IPPROTO_TCP
-        && hdr_len >= size_of::<Ipv4Hdr>()
-        && u16::from_be(ip.tot_len) as usize >= hdr_len
-        && u16::from_be(ip.frag_off) & 0x1fff == 0
-        && c.skip(hdr_len).is_some()
+    if ip.proto != super::IPPROTO_TCP || !valid(ip) || u16::from_be(ip.frag_off) & 0x1fff != 0 {
+        return false;
+    }
+    c.stop_after(u16::from_be(ip.tot_len) as usize);
+    c.skip(header_len(ip)).is_some()
 }

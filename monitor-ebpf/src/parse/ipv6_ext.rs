@@ -1,7 +1,10 @@
 //! The IPv6 extension-header chain between the fixed header and the upper
-//! layer: hop-by-hop, routing, destination options, mobility, HIP and
-//! shim6 headers are skipped by their length, AH by its own length unit,
-//! and the fragment header is read for the fragment kind.
+//! layer: hop-by-hop, routing, destination options and shim6 headers are
+//! skipped by their length, AH by its own length unit, and the fragment
+//! header is read for the fragment kind. The mobility and HIP headers end
+//! the chain, as tshark reads them: each is a protocol of its own whose
+//! next-header field is "no next header" (RFC 6275, RFC 7401), so the
+//! parse records protocol 135 or 139 and no upper layer.
 
 use monitor_common::{
     reason::Malformed,
@@ -13,7 +16,7 @@ use super::{Cursor, malformed};
 /// IPv6 extension headers walked before the upper layer. RFC 8200 lists
 /// at most one of each kind (destination options twice): hop-by-hop,
 /// destination, routing, fragment, AH, destination = 6; two more for
-/// mobility/HIP/shim6 headers. A longer chain is malformed.
+/// shim6 and slack. A longer chain is malformed.
 pub const IPV6_EXT_MAX_CHAIN: usize = 8;
 
 /// Extension header numbers (IANA), in the next-header field.
@@ -22,9 +25,10 @@ const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_AH: u8 = 51;
 const IPPROTO_DSTOPTS: u8 = 60;
-const IPPROTO_MH: u8 = 135;
-const IPPROTO_HIP: u8 = 139;
 const IPPROTO_SHIM6: u8 = 140;
+
+/// Routing type of the segment routing header (RFC 8754).
+const ROUTING_SRH: u8 = 4;
 
 /// The first two bytes of every extension header but the fragment header.
 #[repr(C)]
@@ -33,6 +37,18 @@ struct Ipv6ExtHdr {
     /// Length in 8-byte units, not counting the first 8 (AH: 4-byte units,
     /// not counting the first 8).
     len: u8,
+}
+
+/// The first five bytes of a routing header: the generic two, then the
+/// routing type, the segments left and, in a segment routing header, the
+/// index of its last segment.
+#[repr(C)]
+struct RoutingHdr {
+    next: u8,
+    len: u8,
+    kind: u8,
+    segments_left: u8,
+    last_entry: u8,
 }
 
 #[repr(C)]
@@ -55,14 +71,23 @@ pub(super) fn parse_ipv6_ext(c: &mut Cursor, info: &mut PacketInfo, next: u8) ->
     for _ in 0..IPV6_EXT_MAX_CHAIN {
         info.proto = next;
         match next {
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_MH | IPPROTO_HIP
-            | IPPROTO_SHIM6 => {
+            IPPROTO_HOPOPTS | IPPROTO_DSTOPTS | IPPROTO_SHIM6 => {
                 let Some(h) = c.peek::<Ipv6ExtHdr>() else {
                     return malformed(info, Malformed::Ipv6Ext);
                 };
                 let h = unsafe { &*h };
                 next = h.next;
                 if c.skip((h.len as usize + 1) * 8).is_none() {
+                    return malformed(info, Malformed::Ipv6Ext);
+                }
+            }
+            IPPROTO_ROUTING => {
+                let Some(h) = c.peek::<RoutingHdr>() else {
+                    return malformed(info, Malformed::Ipv6Ext);
+                };
+                let h = unsafe { &*h };
+                next = h.next;
+                if !segments_fit(h) || c.skip((h.len as usize + 1) * 8).is_none() {
                     return malformed(info, Malformed::Ipv6Ext);
                 }
             }
@@ -97,8 +122,18 @@ pub(super) fn parse_ipv6_ext(c: &mut Cursor, info: &mut PacketInfo, next: u8) ->
     }
     info.proto = next;
     match next {
-        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_MH | IPPROTO_HIP
-        | IPPROTO_SHIM6 | IPPROTO_AH | IPPROTO_FRAGMENT => malformed(info, Malformed::Ipv6ExtChain),
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_SHIM6 | IPPROTO_AH
+        | IPPROTO_FRAGMENT => malformed(info, Malformed::Ipv6ExtChain),
         _ => Some(next),
     }
+}
+
+/// Whether a segment routing header's segment list (16 bytes for each
+/// of its `last_entry + 1` segments, after 8 fixed bytes) fits in the
+/// length it declares; a header that claims more segments than it holds
+/// is cut short (tshark: malformed). Other routing types are taken at
+/// their length.
+#[inline(always)]
+fn segments_fit(h: &RoutingHdr) -> bool {
+    h.kind != ROUTING_SRH || (h.last_entry as usize + 1) * 2 <= h.len as usize
 }

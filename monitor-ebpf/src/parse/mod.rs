@@ -49,56 +49,91 @@ const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
 
-/// Position in the packet (an absolute address, as `ctx.data()` gives it)
-/// and the end of the packet.
+/// The start and end of the packet (addresses, as `ctx.data()` gives
+/// them), the position in it and the end its IP header declares (offsets
+/// from the start). Offsets rather than addresses: the verifier refuses
+/// arithmetic that LLVM derives from the difference of two addresses.
 #[derive(Clone, Copy)]
 pub struct Cursor {
     start: usize,
-    pos: usize,
     end: usize,
+    off: usize,
+    /// The end of the IP packet by its own length field (IPv4 total
+    /// length, IPv6 payload length) when that is short of the frame's
+    /// end: the bytes past it are Ethernet padding or a trailer, not
+    /// headers, so reads stop there as tshark's do. Checked without a
+    /// branch of its own (`at`): a branch per read doubled the paths the
+    /// verifier walks through the pipeline and took the program past its
+    /// limit of a million instructions.
+    stop: usize,
 }
+
+/// Past the end of any frame's first buffer (a page, or a jumbo frame's
+/// linear part in generic mode), and small enough that an offset plus it
+/// stays under the verifier's limit for packet offsets (64 KiB).
+const PAST_END: usize = 0x8000;
 
 impl Cursor {
     #[inline(always)]
     pub fn new(ctx: &XdpContext) -> Self {
         Self {
             start: ctx.data(),
-            pos: ctx.data(),
             end: ctx.data_end(),
+            off: 0,
+            stop: u16::MAX as usize + 1,
         }
+    }
+
+    /// Ends the packet `len` bytes past the cursor if that is short of
+    /// where it ends (see `stop`).
+    #[inline(always)]
+    fn stop_after(&mut self, len: usize) {
+        let at = self.off + len;
+        if at < self.stop {
+            self.stop = at;
+        }
+    }
+
+    /// The address of `len` bytes at the cursor if they are inside the
+    /// packet. Bytes past `stop` get an address past the end by
+    /// arithmetic, so the one check against `end`, which the verifier
+    /// needs, refuses them too.
+    #[inline(always)]
+    fn at(&self, len: usize) -> Option<usize> {
+        let past = ((self.stop as i64 - (self.off + len) as i64) >> 63) as usize;
+        let at = self.start + self.off + (past & PAST_END);
+        if at + len > self.end {
+            return None;
+        }
+        Some(at)
     }
 
     /// Bytes from the start of the frame to the cursor.
     #[inline(always)]
     fn offset(&self) -> u16 {
-        (self.pos - self.start) as u16
+        self.off as u16
     }
 
     /// A pointer to a `T` at the cursor, if the whole `T` is inside the
     /// packet. Does not advance.
     #[inline(always)]
     fn peek<T>(&self) -> Option<*const T> {
-        if self.pos + size_of::<T>() > self.end {
-            return None;
-        }
-        Some(self.pos as *const T)
+        Some(self.at(size_of::<T>())? as *const T)
     }
 
     /// Reads a `T` at the cursor and advances past it.
     #[inline(always)]
     fn take<T>(&mut self) -> Option<*const T> {
         let p = self.peek::<T>()?;
-        self.pos += size_of::<T>();
+        self.off += size_of::<T>();
         Some(p)
     }
 
     /// Advances by `len` bytes, checking that they are inside the packet.
     #[inline(always)]
     fn skip(&mut self, len: usize) -> Option<()> {
-        if self.pos + len > self.end {
-            return None;
-        }
-        self.pos += len;
+        self.at(len)?;
+        self.off += len;
         Some(())
     }
 }
@@ -172,10 +207,24 @@ fn malformed<T>(info: &mut PacketInfo, kind: Malformed) -> Option<T> {
     None
 }
 
+/// The first four bytes of TCP and UDP headers alike.
+#[repr(C)]
+struct Ports {
+    /// Network order.
+    sport: u16,
+    /// Network order.
+    dport: u16,
+}
+
 /// TCP, UDP, ICMP and ICMPv6 headers, read by their helpers and recorded
 /// here: `l4`, and the ports (host order) and the 12-bit TCP flags field
 /// (host order). Other protocols are left at `l4::NONE`; ICMP counts only
 /// under IPv4 and ICMPv6 only under IPv6.
+///
+/// The ports are recorded as soon as they are inside the packet, also
+/// when the rest of the header is cut short (marked malformed), as tshark
+/// shows them; the TCP flags when the fixed header is whole
+/// (`parse_tcp`).
 ///
 /// The fields are read and stored here rather than in `parse_tcp` and
 /// `parse_udp` because of what LLVM makes of the alternative: with both
@@ -187,24 +236,23 @@ fn malformed<T>(info: &mut PacketInfo, kind: Malformed) -> Option<T> {
 fn parse_l4(c: &mut Cursor, info: &mut PacketInfo, proto: u8) {
     info.l4_off = c.offset();
     match proto {
-        IPPROTO_TCP => {
-            let Some((t, off_flags)) = parse_tcp(c, info) else {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let tcp = proto == IPPROTO_TCP;
+            let Some(p) = c.peek::<Ports>() else {
+                let kind = if tcp { Malformed::Tcp } else { Malformed::Udp };
+                info.malformed = kind as u8;
                 return;
             };
-            let t = unsafe { &*t };
-            info.l4 = l4::TCP;
-            info.sport = u16::from_be(t.sport);
-            info.dport = u16::from_be(t.dport);
-            info.tcp_flags = off_flags & 0x0fff;
-        }
-        IPPROTO_UDP => {
-            let Some(u) = parse_udp(c, info) else {
-                return;
-            };
-            let u = unsafe { &*u };
-            info.l4 = l4::UDP;
-            info.sport = u16::from_be(u.sport);
-            info.dport = u16::from_be(u.dport);
+            let p = unsafe { &*p };
+            info.sport = u16::from_be(p.sport);
+            info.dport = u16::from_be(p.dport);
+            if tcp {
+                info.l4 = l4::TCP;
+                info.tcp_flags = parse_tcp(c, info).unwrap_or(0) & 0x0fff;
+            } else {
+                info.l4 = l4::UDP;
+                let _ = parse_udp(c, info);
+            }
         }
         IPPROTO_ICMP if info.family == family::IPV4 => {
             if parse_icmp(c, info).is_some() {

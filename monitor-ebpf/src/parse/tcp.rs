@@ -9,13 +9,12 @@ use monitor_common::{
 
 use super::{Cursor, malformed};
 
-/// The fixed 20 bytes; options follow up to the data offset.
+/// The fixed 20 bytes; options follow up to the data offset. The ports
+/// are read through `Ports`, as UDP's are.
 #[repr(C)]
-pub(super) struct TcpHdr {
-    /// Network order.
-    pub(super) sport: u16,
-    /// Network order.
-    pub(super) dport: u16,
+struct TcpHdr {
+    sport: u16,
+    dport: u16,
     seq: u32,
     ack: u32,
     /// Data offset (4 bits, in 4-byte words), then the 12-bit flags field.
@@ -26,38 +25,42 @@ pub(super) struct TcpHdr {
     urg: u16,
 }
 
-/// TCP with options: checks the header and its data offset and advances
-/// past the options. Returns the header and its offset/flags word (host
-/// order) for `parse_l4` to record, or `None` with `info` marked malformed
-/// (header cut short, data offset shorter than the header or past the
-/// packet).
+/// TCP after its ports (`parse_l4` read those): checks the fixed header
+/// and its data offset and advances past the options. Returns the
+/// offset/flags word (host order) for `parse_l4` to record whenever the
+/// fixed header is whole with a data offset that covers it, as tshark
+/// shows the flags then, also when the options are cut short (`info`
+/// marked `TcpOptions`); `None` with `info` marked `Tcp` otherwise.
 #[inline(always)]
-pub(super) fn parse_tcp(c: &mut Cursor, info: &mut PacketInfo) -> Option<(*const TcpHdr, u16)> {
-    let Some(header) = tcp_header(c) else {
+pub(super) fn parse_tcp(c: &mut Cursor, info: &mut PacketInfo) -> Option<u16> {
+    let Some((doff, off_flags)) = fixed_header(c) else {
         return malformed(info, Malformed::Tcp);
     };
-    Some(header)
+    if c.skip(doff).is_none() {
+        info.malformed = Malformed::TcpOptions as u8;
+    }
+    Some(off_flags)
 }
 
-/// The header and its offset/flags word (host order) if the header and
-/// its options are inside the packet and its data offset covers at least
-/// the fixed header; the cursor then past the options.
+/// The data offset in bytes and the offset/flags word (host order) if the
+/// fixed header is inside the packet and its data offset covers it. Does
+/// not advance.
 #[inline(always)]
-fn tcp_header(c: &mut Cursor) -> Option<(*const TcpHdr, u16)> {
+fn fixed_header(c: &Cursor) -> Option<(usize, u16)> {
     let t = c.peek::<TcpHdr>()?;
     let off_flags = u16::from_be(unsafe { (*t).off_flags });
     let doff = ((off_flags >> 12) as usize) * 4;
     if doff < size_of::<TcpHdr>() {
         return None;
     }
-    c.skip(doff)?;
-    Some((t, off_flags))
+    Some((doff, off_flags))
 }
 
-/// Whether the TCP header at the cursor is one `parse_tcp` accepts and
-/// carries SYN without ACK (what the flow record counts as a SYN).
+/// Whether the TCP header at the cursor is one whose flags `parse_tcp`
+/// records and carries SYN without ACK (what the flow record counts as a
+/// SYN).
 #[inline(always)]
 pub(super) fn bare_syn(c: &Cursor) -> bool {
-    tcp_header(&mut c.clone())
+    fixed_header(c)
         .is_some_and(|(_, off_flags)| off_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN)
 }

@@ -4,23 +4,22 @@ use monitor_common::{reason::Malformed, types::PacketInfo};
 
 use super::{Cursor, malformed};
 
+/// Ports (read through `Ports`, as TCP's are), length and checksum.
 #[repr(C)]
-pub(super) struct UdpHdr {
-    /// Network order.
-    pub(super) sport: u16,
-    /// Network order.
-    pub(super) dport: u16,
+struct UdpHdr {
+    sport: u16,
+    dport: u16,
     len: u16,
     check: u16,
 }
 
-/// UDP: checks the header and advances past it. Returns the header for
-/// `parse_l4` to record, or `None` with `info` marked malformed if it is
-/// cut short.
+/// UDP after its ports (`parse_l4` read those): checks the header and
+/// advances past it. `None` with `info` marked malformed if it is cut
+/// short.
 #[inline(always)]
-pub(super) fn parse_udp(c: &mut Cursor, info: &mut PacketInfo) -> Option<*const UdpHdr> {
-    let Some(u) = c.take::<UdpHdr>() else {
+pub(super) fn parse_udp(c: &mut Cursor, info: &mut PacketInfo) -> Option<()> {
+    if c.take::<UdpHdr>().is_none() {
         return malformed(info, Malformed::Udp);
-    };
-    Some(u)
+    }
+    Some(())
 }
