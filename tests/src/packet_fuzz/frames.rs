@@ -112,7 +112,8 @@ fn ipv6(rng: &mut Rng, f: &mut Vec<u8>, fields: &mut Fields) {
     f.extend((0..10).map(|_| rng.u8(..)));
     fields.lengths.push((at + 4, 2));
     let mut next_at = next_at;
-    for _ in 0..weighted(rng, &[40, 20, 15, 10, 5, 4, 3, 2, 1]) {
+    // Up to ten headers: past `IPV6_EXT_MAX_CHAIN` (eight) at times.
+    for _ in 0..weighted(rng, &[40, 20, 15, 10, 5, 4, 3, 2, 1, 3, 3]) {
         let kind = [0u8, 43, 44, 51, 60, 135, 139, 140][rng.usize(0..8)];
         f[next_at] = kind;
         next_at = f.len();
