@@ -21,6 +21,7 @@ pub mod nginx;
 pub mod packet_fuzz;
 pub mod packets;
 pub mod pcap;
+pub mod soak;
 pub mod traffic;
 pub mod tshark_shapes;
 pub mod under_attack;

@@ -14,6 +14,7 @@ mod exec;
 mod fuzz;
 mod install;
 mod setup;
+mod soak;
 mod test;
 mod uninstall;
 
@@ -43,6 +44,9 @@ enum Task {
     /// Fuzz the packet parser: generated frames through the kernel's parse
     /// and a reference parser, every field compared.
     Fuzz(fuzz::Options),
+    /// Mixed traffic with reloads, rule and ban changes and kill -9
+    /// restarts for N minutes, then every packet, ban and rule reconciled.
+    Soak(soak::Options),
     /// Build the Debian package (target/debian/tollgate_VERSION_ARCH.deb).
     Deb(deb::Options),
     /// Build a release and install it as a package: binary, systemd unit
@@ -61,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         Task::Demo(o) => demo::run(&o),
         Task::Bench(o) => bench::run(&o),
         Task::Fuzz(o) => fuzz::run(&o),
+        Task::Soak(o) => soak::run(&o),
         Task::Deb(o) => deb::run(&o).map(drop),
         Task::Install(o) => install::run(&o),
         Task::Uninstall(o) => uninstall::run(&o),
