@@ -6,7 +6,7 @@
 //! in the top four bits. Such an FCS is cut from each frame: it was never
 //! part of what XDP sees.
 
-use std::{fs::File, path::Path};
+use std::{fs::File, io::Read, path::Path};
 
 use pcap_parser::{Block, PcapBlockOwned, PcapError};
 
@@ -170,21 +170,29 @@ impl Context {
 }
 
 /// Calls `each` for every frame of the capture at `path`, in file order.
-pub fn read(
-    path: &Path,
-    mut each: impl FnMut(Frame) -> anyhow::Result<()>,
-) -> anyhow::Result<usize> {
+pub fn read(path: &Path, each: impl FnMut(Frame) -> anyhow::Result<()>) -> anyhow::Result<usize> {
     let shown = path.display().to_string();
-    let bad = |detail: String| CaptureError::Format {
-        path: shown.clone(),
-        detail,
-    };
     let file = File::open(path).map_err(|source| CaptureError::Open {
         path: shown.clone(),
         source,
     })?;
+    read_from(&shown, file, each)
+}
+
+/// `read` from any reader, named `shown` in errors (the capture fuzz
+/// target feeds it bytes).
+pub fn read_from(
+    shown: &str,
+    input: impl Read + Send,
+    mut each: impl FnMut(Frame) -> anyhow::Result<()>,
+) -> anyhow::Result<usize> {
+    let shown = shown.to_owned();
+    let bad = |detail: String| CaptureError::Format {
+        path: shown.clone(),
+        detail,
+    };
     let mut reader =
-        pcap_parser::create_reader(1 << 20, file).map_err(|e| bad(format!("{e:?}")))?;
+        pcap_parser::create_reader(1 << 20, input).map_err(|e| bad(format!("{e:?}")))?;
     let mut ctx = Context::default();
     // Refills in a row without a block: a file cut mid-record never stops
     // being "incomplete", so give up after a few.
