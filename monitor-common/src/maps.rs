@@ -82,12 +82,16 @@ pub const MALFORMED: &str = "TG_MALFORMED";
 pub const SOURCE_EVENTS: &str = "TG_SRC_EVENTS";
 /// Sources that went over their limit this detection window: the
 /// daemon's per-second suspects, so a flood is judged within an interval
-/// instead of waiting for a sweep of the whole table. LRU hash:
-/// `SourceKey` -> window (u32). Writer: the kernel, once per source per
-/// window (on its first limited packet); the daemon reads and clears it.
+/// instead of waiting for a sweep of the whole table. Hash: `SourceKey`
+/// -> window (u32). Writer: the kernel, once per source per window (on its
+/// first limited packet); the daemon reads and clears it. A plain hash
+/// rather than an LRU: when full it refuses, and the kernel counts each
+/// refusal (`signal::HOT_LOST`), where an LRU would evict in silence.
 pub const HOT: &str = "TG_HOT";
-/// Capacity of `HOT`: more over-limit sources per interval than this are
-/// left to the periodic walk.
+/// Capacity of `HOT`: the over-limit sources past this many in one
+/// interval are judged only at the periodic walk (among its top talkers)
+/// and in aggregate by the storm detectors; the daemon counts them
+/// (`tollgate_hot_reports_lost_total`) and says so in its log.
 pub const MAX_HOT: u32 = 8_192;
 
 /// The host-wide SYN limit's GCRA word. Array of one u64. Writer: the
@@ -159,7 +163,9 @@ pub mod signal {
     pub const SYN_ANSWERED: u32 = 1;
     /// New sources from a bogon or reserved range.
     pub const BOGON_SOURCE: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// Over-limit sources the full hot list (`HOT`) could not take.
+    pub const HOT_LOST: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// Replay clock. Array of one u64: the "now" in ns the replay program uses

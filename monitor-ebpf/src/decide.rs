@@ -317,12 +317,14 @@ pub(crate) fn enforce_untracked(fresh: &SourceControl, now: u64) -> (Reason, Ver
 
 /// Puts an over-limit source in the daemon's hot list, once per window:
 /// the first limited packet of the window pays one map update, the rest of
-/// a flood only a compare.
+/// a flood only a compare. A full list refuses it, counted.
 #[inline(always)]
 fn report_hot(ctl: *mut SourceControl, key: &SourceKey, window: u32) {
     let s = unsafe { &mut *ctl };
     if s.hot_window != window {
         s.hot_window = window;
-        let _ = TG_HOT.insert(key, &window, 0);
+        if TG_HOT.insert(key, &window, 0).is_err() {
+            stats::signal(signal::HOT_LOST);
+        }
     }
 }

@@ -75,7 +75,7 @@ pub static TG_MALFORMED: PerCpuArray<Counter> =
 pub static TG_SRC_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(source_event::COUNT, 0);
 
 #[map]
-pub static TG_HOT: LruHashMap<SourceKey, u32> = LruHashMap::with_max_entries(MAX_HOT, 0);
+pub static TG_HOT: HashMap<SourceKey, u32> = HashMap::with_max_entries(MAX_HOT, 0);
 
 #[map]
 pub static TG_SYN_BUCKET: Array<u64> = Array::with_max_entries(1, 0);

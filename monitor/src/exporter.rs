@@ -35,9 +35,7 @@ pub struct Metrics {
     top_packets: IntGaugeVec,
     top_dropped: IntGaugeVec,
     map_read: Gauge,
-    detections: IntCounterVec,
-    bans_refused: IntCounterVec,
-    bans: IntCounterVec,
+    response: ResponseMetrics,
     scrape: Gauge,
     cookies: CookieMetrics,
     top_n: usize,
@@ -152,24 +150,7 @@ impl Metrics {
                 "tollgate_scrape_duration_seconds",
                 "Time rendering the previous scrape took.",
             ),
-            detections: counter_vec(
-                &r,
-                "tollgate_detections_total",
-                "Anomalies detected, by detector (flood, syn_flood, global_syn_flood, port_scan, spoofed_storm, spike, prefix_storm).",
-                &["detector"],
-            ),
-            bans_refused: counter_vec(
-                &r,
-                "tollgate_bans_refused_total",
-                "Automatic bans not placed for want of room, by why (max_bans: detect.max_bans in force; map_full: the kernel's ban map; failed: another map error). The findings are still logged.",
-                &["why"],
-            ),
-            bans: counter_vec(
-                &r,
-                "tollgate_bans_total",
-                "Bans placed, by reason (the detector that asked for it, or manual).",
-                &["reason"],
-            ),
+            response: ResponseMetrics::new(&r),
             cookies: CookieMetrics::new(&r),
             top_n,
             lock: Mutex::new(()),
@@ -182,14 +163,7 @@ impl Metrics {
     /// Every detector and ban reason, and the build, exported from the
     /// start (at 0) so rate() and alerts work before the first event.
     fn label_from_the_start(&self) {
-        for d in monitor_common::detect::Detector::ALL {
-            self.detections.with_label_values(&[d.name()]);
-            self.bans.with_label_values(&[d.name()]);
-        }
-        self.bans.with_label_values(&["manual"]);
-        for why in crate::snapshot::BANS_REFUSED {
-            self.bans_refused.with_label_values(&[why]);
-        }
+        self.response.label_from_the_start();
         for result in ["valid", "invalid"] {
             self.cookies.acks.with_label_values(&[result]);
         }
@@ -272,15 +246,7 @@ impl Metrics {
                 .set(t.dropped as i64);
         }
         self.map_read.set(s.read_duration.as_secs_f64());
-        for (d, n) in &s.detections {
-            raise(&self.detections.with_label_values(&[d]), *n);
-        }
-        for (r, n) in &s.bans_by_reason {
-            raise(&self.bans.with_label_values(&[r]), *n);
-        }
-        for (why, n) in &s.bans_refused {
-            raise(&self.bans_refused.with_label_values(&[why]), *n);
-        }
+        self.response.update(s, raise);
         self.cookies.update(&s.cookies, raise);
     }
 
@@ -299,6 +265,69 @@ impl Metrics {
 }
 
 /// The SYN-cookie series.
+/// What the detectors found and did: findings, bans, bans refused, and
+/// the over-limit sources the full hot list could not take.
+struct ResponseMetrics {
+    detections: IntCounterVec,
+    bans_refused: IntCounterVec,
+    bans: IntCounterVec,
+    hot_reports_lost: IntCounter,
+}
+
+impl ResponseMetrics {
+    fn new(r: &Registry) -> Self {
+        Self {
+            detections: counter_vec(
+                r,
+                "tollgate_detections_total",
+                "Anomalies detected, by detector (flood, syn_flood, global_syn_flood, port_scan, spoofed_storm, spike, prefix_storm).",
+                &["detector"],
+            ),
+            bans_refused: counter_vec(
+                r,
+                "tollgate_bans_refused_total",
+                "Automatic bans not placed for want of room, by why (max_bans: detect.max_bans in force; map_full: the kernel's ban map; failed: another map error). The findings are still logged.",
+                &["why"],
+            ),
+            bans: counter_vec(
+                r,
+                "tollgate_bans_total",
+                "Bans placed, by reason (the detector that asked for it, or manual).",
+                &["reason"],
+            ),
+            hot_reports_lost: int_counter(
+                r,
+                "tollgate_hot_reports_lost_total",
+                "Over-limit sources the kernel could not put on the full hot list (8,192 per interval): judged only at the table walk, among its top talkers, and in aggregate by the storm detectors.",
+            ),
+        }
+    }
+
+    fn label_from_the_start(&self) {
+        for d in monitor_common::detect::Detector::ALL {
+            self.detections.with_label_values(&[d.name()]);
+            self.bans.with_label_values(&[d.name()]);
+        }
+        self.bans.with_label_values(&["manual"]);
+        for why in crate::snapshot::BANS_REFUSED {
+            self.bans_refused.with_label_values(&[why]);
+        }
+    }
+
+    fn update(&self, s: &Snapshot, raise: impl Fn(&IntCounter, u64)) {
+        for (d, n) in &s.detections {
+            raise(&self.detections.with_label_values(&[d]), *n);
+        }
+        for (r, n) in &s.bans_by_reason {
+            raise(&self.bans.with_label_values(&[r]), *n);
+        }
+        for (why, n) in &s.bans_refused {
+            raise(&self.bans_refused.with_label_values(&[why]), *n);
+        }
+        raise(&self.hot_reports_lost, s.hot_reports_lost);
+    }
+}
+
 struct CookieMetrics {
     sent: IntCounter,
     acks: IntCounterVec,

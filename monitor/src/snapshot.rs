@@ -49,6 +49,9 @@ pub struct Snapshot {
     /// Automatic bans not placed for want of room, by why
     /// (`BANS_REFUSED`).
     pub bans_refused: BTreeMap<&'static str, u64>,
+    /// Over-limit sources the full hot list could not take, so far (the
+    /// kernel's `signal::HOT_LOST`).
+    pub hot_reports_lost: u64,
     /// Whether this snapshot walked the source table (top lists fresh).
     pub walked: bool,
     pub cookies: CookieStats,

@@ -4,13 +4,17 @@
 //! malformed verdict (configurable, and never a way around a source's
 //! limits), non-IP frames, monitor mode (passes what it would drop, bans
 //! always enforced), and packets whose source the table could not take
-//! (no buckets, but bans and deny rules hold).
+//! (no buckets, but bans and deny rules hold), and the hot list when
+//! full.
 
 mod common;
 
 use common::{SEC, judge, key, load, pps, report, rule, udp};
 use lab::packets::arp_request;
-use monitor_common::reason::{Reason, Verdict};
+use monitor_common::{
+    maps::{MAX_HOT, signal},
+    reason::{Reason, Verdict},
+};
 use tollgate::policy::{Action, Policy};
 
 #[test]
@@ -164,4 +168,52 @@ fn untracked_packets_still_obey_bans_and_deny_rules() {
         Reason::RateLimitedPackets,
         "tracked again, its bucket applies"
     );
+}
+
+/// The hot list full (`maps::MAX_HOT` over-limit sources in one window):
+/// every source past it is refused and counted (`signal::HOT_LOST`, which
+/// the daemon exports and alerts on), none lost in silence; once the
+/// daemon takes the list, reports fit again.
+#[test]
+fn a_full_hot_list_counts_every_source_it_refuses() {
+    let mut tg = common::load_with(
+        16_384,
+        &Policy {
+            default: pps(1, 1),
+            ..Policy::default()
+        },
+    );
+    // A new window: sources report from here.
+    tg.maps.take_hot().expect("taking the hot list");
+    let past = 808;
+    for i in 0..MAX_HOT + past {
+        // One /48 each: one source (a /64) each, and one prefix budget
+        // each, so only the sources' own limits apply.
+        let frame = udp(&format!("2001:db8:{i:x}::1"));
+        let first = judge(&mut tg, &frame, SEC);
+        let second = judge(&mut tg, &frame, SEC);
+        assert_eq!(
+            (first.verdict(), second.verdict(), second.reason()),
+            (Verdict::Pass, Verdict::Drop, Reason::RateLimitedPackets),
+            "source {i}: its burst of 1, then over its limit"
+        );
+    }
+    let lost =
+        |tg: &tollgate::loader::Tollgate| tg.maps.signals().unwrap()[signal::HOT_LOST as usize];
+    assert_eq!(
+        lost(&tg),
+        u64::from(past),
+        "every source past the full list counted"
+    );
+    let taken = tg.maps.take_hot().expect("taking the hot list");
+    assert_eq!(taken.len(), MAX_HOT as usize, "the list holds its capacity");
+    let frame = udp("2001:db8:ffff::1");
+    judge(&mut tg, &frame, SEC);
+    judge(&mut tg, &frame, SEC);
+    assert_eq!(
+        tg.maps.take_hot().unwrap().len(),
+        1,
+        "room again once taken"
+    );
+    assert_eq!(lost(&tg), u64::from(past), "nothing more lost");
 }

@@ -15,7 +15,7 @@ use monitor_common::{
         Detector, Evidence, Ewma, GlobalDetector, GlobalRates, SourceRates, Thresholds,
         judge_source, ports_from_sketch,
     },
-    maps::{signal, source_event},
+    maps::{MAX_HOT, signal, source_event},
     reason::Reason,
     types::{SourceKey, SourceState},
 };
@@ -118,6 +118,9 @@ pub struct Detection {
     syn_flood_before: bool,
     /// When the last calm interval ended (coarse ns; `GlobalRates::calm`).
     calm_ns: u64,
+    /// The kernel's count of reports the full hot list refused, when last
+    /// said in the log (see `say_hot_lost`).
+    hot_lost_said: (u64, Option<Instant>),
 }
 
 /// How far back a storm's start may be dated: sources first seen within
@@ -136,6 +139,7 @@ impl Default for Detection {
             syn_baseline: Ewma::new(0.01),
             syn_flood_before: false,
             calm_ns: coarse_ns(),
+            hot_lost_said: (0, None),
         }
     }
 }
@@ -213,6 +217,7 @@ impl Detection {
         let Ok(signals) = maps.signals() else {
             return findings;
         };
+        self.say_hot_lost(signals[signal::HOT_LOST as usize], now);
         let mut explained = Explained::default();
         self.judge_hot(maps, now, t, &mut findings, &mut explained);
         if snap.walked {
@@ -358,6 +363,25 @@ impl Detection {
             }
         }
         self.hot_prev = seen;
+    }
+
+    /// Says, at most once a minute, that over-limit sources found the hot
+    /// list full (`lost`: the kernel's count so far) and what judges them
+    /// instead; `tollgate_hot_reports_lost_total` counts them all.
+    fn say_hot_lost(&mut self, lost: u64, now: Instant) {
+        let (said, at) = self.hot_lost_said;
+        let quiet = at.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60));
+        if lost > said && quiet {
+            tracing::warn!(
+                event = "hot_list_full",
+                lost = lost - said,
+                "{} over-limit sources found the hot list full ({MAX_HOT} per interval) since this was last said; \
+                 they are judged at the table walk, among its top talkers, and in aggregate by the storm detectors \
+                 (spoofed_storm, prefix_storm in `tollgate events`)",
+                lost - said
+            );
+            self.hot_lost_said = (lost, Some(now));
+        }
     }
 
     /// The top talkers of this walk against the previous one.

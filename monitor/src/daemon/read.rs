@@ -4,7 +4,10 @@
 
 use std::{collections::HashMap, time::Instant};
 
-use monitor_common::types::{SourceFlow, SourceKey};
+use monitor_common::{
+    maps::signal,
+    types::{SourceFlow, SourceKey},
+};
 
 use super::Daemon;
 use crate::{
@@ -34,6 +37,7 @@ impl Daemon {
             detections: self.respond.detections().clone(),
             bans_by_reason: self.bans.counts().clone(),
             bans_refused: self.respond.bans_refused(),
+            hot_reports_lost: self.tg.maps.signals()?[signal::HOT_LOST as usize],
             walked: false,
             cookies: self.cookie_stats(walk, prev.map(|p| &p.cookies))?,
             ..Snapshot::default()
