@@ -526,7 +526,7 @@ burst_packets = 2000
         assert_eq!(
             check(&text).unwrap_err(),
             format!(
-                "t.toml:{line}: rule[{}].cidr: too many IPv4 rules: {}, at most {max} fit the kernel's policy map",
+                "t.toml:{line}: rule[{}].cidr: too many IPv4 rules: {}, at most {max} fit the kernel's policy map; merge neighbouring rules into wider prefixes or remove some (`tollgate rules list`)",
                 max + 2,
                 max + 1
             )

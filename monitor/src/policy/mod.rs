@@ -153,7 +153,9 @@ pub enum PolicyError {
         net: IpNet,
         trunc: IpNet,
     },
-    #[error("too many {family} rules: {count}, at most {max} fit the kernel's policy map")]
+    #[error(
+        "too many {family} rules: {count}, at most {max} fit the kernel's policy map; merge neighbouring rules into wider prefixes or remove some (`tollgate rules list`)"
+    )]
     TooMany {
         family: &'static str,
         count: usize,
