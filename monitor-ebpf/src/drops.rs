@@ -7,7 +7,9 @@
 //! What the fast path skips: the flow record's port sketch, ACK count and
 //! last-seen time, and the malformed counters (it does not parse that
 //! far). SYNs count host-wide as in the pipeline (`signal::SYN`, and
-//! `SYN_ANSWERED` for a ban's or deny rule's). The packet, byte and SYN
+//! `SYN_ANSWERED` for a ban's or deny rule's), except an IPv6 SYN behind
+//! extension headers, which the fast path does not walk to
+//! (`parse::bare_syn`). The packet, byte and SYN
 //! counts reach the flow record through the entry (the daemon adds them
 //! as it reads; `fold` when the entry is reused). The global counters
 //! count every cached drop under its reason.

@@ -116,6 +116,7 @@ pub fn run(duration: Duration) -> anyhow::Result<Report> {
     };
     let rounds = (duration.as_secs() / ROUND.as_secs()).max(2);
     let mut sent = [0u64; SOURCES.len()];
+    let mut restarted_before = false;
     let began = Instant::now();
     let churning = AtomicBool::new(true);
     let counts = Churn::default();
@@ -152,13 +153,17 @@ pub fn run(duration: Duration) -> anyhow::Result<Report> {
                 d.start();
                 report.restarts += 1;
             }
+            // Each daemon's memory after its first whole round: the first
+            // daemon's after round 0, a restarted one's after the round
+            // following its start.
             let rss = rss_kib(d.pid())?;
             if round == 0 {
                 report.rss_first_kib = rss;
             }
-            if round == 0 || restart {
+            if round == 0 || restarted_before {
                 report.rss_last_start_kib = rss;
             }
+            restarted_before = restart;
         }
         churning.store(false, Ordering::Relaxed);
         churn.join().unwrap();
@@ -347,14 +352,24 @@ impl Report {
                 .map(|t| t.dropped)
                 .sum()
         };
-        for (name, role) in [("deny", Role::Denied), ("banned", Role::Banned)] {
-            if reason(name) != of(role) {
-                out.push(format!(
-                    "counted under {name}: {}, dropped from {role:?} sources: {}",
-                    reason(name),
-                    of(role)
-                ));
-            }
+        if reason("deny") != of(Role::Denied) {
+            out.push(format!(
+                "counted under deny: {}, dropped from the denied source: {}",
+                reason("deny"),
+                of(Role::Denied)
+            ));
+        }
+        // A detector may ban a flooder: its drops are then `banned` too.
+        let limited = reason("rate_limited_packets") + reason("rate_limited_bytes");
+        if limited + reason("banned") != of(Role::Flood) + of(Role::Banned)
+            || reason("banned") < of(Role::Banned)
+        {
+            out.push(format!(
+                "counted under banned {} and rate_limited {limited}; dropped from the banned source {}, from the flooders {}",
+                reason("banned"),
+                of(Role::Banned),
+                of(Role::Flood)
+            ));
         }
         let dropped: u64 = self.sources.iter().map(|t| t.dropped).sum();
         if self.dropped_total != dropped {

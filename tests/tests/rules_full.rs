@@ -7,6 +7,9 @@ use lab::daemon::{Daemon, config};
 use monitor_common::maps::MAX_RULES_PER_FAMILY;
 
 const DENIED: &str = "2001:db8:1::1";
+/// Under the last of the rules (2001:db8:4000::/48): a set cut short would
+/// leave it out.
+const LAST: &str = "2001:db8:4000::1";
 /// Outside every rule, in the server's /64: the client's route to the
 /// server (the lab has no other) comes with this address.
 const NEIGHBOUR: &str = "2001:db8::9";
@@ -20,7 +23,7 @@ fn rules(n: u32) -> String {
 
 #[test]
 fn a_full_rule_set_refuses_one_more_and_keeps_every_rule_in_force() {
-    let addrs = [DENIED.parse().unwrap(), NEIGHBOUR.parse().unwrap()];
+    let addrs = [DENIED, LAST, NEIGHBOUR].map(|a| a.parse().unwrap());
     let lab = lab::Lab::new("rfull", &addrs).expect("building the lab");
     let d = Daemon::in_lab(lab, "rfull", |dir| {
         config(dir, &rules(MAX_RULES_PER_FAMILY))
@@ -36,13 +39,13 @@ fn a_full_rule_set_refuses_one_more_and_keeps_every_rule_in_force() {
         before > MAX_RULES_PER_FAMILY as usize,
         "{before} rules in force"
     );
-    let sent = d.send(DENIED, 100, 1_000);
-    assert_eq!(sent, 100, "the lab sent the flow");
-    assert_eq!(
-        d.source("2001:db8:1::/64", sent),
-        (sent, sent),
-        "its rule enforced"
-    );
+    // The first rule and the last: all of them made it into the kernel.
+    for (src, shown) in [(DENIED, "2001:db8:1::/64"), (LAST, "2001:db8:4000::/64")] {
+        let n = d.send(src, 100, 1_000);
+        assert_eq!(n, 100, "the lab sent the flow");
+        assert_eq!(d.source(shown, n), (n, n), "{src}: its rule enforced");
+    }
+    let sent = 100;
 
     // One more IPv6 rule from the CLI: refused, saying why and what to do.
     let said = d.refused(&["rules", "add", "2001:db8:ffff::/48", "--action", "deny"]);

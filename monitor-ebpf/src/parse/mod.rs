@@ -68,9 +68,13 @@ pub struct Cursor {
     stop: usize,
 }
 
-/// Past the end of any frame's first buffer (a page, or a jumbo frame's
-/// linear part in generic mode), and small enough that an offset plus it
-/// stays under the verifier's limit for packet offsets (64 KiB).
+/// Past the end of a frame's first buffer, which is at most a page (native
+/// mode, and generic mode with multi-buffer programs), and small enough
+/// that an offset plus it stays under the verifier's limit for packet
+/// offsets (64 KiB). On a kernel with 64 KiB pages a first buffer can be
+/// longer: there a header read past the IP length may land inside the
+/// frame and be read, as it was before `stop` (no bound is weakened; the
+/// verifier still checks every read against the frame's end).
 const PAST_END: usize = 0x8000;
 
 impl Cursor {

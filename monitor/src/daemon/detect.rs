@@ -118,9 +118,10 @@ pub struct Detection {
     syn_flood_before: bool,
     /// When the last calm interval ended (coarse ns; `GlobalRates::calm`).
     calm_ns: u64,
-    /// The kernel's count of reports the full hot list refused, when last
-    /// said in the log (see `say_hot_lost`).
-    hot_lost_said: (u64, Option<Instant>),
+    /// The kernel's count of reports the full hot list refused, as last
+    /// said in the log (at the first interval: as found), and when it was
+    /// said (see `say_hot_lost`).
+    hot_lost_said: Option<(u64, Option<Instant>)>,
 }
 
 /// How far back a storm's start may be dated: sources first seen within
@@ -139,7 +140,7 @@ impl Default for Detection {
             syn_baseline: Ewma::new(0.01),
             syn_flood_before: false,
             calm_ns: coarse_ns(),
-            hot_lost_said: (0, None),
+            hot_lost_said: None,
         }
     }
 }
@@ -369,7 +370,9 @@ impl Detection {
     /// list full (`lost`: the kernel's count so far) and what judges them
     /// instead; `tollgate_hot_reports_lost_total` counts them all.
     fn say_hot_lost(&mut self, lost: u64, now: Instant) {
-        let (said, at) = self.hot_lost_said;
+        // The kernel's count outlives daemons: start from it, so a restart
+        // does not say a predecessor's losses again.
+        let (said, at) = *self.hot_lost_said.get_or_insert((lost, None));
         let quiet = at.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60));
         if lost > said && quiet {
             tracing::warn!(
@@ -380,7 +383,7 @@ impl Detection {
                  (spoofed_storm, prefix_storm in `tollgate events`)",
                 lost - said
             );
-            self.hot_lost_said = (lost, Some(now));
+            self.hot_lost_said = Some((lost, Some(now)));
         }
     }
 

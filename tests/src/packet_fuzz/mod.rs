@@ -112,7 +112,12 @@ fn compare(tg: &mut Tollgate, frame: &[u8], out: &mut Outcome) -> anyhow::Result
     let oracle = oracle::parse(frame);
     if kernel != oracle {
         out.mismatched += 1;
-        let saved = save(frame)?;
+        // A tree that cannot be written (a read-only checkout) loses the
+        // reproducer, not the report of the mismatch.
+        let saved = save(frame).unwrap_or_else(|e| {
+            eprintln!("packet fuzz: {e:#}");
+            None
+        });
         if out.mismatches.len() < KEEP {
             out.mismatches.push(Mismatch {
                 frame: frame.to_vec(),
