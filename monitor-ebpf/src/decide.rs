@@ -54,7 +54,7 @@ pub fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
     };
     // SAFETY: the slot is this CPU's, and XDP programs do not nest on a CPU.
     let info = unsafe { &mut *info };
-    *info = PacketInfo::default();
+    parse::reset(info);
     parse::parse(ctx, info);
     let info = &*info;
     let (reason, verdict) = decide::<M>(ctx, info, len, now);

@@ -63,7 +63,7 @@ mod sources;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use monitor_common::{syncookie::cookie_event, types::PacketInfo};
+use monitor_common::syncookie::cookie_event;
 
 use crate::{
     decide::judge,
@@ -111,7 +111,7 @@ pub fn tollgate_synack(ctx: XdpContext) -> u32 {
 pub fn tollgate_parse(ctx: XdpContext) -> u32 {
     if let Some(out) = TG_REPLAY_OUT.get_ptr_mut(0) {
         let info = unsafe { &mut (*out).info };
-        *info = PacketInfo::default();
+        parse::reset(info);
         parse::parse(&ctx, info);
     }
     xdp_action::XDP_PASS
