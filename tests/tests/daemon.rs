@@ -658,6 +658,13 @@ fn a_start_that_fails_leaves_no_pins() {
         .unwrap_or_default();
     let _ = std::fs::remove_dir_all(&pins);
     let _ = std::fs::remove_dir_all(&dir);
+    // xdp-filter pins its maps on the host's bpffs (/sys/fs/bpf/xdp-filter),
+    // which outlives the lab's namespace: unload it.
+    let _ = lab
+        .server
+        .nsenter("xdp-filter")
+        .args(["unload", SERVER_IF])
+        .output();
     assert!(!out.status.success(), "the start should fail: {stderr}");
     assert!(
         stderr.contains(&format!("attaching to interface `{SERVER_IF}`")),
