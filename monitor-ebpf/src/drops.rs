@@ -26,7 +26,7 @@ use monitor_common::{
 use crate::{
     atomic,
     maps::{TG_CONFIG, TG_DROPS, TG_SRC_FLOWS},
-    parse, sources, stats,
+    mem, parse, sources, stats,
 };
 
 /// This CPU's two entries for `key`.
@@ -135,11 +135,14 @@ pub fn remember(
         // A source that moved slots was evicted from its old one, and its
         // counts with it.
         fold(e);
-        *e = DropEntry {
-            key: *key,
-            slot,
-            ..DropEntry::default()
-        };
+        mem::copy(
+            e,
+            &DropEntry {
+                key: *key,
+                slot,
+                ..DropEntry::default()
+            },
+        );
     }
     e.until_ns = until_ns;
     e.generation = generation;

@@ -55,6 +55,7 @@ mod flow;
 mod generator;
 mod limit;
 mod maps;
+mod mem;
 mod mode;
 mod parse;
 mod policy;

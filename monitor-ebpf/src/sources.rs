@@ -11,7 +11,7 @@ use monitor_common::{
 use crate::{
     atomic,
     maps::{TG_PROBATION, TG_SOURCES, TG_SRC_CLOCK, TG_SRC_CTL, TG_SRC_FLOWS},
-    stats,
+    mem, stats,
 };
 
 /// One tracked source: its two records.
@@ -79,11 +79,15 @@ pub fn claim(key: &SourceKey, fresh: &SourceControl) -> Result<Source, Option<So
         }
         stats::source_event(source_event::EVICTED);
     }
-    *flow = SourceFlow {
-        key: *key,
-        ..SourceFlow::default()
-    };
-    unsafe { *src.ctl = *fresh };
+    // Word by word (`mem::copy`): a source's first packet pays this.
+    mem::copy(
+        src.flow,
+        &SourceFlow {
+            key: *key,
+            ..SourceFlow::default()
+        },
+    );
+    mem::copy(src.ctl, fresh);
     // NOEXIST: if another CPU indexed the source first, keep theirs and
     // give the slot back.
     if TG_SOURCES.insert(key, &at, BPF_NOEXIST as u64).is_ok() {
