@@ -10,7 +10,8 @@
 //!   (the entries pick one; `mode.rs` says why it is not kept here);
 //! - `parse` (one file per header), `policy` (rule and ban lookups),
 //!   `limit` (the buckets), `sources` (the source table), `stats`
-//!   (counters), `maps`, `atomic`.
+//!   (counters), `maps`, `atomic`, `mem` (records stored into map
+//!   memory word by word).
 //!
 //! - `drops`: the drop cache, the fast path a banned, denied or
 //!   over-limit source's packets take until its drop ends.
