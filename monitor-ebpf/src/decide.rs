@@ -24,6 +24,7 @@ use crate::{
     flow::record_flow,
     limit,
     maps::{self, TG_CONFIG, TG_HOT, TG_PACKET},
+    mem,
     mode::Mode,
     parse, policy, prefix,
     sources::{self, Source},
@@ -54,7 +55,7 @@ pub fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
     };
     // SAFETY: the slot is this CPU's, and XDP programs do not nest on a CPU.
     let info = unsafe { &mut *info };
-    parse::reset(info);
+    mem::zero(info);
     parse::parse(ctx, info);
     let info = &*info;
     let (reason, verdict) = decide::<M>(ctx, info, len, now);

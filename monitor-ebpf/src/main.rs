@@ -11,7 +11,7 @@
 //! - `parse` (one file per header), `policy` (rule and ban lookups),
 //!   `limit` (the buckets), `sources` (the source table), `stats`
 //!   (counters), `maps`, `atomic`, `mem` (records stored into map
-//!   memory word by word).
+//!   memory word by word: the packet description, a new source's).
 //!
 //! - `drops`: the drop cache, the fast path a banned, denied or
 //!   over-limit source's packets take until its drop ends.
@@ -113,7 +113,7 @@ pub fn tollgate_synack(ctx: XdpContext) -> u32 {
 pub fn tollgate_parse(ctx: XdpContext) -> u32 {
     if let Some(out) = TG_REPLAY_OUT.get_ptr_mut(0) {
         let info = unsafe { &mut (*out).info };
-        parse::reset(info);
+        mem::zero(info);
         parse::parse(&ctx, info);
     }
     xdp_action::XDP_PASS

@@ -6,7 +6,8 @@ use monitor_common::{
     types::{PacketInfo, family},
 };
 
-use super::{Cursor, copy_addr, ipv6_ext::parse_ipv6_ext, malformed};
+use super::{Cursor, ipv6_ext::parse_ipv6_ext, malformed};
+use crate::mem;
 
 /// Hop-by-hop options, the one extension header that may carry a Jumbo
 /// Payload option (RFC 2675), which a payload length of 0 announces.
@@ -41,8 +42,9 @@ pub(super) fn parse_ipv6(c: &mut Cursor, info: &mut PacketInfo) -> Option<u8> {
         return malformed(info, Malformed::Ipv6);
     }
     info.family = family::IPV6;
-    copy_addr(&mut info.src, &ip.src);
-    copy_addr(&mut info.dst, &ip.dst);
+    // Word by word: `info` is in map memory (`mem`).
+    mem::copy(&mut info.src, &ip.src);
+    mem::copy(&mut info.dst, &ip.dst);
     end_payload(c, ip);
     parse_ipv6_ext(c, info, ip.next)
 }

@@ -203,28 +203,6 @@ pub fn bare_syn(c: &Cursor, proto: u16) -> bool {
     tcp && tcp_bare_syn(&c)
 }
 
-/// Zeroes a packet description in map memory (`TG_PACKET`, the replay
-/// record) with word stores. `*info = PacketInfo::default()` there
-/// compiled to a call to a byte-at-a-time `memset`, 52 rounds of a loop
-/// on every packet; volatile stores are not merged back into one.
-#[inline(always)]
-pub fn reset(info: &mut PacketInfo) {
-    const WORDS: usize = size_of::<PacketInfo>() / 4;
-    let p = (info as *mut PacketInfo).cast::<u32>();
-    for i in 0..WORDS {
-        unsafe { core::ptr::write_volatile(p.add(i), 0) };
-    }
-}
-
-/// Copies an IPv6 address into map memory word by word, for the reason
-/// `reset` gives (a plain copy became a byte-at-a-time `memmove`).
-#[inline(always)]
-fn copy_addr(to: &mut [u32; 4], from: &[u32; 4]) {
-    for i in 0..4 {
-        unsafe { core::ptr::write_volatile(&mut to[i], from[i]) };
-    }
-}
-
 /// Marks `info` malformed at `kind`; returns `None` so helpers can
 /// `return malformed(..)`.
 #[inline(always)]
