@@ -264,6 +264,10 @@ impl Lab {
                     "nud",
                     "permanent",
                 ])?;
+                // A host route to the server, so a client address outside
+                // the server's prefix (2001:db8:66::1 next to 2001:db8::1)
+                // still reaches it; the lab still has no default route.
+                ns.ip(&["route", "replace", s, "dev", CLIENT_IF])?;
             }
         }
         Ok(())
