@@ -342,6 +342,13 @@ struct CookieMetrics {
 
 impl CookieMetrics {
     fn new(r: &Registry) -> Self {
+        let verified_capacity = gauge(
+            r,
+            "tollgate_syn_cookies_verified_capacity",
+            "Verified sources the kernel remembers; past it the least recently verified is forgotten and proves itself with a fresh cookie on its next SYN.",
+        );
+        // A constant: set once, held by the registry.
+        verified_capacity.set(monitor_common::syncookie::MAX_VERIFIED as i64);
         Self {
             sent: int_counter(
                 r,
@@ -451,6 +458,7 @@ mod tests {
             "tollgate_syn_cookie_verified_syns_total 2",
             "tollgate_syn_cookie_failures_total 1",
             "tollgate_syn_cookies_verified_sources 7",
+            "tollgate_syn_cookies_verified_capacity 262144",
             "tollgate_syn_cookies_mode{configured=\"under_attack\"} 2",
             "tollgate_syn_cookie_mode_changes_total 2",
         ] {

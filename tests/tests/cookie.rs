@@ -19,7 +19,7 @@ use lab::packets::{Exts, Spec, linux_syn_options};
 use monitor_common::{
     maps::PROG_MAIN,
     reason::{Reason, Verdict},
-    syncookie::{CookieParams, cookie_event, cookie_mode},
+    syncookie::{CookieParams, MAX_VERIFIED, VerifiedKey, cookie_event, cookie_mode},
 };
 use tollgate::{
     loader::Tollgate,
@@ -388,6 +388,77 @@ fn replay_says_a_syn_would_get_a_cookie_and_sends_nothing() {
     assert_eq!((j.reason(), j.verdict()), (Reason::SynCookie, Verdict::Tx));
     assert_eq!(
         tg.maps.cookie_events().unwrap()[cookie_event::SENT as usize],
+        0
+    );
+}
+
+/// A filler source for the verified map: 2001:db8:f000::/48 and `i`.
+fn filler(i: u32) -> (std::net::Ipv6Addr, VerifiedKey) {
+    let mut o = [0u8; 16];
+    o[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0xf0, 0x00]);
+    o[12..].copy_from_slice(&i.to_be_bytes());
+    let words =
+        std::array::from_fn(|w| u32::from_ne_bytes(o[w * 4..w * 4 + 4].try_into().unwrap()));
+    (o.into(), VerifiedKey::v6(&words))
+}
+
+#[test]
+fn a_full_verified_map_forgets_the_oldest_which_prove_themselves_again() {
+    let mut tg = with_cookies(&Policy::default());
+    let until = tollgate::clock::coarse_ns() + 3600 * SEC;
+    let overfill = MAX_VERIFIED + 1024;
+    tg.maps
+        .remember_verified((0..overfill).map(|i| (filler(i).1, until)))
+        .expect("filling the verified map");
+    let held = tg.maps.verified_entries().unwrap();
+    assert!(
+        held <= MAX_VERIFIED as usize && held > MAX_VERIFIED as usize / 2,
+        "the LRU holds at most its capacity: {held}"
+    );
+
+    // A new client still verifies: the map takes it by forgetting others.
+    let client = "192.0.2.95";
+    let s = syn(client, 40000).build();
+    let (action, reply) = run(&tg, &s);
+    assert_eq!(action, XDP_TX);
+    let cookie = check_synack(&s, &reply, 1400);
+    assert_eq!(
+        run(&tg, &ack(client, 40000, cookie.wrapping_add(1))).0,
+        XDP_PASS
+    );
+    assert!(
+        tg.maps
+            .is_verified_entry(&VerifiedKey::v4(u32::from_ne_bytes(
+                client.parse::<std::net::Ipv4Addr>().unwrap().octets()
+            )))
+    );
+    assert_eq!(run(&tg, &syn(client, 40001).build()).0, XDP_PASS);
+    assert!(tg.maps.verified_entries().unwrap() <= MAX_VERIFIED as usize);
+
+    // The first fillers went first; one of them is challenged again (not
+    // dropped) and its handshake verifies it anew. A filler still held
+    // goes straight to the stack.
+    let (gone, gone_key) = (0..overfill)
+        .map(filler)
+        .find(|(_, k)| !tg.maps.is_verified_entry(k))
+        .expect("a filler was forgotten");
+    let (kept, _) = (0..overfill)
+        .rev()
+        .map(filler)
+        .find(|(_, k)| tg.maps.is_verified_entry(k))
+        .expect("a filler is still held");
+    assert_eq!(run(&tg, &syn(&kept.to_string(), 40000).build()).0, XDP_PASS);
+    let s = syn(&gone.to_string(), 40000).build();
+    let (action, reply) = run(&tg, &s);
+    assert_eq!(action, XDP_TX, "a forgotten source gets a cookie again");
+    let cookie = check_synack(&s, &reply, 1380);
+    assert_eq!(
+        run(&tg, &ack(&gone.to_string(), 40000, cookie.wrapping_add(1))).0,
+        XDP_PASS
+    );
+    assert!(tg.maps.is_verified_entry(&gone_key));
+    assert_eq!(
+        tg.maps.cookie_events().unwrap()[cookie_event::FAILED as usize],
         0
     );
 }

@@ -80,6 +80,37 @@ impl Maps {
             .count())
     }
 
+    /// Verified entries held, expired or not: at most `MAX_VERIFIED`,
+    /// the kernel's LRU evicting the least recently verified past it.
+    pub fn verified_entries(&self) -> Result<usize, MapError> {
+        super::batch::hash_values::<VerifiedKey, u64>(&self.verified_fd, VERIFIED_CHUNK)
+            .map(|v| v.len())
+            .map_err(syscall_error(
+                names::VERIFIED,
+                "batch reading",
+                "bpf_map_lookup_batch",
+            ))
+    }
+
+    /// Whether `key` is held (expired or not).
+    pub fn is_verified_entry(&self, key: &VerifiedKey) -> bool {
+        self.verified.get(key, 0).is_ok()
+    }
+
+    /// Marks `entries` verified until their expiry (coarse clock), as a
+    /// valid cookie would: benchmarks and tests fill the map this way.
+    pub fn remember_verified(
+        &mut self,
+        entries: impl IntoIterator<Item = (VerifiedKey, u64)>,
+    ) -> Result<(), MapError> {
+        for (key, until) in entries {
+            self.verified
+                .insert(key, until, 0)
+                .map_err(op(names::VERIFIED, "inserting"))?;
+        }
+        Ok(())
+    }
+
     /// Forgets every verified source (cookies unconfigured: a later
     /// configuration starts from nobody verified). Returns how many went.
     pub fn clear_verified(&mut self) -> Result<usize, MapError> {
