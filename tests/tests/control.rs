@@ -150,3 +150,101 @@ fn stuck_and_surplus_clients_never_keep_a_permitted_one_out() {
     // Still serving.
     assert!(d.json(&["status"])["packets"].is_object());
 }
+
+/// `events --follow` consumers past `control.max_clients`, one of them
+/// stopped past the idle timeout: each connects again when closed on
+/// and prints every event exactly once; when the daemon stops each ends
+/// quietly (status 0, one line on stderr).
+#[test]
+fn many_and_stopped_event_followers_each_see_every_event_once() {
+    use std::{
+        process::{Child, Stdio},
+        time::Duration,
+    };
+    let lab = lab::Lab::new("fol", &["192.0.2.72".parse().unwrap()]).unwrap();
+    let mut d = Daemon::in_lab(lab, "fol", |dir| {
+        lab::daemon::config(dir, "").replace(
+            "[control]\n",
+            "[control]\nidle_timeout = \"2s\"\nmax_clients = 20\n",
+        )
+    });
+    let out = std::env::temp_dir().join(format!("tg-followers-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    struct Followers(Vec<Child>, std::path::PathBuf);
+    impl Drop for Followers {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+    let spawn = |i: usize| {
+        Command::new(tollgate_bin())
+            .args(["events", "--follow", "--json", "--socket"])
+            .arg(d.socket())
+            .stdout(std::fs::File::create(out.join(format!("{i}.out"))).unwrap())
+            .stderr(std::fs::File::create(out.join(format!("{i}.err"))).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starting a follower")
+    };
+    let mut f = Followers((0..30).map(spawn).collect(), out.clone());
+    let signal = |c: &Child, sig| unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+    let added = |i: usize| {
+        std::fs::read_to_string(out.join(format!("{i}.out")))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"ban_added\""))
+            .count()
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    signal(&f.0[0], libc::SIGSTOP);
+    for n in 1..=5 {
+        d.json(&["ban", "add", &format!("203.0.113.{n}/32"), "--ttl", "10m"]);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (1..30).any(|i| added(i) < 5) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let behind: Vec<String> = (1..30)
+        .filter(|i| added(*i) < 5)
+        .map(|i| {
+            let err = std::fs::read_to_string(out.join(format!("{i}.err"))).unwrap_or_default();
+            let o = std::fs::read_to_string(out.join(format!("{i}.out"))).unwrap_or_default();
+            format!("{i}: {} bans, stderr {err:?} out {o:?}", added(i))
+        })
+        .collect();
+    assert!(behind.is_empty(), "followers behind after 30s: {behind:#?}");
+    // Stopped past the idle timeout: the daemon closed it meanwhile.
+    std::thread::sleep(Duration::from_secs(3));
+    signal(&f.0[0], libc::SIGCONT);
+    lab::daemon::eventually(
+        "the stopped follower catches up",
+        Duration::from_secs(30),
+        || (added(0) >= 5).then_some(()),
+    );
+    for i in 0..30 {
+        assert_eq!(added(i), 5, "follower {i} printed each ban once");
+    }
+    assert!(d.json(&["status"])["packets"].is_object());
+    assert!(
+        d.log().contains("control_connection_evicted"),
+        "the churn past max_clients is logged"
+    );
+
+    d.stop();
+    for (i, c) in f.0.iter_mut().enumerate() {
+        let status = lab::daemon::eventually("the follower ends", Duration::from_secs(10), || {
+            c.try_wait().unwrap()
+        });
+        assert!(status.success(), "follower {i}: {status}");
+        let err = std::fs::read_to_string(out.join(format!("{i}.err"))).unwrap();
+        assert!(
+            err.contains("stopped: its socket refuses connections; no more events"),
+            "follower {i}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "follower {i}: {err}");
+    }
+}

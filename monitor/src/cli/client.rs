@@ -1,7 +1,7 @@
 //! The subcommands that talk to the running daemon: each sends one
 //! request and prints its typed reply, as text or (`--json`) as JSON.
 
-use std::io::Write as _;
+use std::{io::Write as _, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -10,7 +10,7 @@ use super::{
     print::Text,
 };
 use crate::control::{
-    Client, Request,
+    Client, ClientError, Request,
     replies::{
         Banned, Bans, Events, LimitChanged, Reloaded, RuleChanged, Rules, Status, Top, Unbanned,
     },
@@ -117,12 +117,46 @@ pub fn reload(c: &ClientArgs) -> anyhow::Result<()> {
 }
 
 /// Prints the daemon's events, and with `follow` keeps printing new ones
-/// (until interrupted).
+/// until interrupted or the daemon stops. A follower whose connection
+/// the daemon closed (to make room past `control.max_clients`, or idle
+/// past `control.idle_timeout` while this process was stopped) connects
+/// again and asks from the last event it printed, so it misses none.
 pub fn events(c: &ClientArgs, follow: bool) -> anyhow::Result<()> {
     let mut conn = Client::connect(&c.socket)?;
+    let mut fresh = true;
     let mut since = 0;
+    let mut backoff = Duration::from_millis(50);
     loop {
-        let batch: Events = conn.call(Request::Events { since })?;
+        let batch: Events = match conn.call(Request::Events { since }) {
+            Ok(b) => b,
+            // Refused on a new connection: the daemon's answer stands.
+            Err(e @ ClientError::Refused(_)) if fresh => return Err(e.into()),
+            // Closed on us (room made for others, or idle past the
+            // timeout while this process was stopped: the daemon's
+            // parting message comes back as the answer): connect again,
+            // backing off while it keeps happening.
+            Err(_) if follow => match {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                Client::connect(&c.socket)
+            } {
+                Ok(next) => {
+                    conn = next;
+                    fresh = true;
+                    continue;
+                }
+                Err(_) => {
+                    eprintln!(
+                        "tollgate: the daemon at {} stopped: its socket refuses connections; no more events",
+                        c.socket.display()
+                    );
+                    return Ok(());
+                }
+            },
+            Err(e) => return Err(e.into()),
+        };
+        fresh = false;
+        backoff = Duration::from_millis(50);
         let mut out = std::io::stdout().lock();
         for e in batch.events {
             since = since.max(e.seq);
@@ -137,6 +171,6 @@ pub fn events(c: &ClientArgs, follow: bool) -> anyhow::Result<()> {
         }
         out.flush()?;
         drop(out);
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(500));
     }
 }

@@ -27,8 +27,10 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    // No `#[source]`: the message carries it, and anyhow's chain would
+    // print it twice.
     #[error("talking to the daemon failed: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("the daemon closed the connection without answering")]
     Closed,
     #[error(
@@ -37,6 +39,12 @@ pub enum ClientError {
     Garbled(serde_json::Error),
     #[error("{0}")]
     Refused(String),
+}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 impl Client {
