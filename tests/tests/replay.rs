@@ -262,26 +262,42 @@ fn field(v: &Value) -> String {
 
 /// Every field the replay reports that tshark reads too: VLAN IDs,
 /// family, addresses, protocol, fragment state, ports and TCP flags.
-fn assert_reads_as_tshark(n: usize, what: &str, ours: &Value, t: &Tshark) {
+/// Returns those read differently, each with both readings.
+fn differences(ours: &Value, t: &Tshark) -> Vec<String> {
     let vlan: Vec<String> = ours["vlan"].as_array().unwrap().iter().map(field).collect();
-    let case = format!("frame {n} ({what})");
-    assert_eq!(vlan.join(","), t.vlan, "{case}: VLAN IDs");
-    assert_eq!(ours["family"], t.family, "{case}: family");
-    assert_eq!(field(&ours["src"]), t.src, "{case}: source");
-    assert_eq!(field(&ours["dst"]), t.dst, "{case}: destination");
-    assert_eq!(
-        ours["proto"].as_u64().map(|p| p as u8),
-        t.proto,
-        "{case}: protocol"
-    );
-    assert_eq!(ours["frag"].as_str(), t.frag, "{case}: fragment state");
-    assert_eq!(field(&ours["sport"]), t.sport, "{case}: source port");
-    assert_eq!(field(&ours["dport"]), t.dport, "{case}: destination port");
     let flags = ours["tcp_flags"]
         .as_u64()
         .map(|f| format!("0x{f:04x}"))
         .unwrap_or_default();
-    assert_eq!(flags, t.tcp_flags, "{case}: TCP flags");
+    let pairs = [
+        ("VLAN IDs", vlan.join(","), t.vlan.clone()),
+        ("family", field(&ours["family"]), t.family.to_owned()),
+        ("source", field(&ours["src"]), t.src.clone()),
+        ("destination", field(&ours["dst"]), t.dst.clone()),
+        (
+            "protocol",
+            format!("{:?}", ours["proto"].as_u64().map(|p| p as u8)),
+            format!("{:?}", t.proto),
+        ),
+        (
+            "fragment state",
+            format!("{:?}", ours["frag"].as_str()),
+            format!("{:?}", t.frag),
+        ),
+        ("source port", field(&ours["sport"]), t.sport.clone()),
+        ("destination port", field(&ours["dport"]), t.dport.clone()),
+        ("TCP flags", flags, t.tcp_flags.clone()),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(what, a, b)| format!("{what}: tollgate {a:?}, tshark {b:?}"))
+        .collect()
+}
+
+fn assert_reads_as_tshark(n: usize, what: &str, ours: &Value, t: &Tshark) {
+    let d = differences(ours, t);
+    assert!(d.is_empty(), "frame {n} ({what}): {d:#?}");
 }
 
 #[test]
