@@ -16,6 +16,21 @@ chmod 0755 "$stage"
 install -D -m 0755 "$bin" "$stage/usr/bin/tollgate"
 install -D -m 0644 "$here/tollgate.service" "$stage/lib/systemd/system/tollgate.service"
 install -D -m 0640 "$here/../etc/tollgate.toml" "$stage/etc/tollgate/tollgate.toml"
+# Documentation generated from the binary's own clap definitions: manual
+# pages (section 8) and shell completions.
+man="$stage/usr/share/man/man8"
+"$bin" man --out-dir "$man"
+gzip -9n "$man"/*.8
+install -d -m 0755 "$stage/usr/share/bash-completion/completions" \
+    "$stage/usr/share/zsh/vendor-completions" "$stage/usr/share/fish/vendor_completions.d"
+"$bin" completions bash > "$stage/usr/share/bash-completion/completions/tollgate"
+"$bin" completions zsh > "$stage/usr/share/zsh/vendor-completions/_tollgate"
+"$bin" completions fish > "$stage/usr/share/fish/vendor_completions.d/tollgate.fish"
+# Monitoring: alert rules (with their promtool tests) and the dashboard.
+for f in tollgate-alerts.yml tollgate-alerts.test.yml grafana-dashboard.json; do
+    install -D -m 0644 "$here/../monitoring/$f" "$stage/usr/share/tollgate/monitoring/$f"
+done
+install -D -m 0644 "$here/../README.md" "$stage/usr/share/doc/tollgate/README.md"
 install -d -m 0755 "$stage/DEBIAN"
 for s in postinst prerm postrm; do
     install -m 0755 "$here/debian/$s" "$stage/DEBIAN/$s"

@@ -79,7 +79,9 @@ pub enum LoadError {
 /// fallback for drivers without XDP support, never chosen silently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum AttachMode {
+    /// In the driver, before the kernel builds an skb (fastest).
     Native,
+    /// After the skb is built: any interface, for drivers without XDP.
     Generic,
 }
 

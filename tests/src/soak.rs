@@ -239,6 +239,7 @@ fn churn(socket: &Path, churning: &AtomicBool, counts: &Churn) {
                     cidr: CHURN_BAN.into(),
                     ttl: "10m".into(),
                     reason: Some("soak churn".into()),
+                    force: false,
                 }
             } else {
                 Request::BanRemove {
@@ -253,6 +254,7 @@ fn churn(socket: &Path, churning: &AtomicBool, counts: &Churn) {
                 limit: Default::default(),
                 monitor: false,
                 comment: None,
+                force: false,
             };
             (add, &counts.rules)
         } else {

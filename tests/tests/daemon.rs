@@ -163,11 +163,42 @@ fn cli_changes_take_effect_on_live_traffic_and_survive_a_restart() {
     // The lockout guard.
     let err = d.refused(&["rules", "add", "192.0.2.0/24", "--action", "deny"]);
     assert!(
-        err.contains("would deny the management network 192.0.2.250/32"),
+        err.contains("would deny the management network 192.0.2.250/32")
+            && err.contains("narrow the rule to leave 192.0.2.250/32 out"),
         "{err}"
     );
     let err = d.refused(&["ban", "add", "192.0.2.250", "--ttl", "1m"]);
-    assert!(err.contains("would cover the management network"), "{err}");
+    assert!(
+        err.contains("192.0.2.250/32 is inside the management network 192.0.2.250/32")
+            && err.contains("take it out of [management]"),
+        "{err}"
+    );
+    let err = d.refused(&["ban", "add", "192.0.0.0/16", "--ttl", "1m"]);
+    assert!(
+        err.contains("ban a narrower prefix that leaves 192.0.2.250/32 out"),
+        "{err}"
+    );
+    // A catch-all deny or ban needs --force.
+    let err = d.refused(&["ban", "add", "0.0.0.0/0", "--ttl", "1m"]);
+    assert!(
+        err.contains("every IPv4 packet") && err.contains("pass --force"),
+        "{err}"
+    );
+    let err = d.refused(&["rules", "add", "::/0", "--action", "deny"]);
+    assert!(
+        err.contains("every IPv6 packet") && err.contains("pass --force"),
+        "{err}"
+    );
+    d.json(&["ban", "add", "::/0", "--ttl", "1m", "--force"]);
+    assert!(d.json(&["ban", "list"]).to_string().contains("::/0"));
+    d.json(&["ban", "remove", "::/0"]);
+    // A duplicate of a config rule names a change that works.
+    let err = d.refused(&["rules", "add", "192.0.2.41/32", "--action", "deny"]);
+    assert!(
+        err.contains("192.0.2.41/32 already has a rule in")
+            && err.contains("change it there and run `tollgate reload`"),
+        "{err}"
+    );
     let log = d.log();
     assert!(
         log.contains("\"event\":\"ban_added\""),

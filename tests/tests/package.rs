@@ -82,6 +82,16 @@ fn the_debian_package_installs_upgrades_and_removes_cleanly() {
         "lib/systemd/system/tollgate.service",
         "etc/tollgate/tollgate.toml",
         "etc/systemd/system/multi-user.target.wants/tollgate.service",
+        "usr/share/man/man8/tollgate.8.gz",
+        "usr/share/man/man8/tollgate-ban-add.8.gz",
+        "usr/share/man/man8/tollgate-events.8.gz",
+        "usr/share/bash-completion/completions/tollgate",
+        "usr/share/zsh/vendor-completions/_tollgate",
+        "usr/share/fish/vendor_completions.d/tollgate.fish",
+        "usr/share/tollgate/monitoring/tollgate-alerts.yml",
+        "usr/share/tollgate/monitoring/tollgate-alerts.test.yml",
+        "usr/share/tollgate/monitoring/grafana-dashboard.json",
+        "usr/share/doc/tollgate/README.md",
     ] {
         // symlink_metadata: the enablement link points at /lib/..., which
         // resolves inside the root, not here.
@@ -95,11 +105,36 @@ fn the_debian_package_installs_upgrades_and_removes_cleanly() {
     // The installed binary is the one built, and it runs.
     let v = run(Command::new(root.join("usr/bin/tollgate")).arg("--version"));
     assert!(v.contains("tollgate"), "{v}");
-    // The shipped config is valid as shipped.
+    // The shipped config is valid as shipped (its group is the package's,
+    // which exists in the root, not on this host: `--no-interfaces`).
     let checked = run(Command::new(root.join("usr/bin/tollgate"))
-        .arg("check-config")
+        .args(["check-config", "--no-interfaces"])
         .arg(root.join("etc/tollgate/tollgate.toml")));
     assert!(checked.contains("ok"), "{checked}");
+    let shipped = tollgate::config::load(&root.join("etc/tollgate/tollgate.toml"), false).unwrap();
+    let group = shipped.socket_group.expect("control.group set");
+    assert!(
+        group_line(&root).is_some_and(|l| l.starts_with(&format!("{group}:"))),
+        "the config's control group {group} is the package's"
+    );
+    // The man page renders and documents a subcommand; the completions
+    // know the subcommands; the alert rules pass promtool where installed.
+    let page = run(Command::new("man")
+        .arg("-l")
+        .arg(root.join("usr/share/man/man8/tollgate-ban-add.8.gz")));
+    assert!(
+        page.contains("--ttl") && page.contains("How long"),
+        "{page}"
+    );
+    let bash = std::fs::read_to_string(root.join("usr/share/bash-completion/completions/tollgate"))
+        .unwrap();
+    for sub in ["status", "ban", "rules", "events", "replay"] {
+        assert!(bash.contains(sub), "bash completion for {sub}");
+    }
+    let checked = run(Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(root.join("usr/share/tollgate/monitoring/tollgate-alerts.yml")));
+    assert!(checked.contains("SUCCESS"), "{checked}");
 
     // An operator's edit survives the upgrade (a conffile), and so does
     // their choice to disable the service.

@@ -42,6 +42,7 @@ fn policy_swaps_every_few_milliseconds_leave_nothing_unenforced_and_every_count_
                     limit: Default::default(),
                     monitor: false,
                     comment: None,
+                    force: false,
                 };
                 let remove = Request::RulesRemove {
                     cidr: "198.51.100.0/24".into(),

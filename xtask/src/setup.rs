@@ -30,6 +30,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("linux-perf", "perf"),
     ("systemd", "systemd-analyze"),
     ("util-linux", "setpriv"),
+    // The package test reads the installed man pages.
+    ("man-db", "man"),
     // The SYN-cookie lab: a real web server, the kernel's SYNPROXY and a
     // real client.
     ("nginx", "nginx"),

@@ -31,6 +31,7 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Check a config file without touching the kernel.
     CheckConfig {
+        /// The config file, e.g. /etc/tollgate/tollgate.toml.
         file: PathBuf,
         /// Do not check that the interfaces and the control group exist
         /// here (checking a file for another host).
@@ -39,10 +40,12 @@ pub enum Command {
     },
     /// The running daemon: interfaces, counters, sources, bans.
     Status(ClientArgs),
-    /// The top sources.
+    /// The top sources: their totals, current rates and drops by reason.
     Top {
+        /// How many sources to show.
         #[arg(short = 'n', default_value_t = 10)]
         n: usize,
+        /// What to rank the sources by.
         #[arg(long, value_enum, default_value_t = TopBy::Packets)]
         by: TopBy,
         #[command(flatten)]
@@ -63,11 +66,26 @@ pub enum Command {
         #[command(subcommand)]
         op: BanOp,
     },
-    /// Re-read the config file (a broken file changes nothing).
+    /// Re-read the daemon's config file (a broken file changes nothing).
     Reload(ClientArgs),
+    /// Print a shell completion script, e.g. `tollgate completions bash >
+    /// /usr/share/bash-completion/completions/tollgate` (the package
+    /// installs them).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `tollgate man | man -l -`.
+    Man {
+        /// Write tollgate.8 and one page per subcommand here instead (as
+        /// the package installs them).
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Detections, bans, unbans and expiries, oldest first.
     Events {
-        /// Keep printing new events as they happen (until interrupted).
+        /// Keep printing new events as they happen (until interrupted or
+        /// the daemon stops).
         #[arg(long)]
         follow: bool,
         #[command(flatten)]
@@ -77,24 +95,36 @@ pub enum Command {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum TopBy {
+    /// Packets seen.
     Packets,
+    /// Bytes seen.
     Bytes,
+    /// Packets dropped.
     Drops,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum RuleActionArg {
+    /// Never limit or ban the CIDR.
     Allow,
+    /// Drop everything from the CIDR.
     Deny,
+    /// Hold the CIDR's sources to the limit given with the rate flags.
     Limit,
 }
 
-/// How to reach the daemon, and how to print.
-#[derive(Args, Debug, Clone)]
+/// Where the running daemon's control socket is, and how to print its
+/// answer.
+#[derive(Args, Debug, Clone, Default)]
 pub struct ClientArgs {
-    /// The daemon's control socket.
-    #[arg(long, default_value = "/run/tollgate/control.sock")]
-    pub socket: PathBuf,
+    /// The daemon's control socket [default: $TOLLGATE_SOCKET, else the
+    /// `control.socket` of --config, else /run/tollgate/control.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Find the control socket in this config file (its
+    /// `control.socket`).
+    #[arg(long, value_name = "FILE", conflicts_with = "socket")]
+    pub config: Option<PathBuf>,
     /// Print the daemon's JSON answer (for scripts).
     #[arg(long)]
     pub json: bool,
@@ -103,21 +133,29 @@ pub struct ClientArgs {
 /// Rates as in the config file: `10k`, `5MB`, `100Mbit`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct LimitArgs {
-    #[arg(long)]
+    /// Sustained packets per second per source, e.g. `1k`.
+    #[arg(long, value_name = "RATE")]
     pub packets_per_second: Option<String>,
-    #[arg(long)]
+    /// Packets a source may send at once above the sustained rate.
+    #[arg(long, value_name = "COUNT")]
     pub burst_packets: Option<String>,
-    #[arg(long)]
+    /// Sustained bytes per second per source, e.g. `5MB` or `40Mbit`.
+    #[arg(long, value_name = "RATE")]
     pub bytes_per_second: Option<String>,
-    #[arg(long)]
+    /// Bytes a source may send at once above the sustained rate.
+    #[arg(long, value_name = "SIZE")]
     pub burst_bytes: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum RulesOp {
+    /// The rules in force, from the config file and from the CLI.
     List(ClientArgs),
+    /// Add a rule at runtime (kept across restarts in the state file).
     Add {
+        /// An address or prefix, e.g. 203.0.113.0/24 or 2001:db8:1::/48.
         cidr: String,
+        /// What the rule does to the CIDR's sources.
         #[arg(long, value_enum)]
         action: RuleActionArg,
         #[command(flatten)]
@@ -125,12 +163,18 @@ pub enum RulesOp {
         /// Count what the rule would drop, and pass it.
         #[arg(long)]
         monitor: bool,
+        /// A note shown in `rules list` and the events.
         #[arg(long)]
         comment: Option<String>,
+        /// Add a catch-all rule (`0.0.0.0/0`, `::/0`) that denies.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Remove a rule added at runtime.
     Remove {
+        /// The rule's CIDR, as `rules list` shows it.
         cidr: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -168,19 +212,28 @@ pub enum LimitOp {
 
 #[derive(Subcommand, Debug)]
 pub enum BanOp {
+    /// Ban an address or prefix for a while (dropped in XDP until then,
+    /// across daemon restarts).
     Add {
         /// An address or prefix, e.g. 198.51.100.7 or 2001:db8:1::/64.
         cidr: String,
         /// How long: `30s`, `10m`, `1h` (at most `30d`).
         #[arg(long)]
         ttl: String,
+        /// Why, shown in `ban list` and the events.
         #[arg(long)]
         reason: Option<String>,
+        /// Ban a catch-all prefix (`0.0.0.0/0`, `::/0`): everything.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The bans in force, with their time left and origin.
     List(ClientArgs),
+    /// Lift a ban now.
     Remove {
+        /// The ban's CIDR, as `ban list` shows it.
         cidr: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -219,7 +272,9 @@ pub struct RunArgs {
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum LogFormatArg {
+    /// One readable line per event.
     Text,
+    /// One JSON object per line, for log shippers.
     Json,
 }
 
@@ -243,7 +298,9 @@ pub struct ReplayArgs {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum MalformedArg {
+    /// Drop them (counted under the header that could not be read).
     Drop,
+    /// Pass them to the stack (still counted).
     Pass,
 }
 
@@ -311,6 +368,32 @@ impl PolicyArgs {
     }
 }
 
+/// The variable naming the control socket when `--socket` does not.
+pub const SOCKET_ENV: &str = "TOLLGATE_SOCKET";
+
+impl ClientArgs {
+    /// The control socket to use, and where that choice came from:
+    /// `--socket`, then `$TOLLGATE_SOCKET`, then `--config`'s
+    /// `control.socket`, then the packaged default.
+    pub fn socket(&self) -> anyhow::Result<(PathBuf, String)> {
+        if let Some(s) = &self.socket {
+            return Ok((s.clone(), "--socket".into()));
+        }
+        if let Some(s) = std::env::var_os(SOCKET_ENV).filter(|s| !s.is_empty()) {
+            return Ok((s.into(), format!("${SOCKET_ENV}")));
+        }
+        if let Some(file) = &self.config {
+            let c =
+                crate::config::load(file, false).map_err(|e| anyhow::anyhow!("--config: {e}"))?;
+            return Ok((c.socket, format!("control.socket in {}", file.display())));
+        }
+        Ok((DEFAULT_SOCKET.into(), "the default".into()))
+    }
+}
+
+/// Where the packaged config puts the control socket.
+pub const DEFAULT_SOCKET: &str = "/run/tollgate/control.sock";
+
 impl LimitArgs {
     pub fn spec(&self) -> crate::policy::LimitSpec {
         crate::policy::LimitSpec {
@@ -325,5 +408,119 @@ impl LimitArgs {
 impl RunArgs {
     pub fn stats_interval(&self) -> Option<Duration> {
         (self.stats_interval > 0).then(|| Duration::from_secs(self.stats_interval))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// Every subcommand, argument and possible value explains itself in
+    /// `--help` and the man pages.
+    #[test]
+    fn every_subcommand_argument_and_value_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if cmd.get_about().is_none() {
+                missing.push(format!("{path}: no description"));
+            }
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() {
+                    missing.push(format!("{path} {id}: no help"));
+                }
+                // Our own value enums; `true`/`false` and shell names
+                // (clap_complete's) speak for themselves.
+                let values = a.get_possible_values();
+                let own = a.get_action().takes_values() && id != "shell";
+                for v in values.iter().filter(|_| own) {
+                    if v.get_help().is_none() && !matches!(v.get_name(), "true" | "false") {
+                        missing.push(format!("{path} {id}={}: no help", v.get_name()));
+                    }
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "tollgate", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
+
+    /// A subcommand taking only the client options has its own
+    /// description, not the options' ("How to reach the daemon...").
+    #[test]
+    fn subcommand_descriptions_are_their_own() {
+        let cmd = Cli::command();
+        let mut seen = std::collections::BTreeMap::new();
+        fn walk(
+            cmd: &clap::Command,
+            path: String,
+            seen: &mut std::collections::BTreeMap<String, String>,
+        ) {
+            if let Some(about) = cmd.get_about() {
+                seen.insert(path.clone(), about.to_string());
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, format!("{path} {}", sub.get_name()), seen);
+            }
+        }
+        walk(&cmd, "tollgate".into(), &mut seen);
+        let mut by_text: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (path, about) in &seen {
+            by_text.entry(about).or_default().push(path);
+        }
+        let shared: Vec<_> = by_text.into_iter().filter(|(_, p)| p.len() > 1).collect();
+        assert!(shared.is_empty(), "descriptions shared: {shared:#?}");
+    }
+
+    #[test]
+    fn the_socket_comes_from_the_flag_the_environment_or_the_config() {
+        let flag = ClientArgs {
+            socket: Some("/tmp/a.sock".into()),
+            ..ClientArgs::default()
+        };
+        assert_eq!(flag.socket().unwrap().1, "--socket");
+        let dir = std::env::temp_dir().join(format!("tg-cli-socket-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.toml");
+        std::fs::write(
+            &file,
+            "interfaces = [\"lo\"]\n[control]\nsocket = \"/tmp/from-config.sock\"\n",
+        )
+        .unwrap();
+        let from_config = ClientArgs {
+            config: Some(file.clone()),
+            ..ClientArgs::default()
+        };
+        // The environment is not set in the test runner unless a test
+        // sets it; none does.
+        assert!(std::env::var_os(SOCKET_ENV).is_none());
+        let (path, from) = from_config.socket().unwrap();
+        assert_eq!(path, PathBuf::from("/tmp/from-config.sock"));
+        assert!(from.contains("control.socket in"), "{from}");
+        let (path, from) = ClientArgs::default().socket().unwrap();
+        assert_eq!(
+            (path.to_str().unwrap(), from.as_str()),
+            (DEFAULT_SOCKET, "the default")
+        );
+        let bad = ClientArgs {
+            config: Some(dir.join("missing.toml")),
+            ..ClientArgs::default()
+        };
+        assert!(
+            bad.socket()
+                .unwrap_err()
+                .to_string()
+                .starts_with("--config: ")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,12 +1,12 @@
 //! The subcommands that talk to the running daemon: each sends one
 //! request and prints its typed reply, as text or (`--json`) as JSON.
 
-use std::{io::Write as _, time::Duration};
+use std::{io::Write as _, path::PathBuf, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
-    args::{BanOp, ClientArgs, LimitOp, RuleActionArg, RulesOp, TopBy},
+    args::{BanOp, ClientArgs, LimitOp, RuleActionArg, RulesOp, SOCKET_ENV, TopBy},
     print::Text,
 };
 use crate::control::{
@@ -16,12 +16,26 @@ use crate::control::{
     },
 };
 
+/// Connects to the socket `c` names; a failure says which socket was
+/// tried, chosen how, and how to point elsewhere.
+fn connect(c: &ClientArgs) -> anyhow::Result<(Client, PathBuf)> {
+    let (path, from) = c.socket()?;
+    match Client::connect(&path) {
+        Ok(conn) => Ok((conn, path)),
+        Err(ClientError::Connect { source, .. }) => anyhow::bail!(
+            "cannot connect to the daemon at {} ({from}): {source}; is `tollgate run` running, and may you use its socket (root, or the configured group)? To reach another daemon: --socket PATH, {SOCKET_ENV}=PATH, or --config FILE (its control.socket)",
+            path.display()
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Sends `req` and prints the reply `R`.
 fn call<R: DeserializeOwned + Serialize + Text>(
     c: &ClientArgs,
     req: Request,
 ) -> anyhow::Result<()> {
-    let reply: R = Client::connect(&c.socket)?.call(req)?;
+    let reply: R = connect(c)?.0.call(req)?;
     let mut out = std::io::stdout().lock();
     if c.json {
         writeln!(out, "{}", serde_json::to_string(&reply)?)?;
@@ -53,6 +67,7 @@ pub fn rules(op: RulesOp) -> anyhow::Result<()> {
             limit,
             monitor,
             comment,
+            force,
             client,
         } => {
             let action = match action {
@@ -68,6 +83,7 @@ pub fn rules(op: RulesOp) -> anyhow::Result<()> {
                     limit: limit.spec(),
                     monitor,
                     comment,
+                    force,
                 },
             )
         }
@@ -105,8 +121,17 @@ pub fn ban(op: BanOp) -> anyhow::Result<()> {
             cidr,
             ttl,
             reason,
+            force,
             client,
-        } => call::<Banned>(&client, Request::BanAdd { cidr, ttl, reason }),
+        } => call::<Banned>(
+            &client,
+            Request::BanAdd {
+                cidr,
+                ttl,
+                reason,
+                force,
+            },
+        ),
         BanOp::List(c) => call::<Bans>(&c, Request::BanList),
         BanOp::Remove { cidr, client } => call::<Unbanned>(&client, Request::BanRemove { cidr }),
     }
@@ -122,7 +147,7 @@ pub fn reload(c: &ClientArgs) -> anyhow::Result<()> {
 /// past `control.idle_timeout` while this process was stopped) connects
 /// again and asks from the last event it printed, so it misses none.
 pub fn events(c: &ClientArgs, follow: bool) -> anyhow::Result<()> {
-    let mut conn = Client::connect(&c.socket)?;
+    let (mut conn, socket) = connect(c)?;
     let mut fresh = true;
     let mut since = 0;
     let mut backoff = Duration::from_millis(50);
@@ -138,7 +163,7 @@ pub fn events(c: &ClientArgs, follow: bool) -> anyhow::Result<()> {
             Err(_) if follow => match {
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(2));
-                Client::connect(&c.socket)
+                Client::connect(&socket)
             } {
                 Ok(next) => {
                     conn = next;
@@ -148,7 +173,7 @@ pub fn events(c: &ClientArgs, follow: bool) -> anyhow::Result<()> {
                 Err(_) => {
                     eprintln!(
                         "tollgate: the daemon at {} stopped: its socket refuses connections; no more events",
-                        c.socket.display()
+                        socket.display()
                     );
                     return Ok(());
                 }

@@ -1,9 +1,11 @@
 //! The `tollgate` command line: its arguments (`args`), the subcommands
 //! that talk to the daemon (`client`, printing typed replies with
-//! `print`) and those that do not (`local`).
+//! `print`), those that do not (`local`), and its own documentation
+//! (`docs`: completions and man pages).
 
 pub mod args;
 mod client;
+mod docs;
 mod local;
 mod print;
 
@@ -44,6 +46,8 @@ pub fn main() -> ExitCode {
         Command::Ban { op } => client::ban(op),
         Command::Reload(c) => client::reload(&c),
         Command::Events { follow, client: c } => client::events(&c, follow),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { out_dir } => docs::man(out_dir.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -360,7 +360,7 @@ burst_packets = 2000
         ),
         (
             "interfaces = [\"lo\"]\n[management]\ncidrs = [\"203.0.113.0/24\"]\n[[rule]]\ncidr = \"203.0.113.128/25\"\naction = \"deny\"\n",
-            "t.toml:5: rule[1].cidr: 203.0.113.128/25 would deny the management network 203.0.113.0/24 (the operator's own access); management CIDRs are always allowed, so narrow the rule to leave 203.0.113.0/24 out",
+            "t.toml:5: rule[1].cidr: 203.0.113.128/25 is inside the management network 203.0.113.0/24 (the operator's own access), which is always allowed, so a rule cannot deny it; to deny 203.0.113.128/25, take it out of [management] in the config first",
         ),
         (
             "interfaces = []\n",

@@ -33,6 +33,9 @@ pub enum Request {
         monitor: bool,
         #[serde(default)]
         comment: Option<String>,
+        /// Take a catch-all deny (`0.0.0.0/0`, `::/0`).
+        #[serde(default)]
+        force: bool,
     },
     RulesRemove {
         cidr: String,
@@ -60,6 +63,9 @@ pub enum Request {
         ttl: String,
         #[serde(default)]
         reason: Option<String>,
+        /// Take a catch-all ban (`0.0.0.0/0`, `::/0`).
+        #[serde(default)]
+        force: bool,
     },
     BanList,
     BanRemove {
@@ -146,7 +152,8 @@ mod tests {
             Request::BanAdd {
                 cidr: "192.0.2.7/32".into(),
                 ttl: "10m".into(),
-                reason: None
+                reason: None,
+                force: false,
             }
         );
         assert!(

@@ -25,8 +25,8 @@ use crate::{
     },
     events::event,
     policy::{
-        Action, LimitSpec, Origin, Rule, action_name, ban_ttl, guard_ban, guard_rule, parse_cidr,
-        parse_rule,
+        Action, LimitSpec, Origin, Rule, action_name, ban_ttl, guard_ban, guard_catch_all,
+        guard_rule, parse_cidr, parse_rule,
     },
     snapshot::{CookieStats, Snapshot, TOP_MAX},
 };
@@ -70,7 +70,8 @@ impl Daemon {
                 limit,
                 monitor,
                 comment,
-            } => reply(self.rules_add(&cidr, &action, &limit, monitor, comment)),
+                force,
+            } => reply(self.rules_add(&cidr, &action, &limit, (monitor, force), comment)),
             Request::RulesRemove { cidr } => reply(self.rules_remove(&cidr)),
             Request::LimitShow => reply(Ok::<_, String>(
                 self.rules_list(|r| matches!(r.action, Action::Limit(_))),
@@ -81,7 +82,12 @@ impl Daemon {
                 monitor,
             } => reply(self.limit_set(cidr.as_deref(), &limit, monitor)),
             Request::LimitReset { cidr } => reply(self.limit_reset(cidr.as_deref())),
-            Request::BanAdd { cidr, ttl, reason } => reply(self.ban_add(&cidr, &ttl, reason)),
+            Request::BanAdd {
+                cidr,
+                ttl,
+                reason,
+                force,
+            } => reply(self.ban_add(&cidr, &ttl, reason, force)),
             Request::BanList => reply(Ok::<_, String>(self.ban_list())),
             Request::BanRemove { cidr } => reply(self.ban_remove(&cidr)),
             Request::Reload => reply(self.reload()),
@@ -185,16 +191,25 @@ impl Daemon {
         cidr: &str,
         action: &str,
         limit: &LimitSpec,
-        monitor: bool,
+        (monitor, force): (bool, bool),
         comment: Option<String>,
     ) -> Result<RuleChanged, String> {
         let net = parse_cidr(cidr)?;
-        if self.rules.find(&self.config, net).is_some() {
-            return Err(format!(
-                "{net} already has a rule; `tollgate rules remove {net}` first, or `tollgate limit set --cidr {net}` to change its numbers"
-            ));
+        if let Some((_, origin)) = self.rules.find(&self.config, net) {
+            return Err(match origin {
+                Origin::Runtime => format!(
+                    "{net} already has a rule; `tollgate rules remove {net}` first, or `tollgate limit set --cidr {net}` to change a limit's numbers"
+                ),
+                _ => format!(
+                    "{net} already has a rule in {}; change it there and run `tollgate reload`, or `tollgate limit set --cidr {net}` to change a limit's numbers at runtime",
+                    self.config.path.display()
+                ),
+            });
         }
         let rule = parse_rule(&net.to_string(), action, limit, monitor)?;
+        if matches!(rule.action, Action::Deny) {
+            guard_catch_all(&net, "a deny rule", force)?;
+        }
         guard_rule(&self.config.management, &rule)?;
         let shown = action_name(&rule.action);
         self.change_rules(|book| {
@@ -238,9 +253,16 @@ impl Daemon {
         })
     }
 
-    fn ban_add(&mut self, cidr: &str, ttl: &str, reason: Option<String>) -> Result<Banned, String> {
+    fn ban_add(
+        &mut self,
+        cidr: &str,
+        ttl: &str,
+        reason: Option<String>,
+        force: bool,
+    ) -> Result<Banned, String> {
         let net = parse_cidr(cidr)?;
         let ttl = ban_ttl(ttl).map_err(|e| format!("--ttl {e}"))?;
+        guard_catch_all(&net, "a ban", force)?;
         guard_ban(&self.config.management, &net)?;
         self.bans
             .place(&mut self.tg.maps, net, ttl, reason.clone(), "manual")

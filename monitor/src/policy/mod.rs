@@ -19,7 +19,7 @@ mod guard;
 mod prefix;
 mod values;
 
-pub use guard::{guard_ban, guard_rule};
+pub use guard::{guard_ban, guard_catch_all, guard_rule};
 pub use prefix::PrefixLimit;
 pub use values::{
     LimitError, LimitField, LimitSpec, MAX_BAN, RATES_ONLY_FOR_LIMIT, action_name, ban_ttl,
