@@ -212,11 +212,11 @@ impl Metrics {
                 }
             }
         }
+        // Every header, zeros included (11 series): the alert on malformed
+        // packets sees a 0 from the first scrape.
         for m in Malformed::ALL.iter().skip(1) {
             let c = s.counters.malformed[*m as usize];
-            if c.packets > 0 {
-                raise(&self.malformed.with_label_values(&[m.name()]), c.packets);
-            }
+            raise(&self.malformed.with_label_values(&[m.name()]), c.packets);
         }
         self.tracked.set(s.tracked as i64);
         self.capacity.set(s.capacity as i64);
@@ -464,5 +464,56 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod every_series {
+    use super::*;
+
+    /// Every family has a sample before anything happened, so alerts
+    /// and `rate()` see a 0 rather than no data.
+    /// Every family has a sample from the first snapshot on (the daemon
+    /// exports one before it serves), so alerts and `rate()` see a 0
+    /// rather than no data. Top talkers alone wait for a talker.
+    #[test]
+    fn every_series_exists_at_zero_from_the_start() {
+        let m = Metrics::new(5);
+        m.update(&Snapshot {
+            ifaces: vec![String::new(), "eth0".into()],
+            ..Snapshot::default()
+        });
+        let text = m.render();
+        // Every name this file registers (the registry leaves a family
+        // without samples out of its output altogether).
+        let source = include_str!("exporter.rs");
+        let mut names: Vec<&str> = source
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| {
+                s.starts_with("tollgate_")
+                    && !s.starts_with("tollgate_top_talker_")
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() > 20, "{names:?}");
+        let missing: Vec<&str> = names
+            .into_iter()
+            .filter(|name| {
+                !text.lines().any(|l| {
+                    l.strip_prefix(name)
+                        .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                })
+            })
+            .collect();
+        assert!(missing.is_empty(), "no sample at start: {missing:?}");
+        assert!(text.contains("tollgate_malformed_packets_total{header=\"tcp\"} 0"));
+        assert!(text.contains(
+            "tollgate_packets_total{iface=\"eth0\",reason=\"banned\",verdict=\"drop\"} 0"
+        ));
     }
 }

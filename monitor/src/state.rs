@@ -6,6 +6,7 @@
 
 use std::{
     io::Write,
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
 };
 
@@ -143,8 +144,18 @@ impl State {
         }
         let tmp = path.with_extension("tmp");
         let text = serde_json::to_vec_pretty(self)?;
-        let mut f = std::fs::File::create(&tmp)
+        // 0600: bans and rules name addresses the operator may want kept
+        // private; the daemon (root) is its only reader.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
             .with_context(|| format!("writing the state file {}", tmp.display()))?;
+        // An older file made with a wider mode keeps it through
+        // truncation: narrow it.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         f.write_all(&text)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -181,6 +192,8 @@ mod tests {
             ..State::default()
         };
         s.save(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only the daemon reads it");
         assert_eq!(State::load(&path).unwrap(), (s, None));
         std::fs::write(&path, "{ not json").unwrap();
         let (empty, note) = State::load(&path).unwrap();

@@ -151,6 +151,18 @@ fn cli_changes_take_effect_on_live_traffic_and_survive_a_restart() {
         (sent, sent),
         "config deny still in force"
     );
+    // A missing file: the daemon names the file it looked for.
+    let aside = path.with_extension("aside");
+    std::fs::rename(&path, &aside).unwrap();
+    let err = d.refused(&["reload"]);
+    assert!(
+        err.contains(&format!(
+            "the daemon's config {} (its --config at start) cannot be read",
+            path.display()
+        )),
+        "{err}"
+    );
+    std::fs::rename(&aside, &path).unwrap();
     std::fs::write(&path, good.replace("192.0.2.40/32", "192.0.2.41/32")).unwrap();
     d.json(&["reload"]);
     let more = d.send("192.0.2.40", 100, 1_000);

@@ -11,6 +11,12 @@ impl Daemon {
     pub fn reload(&mut self) -> Result<Reloaded, String> {
         let path = self.config.path.clone();
         let refused = |e: String| format!("reload refused, nothing changed: {e}");
+        if let Err(e) = std::fs::metadata(&path) {
+            return Err(refused(format!(
+                "the daemon's config {} (its --config at start) cannot be read: {e}; put the file back, or restart the daemon with --config FILE",
+                path.display()
+            )));
+        }
         let new = config::load(&path, true).map_err(|e| refused(e.to_string()))?;
         if new.interfaces != self.config.interfaces || new.attach_mode != self.config.attach_mode {
             return Err(refused(format!(

@@ -139,6 +139,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let daemon: Shared = Arc::new(Mutex::new(daemon));
     let latest: Latest = Arc::new(Mutex::new(None));
     let metrics = Metrics::new(config.top_talkers);
+    // Every series at its value (0 on a fresh start) before the first
+    // scrape can come.
+    let first = lock(&daemon)
+        .snapshot(false, None)
+        .context("reading the maps for the first time")?;
+    metrics.update(&first);
 
     let (listener, allowed_gid) = control::bind(&socket_path, config.socket_group.as_deref())?;
     let http = tokio::net::TcpListener::bind(metrics_addr)
