@@ -68,6 +68,15 @@ pub enum Command {
     },
     /// Re-read the daemon's config file (a broken file changes nothing).
     Reload(ClientArgs),
+    /// Why an address gets what it gets: its rule, ban, limit and bucket
+    /// levels, counters, SYN-cookie state, recent events, and what its next
+    /// packet would get.
+    Explain {
+        /// One address, e.g. 192.0.2.7 or 2001:db8::7.
+        addr: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Print a shell completion script, e.g. `tollgate completions bash >
     /// /usr/share/bash-completion/completions/tollgate` (the package
     /// installs them).

@@ -12,7 +12,8 @@ use super::{
 use crate::control::{
     Client, ClientError, Request,
     replies::{
-        Banned, Bans, Events, LimitChanged, Reloaded, RuleChanged, Rules, Status, Top, Unbanned,
+        Banned, Bans, Events, Explanation, LimitChanged, Reloaded, RuleChanged, Rules, Status, Top,
+        Unbanned,
     },
 };
 
@@ -139,6 +140,10 @@ pub fn ban(op: BanOp) -> anyhow::Result<()> {
 
 pub fn reload(c: &ClientArgs) -> anyhow::Result<()> {
     call::<Reloaded>(c, Request::Reload)
+}
+
+pub fn explain(c: &ClientArgs, addr: String) -> anyhow::Result<()> {
+    call::<Explanation>(c, Request::Explain { addr })
 }
 
 /// Prints the daemon's events, and with `follow` keeps printing new ones

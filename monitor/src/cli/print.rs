@@ -3,8 +3,8 @@
 
 use crate::{
     control::replies::{
-        Banned, Bans, CookieStatus, LimitChanged, LimitNumbers, Reloaded, RuleChanged, RuleLine,
-        Rules, Status, Top, Unbanned,
+        Banned, Bans, CookieStatus, Explanation, LimitChanged, LimitNumbers, Reloaded, RuleChanged,
+        RuleLine, Rules, Status, Top, Unbanned,
     },
     events::Event,
 };
@@ -214,5 +214,71 @@ impl Text for Event {
                 format!(" [{}]", evidence.join(", "))
             }
         )
+    }
+}
+
+impl Text for Explanation {
+    fn text(&self) -> String {
+        let n = &self.next_packet;
+        let mut out = vec![
+            format!("{} (source {})", self.address, self.source),
+            format!("next packet: {} ({}): {}", n.verdict, n.reason, n.why),
+            match &self.rule {
+                Some(r) => format!("rule: {}", rule_text(r)),
+                None => "rule: none; the default limit applies".into(),
+            },
+        ];
+        if let Some(l) = &self.limit {
+            out.push(format!(
+                "limit: {}{}",
+                limit_text(l),
+                monitor_text(self.monitor)
+            ));
+        }
+        out.push(match &self.ban {
+            Some(b) => format!(
+                "ban: {} for {}s more ({})",
+                b.cidr,
+                b.remaining_seconds,
+                b.reason.as_deref().unwrap_or("no reason given")
+            ),
+            None => "ban: none".into(),
+        });
+        out.push(match &self.tracked {
+            Some(t) => {
+                let level = |tokens: Option<u64>, burst: Option<u64>, unit: &str| match (tokens, burst) {
+                    (Some(t), Some(b)) => format!("{t} of {b} {unit}s"),
+                    _ => format!("no {unit} limit"),
+                };
+                format!(
+                    "tracked: {} packets, {} bytes, {} dropped, {} SYNs; first seen {}s ago, last {}s ago
+buckets: {}; {}",
+                    t.packets,
+                    t.bytes,
+                    t.dropped,
+                    t.syns,
+                    t.first_seen_seconds_ago,
+                    t.last_seen_seconds_ago,
+                    level(t.packet_tokens, t.burst_packets, "packet"),
+                    level(t.byte_tokens, t.burst_bytes, "byte"),
+                )
+            }
+            None => "tracked: no (nothing seen from its source since the table last made room)".into(),
+        });
+        if let Some(v) = self.cookie_verified {
+            out.push(format!(
+                "syn cookies: {}",
+                if v {
+                    "verified"
+                } else {
+                    "not verified: its next SYN gets a cookie"
+                }
+            ));
+        }
+        if !self.events.is_empty() {
+            out.push("events:".into());
+            out.extend(self.events.iter().map(|e| format!("  {}", e.text())));
+        }
+        out.join("\n")
     }
 }

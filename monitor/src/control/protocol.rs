@@ -72,6 +72,10 @@ pub enum Request {
         cidr: String,
     },
     Reload,
+    /// What applies to one address now and what its next packet would get.
+    Explain {
+        addr: String,
+    },
     /// Events after sequence number `since` (0: all that are kept).
     Events {
         #[serde(default)]

@@ -213,3 +213,60 @@ pub struct Reloaded {
 pub struct Events {
     pub events: Vec<Event>,
 }
+
+/// `explain`: what applies to one address now, and what its next packet
+/// would get.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Explanation {
+    pub address: String,
+    /// The source it is counted under (`sources.ipv4_prefix`,
+    /// `ipv6_prefix`).
+    pub source: String,
+    /// The rule in force on it (the longest prefix holding it); none: the
+    /// default limit.
+    pub rule: Option<RuleLine>,
+    /// The limit its buckets follow (none under an allow or deny rule).
+    pub limit: Option<LimitNumbers>,
+    /// Its rule (or the default limit) only counts what it would drop.
+    pub monitor: bool,
+    /// The ban covering it (the longest prefix), if any.
+    pub ban: Option<BanLine>,
+    /// Its counters and bucket levels, if the kernel tracks its source.
+    pub tracked: Option<TrackedSource>,
+    /// With SYN cookies configured: whether it has returned a valid cookie
+    /// and is still verified.
+    pub cookie_verified: Option<bool>,
+    /// The latest events about its source or ban still in the history
+    /// (at most `EXPLAIN_EVENTS`, oldest first).
+    pub events: Vec<Event>,
+    pub next_packet: NextPacket,
+}
+
+/// Events `explain` shows.
+pub const EXPLAIN_EVENTS: usize = 5;
+
+/// A tracked source's counters and bucket levels.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TrackedSource {
+    pub packets: u64,
+    pub bytes: u64,
+    pub dropped: u64,
+    pub syns: u64,
+    pub first_seen_seconds_ago: u64,
+    pub last_seen_seconds_ago: u64,
+    /// Packets its bucket holds now, of `burst_packets` (none: no packet
+    /// limit).
+    pub packet_tokens: Option<u64>,
+    pub burst_packets: Option<u64>,
+    /// Bytes its bucket holds now, of `burst_bytes` (none: no byte limit).
+    pub byte_tokens: Option<u64>,
+    pub burst_bytes: Option<u64>,
+}
+
+/// What the address's next packet would get, and why.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NextPacket {
+    pub verdict: String,
+    pub reason: String,
+    pub why: String,
+}

@@ -91,6 +91,7 @@ impl Daemon {
             Request::BanList => reply(Ok::<_, String>(self.ban_list())),
             Request::BanRemove { cidr } => reply(self.ban_remove(&cidr)),
             Request::Reload => reply(self.reload()),
+            Request::Explain { addr } => reply(self.explain(&addr)),
             Request::Events { since } => reply(Ok::<_, String>(Events {
                 events: self.events.since(since),
             })),

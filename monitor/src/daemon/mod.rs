@@ -11,8 +11,8 @@
 //! - the outputs: the event log and the redactor.
 //!
 //! `read` turns the maps into a `Snapshot`, `commands` answers the control
-//! socket (one function per request; `limits` and `reload` hold the
-//! longer ones), `persist` writes the state file and `tasks` wires the
+//! socket (one function per request; `limits`, `reload` and `explain`
+//! hold the longer ones), `persist` writes the state file and `tasks` wires the
 //! loops and signals. The stats loop, the exporter and
 //! the control server reach the `Daemon` through one mutex, never across
 //! an await.
@@ -25,6 +25,7 @@ mod bans;
 mod commands;
 mod cookies;
 mod detect;
+mod explain;
 mod limits;
 mod persist;
 mod read;

@@ -94,7 +94,12 @@ impl Maps {
 
     /// Whether `key` is held (expired or not).
     pub fn is_verified_entry(&self, key: &VerifiedKey) -> bool {
-        self.verified.get(key, 0).is_ok()
+        self.verified_until(key).is_some()
+    }
+
+    /// Until when (coarse clock ns) `key` is verified, if it is held.
+    pub fn verified_until(&self, key: &VerifiedKey) -> Option<u64> {
+        self.verified.get(key, 0).ok()
     }
 
     /// Marks `entries` verified until their expiry (coarse clock), as a

@@ -16,10 +16,12 @@ use monitor_common::{
 };
 
 mod guard;
+mod next_packet;
 mod prefix;
 mod values;
 
 pub use guard::{guard_ban, guard_catch_all, guard_rule};
+pub use next_packet::{Levels, SMALLEST_FRAME, next_packet};
 pub use prefix::PrefixLimit;
 pub use values::{
     LimitError, LimitField, LimitSpec, MAX_BAN, RATES_ONLY_FOR_LIMIT, action_name, ban_ttl,
