@@ -70,8 +70,60 @@ fn cli_changes_take_effect_on_live_traffic_and_survive_a_restart() {
         "--burst-packets",
         "150",
     ]);
+    // The changes are events naming who made them and the numbers set.
+    let before = lab::daemon::events(&d);
+    let added = before
+        .iter()
+        .find(|e| e["kind"] == "rule_added")
+        .expect("a rule_added event");
+    assert_eq!(added["actor"], "cli uid 0", "{added}");
+    assert_eq!(added["action"], "deny", "{added}");
+    let set = before
+        .iter()
+        .find(|e| e["kind"] == "limit_set")
+        .expect("a limit_set event");
+    assert_eq!(
+        set["evidence"]["packets_per_second"]["observed"], 300.0,
+        "{set}"
+    );
+    assert_eq!(set["evidence"]["burst_packets"]["observed"], 150.0, "{set}");
+    // The JSON log nests the numbers as an object.
+    let logged = d
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["event"] == "limit_set")
+        .expect("the limit_set log line");
+    assert_eq!(
+        logged["evidence"]["burst_packets"]["observed"], 150.0,
+        "{logged}"
+    );
+    assert_eq!(logged["actor"], "cli uid 0", "{logged}");
+
     d.stop();
     d.start();
+    // The event history survives the restart and its numbers go on.
+    let after = lab::daemon::events(&d);
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "the history came back whole"
+    );
+    d.json(&["ban", "add", "192.0.2.51", "--ttl", "1m"]);
+    let last = lab::daemon::events(&d).last().cloned().unwrap();
+    assert_eq!(
+        last["seq"].as_u64(),
+        before.last().unwrap()["seq"].as_u64().map(|s| s + 1),
+        "{last}"
+    );
+    let text = String::from_utf8_lossy(&d.cli(&["events"]).stdout).into_owned();
+    assert!(
+        text.contains("ban_added 192.0.2.51 by cli uid 0: banned: banned for 60s")
+            && text.contains("[ttl_seconds=60]"),
+        "{text}"
+    );
+    assert!(!text.contains("line 0"), "{text}");
+    d.json(&["ban", "remove", "192.0.2.51"]);
     let rules = d.json(&["rules", "list"]);
     assert!(
         rules["rules"]
@@ -267,10 +319,12 @@ fn a_flood_is_detected_and_banned_then_the_ban_expires() {
             e["action"].as_str().unwrap().starts_with("banned for 3s"),
             "{e}"
         );
-        let pps = e["evidence"]["packets_per_second"][0].as_f64().unwrap();
+        let pps = e["evidence"]["packets_per_second"]["observed"]
+            .as_f64()
+            .unwrap();
         assert!(pps > 1000.0, "evidence: {e}");
         assert_eq!(
-            e["evidence"]["packets_per_second"][1].as_f64(),
+            e["evidence"]["packets_per_second"]["limit"].as_f64(),
             Some(1000.0)
         );
         let bans = d.json(&["ban", "list"]);
@@ -378,7 +432,10 @@ fn a_port_scan_is_detected() {
     assert!(scan(&d, "192.0.2.83") > 0);
     let e = finding(&d, "port_scan", "192.0.2.83");
     assert!(
-        e["evidence"]["distinct_ports"][0].as_f64().unwrap() >= 60.0,
+        e["evidence"]["distinct_ports"]["observed"]
+            .as_f64()
+            .unwrap()
+            >= 60.0,
         "{e}"
     );
 }
@@ -440,7 +497,10 @@ fn a_spoofed_syn_flood_gets_a_host_wide_syn_limit() {
             "{e}"
         );
         assert!(
-            e["evidence"]["syn_per_second"][0].as_f64().unwrap() > 2000.0,
+            e["evidence"]["syn_per_second"]["observed"]
+                .as_f64()
+                .unwrap()
+                > 2000.0,
             "{e}"
         );
         let limited = eventually(

@@ -96,18 +96,20 @@ pub fn run_cmd(args: RunArgs) -> ExitCode {
             .config
             .clone()
             .unwrap_or_else(|| config::DEFAULT_PATH.into());
-        let cfg = match config::load(Path::new(&path), true) {
+        let mut cfg = match config::load(Path::new(&path), true) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(EX_USAGE);
             }
         };
-        init_logs(match args.log_format {
+        // The flag wins over the file, for the event lines too.
+        cfg.log.format = match args.log_format {
             Some(LogFormatArg::Json) => LogFormat::Json,
             Some(LogFormatArg::Text) => LogFormat::Text,
             None => cfg.log.format,
-        });
+        };
+        init_logs(cfg.log.format);
         rt.block_on(crate::daemon::run(cfg))
     };
     match result {

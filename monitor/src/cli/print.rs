@@ -198,14 +198,23 @@ impl Text for Event {
         let evidence: Vec<String> = self
             .evidence
             .iter()
-            .map(|(k, [observed, limit])| format!("{k}={observed} (line {limit})"))
+            .map(|(k, r)| match r.limit {
+                Some(l) => format!("{k}={} (line {})", number(r.observed), number(l)),
+                None => format!("{k}={}", number(r.observed)),
+            })
             .collect();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.unix_ms);
         format!(
-            "#{} {} {} {} {}: {}{}",
+            "#{} {} {}{} {} by {}: {}: {}{}",
             self.seq,
+            humantime::format_rfc3339_seconds(at),
             self.kind,
-            self.detector.as_deref().unwrap_or("-"),
+            self.detector
+                .as_deref()
+                .map(|d| format!(" {d}"))
+                .unwrap_or_default(),
             self.source.as_deref().unwrap_or("-"),
+            self.actor,
             self.action,
             self.message,
             if evidence.is_empty() {
@@ -215,6 +224,29 @@ impl Text for Event {
             }
         )
     }
+}
+
+/// A number as an operator reads it: whole numbers with thousands
+/// separators, fractions to three significant digits at most.
+pub fn number(x: f64) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    if x.fract() == 0.0 || x.abs() >= 100.0 {
+        let n = x.round() as i64;
+        let digits = n.unsigned_abs().to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        return if n < 0 { format!("-{out}") } else { out };
+    }
+    let places = if x.abs() >= 10.0 { 1 } else { 2 };
+    let s = format!("{x:.places$}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 impl Text for Explanation {
@@ -280,5 +312,58 @@ buckets: {}; {}",
             out.extend(self.events.iter().map(|e| format!("  {}", e.text())));
         }
         out.join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_as_an_operator_writes_them() {
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(600.0), "600");
+        assert_eq!(number(12345.678), "12,346");
+        assert_eq!(number(-1234567.0), "-1,234,567");
+        assert_eq!(number(42.25), "42.2");
+        assert_eq!(number(0.5), "0.5");
+        assert_eq!(number(1.0 / 3.0), "0.33");
+    }
+
+    #[test]
+    fn an_event_says_when_who_and_its_numbers_without_raw_floats() {
+        let e = crate::events::event(
+            "detection",
+            Some("192.0.2.7".into()),
+            "banned for 60s",
+            "over the line".into(),
+        )
+        .by("detector flood")
+        .reading("packets_per_second", 12345.678, 1000.0);
+        let mut e = Event {
+            unix_ms: 1_796_000_000_000,
+            seq: 3,
+            ..e
+        };
+        e.detector = Some("flood".into());
+        let t = e.text();
+        assert_eq!(
+            t,
+            "#3 2026-11-30T00:53:20Z detection flood 192.0.2.7 by detector flood: banned for 60s: over the line [packets_per_second=12,346 (line 1,000)]"
+        );
+        let ban = crate::events::event(
+            "ban_added",
+            Some("192.0.2.8".into()),
+            "banned",
+            "by hand".into(),
+        )
+        .by("cli uid 0")
+        .value("ttl_seconds", 600.0);
+        let t = ban.text();
+        assert!(
+            t.ends_with("by cli uid 0: banned: by hand [ttl_seconds=600]"),
+            "{t}"
+        );
+        assert!(!t.contains("line 0"), "{t}");
     }
 }

@@ -19,7 +19,7 @@ use tokio::{
 };
 
 use super::{
-    peer::peer_credentials,
+    peer::{Peer, peer_credentials},
     protocol::{MAX_REQUEST, Request, Response, parse_request},
 };
 use crate::{
@@ -29,7 +29,9 @@ use crate::{
 
 /// Answers one request; called on a blocking thread, one at a time per
 /// connection.
-pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
+/// Answers one request from a permitted peer (whose credentials the
+/// daemon records as the actor of any change).
+pub type Handler = Arc<dyn Fn(Request, Peer) -> Response + Send + Sync>;
 
 /// Binds the control socket at `path`: a stale file removed, mode 0660,
 /// group `group` if given. Returns the listener and the group's id.
@@ -130,13 +132,13 @@ async fn send(w: &mut OwnedWriteHalf, resp: &Response, limit: Duration) -> std::
     }
 }
 
-/// Why a peer may not use the socket, if it may not: root, the daemon's
-/// own user and members of the control group may.
-fn refusal(stream: &UnixStream, allowed_gid: Option<u32>) -> Option<String> {
+/// The peer if it may use the socket (root, the daemon's own user and
+/// members of the control group may), or why not.
+fn admitted(stream: &UnixStream, allowed_gid: Option<u32>) -> Result<Peer, String> {
     use std::os::fd::AsRawFd;
     let peer = match peer_credentials(stream.as_raw_fd()) {
         Ok(p) => p,
-        Err(e) => return Some(format!("cannot read your credentials: {e}")),
+        Err(e) => return Err(format!("cannot read your credentials: {e}")),
     };
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
@@ -144,7 +146,7 @@ fn refusal(stream: &UnixStream, allowed_gid: Option<u32>) -> Option<String> {
         || peer.uid == me
         || allowed_gid.is_some_and(|g| user_in_group(peer.uid, peer.gid, g));
     if permitted {
-        return None;
+        return Ok(peer);
     }
     tracing::warn!(
         event = "control_refused",
@@ -152,7 +154,7 @@ fn refusal(stream: &UnixStream, allowed_gid: Option<u32>) -> Option<String> {
         pid = peer.pid,
         "control request refused"
     );
-    Some(format!(
+    Err(format!(
         "permission denied: uid {} is not root{}",
         peer.uid,
         if allowed_gid.is_some() {
@@ -180,12 +182,15 @@ async fn serve_client(
     (registry, id): (Registry, u64),
 ) {
     let registered = Registered(registry, id);
-    let refused = refusal(&stream, allowed_gid);
+    let admitted = admitted(&stream, allowed_gid);
     let (read, mut write) = stream.into_split();
-    if let Some(msg) = refused {
-        let _ = send(&mut write, &Response::error(msg), limits.send).await;
-        return;
-    }
+    let peer = match admitted {
+        Ok(p) => p,
+        Err(msg) => {
+            let _ = send(&mut write, &Response::error(msg), limits.send).await;
+            return;
+        }
+    };
     let mut reader = BufReader::new(read);
     loop {
         let mut buf = Vec::new();
@@ -222,7 +227,7 @@ async fn serve_client(
                 Err(e) => Response::error(e),
                 Ok(req) => {
                     let handler = handler.clone();
-                    tokio::task::spawn_blocking(move || handler(req.command))
+                    tokio::task::spawn_blocking(move || handler(req.command, peer))
                         .await
                         .unwrap_or_else(|_| {
                             Response::error("the request handler failed; see the daemon's log")

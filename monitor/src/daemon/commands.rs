@@ -25,8 +25,8 @@ use crate::{
     },
     events::event,
     policy::{
-        Action, LimitSpec, Origin, Rule, action_name, ban_ttl, guard_ban, guard_catch_all,
-        guard_rule, parse_cidr, parse_rule,
+        Action, LimitSpec, Origin, Rule, ban_ttl, guard_ban, guard_catch_all, guard_rule,
+        parse_cidr, parse_rule,
     },
     snapshot::{CookieStats, Snapshot, TOP_MAX},
 };
@@ -57,9 +57,10 @@ fn reply<T: Serialize>(r: Result<T, String>) -> Response {
 }
 
 impl Daemon {
-    /// Handles one control request; `latest` is the stats loop's last
-    /// snapshot (none yet right after the start: one is read).
-    pub fn handle(&mut self, req: Request, latest: Option<&Snapshot>) -> Response {
+    /// Handles one control request from `actor` (who the events of its
+    /// changes name); `latest` is the stats loop's last snapshot (none yet
+    /// right after the start: one is read).
+    pub fn handle(&mut self, req: Request, latest: Option<&Snapshot>, actor: &str) -> Response {
         match req {
             Request::Status => reply(self.status(latest)),
             Request::Top { n, by } => reply(self.top(latest, n, &by)),
@@ -71,8 +72,14 @@ impl Daemon {
                 monitor,
                 comment,
                 force,
-            } => reply(self.rules_add(&cidr, &action, &limit, (monitor, force), comment)),
-            Request::RulesRemove { cidr } => reply(self.rules_remove(&cidr)),
+            } => {
+                let r = self.rules_add(&cidr, &action, &limit, (monitor, force), comment);
+                reply(self.record(r, actor, Self::rule_changed))
+            }
+            Request::RulesRemove { cidr } => {
+                let r = self.rules_remove(&cidr);
+                reply(self.record(r, actor, Self::rule_changed))
+            }
             Request::LimitShow => reply(Ok::<_, String>(
                 self.rules_list(|r| matches!(r.action, Action::Limit(_))),
             )),
@@ -80,17 +87,23 @@ impl Daemon {
                 cidr,
                 limit,
                 monitor,
-            } => reply(self.limit_set(cidr.as_deref(), &limit, monitor)),
-            Request::LimitReset { cidr } => reply(self.limit_reset(cidr.as_deref())),
+            } => {
+                let r = self.limit_set(cidr.as_deref(), &limit, monitor);
+                reply(self.record(r, actor, |d, c, a| d.limit_changed("limit_set", c, a)))
+            }
+            Request::LimitReset { cidr } => {
+                let r = self.limit_reset(cidr.as_deref());
+                reply(self.record(r, actor, |d, c, a| d.limit_changed("limit_reset", c, a)))
+            }
             Request::BanAdd {
                 cidr,
                 ttl,
                 reason,
                 force,
-            } => reply(self.ban_add(&cidr, &ttl, reason, force)),
+            } => reply(self.ban_add(&cidr, &ttl, reason, force, actor)),
             Request::BanList => reply(Ok::<_, String>(self.ban_list())),
-            Request::BanRemove { cidr } => reply(self.ban_remove(&cidr)),
-            Request::Reload => reply(self.reload()),
+            Request::BanRemove { cidr } => reply(self.ban_remove(&cidr, actor)),
+            Request::Reload => reply(self.reload(actor)),
             Request::Explain { addr } => reply(self.explain(&addr)),
             Request::Events { since } => reply(Ok::<_, String>(Events {
                 events: self.events.since(since),
@@ -212,7 +225,6 @@ impl Daemon {
             guard_catch_all(&net, "a deny rule", force)?;
         }
         guard_rule(&self.config.management, &rule)?;
-        let shown = action_name(&rule.action);
         self.change_rules(|book| {
             book.runtime.push(RuleEntry {
                 rule,
@@ -221,7 +233,6 @@ impl Daemon {
             });
             Ok(())
         })?;
-        tracing::info!(event = "rule_added", cidr = %self.redact.net(net), action = shown, "runtime rule added");
         Ok(RuleChanged {
             added: Some(net.to_string()),
             removed: None,
@@ -247,7 +258,6 @@ impl Daemon {
             book.runtime.remove(i);
             Ok(())
         })?;
-        tracing::info!(event = "rule_removed", cidr = %self.redact.net(net), "runtime rule removed");
         Ok(RuleChanged {
             added: None,
             removed: Some(net.to_string()),
@@ -260,6 +270,7 @@ impl Daemon {
         ttl: &str,
         reason: Option<String>,
         force: bool,
+        actor: &str,
     ) -> Result<Banned, String> {
         let net = parse_cidr(cidr)?;
         let ttl = ban_ttl(ttl).map_err(|e| format!("--ttl {e}"))?;
@@ -269,7 +280,7 @@ impl Daemon {
             .place(&mut self.tg.maps, net, ttl, reason.clone(), "manual")
             .map_err(|e| e.to_string())?;
         self.save()?;
-        let mut e = event(
+        let e = event(
             "ban_added",
             Some(self.redact.net(net)),
             "banned",
@@ -278,9 +289,9 @@ impl Daemon {
                 ttl.as_secs(),
                 reason.as_deref().unwrap_or("no reason given")
             ),
-        );
-        e.evidence
-            .insert("ttl_seconds".into(), [ttl.as_secs() as f64, 0.0]);
+        )
+        .by(actor)
+        .value("ttl_seconds", ttl.as_secs() as f64);
         self.events.push(e);
         Ok(Banned {
             banned: net.to_string(),
@@ -303,7 +314,7 @@ impl Daemon {
         }
     }
 
-    fn ban_remove(&mut self, cidr: &str) -> Result<Unbanned, String> {
+    fn ban_remove(&mut self, cidr: &str, actor: &str) -> Result<Unbanned, String> {
         let net = parse_cidr(cidr)?;
         if !self
             .bans
@@ -314,12 +325,15 @@ impl Daemon {
         }
         self.save()?;
         let source = self.redact.net(net);
-        self.events.push(event(
-            "ban_removed",
-            Some(source),
-            "unbanned",
-            "ban lifted by an operator".into(),
-        ));
+        self.events.push(
+            event(
+                "ban_removed",
+                Some(source),
+                "unbanned",
+                "ban lifted by an operator".into(),
+            )
+            .by(actor),
+        );
         Ok(Unbanned {
             unbanned: net.to_string(),
         })

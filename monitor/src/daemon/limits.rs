@@ -39,7 +39,6 @@ impl Daemon {
             book.default_override = Some((limit, monitor));
             Ok(())
         })?;
-        tracing::info!(event = "limit_set", "default limit changed");
         Ok(LimitChanged {
             cidr: None,
             limit: (&limit).into(),
@@ -83,7 +82,6 @@ impl Daemon {
             });
             Ok(())
         })?;
-        tracing::info!(event = "limit_set", cidr = %self.redact.net(net), "rule limit changed");
         Ok(LimitChanged {
             cidr: Some(net.to_string()),
             limit: (&limit).into(),
@@ -105,7 +103,6 @@ impl Daemon {
                 book.default_override = None;
                 Ok(())
             })?;
-            tracing::info!(event = "limit_reset", "default limit back to the config's");
             let p = self.policy();
             return Ok(LimitChanged {
                 cidr: None,
@@ -139,7 +136,6 @@ impl Daemon {
             book.runtime.retain(|e| e.rule.net != net);
             Ok(())
         })?;
-        tracing::info!(event = "limit_reset", cidr = %self.redact.net(net), "rule back to the config's");
         let limit = match configured.rule.action {
             Action::Limit(l) => (&l).into(),
             _ => Default::default(),

@@ -12,7 +12,7 @@
 //!
 //! `read` turns the maps into a `Snapshot`, `commands` answers the control
 //! socket (one function per request; `limits`, `reload` and `explain`
-//! hold the longer ones), `persist` writes the state file and `tasks` wires the
+//! hold the longer ones, `changes` records their events), `persist` writes the state file and `tasks` wires the
 //! loops and signals. The stats loop, the exporter and
 //! the control server reach the `Daemon` through one mutex, never across
 //! an await.
@@ -22,6 +22,7 @@ use std::time::Instant;
 use crate::{config::Config, events::EventLog, loader::Tollgate, pins::PinDir, redact::Redactor};
 
 mod bans;
+mod changes;
 mod commands;
 mod cookies;
 mod detect;

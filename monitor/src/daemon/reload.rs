@@ -4,11 +4,12 @@
 //! override the file are said, with the way back.
 
 use super::Daemon;
-use crate::{config, control::replies::Reloaded};
+use crate::{config, control::replies::Reloaded, events::event};
 
 impl Daemon {
-    /// Re-reads the config file. On any error nothing changes.
-    pub fn reload(&mut self) -> Result<Reloaded, String> {
+    /// Re-reads the config file, for `actor` (a CLI user, or `config`
+    /// for SIGHUP). On any error nothing changes.
+    pub fn reload(&mut self, actor: &str) -> Result<Reloaded, String> {
         let path = self.config.path.clone();
         let refused = |e: String| format!("reload refused, nothing changed: {e}");
         if let Err(e) = std::fs::metadata(&path) {
@@ -61,11 +62,16 @@ impl Daemon {
         for n in &notes {
             tracing::warn!(event = "reload_partial", "{n}");
         }
-        tracing::info!(
-            event = "reloaded",
-            rules = self.config.rules.len(),
-            "config reloaded from {}",
-            path.display()
+        self.events.push(
+            event(
+                "reloaded",
+                None,
+                "applied",
+                format!("config reloaded from {}", path.display()),
+            )
+            .by(actor)
+            .value("rules", self.config.rules.len() as f64)
+            .value("management_networks", self.config.management.len() as f64),
         );
         Ok(Reloaded {
             reloaded: path.display().to_string(),

@@ -397,10 +397,11 @@ impl Daemon {
         message: String,
     ) {
         *self.respond.detections.entry(d.name()).or_default() += 1;
-        let mut e = event("detection", source, action, message);
+        let mut e =
+            event("detection", source, action, message).by(&format!("detector {}", d.name()));
         e.detector = Some(d.name().into());
         for (name, observed, limit) in ev.iter() {
-            e.evidence.insert((*name).into(), [*observed, *limit]);
+            e = e.reading(name, *observed, *limit);
         }
         self.events.push(e);
     }

@@ -66,6 +66,11 @@ fn load_pinned(config: &Config) -> anyhow::Result<(Tollgate, PinDir)> {
     Ok((tg, pins))
 }
 
+/// The event history, beside the state file.
+pub fn events_path(config: &Config) -> std::path::PathBuf {
+    config.state_file.with_file_name("events.jsonl")
+}
+
 impl Daemon {
     /// Loads the programs, restores runtime rules and bans from the state
     /// file, applies the policy. Does not attach yet. A start that fails
@@ -75,6 +80,10 @@ impl Daemon {
         let (state, note) = State::load(&config.state_file)?;
         if let Some(note) = note {
             tracing::warn!(event = "state_unreadable", "{note}");
+        }
+        let (events, note) = EventLog::open(&events_path(&config), config.log.format);
+        if let Some(note) = note {
+            tracing::warn!(event = "event_history_unreadable", "{note}");
         }
         let (tg, pins) = load_pinned(&config)?;
         let adopted = pins.adopted();
@@ -86,7 +95,7 @@ impl Daemon {
             detect: Detection::default(),
             respond: Responder::with_counts(&state.detections),
             cookies: Default::default(),
-            events: EventLog::default(),
+            events,
             redact,
             started: Instant::now(),
             config,

@@ -19,6 +19,7 @@ use super::Daemon;
 use crate::{
     config::Config,
     control,
+    events::cli_actor,
     exporter::{self, Metrics},
     notify::{notify, watchdog_interval},
     redact::Redactor,
@@ -98,9 +99,9 @@ fn spawn_stats(
 /// the latest snapshot for the read-only ones.
 fn handler(daemon: &Shared, latest: &Latest) -> control::Handler {
     let (daemon, latest) = (daemon.clone(), latest.clone());
-    Arc::new(move |req| {
+    Arc::new(move |req, peer| {
         let snap = lock(&latest).clone();
-        lock(&daemon).handle(req, snap.as_deref())
+        lock(&daemon).handle(req, snap.as_deref(), &cli_actor(peer.uid))
     })
 }
 
@@ -116,7 +117,7 @@ async fn until_stopped(daemon: &Shared) -> anyhow::Result<()> {
             _ = hup.recv() => {
                 notify("RELOADING=1");
                 let d = daemon.clone();
-                match tokio::task::spawn_blocking(move || lock(&d).reload()).await {
+                match tokio::task::spawn_blocking(move || lock(&d).reload("config (SIGHUP)")).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::error!(event = "reload_failed", "{e}"),
                     Err(e) => tracing::error!(event = "reload_failed", "{e}"),
