@@ -16,6 +16,7 @@ pub mod maps;
 pub mod prefix;
 pub mod reason;
 pub mod syncookie;
+pub mod thresholds;
 pub mod types;
 
 #[cfg(feature = "user")]

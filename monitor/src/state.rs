@@ -74,7 +74,7 @@ pub struct SavedBan {
     pub reason: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct State {
     pub version: u32,
     #[serde(default)]
@@ -90,6 +90,9 @@ pub struct State {
     pub detections: std::collections::BTreeMap<String, u64>,
     #[serde(default)]
     pub bans_by_reason: std::collections::BTreeMap<String, u64>,
+    /// Detector thresholds changed at run time, by `[detect]` key.
+    #[serde(default)]
+    pub thresholds: std::collections::BTreeMap<String, f64>,
 }
 
 impl Default for State {
@@ -101,6 +104,7 @@ impl Default for State {
             bans: Vec::new(),
             detections: Default::default(),
             bans_by_reason: Default::default(),
+            thresholds: Default::default(),
         }
     }
 }

@@ -68,6 +68,12 @@ pub enum Command {
     },
     /// Re-read the daemon's config file (a broken file changes nothing).
     Reload(ClientArgs),
+    /// The detectors: show their modes, thresholds, what they learned and
+    /// last read; change a threshold at run time, or reset it.
+    Detect {
+        #[command(subcommand)]
+        op: DetectOp,
+    },
     /// Why an address gets what it gets: its rule, ban, limit and bucket
     /// levels, counters, SYN-cookie state, recent events, and what its next
     /// packet would get.
@@ -214,6 +220,32 @@ pub enum LimitOp {
         /// The configured rule to restore; without it, the default limit.
         #[arg(long)]
         cidr: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DetectOp {
+    /// Each detector's mode and thresholds (config or runtime), the learned
+    /// baselines, and the last interval's readings.
+    Show(ClientArgs),
+    /// Change a threshold at run time (kept across restarts in the state
+    /// file, over the config file's value).
+    Set {
+        /// A `[detect]` key, e.g. flood_pps, syn_ratio, scan_ports
+        /// (`detect show` lists them).
+        key: String,
+        /// The new value, a plain number.
+        value: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Go back to the config file's value of a threshold (of every one
+    /// without a key).
+    Reset {
+        /// The `[detect]` key; without it, every threshold.
+        key: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },

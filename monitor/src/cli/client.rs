@@ -6,14 +6,14 @@ use std::{io::Write as _, path::PathBuf, time::Duration};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
-    args::{BanOp, ClientArgs, LimitOp, RuleActionArg, RulesOp, SOCKET_ENV, TopBy},
+    args::{BanOp, ClientArgs, DetectOp, LimitOp, RuleActionArg, RulesOp, SOCKET_ENV, TopBy},
     print::Text,
 };
 use crate::control::{
     Client, ClientError, Request,
     replies::{
-        Banned, Bans, Events, Explanation, LimitChanged, Reloaded, RuleChanged, Rules, Status, Top,
-        Unbanned,
+        Banned, Bans, DetectState, Events, Explanation, LimitChanged, Reloaded, RuleChanged, Rules,
+        Status, ThresholdChanged, Top, Unbanned,
     },
 };
 
@@ -142,6 +142,25 @@ pub fn reload(c: &ClientArgs) -> anyhow::Result<()> {
     call::<Reloaded>(c, Request::Reload)
 }
 
+pub fn detect(op: DetectOp) -> anyhow::Result<()> {
+    match op {
+        DetectOp::Show(c) => call::<DetectState>(&c, Request::DetectShow),
+        DetectOp::Set { key, value, client } => {
+            call::<ThresholdChanged>(&client, Request::DetectSet { key, value })
+        }
+        DetectOp::Reset { key, client } => {
+            call::<Vec<ThresholdChanged>>(&client, Request::DetectReset { key })
+        }
+    }
+}
+
+/// Connects again after `backoff`, which doubles (to 2 s) for the next.
+fn reconnect(socket: &std::path::Path, backoff: &mut Duration) -> Result<Client, ClientError> {
+    std::thread::sleep(*backoff);
+    *backoff = (*backoff * 2).min(Duration::from_secs(2));
+    Client::connect(socket)
+}
+
 pub fn explain(c: &ClientArgs, addr: String) -> anyhow::Result<()> {
     call::<Explanation>(c, Request::Explain { addr })
 }
@@ -165,11 +184,7 @@ pub fn events(c: &ClientArgs, follow: bool) -> anyhow::Result<()> {
             // timeout while this process was stopped: the daemon's
             // parting message comes back as the answer): connect again,
             // backing off while it keeps happening.
-            Err(_) if follow => match {
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                Client::connect(&socket)
-            } {
+            Err(_) if follow => match reconnect(&socket, &mut backoff) {
                 Ok(next) => {
                     conn = next;
                     fresh = true;

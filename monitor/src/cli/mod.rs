@@ -46,6 +46,7 @@ pub fn main() -> ExitCode {
         Command::Ban { op } => client::ban(op),
         Command::Reload(c) => client::reload(&c),
         Command::Explain { addr, client: c } => client::explain(&c, addr),
+        Command::Detect { op } => client::detect(op),
         Command::Events { follow, client: c } => client::events(&c, follow),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { out_dir } => docs::man(out_dir.as_deref()),

@@ -3,8 +3,8 @@
 
 use crate::{
     control::replies::{
-        Banned, Bans, CookieStatus, Explanation, LimitChanged, LimitNumbers, Reloaded, RuleChanged,
-        RuleLine, Rules, Status, Top, Unbanned,
+        Banned, Bans, CookieStatus, DetectState, Explanation, LimitChanged, LimitNumbers, Reloaded,
+        RuleChanged, RuleLine, Rules, Status, ThresholdChanged, Top, Unbanned,
     },
     events::Event,
 };
@@ -237,7 +237,7 @@ pub fn number(x: f64) -> String {
         let digits = n.unsigned_abs().to_string();
         let mut out = String::new();
         for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(c);
@@ -312,6 +312,88 @@ buckets: {}; {}",
             out.extend(self.events.iter().map(|e| format!("  {}", e.text())));
         }
         out.join("\n")
+    }
+}
+
+impl Text for DetectState {
+    fn text(&self) -> String {
+        let mut out = Vec::new();
+        for d in &self.detectors {
+            let t: Vec<String> = d
+                .thresholds
+                .iter()
+                .map(|t| format!("{}={} ({})", t.key, number(t.value), t.origin.name()))
+                .collect();
+            out.push(format!(
+                "{:<17} {:<8} {:>6} found  {}",
+                d.name,
+                d.mode,
+                d.detections,
+                if t.is_empty() {
+                    "(the prefix budgets of [prefix_limit])".into()
+                } else {
+                    t.join(", ")
+                }
+            ));
+        }
+        let l = &self.learned;
+        out.push(format!(
+            "learned: {} ± {} packets/s, {} ± {} new sources/s, {} SYNs/s outside floods, a typical source {} packets/s{}",
+            number(l.packets_per_second_mean),
+            number(l.packets_per_second_stddev),
+            number(l.new_sources_per_second_mean),
+            number(l.new_sources_per_second_stddev),
+            number(l.syn_per_second_mean),
+            number(l.typical_source_pps),
+            if l.warmup_intervals_left > 0 {
+                format!(" (warming up: {} intervals before the baselines count)", l.warmup_intervals_left)
+            } else {
+                String::new()
+            }
+        ));
+        out.push(match &self.readings {
+            Some(r) => format!(
+                "now: {} packets/s, {} SYNs/s, {} new sources/s ({} bogon), {} prefix refusals/s",
+                number(r.packets_per_second),
+                number(r.syn_per_second),
+                number(r.new_sources_per_second),
+                number(r.bogon_sources_per_second),
+                number(r.prefix_refusals_per_second)
+            ),
+            None => "now: no reading yet (the first interval)".into(),
+        });
+        out.push(format!(
+            "bans: {} of at most {}; host-wide SYN limit: {}; storm answer: {}",
+            self.bans_active,
+            number(self.max_bans as f64),
+            if self.syn_limit_active { "on" } else { "off" },
+            if self.storm_answer_active {
+                "on"
+            } else {
+                "off"
+            },
+        ));
+        out.join("\n")
+    }
+}
+
+impl Text for ThresholdChanged {
+    fn text(&self) -> String {
+        format!(
+            "ok: {} now {} ({})",
+            self.key,
+            number(self.value),
+            self.origin.name()
+        )
+    }
+}
+
+impl Text for Vec<ThresholdChanged> {
+    fn text(&self) -> String {
+        if self.is_empty() {
+            return "ok: no threshold was changed at run time".into();
+        }
+        self.iter().map(Text::text).collect::<Vec<_>>().join("\n")
     }
 }
 

@@ -72,6 +72,18 @@ pub enum Request {
         cidr: String,
     },
     Reload,
+    /// The detectors: modes, thresholds, baselines, readings.
+    DetectShow,
+    /// Changes one threshold (a `[detect]` key) at run time.
+    DetectSet {
+        key: String,
+        value: String,
+    },
+    /// Back to the config's value of `key`, or of every threshold.
+    DetectReset {
+        #[serde(default)]
+        key: Option<String>,
+    },
     /// What applies to one address now and what its next packet would get.
     Explain {
         addr: String,

@@ -270,3 +270,68 @@ pub struct NextPacket {
     pub reason: String,
     pub why: String,
 }
+
+/// `detect show`: each detector's mode and thresholds, what the detectors
+/// learned, and what they last read.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DetectState {
+    pub detectors: Vec<DetectorLine>,
+    pub learned: LearnedLine,
+    /// The last interval's host-wide rates (none before the second
+    /// interval).
+    pub readings: Option<Readings>,
+    /// Automatic bans in force, and the cap (`detect.max_bans`).
+    pub bans_active: usize,
+    pub max_bans: usize,
+    /// The answers in force: the host-wide SYN limit, a storm's probation.
+    pub syn_limit_active: bool,
+    pub storm_answer_active: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DetectorLine {
+    pub name: String,
+    /// `enforce` (bans and limits) or `monitor` (logs only).
+    pub mode: String,
+    pub thresholds: Vec<ThresholdLine>,
+    /// Findings since the state file began.
+    pub detections: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ThresholdLine {
+    /// The `[detect]` key, as `detect set` takes it.
+    pub key: String,
+    pub value: f64,
+    /// `config` (the file or the default) or `runtime` (`detect set`).
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LearnedLine {
+    pub packets_per_second_mean: f64,
+    pub packets_per_second_stddev: f64,
+    pub new_sources_per_second_mean: f64,
+    pub new_sources_per_second_stddev: f64,
+    pub syn_per_second_mean: f64,
+    pub typical_source_pps: f64,
+    /// Intervals left before the baselines are trusted (0: trusted).
+    pub warmup_intervals_left: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Readings {
+    pub packets_per_second: f64,
+    pub syn_per_second: f64,
+    pub new_sources_per_second: f64,
+    pub bogon_sources_per_second: f64,
+    pub prefix_refusals_per_second: f64,
+}
+
+/// `detect set` and `detect reset`: the threshold now in force.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ThresholdChanged {
+    pub key: String,
+    pub value: f64,
+    pub origin: Origin,
+}

@@ -105,6 +105,9 @@ impl Daemon {
             Request::BanRemove { cidr } => reply(self.ban_remove(&cidr, actor)),
             Request::Reload => reply(self.reload(actor)),
             Request::Explain { addr } => reply(self.explain(&addr)),
+            Request::DetectShow => reply(Ok::<_, String>(self.detect_show())),
+            Request::DetectSet { key, value } => reply(self.detect_set(&key, &value, actor)),
+            Request::DetectReset { key } => reply(self.detect_reset(key.as_deref(), actor)),
             Request::Events { since } => reply(Ok::<_, String>(Events {
                 events: self.events.since(since),
             })),

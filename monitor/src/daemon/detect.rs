@@ -122,6 +122,25 @@ pub struct Detection {
     /// said in the log (at the first interval: as found), and when it was
     /// said (see `say_hot_lost`).
     hot_lost_said: Option<(u64, Option<Instant>)>,
+    /// The last interval's host-wide rates, as judged (`detect show`).
+    last_rates: Option<GlobalRates>,
+}
+
+/// What the detectors have learned and last read, for `detect show`.
+pub struct Learned {
+    /// Host-wide packets/s: the baseline's mean and standard deviation.
+    pub pps: (f64, f64),
+    /// New sources per second: mean and standard deviation.
+    pub new_sources: (f64, f64),
+    /// Host-wide SYNs/s outside SYN floods.
+    pub syns: f64,
+    /// A typical busy source's packets/s (0: too few sources to say).
+    pub typical_source_pps: f64,
+    /// Intervals left before the baselines are trusted.
+    pub warmup_left: u64,
+    /// The last interval's host-wide rates, per second: packets, SYNs,
+    /// new sources, bogon sources, prefix refusals.
+    pub last: Option<[f64; 5]>,
 }
 
 /// How far back a storm's start may be dated: sources first seen within
@@ -141,6 +160,7 @@ impl Default for Detection {
             syn_flood_before: false,
             calm_ns: coarse_ns(),
             hot_lost_said: None,
+            last_rates: None,
         }
     }
 }
@@ -197,6 +217,28 @@ impl Detection {
     /// they must show they are real; a storm is found an interval or two
     /// after it begins, and its sources would otherwise pass for sources
     /// that were already sending.
+    /// What the detectors have learned and last read.
+    pub fn learned(&self) -> Learned {
+        let band = |e: &Ewma| (e.mean, e.var.sqrt());
+        Learned {
+            pps: band(&self.global.pps),
+            new_sources: band(&self.global.new_sources),
+            syns: self.syn_baseline.mean,
+            typical_source_pps: self.typical_pps,
+            warmup_left: self.global.warmup.saturating_sub(self.global.pps.n),
+            last: self.last_rates.as_ref().map(|g| {
+                let per = |n: u64| n as f64 / g.secs.max(1e-3);
+                [
+                    per(g.packets),
+                    per(g.syns),
+                    per(g.new_sources),
+                    per(g.bogon_sources),
+                    per(g.prefix_limited),
+                ]
+            }),
+        }
+    }
+
     pub fn storm_began(&self) -> u64 {
         let floor = coarse_ns().saturating_sub(STORM_LOOKBACK.as_nanos() as u64);
         self.calm_ns.max(floor).max(1)
@@ -284,6 +326,7 @@ impl Detection {
             if g.calm(t) {
                 self.calm_ns = coarse_ns();
             }
+            self.last_rates = Some(g);
             let mut found = self.global.judge(&g, t);
             let syn_flood = found
                 .iter()

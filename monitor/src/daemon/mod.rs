@@ -5,8 +5,9 @@
 //! - the runtime rules and the default-limit override (`rules`: one
 //!   mutate, apply, roll back on failure, save path);
 //! - the ban book (`bans`: bans, offences and their counts);
-//! - the detectors' memory (`detect`, which returns findings) and the
-//!   response to them (`respond`: bans, the host-wide SYN limit, events);
+//! - the detectors' memory (`detect`, which returns findings), their
+//!   runtime thresholds (`thresholds`) and the response to them
+//!   (`respond`: bans, the host-wide SYN limit, events);
 //! - SYN cookies (`cookies`: the mode, the SYNPROXY table);
 //! - the outputs: the event log and the redactor.
 //!
@@ -35,6 +36,7 @@ mod respond;
 mod rules;
 mod startup;
 mod tasks;
+mod thresholds;
 
 pub use detect::PORT_WINDOW;
 pub use tasks::run;
@@ -48,6 +50,8 @@ pub struct Daemon {
     rules: rules::RuleBook,
     bans: bans::BanBook,
     detect: detect::Detection,
+    /// Thresholds changed at run time (`detect set`).
+    overrides: thresholds::Overrides,
     respond: respond::Responder,
     cookies: cookies::Cookies,
     events: EventLog,

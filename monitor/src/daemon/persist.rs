@@ -1,5 +1,6 @@
 //! The state file: what the daemon must not forget across restarts
-//! (runtime rules, the default override, bans, its own counters), written
+//! (runtime rules, the default override, bans, runtime thresholds, its
+//! own counters), written
 //! after every change.
 
 use super::Daemon;
@@ -21,6 +22,7 @@ impl Daemon {
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
             bans_by_reason: self.bans.counts().clone(),
+            thresholds: self.overrides.0.clone(),
             ..State::default()
         };
         state

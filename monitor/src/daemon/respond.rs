@@ -127,7 +127,7 @@ impl Daemon {
         {
             self.end_probation();
         }
-        let t = self.config.detect.thresholds;
+        let t = self.thresholds();
         self.renew_bans(&t);
         let now = coarse_ns();
         let banned: std::collections::HashSet<IpNet> =

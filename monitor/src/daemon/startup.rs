@@ -85,6 +85,10 @@ impl Daemon {
         if let Some(note) = note {
             tracing::warn!(event = "event_history_unreadable", "{note}");
         }
+        let (overrides, notes) = super::thresholds::Overrides::restore(&state.thresholds);
+        for n in notes {
+            tracing::warn!(event = "state_threshold_dropped", "{n}");
+        }
         let (tg, pins) = load_pinned(&config)?;
         let adopted = pins.adopted();
         let mut daemon = Self {
@@ -93,6 +97,7 @@ impl Daemon {
             rules: RuleBook::restore(&state),
             bans: BanBook::with_counts(state.bans_by_reason.clone()),
             detect: Detection::default(),
+            overrides,
             respond: Responder::with_counts(&state.detections),
             cookies: Default::default(),
             events,
