@@ -54,6 +54,8 @@ pub struct Snapshot {
     pub hot_reports_lost: u64,
     /// Whether this snapshot walked the source table (top lists fresh).
     pub walked: bool,
+    /// When the walk behind the top lists ran (coarse ns).
+    pub walk_ns: u64,
     pub cookies: CookieStats,
 }
 
@@ -76,7 +78,7 @@ pub struct CookieStats {
 
 /// One source in a top-talkers list (the live view's table, the
 /// daemon's `top` and metrics, the detectors' candidates).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Talker {
     /// The source prefix, redacted as the logs are.
     pub source: String,
@@ -87,6 +89,17 @@ pub struct Talker {
     pub acks: u64,
     /// Distinct destination ports in the current window (estimate).
     pub ports: u32,
+    /// Packets per second since the previous walk; none for a source that
+    /// was not on the previous walk's lists (new, or below them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pps: Option<f64>,
+    /// Dropped packets per second, over the same time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_pps: Option<f64>,
+    /// Why its packets are dropped (a `reason` name: `banned`, `deny`,
+    /// `rate_limited_packets`, ...), when it has drops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_reason: Option<String>,
     /// The prefix itself, for responses (never shown: `source` is).
     #[serde(skip)]
     pub net: Option<ipnet::IpNet>,
@@ -104,6 +117,9 @@ impl Talker {
             syns: s.syns,
             acks,
             ports: monitor_common::detect::ports_from_sketch(s.port_sketch),
+            pps: None,
+            drop_pps: None,
+            drop_reason: None,
             net: Some(net),
         }
     }

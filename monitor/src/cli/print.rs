@@ -69,13 +69,20 @@ fn cookie_text(c: &CookieStatus) -> String {
 impl Text for Top {
     fn text(&self) -> String {
         let mut out = format!(
-            "{:<28} {:>12} {:>12} {:>12} {:>10}",
-            "source", "packets", "bytes", "dropped", "syns"
+            "{:<28} {:>10} {:>10} {:>13} {:>14} {:>12}  {}",
+            "source", "packets/s", "drops/s", "packets", "bytes", "dropped", "dropped for"
         );
+        let rate = |r: Option<f64>| r.map_or("-".into(), number);
         for s in &self.sources {
             out.push_str(&format!(
-                "\n{:<28} {:>12} {:>12} {:>12} {:>10}",
-                s.source, s.packets, s.bytes, s.dropped, s.syns
+                "\n{:<28} {:>10} {:>10} {:>13} {:>14} {:>12}  {}",
+                s.source,
+                rate(s.pps),
+                rate(s.drop_pps),
+                number(s.packets as f64),
+                number(s.bytes as f64),
+                number(s.dropped as f64),
+                s.drop_reason.as_deref().unwrap_or("-")
             ));
         }
         out

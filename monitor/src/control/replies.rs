@@ -82,7 +82,7 @@ pub struct ByVerdict {
 }
 
 /// `top`: the sources with the most packets, bytes or drops.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Top {
     pub by: String,
     pub sources: Vec<Talker>,

@@ -4,15 +4,19 @@
 
 use std::{collections::HashMap, time::Instant};
 
+use ipnet::IpNet;
 use monitor_common::{
     maps::signal,
-    types::{SourceFlow, SourceKey},
+    reason::Reason,
+    types::{RuntimeConfig, SourceFlow, SourceKey},
 };
 
 use super::Daemon;
 use crate::{
     clock::coarse_ns,
-    snapshot::{Snapshot, Tops, key_id},
+    maps::source_key,
+    policy::Action,
+    snapshot::{Snapshot, Talker, Tops, key_id},
 };
 
 impl Daemon {
@@ -52,6 +56,7 @@ impl Daemon {
                 top_by_syns: p.top_by_syns.clone(),
                 top_by_ports: p.top_by_ports.clone(),
                 read_duration: p.read_duration,
+                walk_ns: p.walk_ns,
                 ..base
             });
         }
@@ -79,7 +84,17 @@ impl Daemon {
                 .entry(key_id(k))
                 .or_insert_with(|| self.tg.maps.source(k).ok().flatten().map_or(0, |s| s.acks))
         };
-        let mut talkers = |t: crate::snapshot::TopK| t.into_talkers(&cfg, &self.redact, &mut acks);
+        let before = Before::of(prev);
+        let mut talkers = |t: crate::snapshot::TopK| {
+            let mut v = t.into_talkers(&cfg, &self.redact, &mut acks);
+            for talker in &mut v {
+                if let Some(b) = &before {
+                    b.rate(talker, now);
+                }
+                self.why_dropped(talker, &cfg, now);
+            }
+            v
+        };
         Ok(Snapshot {
             tracked,
             capacity: self.tg.maps.max_sources(),
@@ -90,7 +105,78 @@ impl Daemon {
             top_by_ports: talkers(all.by_ports),
             read_duration: start.elapsed(),
             walked: true,
+            walk_ns: now,
             ..base
         })
+    }
+
+    /// Why `t`'s packets are dropped, if it has drops: a drop the kernel
+    /// is caching says its reason; otherwise a ban or a deny rule on it.
+    fn why_dropped(&self, t: &mut Talker, cfg: &RuntimeConfig, now: u64) {
+        let Some(net) = t.net.filter(|_| t.dropped > 0) else {
+            return;
+        };
+        let key = source_key(cfg, net.addr());
+        let cached = self
+            .tg
+            .maps
+            .sources
+            .drop_cache()
+            .reason_of(&key, now)
+            .and_then(Reason::from_u32);
+        let reason = cached.or_else(|| {
+            if self.bans.in_force(now).any(|(b, _)| b.contains(&net)) {
+                Some(Reason::Banned)
+            } else {
+                self.policy()
+                    .rules
+                    .iter()
+                    .filter(|r| r.net.contains(&net))
+                    .max_by_key(|r| r.net.prefix_len())
+                    .filter(|r| matches!(r.action, Action::Deny))
+                    .map(|_| Reason::Deny)
+            }
+        });
+        t.drop_reason = reason.map(|r| r.name().to_owned());
+    }
+}
+
+/// The previous walk's counts of the sources on its lists, for rates.
+struct Before {
+    at_ns: u64,
+    counts: HashMap<IpNet, (u64, u64)>,
+}
+
+impl Before {
+    fn of(prev: Option<&Snapshot>) -> Option<Self> {
+        let p = prev.filter(|p| p.walk_ns != 0)?;
+        let counts = [
+            &p.top_by_packets,
+            &p.top_by_bytes,
+            &p.top_by_drops,
+            &p.top_by_syns,
+            &p.top_by_ports,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|t| Some((t.net?, (t.packets, t.dropped))))
+        .collect();
+        Some(Self {
+            at_ns: p.walk_ns,
+            counts,
+        })
+    }
+
+    /// `t`'s rates since the previous walk, if it was on its lists.
+    fn rate(&self, t: &mut Talker, now: u64) {
+        let Some(&(packets, dropped)) = t.net.and_then(|n| self.counts.get(&n)) else {
+            return;
+        };
+        let secs = now.saturating_sub(self.at_ns) as f64 / 1e9;
+        if secs < 1e-3 {
+            return;
+        }
+        t.pps = Some(t.packets.saturating_sub(packets) as f64 / secs);
+        t.drop_pps = Some(t.dropped.saturating_sub(dropped) as f64 / secs);
     }
 }

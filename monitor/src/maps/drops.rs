@@ -90,6 +90,20 @@ impl DropCache {
         out
     }
 
+    /// The reason `key`'s packets are being dropped for, if an entry on
+    /// some CPU still drops them at `now` (coarse ns): its set on every
+    /// CPU, the latest-ending entry's reason.
+    pub fn reason_of(&self, key: &SourceKey, now: u64) -> Option<u32> {
+        let set = set_of(key) * DROP_WAYS;
+        (0..self.entries)
+            .step_by(DROPS_PER_CPU as usize)
+            .flat_map(|cpu_base| (0..DROP_WAYS).map(move |way| cpu_base + set + way))
+            .map(|i| self.entry(i))
+            .filter(|e| e.key.same(key) && e.until_ns > now)
+            .max_by_key(|e| e.until_ns)
+            .map(|e| e.reason)
+    }
+
     /// Adds what the entries hold for `key` in `slot` to its state: its
     /// set on every CPU.
     pub fn add_to(&self, key: &SourceKey, slot: u32, state: &mut SourceState) {

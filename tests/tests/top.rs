@@ -1,0 +1,78 @@
+//! `tollgate top` against a running daemon under live traffic: each
+//! source's current rate and drop rate beside its totals, and why its
+//! packets are dropped (over its limit, denied, banned); a source within
+//! its limit shows no reason.
+
+use std::time::Duration;
+
+use lab::daemon::{Daemon, eventually};
+use serde_json::Value;
+
+const LIMITED: &str = "192.0.2.31";
+/// The lab config's own deny rule.
+const DENIED: &str = "192.0.2.40";
+const BANNED: &str = "192.0.2.32";
+const CLIENT: &str = "192.0.2.33";
+
+fn line<'a>(top: &'a Value, source: &str) -> Option<&'a Value> {
+    top["sources"]
+        .as_array()?
+        .iter()
+        .find(|s| s["source"] == source)
+}
+
+#[test]
+fn top_shows_rates_and_why_each_source_is_dropped() {
+    let d = Daemon::new("top", &[LIMITED, DENIED, BANNED, CLIENT], "");
+    d.json(&["ban", "add", BANNED, "--ttl", "10m"]);
+    let top = std::thread::scope(|s| {
+        // 2,000 packets/s against the lab's default limit of 200/s, for
+        // 4 s; the others steady alongside.
+        s.spawn(|| d.send(LIMITED, 8_000, 2_000));
+        s.spawn(|| d.send(DENIED, 2_000, 500));
+        s.spawn(|| d.send(BANNED, 2_000, 500));
+        s.spawn(|| d.send(CLIENT, 200, 50));
+        eventually(
+            "every source with a rate in top",
+            Duration::from_secs(10),
+            || {
+                let top = d.json(&["top", "--by", "packets", "-n", "20"]);
+                [LIMITED, DENIED, BANNED, CLIENT]
+                    .iter()
+                    .all(|a| {
+                        line(&top, a).is_some_and(|l| l["pps"].as_f64().is_some_and(|p| p > 0.0))
+                    })
+                    .then_some(top)
+            },
+        )
+    });
+    let l = line(&top, LIMITED).unwrap();
+    assert_eq!(l["drop_reason"], "rate_limited_packets", "{top}");
+    let (pps, drops) = (l["pps"].as_f64().unwrap(), l["drop_pps"].as_f64().unwrap());
+    assert!(pps > 200.0 && drops > 0.0 && drops < pps, "{top}");
+    assert_eq!(line(&top, DENIED).unwrap()["drop_reason"], "deny", "{top}");
+    assert_eq!(
+        line(&top, BANNED).unwrap()["drop_reason"],
+        "banned",
+        "{top}"
+    );
+    let c = line(&top, CLIENT).unwrap();
+    assert_eq!(c["drop_reason"], Value::Null, "{top}");
+    assert_eq!(c["drop_pps"].as_f64(), Some(0.0), "{top}");
+
+    // The text table says the same.
+    let text = String::from_utf8_lossy(&d.cli(&["top", "--by", "drops"]).stdout).into_owned();
+    assert!(
+        text.starts_with("source") && text.contains("dropped for"),
+        "{text}"
+    );
+    let row = |a: &str| {
+        text.lines()
+            .find(|l| l.starts_with(a))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row(LIMITED).ends_with("rate_limited_packets"), "{text}");
+    assert!(row(BANNED).ends_with("banned"), "{text}");
+    assert!(row(DENIED).ends_with("deny"), "{text}");
+}
