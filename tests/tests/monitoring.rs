@@ -42,6 +42,9 @@ fn exported_names() -> std::collections::HashSet<String> {
         syns: 0,
         acks: 0,
         ports: 0,
+        pps: None,
+        drop_pps: None,
+        drop_reason: None,
         net: None,
     });
     m.update(&s);
