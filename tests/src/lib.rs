@@ -5,7 +5,8 @@
 //! clients and attacker namespaces), Debian's nginx, a pool of legitimate
 //! clients and the attack scene they share (`under_attack`), packet
 //! builders, the packet fuzzer (generated frames, the kernel's parse and
-//! a reference parser compared), a pcap writer, and the daemon harness
+//! a reference parser compared), a pcap writer, a pseudo-terminal whose
+//! screen a test reads (`pty`), and the daemon harness
 //! (`tollgate run` in a lab, driven through the CLI). One library, three
 //! users: the integration tests in `tests/`, `cargo xtask demo` and
 //! `cargo xtask bench`.
@@ -21,6 +22,7 @@ pub mod nginx;
 pub mod packet_fuzz;
 pub mod packets;
 pub mod pcap;
+pub mod pty;
 pub mod soak;
 pub mod traffic;
 pub mod tshark_shapes;

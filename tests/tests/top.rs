@@ -76,3 +76,69 @@ fn top_shows_rates_and_why_each_source_is_dropped() {
     assert!(row(BANNED).ends_with("banned"), "{text}");
     assert!(row(DENIED).ends_with("deny"), "{text}");
 }
+
+/// `top --watch` in a pseudo-terminal under a lab flood: the screen shows
+/// the flooder among the talkers with why it is dropped, then its ban
+/// (the bans panel and the detection event); `q` ends it cleanly.
+#[test]
+fn the_live_view_shows_a_flooder_its_drop_reason_and_its_ban() {
+    const FLOODER: &str = "192.0.2.34";
+    let d = Daemon::new(
+        "tpw",
+        &[FLOODER, CLIENT],
+        "[detect]\nflood_pps = 1000\nban_ttls = [\"1m\"]\n",
+    );
+    let mut cmd = std::process::Command::new(lab::daemon::tollgate_bin());
+    cmd.args([
+        "top", "--watch", "--every", "300ms", "--by", "drops", "--socket",
+    ])
+    .arg(d.socket());
+    let mut view = lab::pty::Pty::spawn(cmd, 50, 150).expect("a pseudo-terminal");
+    view.wait_for("the view drawn", Duration::from_secs(10), |s| {
+        s.contains("top talkers by drops") && s.contains("packets per second")
+    });
+    let screen = std::thread::scope(|s| {
+        s.spawn(|| d.send(FLOODER, 12_000, 3_000));
+        s.spawn(|| d.send(CLIENT, 100, 50));
+        let row = |screen: &str| {
+            screen
+                .lines()
+                .find(|l| l.trim_start_matches(['│', ' ']).starts_with(FLOODER))
+                .map(str::to_owned)
+        };
+        view.wait_for(
+            "the flooder with its drop reason",
+            Duration::from_secs(20),
+            |s| row(s).is_some_and(|r| r.contains("rate_limited_packets") || r.contains("banned")),
+        );
+        view.wait_for("its ban", Duration::from_secs(20), |s| {
+            s.contains(&format!("{FLOODER}/32")) && s.contains("flood") && s.contains("detection")
+        })
+    });
+    assert!(screen.contains("bans in force (1)"), "{screen}");
+    assert!(screen.contains("dropped"), "{screen}");
+    view.send(b"q").unwrap();
+    let status = view.wait(Duration::from_secs(5)).expect("q ends the view");
+    assert!(status.success(), "{status}");
+}
+
+/// Without a terminal the view prints plain blocks, `--count` of them.
+#[test]
+fn the_live_view_prints_plain_text_into_a_pipe() {
+    let d = Daemon::new("tpp", &[CLIENT], "");
+    d.send(CLIENT, 100, 100);
+    let out = d.cli(&["top", "--watch", "--every", "200ms", "--count", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("--- tollgate top --watch").count(),
+        3,
+        "{text}"
+    );
+    assert!(text.contains("packets/s: passed"), "{text}");
+    assert!(!text.contains('\u{1b}'), "no escape sequences: {text:?}");
+}

@@ -48,6 +48,17 @@ pub enum Command {
         /// What to rank the sources by.
         #[arg(long, value_enum, default_value_t = TopBy::Packets)]
         by: TopBy,
+        /// A live view redrawn in place: rates by reason, top talkers,
+        /// bans and events (keys: s sort, p pause, q quit); plain text
+        /// repeated when stdout is not a terminal.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: how often to refresh, e.g. `1s`, `500ms`.
+        #[arg(long, default_value = "1s", value_parser = parse_every, requires = "watch")]
+        every: Duration,
+        /// With --watch: end after this many refreshes.
+        #[arg(long, requires = "watch")]
+        count: Option<u64>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -405,6 +416,20 @@ impl PolicyArgs {
             },
             default_monitor: false,
             prefix: None,
+        }
+    }
+}
+
+fn parse_every(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s}: {e}; e.g. 1s or 500ms"))
+}
+
+impl From<TopBy> for crate::cli::watch::Sort {
+    fn from(b: TopBy) -> Self {
+        match b {
+            TopBy::Packets => Self::Packets,
+            TopBy::Bytes => Self::Bytes,
+            TopBy::Drops => Self::Drops,
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::control::{
 
 /// Connects to the socket `c` names; a failure says which socket was
 /// tried, chosen how, and how to point elsewhere.
-fn connect(c: &ClientArgs) -> anyhow::Result<(Client, PathBuf)> {
+pub(super) fn connect(c: &ClientArgs) -> anyhow::Result<(Client, PathBuf)> {
     let (path, from) = c.socket()?;
     match Client::connect(&path) {
         Ok(conn) => Ok((conn, path)),

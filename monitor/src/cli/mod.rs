@@ -1,13 +1,14 @@
 //! The `tollgate` command line: its arguments (`args`), the subcommands
 //! that talk to the daemon (`client`, printing typed replies with
-//! `print`), those that do not (`local`), and its own documentation
-//! (`docs`: completions and man pages).
+//! `print`; `watch`, the live view), those that do not (`local`), and
+//! its own documentation (`docs`: completions and man pages).
 
 pub mod args;
 mod client;
 mod docs;
 mod local;
 mod print;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -40,7 +41,25 @@ pub fn main() -> ExitCode {
             local::replay_cmd(&args)
         }
         Command::Status(c) => client::status(&c),
-        Command::Top { n, by, client: c } => client::top(&c, n, by),
+        Command::Top {
+            n,
+            by,
+            watch: true,
+            every,
+            count,
+            client: c,
+        } => watch::watch(
+            &c,
+            watch::Options {
+                n,
+                sort: by.into(),
+                every: every.max(std::time::Duration::from_millis(200)),
+                count,
+            },
+        ),
+        Command::Top {
+            n, by, client: c, ..
+        } => client::top(&c, n, by),
         Command::Rules { op } => client::rules(op),
         Command::Limit { op } => client::limit(op),
         Command::Ban { op } => client::ban(op),

@@ -27,6 +27,9 @@ pub struct Status {
     pub bytes: ByVerdict,
     /// Packets by reason, every reason listed.
     pub by_reason: BTreeMap<String, u64>,
+    /// Packets dropped, by reason (reasons with drops only).
+    #[serde(default)]
+    pub dropped_by_reason: BTreeMap<String, u64>,
     pub last_read_ms: f64,
     /// SYN cookies; absent when `[syn_cookies]` is not configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -158,6 +158,16 @@ impl Daemon {
                 .iter()
                 .map(|r| (r.name().to_owned(), snap.counters.packets(*r)))
                 .collect::<BTreeMap<_, _>>(),
+            dropped_by_reason: Reason::ALL
+                .iter()
+                .map(|r| {
+                    (
+                        r.name().to_owned(),
+                        snap.counters.get(*r, Verdict::Drop).packets,
+                    )
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect::<BTreeMap<_, _>>(),
             last_read_ms: snap.read_duration.as_secs_f64() * 1e3,
             syn_cookies: cookie_status(&snap.cookies),
         })
