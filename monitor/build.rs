@@ -18,6 +18,13 @@ fn main() -> anyhow::Result<()> {
         .to_str()
         .context("the monitor-ebpf path is not UTF-8")?
         .to_owned();
+    // aya-build relays every line the eBPF crate's cargo writes to stderr
+    // as a build-script warning, which cargo replays on every later build
+    // of this crate ("Compiling monitor-ebpf", "Finished"): a quiet cargo
+    // writes only what matters (compiler warnings and errors still come
+    // through its JSON messages).
+    // SAFETY: the build script is single-threaded here.
+    unsafe { std::env::set_var("CARGO_TERM_QUIET", "true") };
     aya_build::build_ebpf(
         [Package {
             name: "monitor-ebpf",
