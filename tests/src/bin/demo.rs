@@ -1,24 +1,23 @@
-//! `cargo xtask demo`: Tollgate on a lab it builds itself. A server, a
-//! well-behaved client and a flooding client in their own namespaces behind
-//! a bridge; `tollgate run` attached natively to the server's interface
-//! prints its live view while both clients send; then everything is
-//! removed (also on Ctrl-C or failure: the lab's guards delete the
-//! namespaces, and tollgate detaches when it exits).
+//! `cargo xtask demo`: the product on a lab it builds itself. The daemon
+//! (`tollgate run --config`, a config file printed first) in a server
+//! namespace; a well-behaved client (IPv4 and IPv6) and a flooder in a
+//! client namespace; the live view (`tollgate top --watch`) while the
+//! flood runs; then the flood's detection and ban from the event log,
+//! `tollgate ban list`, an excerpt of `/metrics`, and a summary per
+//! source (sent, passed, dropped, time to ban). Everything is removed on
+//! exit, on failure and on Ctrl-C (the lab's guards delete the namespaces;
+//! the daemon detaches when it stops).
 
 use std::{
-    io::{BufRead, BufReader},
     net::IpAddr,
-    process::{Child, Stdio},
     sync::atomic::{AtomicBool, Ordering},
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
-use clap_lite::Args;
 use lab::{
     Lab,
-    daemon::tollgate_bin,
+    daemon::{Daemon, base_config, events, tollgate_bin},
     netns::SERVER_IF,
     traffic::{self, Sent},
 };
@@ -30,192 +29,218 @@ extern "C" fn on_signal(_: libc::c_int) {
     traffic::stop_all();
 }
 
-mod clap_lite {
-    //! Two flags do not need a parser crate.
-    pub struct Args {
-        pub seconds: u64,
-    }
-    impl Args {
-        pub fn parse() -> anyhow::Result<Self> {
-            let mut seconds = 20;
-            let mut it = std::env::args().skip(1);
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--seconds" => {
-                        seconds = it
-                            .next()
-                            .and_then(|s| s.parse().ok())
-                            .ok_or_else(|| anyhow::anyhow!("--seconds takes a whole number"))?;
-                    }
-                    other => anyhow::bail!("unknown argument {other}; usage: demo [--seconds N]"),
-                }
-            }
-            Ok(Self { seconds })
-        }
-    }
-}
-
 const GOOD_V4: &str = "192.0.2.10";
 const GOOD_V6: &str = "2001:db8::10";
-const FLOOD_V4: &str = "192.0.2.66";
-/// The demo's default limit: 500 packets/s per source, burst 1,000.
-const LIMIT_PPS: u64 = 500;
-const BURST: u64 = 1_000;
+const FLOODER: &str = "192.0.2.66";
+
+/// The demo's policy and detection: what an operator would write.
+const TABLES: &str = r#"[default_limit]
+packets_per_second = 500
+burst_packets = 1000
+
+[management]
+cidrs = ["192.0.2.250/32"]
+
+[detect]
+flood_pps = 5000
+ban_ttls = ["5m", "1h"]
+
+[log]
+format = "json"
+"#;
+
+fn seconds() -> anyhow::Result<u64> {
+    let mut it = std::env::args().skip(1);
+    let mut seconds = 20;
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--seconds" => {
+                seconds = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|s| *s >= 3)
+                    .context("--seconds takes a whole number, at least 3")?;
+            }
+            other => bail!("unknown argument {other}; usage: demo [--seconds N]"),
+        }
+    }
+    Ok(seconds)
+}
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse()?;
+    let seconds = seconds()?;
     // SAFETY: the handler only stores to atomics.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let good: Vec<IpAddr> = vec![GOOD_V4.parse()?, GOOD_V6.parse()?];
-    let flood: Vec<IpAddr> = vec![FLOOD_V4.parse()?];
-    let lab = Lab::switched("demo", &[&good, &flood]).context("building the demo lab")?;
+    let addrs: Vec<IpAddr> = [GOOD_V4, GOOD_V6, FLOODER]
+        .iter()
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    let lab = Lab::new("demo", &addrs).context("building the demo lab")?;
+    let d = Daemon::in_lab(lab, "demo", |dir| {
+        let tables = format!("[sources]\n{TABLES}");
+        base_config(dir, &[SERVER_IF], "1s", "detach", &tables)
+    });
+    let config = std::fs::read_to_string(d.dir.join("tollgate.toml"))?;
     println!(
-        "lab: server {} (namespace {}), well-behaved client {GOOD_V4} and {GOOD_V6} ({}), \
-         flooding client {FLOOD_V4} ({}), joined by a bridge ({}s of traffic)",
-        lab.server_v4(),
-        lab.server.name(),
-        lab.clients[0].name(),
-        lab.clients[1].name(),
-        args.seconds
+        "== Tollgate demo: a server ({}, {}), a well-behaved client ({GOOD_V4}, {GOOD_V6}) and a flooder ({FLOODER}), in network namespaces\n\n== the daemon runs `tollgate run --config {}`:\n{config}",
+        d.lab.server_v4(),
+        d.lab.server_v6(),
+        d.dir.join("tollgate.toml").display(),
     );
-    let (mut child, printer) = start_tollgate(&lab)?;
-    println!(
-        "tollgate is attached (native XDP) with a default limit of {LIMIT_PPS} packets/s, \
-         burst {BURST}; the well-behaved client sends 200/s over IPv4 and 100/s over IPv6, \
-         the flooder as fast as it can"
-    );
-    let secs = Duration::from_secs(args.seconds);
-    let started = Instant::now();
-    let sent = send_traffic(&lab, &good, flood[0], args.seconds);
-    // Let the last view print, then stop tollgate like an operator would.
-    std::thread::sleep(Duration::from_millis(1_100).min(secs));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let status = child.wait().context("waiting for tollgate")?;
-    let _ = printer.join();
-    let [good4, good6, flooded] = sent?;
-    println!(
-        "\nsent in {:.1} s: well-behaved {} (IPv4) + {} (IPv6) packets, flooder {} packets \
-         ({:.0}/s); the table above shows what the kernel passed and dropped per source",
-        started.elapsed().as_secs_f64(),
-        good4.packets,
-        good6.packets,
-        flooded.packets,
-        flooded.packets as f64 / flooded.elapsed.as_secs_f64().max(0.001)
-    );
+
+    let flood_start_ms = unix_ms();
+    let (sent, watched) = std::thread::scope(|s| {
+        let good4 = s.spawn(|| send(&d, GOOD_V4, 200, seconds, 200));
+        let good6 = s.spawn(|| send(&d, GOOD_V6, 100, seconds, 200));
+        let flood = s.spawn(|| send(&d, FLOODER, 0, seconds, 64));
+        println!(
+            "== {seconds}s of traffic: the client at 200/s (IPv4) and 100/s (IPv6), the flooder as fast as it can; the live view (`tollgate top --watch`):"
+        );
+        let watched = watch(&d, seconds);
+        // The view may end early (q, Ctrl-C): the traffic ends with it.
+        traffic::stop_all();
+        let joined = [good4, good6, flood].map(|h| h.join().expect("a sender panicked"));
+        (joined, watched)
+    });
+    watched?;
+    let [good4, good6, flood] = sent;
+    let (good4, good6, flood) = (good4?, good6?, flood?);
     if INTERRUPTED.load(Ordering::Relaxed) {
         println!("interrupted: cleaning up");
+        return Ok(());
     }
-    drop(lab);
-    println!("lab removed");
-    if !status.success() {
-        bail!("tollgate exited with {status}");
+
+    println!("\n== what the detectors found (`tollgate events`):");
+    let all = events(&d);
+    for e in all
+        .iter()
+        .filter(|e| e["kind"] == "detection" || e["kind"] == "ban_added")
+    {
+        println!("{}", text_of(&d, e["seq"].as_u64().unwrap_or(0)));
+    }
+    println!("\n== `tollgate ban list`:\n{}", cli(&d, &["ban", "list"]));
+    println!("\n== an excerpt of /metrics:");
+    for line in d
+        .metrics()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| excerpt(l))
+    {
+        println!("{line}");
+    }
+
+    println!("\n== summary per source:");
+    println!(
+        "{:<16} {:>10} {:>10} {:>10} {:>10}  time to ban",
+        "source", "sent", "seen", "passed", "dropped"
+    );
+    let ban_ms = all
+        .iter()
+        .find(|e| e["kind"] == "detection" && e["source"] == FLOODER)
+        .and_then(|e| e["unix_ms"].as_u64());
+    for (addr, sent) in [(GOOD_V4, &good4), (GOOD_V6, &good6), (FLOODER, &flood)] {
+        // What the kernel counted for the address's source (`explain`).
+        let e = d.json(&["explain", addr]);
+        let n = |k: &str| e["tracked"][k].as_u64().unwrap_or(0);
+        let (seen, dropped) = (n("packets"), n("dropped"));
+        let to_ban = match (addr, ban_ms) {
+            (FLOODER, Some(at)) => {
+                format!("{:.1}s", at.saturating_sub(flood_start_ms) as f64 / 1e3)
+            }
+            (FLOODER, None) => "not banned".into(),
+            _ => "-".into(),
+        };
+        println!(
+            "{addr:<16} {:>10} {seen:>10} {:>10} {dropped:>10}  {to_ban}",
+            sent.packets,
+            seen.saturating_sub(dropped),
+        );
+    }
+    println!(
+        "(seen: what reached XDP; the rest of what was sent was lost on the way, in the sender's or the veth's queues under the flood)"
+    );
+    drop(d);
+    println!("\nlab removed");
+    if ban_ms.is_none() {
+        bail!("the flood was not banned; see the events above");
     }
     Ok(())
 }
 
-/// `tollgate run` attached to the server's interface with the demo's
-/// limit, its live view printed by the returned thread and its log echoed
-/// to stderr; returns once it reports `attached`.
-fn start_tollgate(lab: &Lab) -> anyhow::Result<(Child, JoinHandle<()>)> {
-    let mut child = lab
-        .server
-        .command(tollgate_bin().to_str().context("non-UTF-8 path")?)
-        .args([
-            "run",
-            "--iface",
-            SERVER_IF,
-            "--stats-interval",
-            "1",
-            "--top",
-            "5",
-        ])
-        .args(["--limit-pps", &LIMIT_PPS.to_string()])
-        .args(["--burst-packets", &BURST.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting tollgate run in the server namespace")?;
-    let stdout = child.stdout.take().context("tollgate stdout")?;
-    let stderr = child.stderr.take().context("tollgate stderr")?;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("attached") {
-                let _ = ready_tx.send(());
-            }
-            eprintln!("tollgate: {line}");
-        }
-    });
-    let printer = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("{line}");
-        }
-    });
-    if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
-        let _ = child.kill();
-        bail!("tollgate did not report `attached` within 30 s; see its output above");
-    }
-    Ok((child, printer))
+/// `seconds` of UDP from `src` at `pps` (0: as fast as it can).
+fn send(d: &Daemon, src: &str, pps: u64, seconds: u64, payload: usize) -> anyhow::Result<Sent> {
+    let src: IpAddr = src.parse()?;
+    let dst = if src.is_ipv6() {
+        d.lab.server_v6()
+    } else {
+        d.lab.server_v4()
+    };
+    let count = if pps == 0 {
+        u64::MAX / 2
+    } else {
+        pps * seconds
+    };
+    traffic::udp(
+        d.lab.client(),
+        src,
+        dst,
+        8080,
+        count,
+        pps,
+        payload,
+        Duration::from_secs(seconds),
+    )
 }
 
-/// `seconds` of traffic at once: the well-behaved client at 200/s over
-/// IPv4 and 100/s over IPv6, the flooder as fast as it can. What each
-/// sender sent, in that order.
-fn send_traffic(
-    lab: &Lab,
-    good: &[IpAddr],
-    flood: IpAddr,
-    seconds: u64,
-) -> anyhow::Result<[Sent; 3]> {
-    let secs = Duration::from_secs(seconds);
-    let (server_v4, server_v6) = (lab.server_v4(), lab.server_v6());
-    let (good4, good6, flooded) = std::thread::scope(|s| {
-        let g4 = s.spawn(|| {
-            traffic::udp(
-                &lab.clients[0],
-                good[0],
-                server_v4,
-                8080,
-                200 * seconds,
-                200,
-                200,
-                secs,
-            )
-        });
-        let g6 = s.spawn(|| {
-            traffic::udp(
-                &lab.clients[0],
-                good[1],
-                server_v6,
-                8080,
-                100 * seconds,
-                100,
-                200,
-                secs,
-            )
-        });
-        let f = s.spawn(|| {
-            traffic::udp(
-                &lab.clients[1],
-                flood,
-                server_v4,
-                8080,
-                100_000_000,
-                0,
-                64,
-                secs,
-            )
-        });
-        (g4.join(), g6.join(), f.join())
-    });
-    let panicked = |_| anyhow::anyhow!("sender thread panicked");
-    Ok([
-        good4.map_err(panicked)??,
-        good6.map_err(panicked)??,
-        flooded.map_err(panicked)??,
-    ])
+/// The live view on this terminal (plain blocks when it is not one), for
+/// the length of the traffic.
+fn watch(d: &Daemon, seconds: u64) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let status = std::process::Command::new(tollgate_bin())
+        .args([
+            "top", "--watch", "--every", "1s", "--by", "drops", "-n", "5",
+        ])
+        .args(["--count", &seconds.to_string(), "--socket"])
+        .arg(d.socket())
+        .status()
+        .context("starting tollgate top --watch")?;
+    if !status.success() && !INTERRUPTED.load(Ordering::Relaxed) {
+        bail!(
+            "tollgate top --watch failed with {status} after {:?}",
+            started.elapsed()
+        );
+    }
+    Ok(())
+}
+
+fn cli(d: &Daemon, args: &[&str]) -> String {
+    String::from_utf8_lossy(&d.cli(args).stdout)
+        .trim_end()
+        .to_owned()
+}
+
+/// Event `seq` as `tollgate events` prints it.
+fn text_of(d: &Daemon, seq: u64) -> String {
+    let out = cli(d, &["events"]);
+    out.lines()
+        .find(|l| l.starts_with(&format!("#{seq} ")))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The metrics lines worth showing: drops by reason, detections, bans.
+fn excerpt(line: &str) -> bool {
+    let nonzero = !line.ends_with(" 0");
+    (line.starts_with("tollgate_packets_total{") && line.contains("verdict=\"drop\"") && nonzero)
+        || (line.starts_with("tollgate_detections_total") && nonzero)
+        || line.starts_with("tollgate_bans_active")
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
