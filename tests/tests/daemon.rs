@@ -585,6 +585,26 @@ burst_bytes = "4MB"
     assert_eq!(r["limit"]["packets_per_second"], 500, "{r}");
     assert_eq!(r["limit"]["burst_packets"], 200, "the burst stays: {r}");
     assert_eq!(r["limit"]["bytes_per_second"], 20_000_000, "{r}");
+    // As text, like `rules list`: the default, then each limit rule.
+    let text = String::from_utf8_lossy(&d.cli(&["limit", "show"]).stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0]
+            .starts_with("default: 2000 pps burst 4000, 10000000 B/s burst 2000000 B (runtime)"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("192.0.2.60/32") && l.contains("limit  500 pps burst 200")),
+        "{text}"
+    );
+    let out = d.cli(&["limit", "set", "--burst-packets", "5k"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with("ok: default limit now 2000 pps burst 5000"),
+        "{said}"
+    );
     d.json(&["limit", "set", "--monitor", "true"]);
     assert_eq!(shown(&d)["default"]["monitor"], true);
     assert!(d.refused(&["limit", "set"]).contains("nothing to change"));
@@ -771,6 +791,11 @@ fn a_start_that_fails_leaves_no_pins() {
     assert!(!out.status.success(), "the start should fail: {stderr}");
     assert!(
         stderr.contains(&format!("attaching to interface `{SERVER_IF}`")),
+        "{stderr}"
+    );
+    // The error says another program holds it, not to try generic mode.
+    assert!(
+        stderr.contains("another XDP program is attached to it") && !stderr.contains("generic"),
         "{stderr}"
     );
     assert!(left.is_empty(), "pins left behind: {left:?}");
