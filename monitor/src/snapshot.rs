@@ -54,9 +54,19 @@ pub struct Snapshot {
     pub hot_reports_lost: u64,
     /// Whether this snapshot walked the source table (top lists fresh).
     pub walked: bool,
+    pub crowdsec: CrowdSecStats,
     /// When the walk behind the top lists ran (coarse ns).
     pub walk_ns: u64,
     pub cookies: CookieStats,
+}
+
+/// The CrowdSec link: configured or not, its health, what became of the
+/// decisions pulled.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CrowdSecStats {
+    pub configured: bool,
+    pub health: crate::crowdsec::Health,
+    pub decisions: BTreeMap<String, u64>,
 }
 
 /// SYN cookies: the mode, the kernel's counters and the verified sources.

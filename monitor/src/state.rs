@@ -72,6 +72,15 @@ pub struct SavedBan {
     pub until_unix_ms: u64,
     #[serde(default)]
     pub reason: Option<String>,
+    /// Who placed it (`cli`, `detector`, `crowdsec`); older files: unknown.
+    #[serde(default = "unknown")]
+    pub origin: String,
+    #[serde(default)]
+    pub scenario: Option<String>,
+}
+
+fn unknown() -> String {
+    "unknown".into()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -192,6 +201,8 @@ mod tests {
                 cidr: "192.0.2.7/32".into(),
                 until_unix_ms: 123,
                 reason: Some("test".into()),
+                origin: "cli".into(),
+                scenario: None,
             }],
             ..State::default()
         };

@@ -5,13 +5,15 @@
 //! clients and attacker namespaces), Debian's nginx, a pool of legitimate
 //! clients and the attack scene they share (`under_attack`), packet
 //! builders, the packet fuzzer (generated frames, the kernel's parse and
-//! a reference parser compared), a pcap writer, a pseudo-terminal whose
+//! a reference parser compared), a real CrowdSec Local API (`crowdsec`),
+//! a pcap writer, a pseudo-terminal whose
 //! screen a test reads (`pty`), and the daemon harness
 //! (`tollgate run` in a lab, driven through the CLI). One library, three
 //! users: the integration tests in `tests/`, `cargo xtask demo` and
 //! `cargo xtask bench`.
 
 pub mod clients;
+pub mod crowdsec;
 pub mod daemon;
 pub mod flood;
 pub mod flood_lab;

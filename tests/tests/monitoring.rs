@@ -65,8 +65,12 @@ fn used_names(text: &str) -> Vec<String> {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
+        // `fleet:tollgate_...:rate1m` is a recording rule's name.
+        let recorded = rest[..i].ends_with(':');
         rest = &rest[i + name.len()..];
-        out.push(name);
+        if !recorded {
+            out.push(name);
+        }
     }
     out
 }
@@ -93,7 +97,7 @@ fn rules_and_dashboard_use_only_metrics_the_exporter_has() {
 #[test]
 fn alerting_rules_check_and_pass_their_unit_tests() {
     let said = promtool(&["check", "rules", "tollgate-alerts.yml"]);
-    assert!(said.contains("SUCCESS: 12 rules found"), "{said}");
+    assert!(said.contains("SUCCESS: 19 rules found"), "{said}");
     let said = promtool(&["test", "rules", "tollgate-alerts.test.yml"]);
     assert!(said.contains("SUCCESS"), "{said}");
 }

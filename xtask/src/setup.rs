@@ -42,6 +42,8 @@ const PACKAGES: &[(&str, &str)] = &[
     // hashlimit as a defence to compare with).
     ("ethtool", "ethtool"),
     ("iptables", "iptables"),
+    // A real CrowdSec Local API for the fleet tests (`lab::crowdsec`).
+    ("crowdsec", "crowdsec"),
 ];
 
 /// Debian's invoke-rc.d asks this script whether a package may start its
@@ -141,12 +143,31 @@ fn stop_packaged_nginx(o: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Debian's crowdsec registers with the central API in its post-install
+/// step, which cannot reach the internet here; with this file present it
+/// installs offline (its hub from /usr/share/crowdsec/hub). The tests run
+/// their own Local API on a config of their own.
+const CROWDSEC_ONLINE: &str = "/etc/crowdsec/online_api_credentials.yaml";
+
+fn crowdsec_offline(o: &Options) -> anyhow::Result<()> {
+    if has("crowdsec") || std::path::Path::new(CROWDSEC_ONLINE).exists() {
+        return Ok(());
+    }
+    let script = format!(
+        "mkdir -p /etc/crowdsec && printf '# cargo xtask setup: no central API (offline install)\n' > {CROWDSEC_ONLINE}"
+    );
+    exec(root_cmd(&o.runner, "sh").args(["-c", &script]))
+}
+
 pub fn run(o: &Options) -> anyhow::Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
         .filter(|(_, cmd)| !has(cmd))
         .map(|(p, _)| *p)
         .collect();
+    if missing.contains(&"crowdsec") {
+        crowdsec_offline(o)?;
+    }
     apt_install(o, &missing)?;
     if has("nginx") {
         stop_packaged_nginx(o)?;

@@ -179,10 +179,17 @@ impl Text for Bans {
             .iter()
             .map(|b| {
                 format!(
-                    "{:<28} {:>8}s left  {}",
+                    "{:<28} {:>8}s left  {:<9} {}{}",
                     b.cidr,
                     b.remaining_seconds,
-                    b.reason.as_deref().unwrap_or("")
+                    b.origin,
+                    b.reason.as_deref().unwrap_or(""),
+                    match &b.scenario {
+                        Some(s) if b.reason.as_deref().is_none_or(|r| !r.contains(s.as_str())) => {
+                            format!(" [{s}]")
+                        }
+                        _ => String::new(),
+                    }
                 )
             })
             .collect::<Vec<_>>()

@@ -32,6 +32,7 @@ use crate::{
 };
 
 mod cookies;
+mod crowdsec;
 mod detect;
 mod limits;
 mod located;
@@ -40,6 +41,7 @@ mod schema;
 mod settings;
 
 pub use cookies::{CookieMode, SynCookies};
+pub use crowdsec::CrowdSec;
 pub use detect::{DEFAULT_BOGONS, DetectConfig, DetectModesFile};
 use located::Checker;
 pub use located::ConfigError;
@@ -134,6 +136,8 @@ pub struct Config {
     pub detect: DetectConfig,
     /// `[syn_cookies]`; `None`: off.
     pub syn_cookies: Option<SynCookies>,
+    /// `[crowdsec]`; `None`: no Local API.
+    pub crowdsec: Option<CrowdSec>,
 }
 
 /// Reads and checks `path` (see `parse`).
@@ -173,6 +177,7 @@ pub fn parse(path: &Path, text: &str, check_host: bool) -> Result<Config, Config
     let log = settings::log(&c, &f.log)?;
     let detect = detect::detect(&c, &f.detect)?;
     let syn_cookies = cookies::syn_cookies(&c, f.syn_cookies.as_ref())?;
+    let crowdsec = crowdsec::crowdsec(&c, f.crowdsec.as_ref())?;
     let (state_file, pin_dir, on_exit) = settings::state(&f.state);
     let config = Config {
         path: path.to_owned(),
@@ -206,6 +211,7 @@ pub fn parse(path: &Path, text: &str, check_host: bool) -> Result<Config, Config
         on_exit,
         detect,
         syn_cookies,
+        crowdsec,
     };
     limits::fits_the_kernel(&c, &config, &f.management, &f.rules)?;
     Ok(config)
@@ -262,6 +268,19 @@ burst_packets = 2000
     }
 
     #[test]
+    fn a_crowdsec_section_is_read_with_its_defaults() {
+        let c = check(
+            "interfaces = [\"lo\"]\n[crowdsec]\nurl = \"http://203.0.113.1:8080/\"\nbouncer_key_file = \"/etc/k\"\nmachine_id = \"api-1\"\nmachine_password_file = \"/etc/pw\"\n",
+        )
+        .unwrap();
+        let cs = c.crowdsec.unwrap();
+        assert_eq!(cs.url, "http://203.0.113.1:8080", "no trailing slash");
+        assert_eq!(cs.poll_interval, Duration::from_secs(2));
+        assert_eq!(cs.machine, Some(("api-1".into(), "/etc/pw".into())));
+        assert!(check("interfaces = [\"lo\"]\n").unwrap().crowdsec.is_none());
+    }
+
+    #[test]
     fn the_example_config_checks_out() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc/tollgate.toml");
         let c = load(&path, false).expect("etc/tollgate.toml");
@@ -299,12 +318,28 @@ burst_packets = 2000
     /// Each broken file, with the exact error an operator sees.
     const BROKEN_FILES: &[(&str, &str)] = &[
         (
+            "interfaces = [\"lo\"]\n[crowdsec]\nurl = \"127.0.0.1:8080\"\nbouncer_key_file = \"/k\"\n",
+            "t.toml:3: crowdsec.url: \"127.0.0.1:8080\" is not a Local API URL; write e.g. \"http://127.0.0.1:8080\"",
+        ),
+        (
+            "interfaces = [\"lo\"]\n[crowdsec]\nurl = \"http://127.0.0.1:8080\"\nbouncer_key_file = \"/k\"\npoll_interval = \"50ms\"\n",
+            "t.toml:5: crowdsec.poll_interval: between 200ms and 10m",
+        ),
+        (
+            "interfaces = [\"lo\"]\n[crowdsec]\nurl = \"http://127.0.0.1:8080\"\nbouncer_key_file = \"/k\"\nmachine_id = \"a\"\n",
+            "t.toml:5: crowdsec.machine_id: reporting alerts needs machine_password_file too (the password `cscli machines add` set)",
+        ),
+        (
+            "interfaces = [\"lo\"]\n[crowdsec]\nurl = \"http://127.0.0.1:8080\"\n",
+            "t.toml:2: crowdsec: missing field `bouncer_key_file`",
+        ),
+        (
             "interfaces = \"eth0\"\n",
             "t.toml:1: interfaces: invalid type: string \"eth0\", expected a sequence",
         ),
         (
             "interfaces = [\"lo\"]\nintervall = \"1s\"\n",
-            "t.toml:2: intervall: unknown field `intervall`, expected one of `interfaces`, `attach_mode`, `interval`, `malformed`, `sources`, `default_limit`, `rule`, `management`, `metrics`, `control`, `log`, `state`, `detect`, `syn_cookies`, `prefix_limit`",
+            "t.toml:2: intervall: unknown field `intervall`, expected one of `interfaces`, `attach_mode`, `interval`, `malformed`, `sources`, `default_limit`, `rule`, `management`, `metrics`, `control`, `log`, `state`, `detect`, `syn_cookies`, `prefix_limit`, `crowdsec`",
         ),
         (
             "interfaces = [\"lo\"]\n[sources]\nipv4_prefix = \"wide\"\n",

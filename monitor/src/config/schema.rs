@@ -221,4 +221,5 @@ pub(super) struct File {
     pub(super) detect: DetectFile,
     pub(super) syn_cookies: Option<Spanned<super::cookies::SynCookiesFile>>,
     pub(super) prefix_limit: Option<super::prefixes::PrefixLimitFile>,
+    pub(super) crowdsec: Option<Spanned<super::crowdsec::CrowdSecFile>>,
 }

@@ -192,6 +192,12 @@ pub struct BanLine {
     pub cidr: String,
     pub remaining_seconds: u64,
     pub reason: Option<String>,
+    /// Who placed it: `cli`, `detector`, `crowdsec`, `kernel`.
+    #[serde(default)]
+    pub origin: String,
+    /// The scenario behind it (a detector's `tollgate/<name>`, CrowdSec's).
+    #[serde(default)]
+    pub scenario: Option<String>,
 }
 
 /// `ban list`.

@@ -23,6 +23,19 @@ pub struct BanInfo {
     pub until_mono_ns: u64,
     pub until_unix_ms: u64,
     pub reason: Option<String>,
+    /// Who placed it (`Origin`'s name): `cli`, `detector`, `crowdsec`,
+    /// `kernel` (found in the kernel at start, unknown to the state file).
+    pub origin: String,
+    /// The scenario behind it: `tollgate/<detector>`, or CrowdSec's.
+    pub scenario: Option<String>,
+}
+
+/// Who placed a ban, and under what it is counted and described.
+pub struct BanBy<'a> {
+    pub origin: &'a str,
+    /// `tollgate_bans_total{reason}`: `manual`, a detector, `crowdsec`.
+    pub count_as: &'a str,
+    pub scenario: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -44,15 +57,14 @@ impl BanBook {
         }
     }
 
-    /// Bans `net` for `ttl` in the kernel and the book, counted under
-    /// `count_as`.
+    /// Bans `net` for `ttl` in the kernel and the book, placed `by`.
     pub fn place(
         &mut self,
         maps: &mut Maps,
         net: IpNet,
         ttl: Duration,
         reason: Option<String>,
-        count_as: &str,
+        by: BanBy,
     ) -> Result<(), MapError> {
         let until = monotonic_ns() + ttl.as_nanos() as u64;
         maps.ban(net, until)?;
@@ -62,9 +74,11 @@ impl BanBook {
                 until_mono_ns: until,
                 until_unix_ms: unix_ms() + ttl.as_millis() as u64,
                 reason,
+                origin: by.origin.to_owned(),
+                scenario: by.scenario,
             },
         );
-        *self.by_reason.entry(count_as.to_owned()).or_default() += 1;
+        *self.by_reason.entry(by.count_as.to_owned()).or_default() += 1;
         Ok(())
     }
 
@@ -150,6 +164,8 @@ impl BanBook {
                     until_mono_ns: until,
                     until_unix_ms: b.until_unix_ms,
                     reason: b.reason.clone(),
+                    origin: b.origin.clone(),
+                    scenario: b.scenario.clone(),
                 },
             );
         }
@@ -170,6 +186,8 @@ impl BanBook {
                     until_mono_ns: until,
                     until_unix_ms: now_unix + (until - now_mono) / 1_000_000,
                     reason: Some("restored from the kernel".into()),
+                    origin: "kernel".into(),
+                    scenario: None,
                 });
             }
         }
@@ -184,6 +202,8 @@ impl BanBook {
                 cidr: net.to_string(),
                 until_unix_ms: b.until_unix_ms,
                 reason: b.reason.clone(),
+                origin: b.origin.clone(),
+                scenario: b.scenario.clone(),
             })
             .collect()
     }

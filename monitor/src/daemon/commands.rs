@@ -12,7 +12,7 @@ use monitor_common::{
 };
 use serde::Serialize;
 
-use super::Daemon;
+use super::{Daemon, bans::BanBy};
 use crate::{
     clock::coarse_ns,
     config::RuleEntry,
@@ -290,7 +290,17 @@ impl Daemon {
         guard_catch_all(&net, "a ban", force)?;
         guard_ban(&self.config.management, &net)?;
         self.bans
-            .place(&mut self.tg.maps, net, ttl, reason.clone(), "manual")
+            .place(
+                &mut self.tg.maps,
+                net,
+                ttl,
+                reason.clone(),
+                BanBy {
+                    origin: "cli",
+                    count_as: "manual",
+                    scenario: None,
+                },
+            )
             .map_err(|e| e.to_string())?;
         self.save()?;
         let e = event(
@@ -322,6 +332,8 @@ impl Daemon {
                     cidr: n.to_string(),
                     remaining_seconds: (b.until_mono_ns - now) / 1_000_000_000,
                     reason: b.reason.clone(),
+                    origin: b.origin.clone(),
+                    scenario: b.scenario.clone(),
                 })
                 .collect(),
         }

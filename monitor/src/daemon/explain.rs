@@ -53,6 +53,8 @@ impl Daemon {
                 cidr: n.to_string(),
                 remaining_seconds: b.until_mono_ns.saturating_sub(now) / NS_PER_SEC,
                 reason: b.reason.clone(),
+                origin: b.origin.clone(),
+                scenario: b.scenario.clone(),
             });
 
         let cfg = self.tg.maps.runtime_config().map_err(|e| e.to_string())?;

@@ -9,6 +9,8 @@
 //!   runtime thresholds (`thresholds`) and the response to them
 //!   (`respond`: bans, the host-wide SYN limit, events);
 //! - SYN cookies (`cookies`: the mode, the SYNPROXY table);
+//! - the CrowdSec Local API (`crowdsec`: decisions into bans, detector
+//!   bans out as alerts; the loop itself is `crate::crowdsec`);
 //! - the outputs: the event log and the redactor.
 //!
 //! `read` turns the maps into a `Snapshot`, `commands` answers the control
@@ -26,6 +28,7 @@ mod bans;
 mod changes;
 mod commands;
 mod cookies;
+mod crowdsec;
 mod detect;
 mod explain;
 mod limits;
@@ -54,6 +57,8 @@ pub struct Daemon {
     overrides: thresholds::Overrides,
     respond: respond::Responder,
     cookies: cookies::Cookies,
+    /// The CrowdSec Local API link (`[crowdsec]`).
+    crowdsec: crowdsec::CrowdSecState,
     events: EventLog,
     redact: Redactor,
     started: Instant,

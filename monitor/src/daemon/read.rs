@@ -44,6 +44,16 @@ impl Daemon {
             hot_reports_lost: self.tg.maps.signals()?[signal::HOT_LOST as usize],
             walked: false,
             cookies: self.cookie_stats(walk, prev.map(|p| &p.cookies))?,
+            crowdsec: crate::snapshot::CrowdSecStats {
+                configured: self.config.crowdsec.is_some(),
+                health: self
+                    .crowdsec
+                    .health
+                    .lock()
+                    .map(|h| h.clone())
+                    .unwrap_or_default(),
+                decisions: self.crowdsec.decisions.clone(),
+            },
             ..Snapshot::default()
         };
         if let Some(p) = prev.filter(|_| !walk) {

@@ -18,6 +18,7 @@ use monitor_common::{
 
 use super::{
     Daemon,
+    bans::BanBy,
     detect::{Finding, hot_rates},
 };
 use crate::{
@@ -486,13 +487,20 @@ impl Daemon {
         let (action, message) = match self.ban_refusal(net, d, ttl) {
             Some(refused) => refused,
             None => {
+                let by = BanBy {
+                    origin: "detector",
+                    count_as: d.name(),
+                    scenario: Some(format!("tollgate/{}", d.name())),
+                };
                 match self
                     .bans
-                    .place(&mut self.tg.maps, net, ttl, Some(d.name().into()), d.name())
+                    .place(&mut self.tg.maps, net, ttl, Some(d.name().into()), by)
                 {
                     Ok(()) => {
                         self.bans.offended(net);
                         self.save_or_warn();
+                        // The fleet hears of it (a LAPI machine configured).
+                        self.report_ban(net, ttl, d, &ev);
                         let renewed = if renewal {
                             ", renewed: still attacking as its ban neared its end"
                         } else {

@@ -100,6 +100,7 @@ impl Daemon {
             overrides,
             respond: Responder::with_counts(&state.detections),
             cookies: Default::default(),
+            crowdsec: Default::default(),
             events,
             redact,
             started: Instant::now(),

@@ -26,12 +26,12 @@ use crate::{
     snapshot::Snapshot,
 };
 
-type Shared = Arc<Mutex<Daemon>>;
+pub(super) type Shared = Arc<Mutex<Daemon>>;
 type Latest = Arc<Mutex<Option<Arc<Snapshot>>>>;
 
 /// The lock, also after a panic elsewhere (the state stays usable: every
 /// change is applied whole or not at all).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -128,6 +128,29 @@ async fn until_stopped(daemon: &Shared) -> anyhow::Result<()> {
     }
 }
 
+/// The CrowdSec loop, with `[crowdsec]`: its thread, which ends when the
+/// daemon's sending side of the alert queue is dropped at stop.
+fn start_crowdsec(
+    config: &Config,
+    daemon: &Shared,
+) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
+    let Some(c) = &config.crowdsec else {
+        return Ok(None);
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let health = {
+        let mut d = lock(daemon);
+        d.crowdsec.reports = Some(tx);
+        // Alerts only with a machine to post them as.
+        d.crowdsec.report_alerts = c.machine.is_some();
+        d.crowdsec.health.clone()
+    };
+    let handle = crate::crowdsec::spawn(c, super::crowdsec::DaemonHost(daemon.clone()), rx, health)
+        .context("[crowdsec]")?;
+    tracing::info!(event = "crowdsec_started", url = %c.url, poll_ms = c.poll_interval.as_millis() as u64, alerts = c.machine.is_some(), "pulling decisions from the CrowdSec Local API");
+    Ok(Some(handle))
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let redact = Redactor::new(&config.log)?;
@@ -138,6 +161,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut daemon = Daemon::new(config.clone(), redact)?;
     daemon.attach_all()?;
     let daemon: Shared = Arc::new(Mutex::new(daemon));
+    let crowdsec = start_crowdsec(&config, &daemon)?;
     let latest: Latest = Arc::new(Mutex::new(None));
     let metrics = Metrics::new(config.top_talkers);
     // Every series at its value (0 on a fresh start) before the first
@@ -185,6 +209,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&socket_path);
     let mut daemon = lock(&daemon);
+    // Ends the CrowdSec thread at its next wait.
+    daemon.crowdsec.reports = None;
+    drop(crowdsec);
     daemon.save_or_warn();
     daemon.exit()
 }

@@ -146,6 +146,7 @@ fn draw_bans(f: &mut Frame, area: Rect, m: &Model) {
             Row::new(vec![
                 b.cidr.clone(),
                 format!("{}s left", b.remaining_seconds),
+                b.origin.clone(),
                 b.reason.clone().unwrap_or_default(),
             ])
         })
@@ -155,6 +156,7 @@ fn draw_bans(f: &mut Frame, area: Rect, m: &Model) {
         [
             Constraint::Length(30),
             Constraint::Length(14),
+            Constraint::Length(10),
             Constraint::Min(10),
         ],
     )

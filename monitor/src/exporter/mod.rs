@@ -2,6 +2,8 @@
 //! `prometheus` crate, served over HTTP by an axum `Router` (tests call the
 //! router without a port).
 
+mod crowdsec;
+
 use std::{
     sync::{Arc, Mutex},
     time::Instant,
@@ -38,6 +40,7 @@ pub struct Metrics {
     response: ResponseMetrics,
     scrape: Gauge,
     cookies: CookieMetrics,
+    crowdsec: crowdsec::CrowdSecMetrics,
     top_n: usize,
     /// Serializes updates and scrapes so a scrape sees one snapshot.
     lock: Mutex<()>,
@@ -152,6 +155,7 @@ impl Metrics {
             ),
             response: ResponseMetrics::new(&r),
             cookies: CookieMetrics::new(&r),
+            crowdsec: crowdsec::CrowdSecMetrics::new(&r),
             top_n,
             lock: Mutex::new(()),
             registry: r,
@@ -248,6 +252,7 @@ impl Metrics {
         self.map_read.set(s.read_duration.as_secs_f64());
         self.response.update(s, raise);
         self.cookies.update(&s.cookies, raise);
+        self.crowdsec.update(&s.crowdsec, raise);
     }
 
     /// The text exposition format.
@@ -486,7 +491,7 @@ mod every_series {
         let text = m.render();
         // Every name this file registers (the registry leaves a family
         // without samples out of its output altogether).
-        let source = include_str!("exporter.rs");
+        let source = [include_str!("mod.rs"), include_str!("crowdsec.rs")].concat();
         let mut names: Vec<&str> = source
             .split('"')
             .skip(1)

@@ -1,0 +1,244 @@
+//! The daemon's side of CrowdSec: decisions pulled from the Local API
+//! applied to the ban book (origin `crowdsec`, so deletes lift only what
+//! CrowdSec placed and a longer ban from elsewhere is kept), management
+//! networks and allow rules refused with an event, and the detectors'
+//! bans queued for the LAPI as alerts (never one that came from it).
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, mpsc::Sender},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use monitor_common::{
+    detect::{Detector, Evidence},
+    reason::{Reason, Verdict},
+};
+use serde_json::Value;
+
+use super::{Daemon, bans::BanBy};
+use crate::{
+    clock::coarse_ns,
+    crowdsec::{Action, Health, Host, Stream, alerts},
+    events::event,
+    policy::{self, guard_ban},
+};
+
+/// A ban ending this close to a decision's end is taken for the same.
+const SAME_BAN: Duration = Duration::from_secs(10);
+
+/// The daemon's CrowdSec state: the alert queue, the link's health, and
+/// what became of the decisions pulled.
+#[derive(Default)]
+pub struct CrowdSecState {
+    /// The loop's queue; dropped at stop, which ends the loop.
+    pub reports: Option<Sender<Value>>,
+    /// Whether detector bans are reported (machine credentials set).
+    pub report_alerts: bool,
+    pub health: Arc<Mutex<Health>>,
+    /// Decisions by what was done: `banned`, `lifted`, `refused`, `bad`,
+    /// `ignored_<why>`.
+    pub decisions: BTreeMap<String, u64>,
+}
+
+/// The loop's view of the daemon.
+pub struct DaemonHost(pub super::tasks::Shared);
+
+impl Host for DaemonHost {
+    fn apply(&self, s: Stream, startup: bool) {
+        super::tasks::lock(&self.0).apply_stream(s, startup);
+    }
+
+    fn usage(&self) -> (u64, u64, u64) {
+        let d = super::tasks::lock(&self.0);
+        let counters = d.tg.maps.counters().ok();
+        let processed = counters
+            .as_ref()
+            .map_or(0, |c| Reason::ALL.iter().map(|r| c.packets(*r)).sum());
+        let dropped = counters.map_or(0, |c| c.get(Reason::Banned, Verdict::Drop).packets);
+        let active = d
+            .bans
+            .in_force(coarse_ns())
+            .filter(|(_, b)| b.origin == "crowdsec")
+            .count() as u64;
+        (processed, dropped, active)
+    }
+}
+
+impl Daemon {
+    /// Applies one pull. At startup the list is every decision in force:
+    /// CrowdSec's bans the book holds but the list lacks were deleted
+    /// while the daemon was away, and are lifted.
+    pub(super) fn apply_stream(&mut self, s: Stream, startup: bool) {
+        let new = s.new.unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
+        for d in &new {
+            let action = d.on_new();
+            if let Action::Ban { net, .. } = &action {
+                seen.insert(*net);
+            }
+            self.decision(action);
+        }
+        for d in s.deleted.unwrap_or_default() {
+            self.decision(d.on_deleted());
+        }
+        if startup {
+            let stale: Vec<IpNet> = self
+                .bans
+                .in_force(coarse_ns())
+                .filter(|(n, b)| b.origin == "crowdsec" && !seen.contains(*n))
+                .map(|(n, _)| *n)
+                .collect();
+            for net in stale {
+                self.decision(Action::Lift { net });
+            }
+        }
+    }
+
+    fn count(&mut self, what: &str) {
+        *self.crowdsec.decisions.entry(what.to_owned()).or_default() += 1;
+    }
+
+    fn decision(&mut self, a: Action) {
+        match a {
+            Action::Ban {
+                net,
+                ttl,
+                scenario,
+                origin,
+            } => self.crowdsec_ban(net, ttl, scenario, &origin),
+            Action::Lift { net } => self.crowdsec_lift(net),
+            Action::Ignore { why } => self.count(&format!("ignored_{why}")),
+            Action::Bad { why } => {
+                self.count("bad");
+                tracing::warn!(
+                    event = "crowdsec_decision_unreadable",
+                    "{why}; skipped, the others apply"
+                );
+            }
+        }
+    }
+
+    fn crowdsec_ban(&mut self, net: IpNet, ttl: Duration, scenario: String, origin: &str) {
+        if let Err(why) = self.crowdsec_refusal(&net) {
+            self.count("refused");
+            let source = self.redact.net(net);
+            self.events.push(
+                event(
+                    "crowdsec_refused",
+                    Some(source),
+                    "refused",
+                    format!("a CrowdSec ban ({scenario}) was not applied: {why}"),
+                )
+                .by("crowdsec"),
+            );
+            return;
+        }
+        let until = coarse_ns() + ttl.as_nanos() as u64;
+        // A ban already in force that lasts about as long stays as it is:
+        // the LAPI repeats decisions at startup, and sends back the bans
+        // this host reported (a few seconds later than ours end).
+        if self
+            .bans
+            .get(&net)
+            .is_some_and(|b| b.until_mono_ns + SAME_BAN.as_nanos() as u64 >= until)
+        {
+            self.count("already_banned");
+            return;
+        }
+        let by = BanBy {
+            origin: "crowdsec",
+            count_as: "crowdsec",
+            scenario: Some(scenario.clone()),
+        };
+        let reason = Some(format!("crowdsec: {scenario} ({origin})"));
+        match self.bans.place(&mut self.tg.maps, net, ttl, reason, by) {
+            Ok(()) => {
+                self.count("banned");
+                self.save_or_warn();
+                let source = self.redact.net(net);
+                self.events.push(
+                    event(
+                        "ban_added",
+                        Some(source),
+                        "banned",
+                        format!(
+                            "banned for {}s by CrowdSec: {scenario} (origin {origin})",
+                            ttl.as_secs()
+                        ),
+                    )
+                    .by("crowdsec")
+                    .value("ttl_seconds", ttl.as_secs() as f64),
+                );
+            }
+            Err(e) => {
+                self.count("failed");
+                tracing::warn!(
+                    event = "crowdsec_ban_failed",
+                    "placing a CrowdSec ban on {net}: {e}"
+                );
+            }
+        }
+    }
+
+    /// Lifts `net` if CrowdSec placed it; a delete of a ban that is gone
+    /// already (the LAPI repeats deletes) or that another origin placed
+    /// changes nothing.
+    fn crowdsec_lift(&mut self, net: IpNet) {
+        if self.bans.get(&net).is_none_or(|b| b.origin != "crowdsec") {
+            self.count("delete_ignored");
+            return;
+        }
+        match self.bans.lift(&mut self.tg.maps, net) {
+            Ok(_) => {
+                self.count("lifted");
+                self.save_or_warn();
+                let source = self.redact.net(net);
+                self.events.push(
+                    event(
+                        "ban_removed",
+                        Some(source),
+                        "unbanned",
+                        "decision deleted in CrowdSec".into(),
+                    )
+                    .by("crowdsec"),
+                );
+            }
+            Err(e) => tracing::warn!(event = "crowdsec_lift_failed", "lifting {net}: {e}"),
+        }
+    }
+
+    /// Why a CrowdSec ban on `net` may not be placed: a management
+    /// network, or an allow rule covering part of it.
+    fn crowdsec_refusal(&self, net: &IpNet) -> Result<(), String> {
+        guard_ban(&self.config.management, net)?;
+        if let Some(r) = self.policy().rules.iter().find(|r| {
+            matches!(r.action, policy::Action::Allow)
+                && (r.net.contains(net) || net.contains(&r.net))
+        }) {
+            return Err(format!("the allow rule on {} covers it", r.net));
+        }
+        Ok(())
+    }
+
+    /// Queues a detector's ban for the LAPI (when a machine is set up).
+    pub(super) fn report_ban(&self, net: IpNet, ttl: Duration, d: Detector, ev: &Evidence) {
+        let Some(tx) = self
+            .crowdsec
+            .reports
+            .as_ref()
+            .filter(|_| self.crowdsec.report_alerts)
+        else {
+            return;
+        };
+        let ban = alerts::Ban {
+            net,
+            ttl,
+            detector: d.name(),
+            evidence: ev.iter().map(|(n, o, l)| (*n, *o, *l)).collect(),
+        };
+        // The thread is gone only when the daemon is stopping.
+        let _ = tx.send(alerts::alert(&ban, std::time::SystemTime::now()));
+    }
+}

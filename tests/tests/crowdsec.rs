@@ -1,0 +1,265 @@
+//! Tollgate against a real CrowdSec Local API (`lab::crowdsec`): decisions
+//! added with `cscli` (IPv4, IPv6, ranges) enforced in the kernel on live
+//! traffic and lifted when deleted; a decision on a management network
+//! refused; other types ignored; the LAPI stopped and started again losing
+//! nothing while bans expire on time; and two daemons sharing a flood's
+//! ban through the LAPI.
+
+use std::{path::Path, time::Duration};
+
+use lab::{
+    Lab,
+    crowdsec::Lapi,
+    daemon::{Daemon, config, events, eventually, metric},
+};
+use serde_json::Value;
+
+/// A daemon in `lab` pulling from `lapi` every 500 ms with its own
+/// bouncer key, reporting as machine `machine` if given; IPv6 sources are
+/// whole addresses.
+fn daemon(lab: Lab, lapi: &Lapi, tag: &str, machine: Option<&str>, extra: &str) -> Daemon {
+    let key = lapi.bouncer(tag).expect("a bouncer key");
+    let password = machine.map(|m| (m.to_owned(), lapi.machine(m).expect("a machine")));
+    let url = lapi.url();
+    Daemon::in_lab(lab, tag, |dir: &Path| {
+        std::fs::write(dir.join("bouncer.key"), format!("{key}\n")).unwrap();
+        let mut section = format!(
+            "[crowdsec]\nurl = \"{url}\"\nbouncer_key_file = \"{}\"\npoll_interval = \"500ms\"\n",
+            dir.join("bouncer.key").display()
+        );
+        if let Some((id, pw)) = &password {
+            std::fs::write(dir.join("machine.pw"), pw).unwrap();
+            section.push_str(&format!(
+                "machine_id = \"{id}\"\nmachine_password_file = \"{}\"\n",
+                dir.join("machine.pw").display()
+            ));
+        }
+        config(dir, &format!("{extra}{section}"))
+            .replace("[sources]\n", "[sources]\nipv6_prefix = 128\n")
+    })
+}
+
+fn bans(d: &Daemon) -> Vec<Value> {
+    d.json(&["ban", "list"])["bans"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn ban(d: &Daemon, cidr: &str) -> Option<Value> {
+    bans(d).into_iter().find(|b| b["cidr"] == cidr)
+}
+
+#[test]
+fn lapi_decisions_are_enforced_on_live_traffic_and_lifted_when_deleted() {
+    let mut lapi = Lapi::new("csd").expect("a Local API");
+    let clients = ["192.0.2.20", "192.0.2.130", "2001:db8::20", "192.0.2.21"];
+    let lab = Lab::new("csd", &clients.map(|a| a.parse().unwrap())).expect("lab");
+    lapi.join(&lab.server).unwrap();
+    let d = daemon(lab, &lapi, "csd", None, "");
+    let add = |args: &[&str]| lapi.cscli(&[&["decisions", "add"], args].concat()).unwrap();
+    add(&["--ip", "192.0.2.20", "--duration", "5m"]);
+    add(&["--range", "192.0.2.128/26", "--duration", "5m"]);
+    add(&["--ip", "2001:db8::20", "--duration", "5m"]);
+    // The lab's management network, and a type Tollgate does not apply.
+    add(&["--ip", "192.0.2.250", "--duration", "5m"]);
+    add(&[
+        "--ip",
+        "192.0.2.21",
+        "--duration",
+        "5m",
+        "--type",
+        "captcha",
+    ]);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while bans(&d).len() != 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        bans(&d).len(),
+        3,
+        "the three bans in the kernel: {:?}\n{:?}\n{}",
+        bans(&d),
+        events(&d),
+        d.log()
+    );
+    let b = ban(&d, "192.0.2.128/26").expect("the range");
+    assert_eq!(b["origin"], "crowdsec", "{b}");
+    assert!(
+        b["scenario"].as_str().unwrap().contains("manual 'ban'"),
+        "{b}"
+    );
+    assert!(b["remaining_seconds"].as_u64().unwrap() > 250, "{b}");
+    for a in ["192.0.2.20", "192.0.2.130", "2001:db8::20"] {
+        let sent = d.send(a, 100, 1_000);
+        assert_eq!(
+            d.source(a, sent),
+            (sent, sent),
+            "{a} banned on live traffic"
+        );
+    }
+    let sent = d.send("192.0.2.21", 100, 1_000);
+    assert_eq!(
+        d.source("192.0.2.21", sent),
+        (sent, 0),
+        "a captcha is not a ban"
+    );
+    assert!(ban(&d, "192.0.2.250/32").is_none());
+    let refused = events(&d)
+        .into_iter()
+        .find(|e| e["kind"] == "crowdsec_refused")
+        .expect("the refusal is an event");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("management network"),
+        "{refused}"
+    );
+    assert_eq!(refused["actor"], "crowdsec");
+
+    // Deleted in CrowdSec: lifted, and the traffic passes.
+    lapi.cscli(&["decisions", "delete", "--ip", "192.0.2.20"])
+        .unwrap();
+    eventually("the ban lifted", Duration::from_secs(10), || {
+        ban(&d, "192.0.2.20/32").is_none().then_some(())
+    });
+    let (p0, d0) = d.source("192.0.2.20", 1);
+    let more = d.send("192.0.2.20", 100, 1_000);
+    assert_eq!(
+        d.source("192.0.2.20", p0 + more),
+        (p0 + more, d0),
+        "passes again"
+    );
+
+    let m = d.metrics().expect("metrics");
+    let v = |s: &str| metric(&m, s).unwrap_or(-1.0);
+    assert_eq!(v("tollgate_crowdsec_up"), 1.0, "{m}");
+    assert_eq!(
+        v("tollgate_crowdsec_decisions_total{action=\"banned\"}"),
+        3.0
+    );
+    assert_eq!(
+        v("tollgate_crowdsec_decisions_total{action=\"refused\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("tollgate_crowdsec_decisions_total{action=\"lifted\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("tollgate_crowdsec_decisions_total{action=\"ignored_not_a_ban\"}"),
+        1.0
+    );
+    assert!(v("tollgate_crowdsec_last_success_timestamp_seconds") > 1.7e9);
+}
+
+#[test]
+fn a_lapi_outage_loses_nothing_and_bans_still_expire_on_time() {
+    let mut lapi = Lapi::new("cso").expect("a Local API");
+    let lab = Lab::new(
+        "cso",
+        &["192.0.2.30".parse().unwrap(), "192.0.2.31".parse().unwrap()],
+    )
+    .expect("lab");
+    lapi.join(&lab.server).unwrap();
+    let d = daemon(lab, &lapi, "cso", None, "");
+    lapi.cscli(&["decisions", "add", "--ip", "192.0.2.30", "--duration", "6s"])
+        .unwrap();
+    eventually("the short ban", Duration::from_secs(10), || {
+        ban(&d, "192.0.2.30/32").map(|_| ())
+    });
+
+    lapi.stop();
+    eventually(
+        "the daemon sees the LAPI down",
+        Duration::from_secs(10),
+        || {
+            let m = d.metrics()?;
+            (metric(&m, "tollgate_crowdsec_up")? == 0.0).then_some(())
+        },
+    );
+    // The kernel still enforces it, then lets it go on time.
+    let sent = d.send("192.0.2.30", 50, 1_000);
+    assert_eq!(d.source("192.0.2.30", sent), (sent, sent), "still banned");
+    eventually(
+        "the ban to expire without the LAPI",
+        Duration::from_secs(15),
+        || ban(&d, "192.0.2.30/32").is_none().then_some(()),
+    );
+    let (p0, d0) = d.source("192.0.2.30", sent);
+    let more = d.send("192.0.2.30", 50, 1_000);
+    assert_eq!(
+        d.source("192.0.2.30", p0 + more),
+        (p0 + more, d0),
+        "expired on time"
+    );
+    let said = d.log().matches("crowdsec_unreachable").count();
+    assert_eq!(said, 1, "said once: {}", d.log());
+
+    // Back: a decision made now arrives (the pull resumes where it was),
+    // and the expired one does not come back.
+    lapi.start().unwrap();
+    lapi.cscli(&["decisions", "add", "--ip", "192.0.2.31", "--duration", "5m"])
+        .unwrap();
+    eventually(
+        "the new ban after the outage",
+        Duration::from_secs(40),
+        || ban(&d, "192.0.2.31/32").map(|_| ()),
+    );
+    assert!(ban(&d, "192.0.2.30/32").is_none());
+    assert!(d.log().contains("crowdsec_reachable"));
+}
+
+#[test]
+fn a_flood_detected_on_one_host_is_banned_on_another() {
+    const FLOODER: &str = "192.0.2.66";
+    let mut lapi = Lapi::new("csf").expect("a Local API");
+    let lab_a = Lab::new("csfa", &[FLOODER.parse().unwrap()]).expect("lab A");
+    let lab_b = Lab::new("csfb", &[FLOODER.parse().unwrap()]).expect("lab B");
+    lapi.join(&lab_a.server).unwrap();
+    lapi.join(&lab_b.server).unwrap();
+    let detect = "[detect]\nflood_pps = 1000\nban_ttls = [\"5m\"]\n";
+    let a = daemon(lab_a, &lapi, "csfa", Some("tollgate-a"), detect);
+    let b = daemon(lab_b, &lapi, "csfb", None, detect);
+
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        let flood = s.spawn(|| a.send(FLOODER, 6_000, 3_000));
+        lab::daemon::finding(&a, "flood", FLOODER);
+        flood.join().unwrap()
+    });
+    let on_b = eventually("the ban on host B", Duration::from_secs(15), || {
+        ban(&b, &format!("{FLOODER}/32"))
+    });
+    eprintln!(
+        "flood on A to ban on B: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(on_b["origin"], "crowdsec", "{on_b}");
+    assert_eq!(on_b["scenario"], "tollgate/flood", "{on_b}");
+    // In B's kernel: the flooder's packets to B are dropped as banned.
+    let sent = b.send(FLOODER, 100, 1_000);
+    assert_eq!(b.source(FLOODER, sent), (sent, sent), "banned on B");
+    // A keeps its own ban (the LAPI's copy is taken for the same), and
+    // reported it once.
+    let on_a = ban(&a, &format!("{FLOODER}/32")).expect("A's ban");
+    assert_eq!(on_a["origin"], "detector", "{on_a}");
+    let m = a.metrics().unwrap();
+    assert_eq!(
+        metric(&m, "tollgate_crowdsec_alerts_total{result=\"sent\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    // The alert in the LAPI carries the detector's evidence.
+    let alerts = lapi.cscli(&["alerts", "list", "-a", "-o", "json"]).unwrap();
+    let alerts: Value = serde_json::from_str(&alerts).unwrap();
+    let ours = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["scenario"] == "tollgate/flood")
+        .unwrap_or_else(|| panic!("the alert is in the LAPI: {alerts}"));
+    assert!(ours.to_string().contains("packets_per_second"), "{ours}");
+}
