@@ -3,7 +3,9 @@
 //! directory, the packaged hub and profiles) in a namespace of its own,
 //! listening on 203.0.113.1:8080 on a bridge that each host of the fleet
 //! joins with a veth (`join`: 203.0.113.10, .11, ...). `cscli` drives it
-//! (decisions, bouncers, machines). Stopped and removed on drop.
+//! (decisions, bouncers, machines). Stopped and removed on drop. CrowdSec's
+//! own firewall bouncer (`FirewallBouncer`, nftables mode, its default
+//! 10 s poll) runs in a host's namespace for the bench to compare with.
 
 use std::{
     path::PathBuf,
@@ -211,4 +213,80 @@ prometheus:
   enabled: false
 "#
     )
+}
+
+/// CrowdSec's firewall bouncer (Debian's `crowdsec-firewall-bouncer`,
+/// nftables mode, its default `update_frequency` of 10 s) in `host`'s
+/// namespace, pulling from `lapi` with key `key`. Killed on drop.
+pub struct FirewallBouncer {
+    child: Child,
+    ns_name: String,
+    dir: PathBuf,
+}
+
+impl FirewallBouncer {
+    pub fn start(lapi: &Lapi, host: &NetNs, key: &str) -> anyhow::Result<Self> {
+        let dir = lapi.dir.join(format!("fwb-{}", host.name()));
+        std::fs::create_dir_all(&dir)?;
+        let d = dir.display();
+        let url = lapi.url();
+        std::fs::write(
+            dir.join("bouncer.yaml"),
+            format!(
+                "mode: nftables\npid_dir: {d}/\nupdate_frequency: 10s\ndaemonize: false\nlog_mode: file\nlog_dir: {d}/\nlog_level: info\napi_url: {url}/\napi_key: {key}\ndisable_ipv6: false\ndeny_action: DROP\ndeny_log: false\nsupported_decisions_types:\n  - ban\nblacklists_ipv4: crowdsec-blacklists\nblacklists_ipv6: crowdsec6-blacklists\nnftables:\n  ipv4:\n    enabled: true\n    set-only: false\n    table: crowdsec\n    chain: crowdsec-chain\n  ipv6:\n    enabled: true\n    set-only: false\n    table: crowdsec6\n    chain: crowdsec6-chain\nprometheus:\n  enabled: false\n"
+            ),
+        )?;
+        let log = std::fs::File::create(dir.join("bouncer.out"))?;
+        let child = host
+            .command("crowdsec-firewall-bouncer")
+            .arg("-c")
+            .arg(dir.join("bouncer.yaml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting crowdsec-firewall-bouncer (`cargo xtask setup` installs it)")?;
+        Ok(Self {
+            child,
+            ns_name: host.name().to_owned(),
+            dir,
+        })
+    }
+
+    /// Whether `ip` is in the bouncer's nftables set (dropped by it).
+    pub fn has(&self, ip: &str) -> bool {
+        let (family, table, set) = if ip.contains(':') {
+            ("ip6", "crowdsec6", "crowdsec6-blacklists")
+        } else {
+            ("ip", "crowdsec", "crowdsec-blacklists")
+        };
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns_name,
+                "nft",
+                "list",
+                "set",
+                family,
+                table,
+                set,
+            ])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(ip))
+    }
+
+    /// Its log, for a failure's message.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("bouncer.out")).unwrap_or_default()
+            + &std::fs::read_to_string(self.dir.join("crowdsec-firewall-bouncer.log"))
+                .unwrap_or_default()
+    }
+}
+
+impl Drop for FirewallBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

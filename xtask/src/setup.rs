@@ -42,8 +42,10 @@ const PACKAGES: &[(&str, &str)] = &[
     // hashlimit as a defence to compare with).
     ("ethtool", "ethtool"),
     ("iptables", "iptables"),
-    // A real CrowdSec Local API for the fleet tests (`lab::crowdsec`).
+    // A real CrowdSec Local API for the fleet tests (`lab::crowdsec`), and
+    // its firewall bouncer for the bench to compare with.
     ("crowdsec", "crowdsec"),
+    ("crowdsec-firewall-bouncer", "crowdsec-firewall-bouncer"),
 ];
 
 /// Debian's invoke-rc.d asks this script whether a package may start its

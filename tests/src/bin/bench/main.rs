@@ -18,9 +18,12 @@
 //! - `time_to_answer`: from an attack's first packet to the daemon's
 //!   answer in force;
 //! - `ceiling`: legitimate clients under attack with Tollgate, next to a
-//!   drop-only program that knows the attacker.
+//!   drop-only program that knows the attacker;
+//! - `fleet`: from a flood's first packet on one host to its ban in force
+//!   on another through a real CrowdSec LAPI, beside CrowdSec's firewall
+//!   bouncer.
 //!
-//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer|flood|ceiling|control|packet|new`
+//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer|flood|ceiling|control|fleet|packet|new`
 //! runs one part alone (`packet`: the per-packet table, `new`: the new-source figure), `tollgate` all
 //! but xdp-filter's figures, for quick tuning.
 
@@ -28,6 +31,7 @@ mod ceiling;
 mod control_socket;
 mod daemon_read;
 mod download;
+mod fleet;
 mod flood_table;
 mod new_source;
 mod per_packet;
@@ -75,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         Some("flood") => return flood_table::run(),
         Some("ceiling") => return ceiling::run(),
         Some("control") => return control_socket::run(),
+        Some("fleet") => return fleet::run(),
         Some("walk") => {
             let mut tg = setup::load()?;
             setup::prepare(&mut tg)?;
@@ -113,5 +118,6 @@ fn main() -> anyhow::Result<()> {
     daemon_read::run()?;
     control_socket::run()?;
     time_to_answer::run()?;
+    fleet::run()?;
     ceiling::run()
 }
