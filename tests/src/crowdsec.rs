@@ -215,6 +215,49 @@ prometheus:
     )
 }
 
+/// A host's credentials with the LAPI: a bouncer key of its own and, to
+/// report its detectors' bans, a machine.
+pub struct Credentials {
+    pub key: String,
+    pub machine: Option<(String, String)>,
+}
+
+impl Lapi {
+    /// Credentials for host `tag` (a machine too when `machine`).
+    pub fn credentials(&self, tag: &str, machine: bool) -> anyhow::Result<Credentials> {
+        Ok(Credentials {
+            key: self.bouncer(tag)?,
+            machine: if machine {
+                Some((tag.to_owned(), self.machine(tag)?))
+            } else {
+                None
+            },
+        })
+    }
+}
+
+impl Credentials {
+    /// The daemon's `[crowdsec]` section for `url` polling every `poll`,
+    /// its secrets written into `dir` (the daemon's directory).
+    pub fn section(&self, dir: &std::path::Path, url: &str, poll: &str) -> String {
+        let key = dir.join("bouncer.key");
+        std::fs::write(&key, format!("{}\n", self.key)).expect("writing the bouncer key");
+        let mut s = format!(
+            "[crowdsec]\nurl = \"{url}\"\nbouncer_key_file = \"{}\"\npoll_interval = \"{poll}\"\n",
+            key.display()
+        );
+        if let Some((id, pw)) = &self.machine {
+            let file = dir.join("machine.pw");
+            std::fs::write(&file, pw).expect("writing the machine password");
+            s.push_str(&format!(
+                "machine_id = \"{id}\"\nmachine_password_file = \"{}\"\n",
+                file.display()
+            ));
+        }
+        s
+    }
+}
+
 /// CrowdSec's firewall bouncer (Debian's `crowdsec-firewall-bouncer`,
 /// nftables mode, its default `update_frequency` of 10 s) in `host`'s
 /// namespace, pulling from `lapi` with key `key`. Killed on drop.

@@ -15,25 +15,13 @@ use lab::{
 use serde_json::Value;
 
 /// A daemon in `lab` pulling from `lapi` every 500 ms with its own
-/// bouncer key, reporting as machine `machine` if given; IPv6 sources are
+/// bouncer key, reporting as a machine when `machine`; IPv6 sources are
 /// whole addresses.
-fn daemon(lab: Lab, lapi: &Lapi, tag: &str, machine: Option<&str>, extra: &str) -> Daemon {
-    let key = lapi.bouncer(tag).expect("a bouncer key");
-    let password = machine.map(|m| (m.to_owned(), lapi.machine(m).expect("a machine")));
+fn daemon(lab: Lab, lapi: &Lapi, tag: &str, machine: bool, extra: &str) -> Daemon {
+    let creds = lapi.credentials(tag, machine).expect("credentials");
     let url = lapi.url();
     Daemon::in_lab(lab, tag, |dir: &Path| {
-        std::fs::write(dir.join("bouncer.key"), format!("{key}\n")).unwrap();
-        let mut section = format!(
-            "[crowdsec]\nurl = \"{url}\"\nbouncer_key_file = \"{}\"\npoll_interval = \"500ms\"\n",
-            dir.join("bouncer.key").display()
-        );
-        if let Some((id, pw)) = &password {
-            std::fs::write(dir.join("machine.pw"), pw).unwrap();
-            section.push_str(&format!(
-                "machine_id = \"{id}\"\nmachine_password_file = \"{}\"\n",
-                dir.join("machine.pw").display()
-            ));
-        }
+        let section = creds.section(dir, &url, "500ms");
         config(dir, &format!("{extra}{section}"))
             .replace("[sources]\n", "[sources]\nipv6_prefix = 128\n")
     })
@@ -56,7 +44,7 @@ fn lapi_decisions_are_enforced_on_live_traffic_and_lifted_when_deleted() {
     let clients = ["192.0.2.20", "192.0.2.130", "2001:db8::20", "192.0.2.21"];
     let lab = Lab::new("csd", &clients.map(|a| a.parse().unwrap())).expect("lab");
     lapi.join(&lab.server).unwrap();
-    let d = daemon(lab, &lapi, "csd", None, "");
+    let d = daemon(lab, &lapi, "csd", false, "");
     let add = |args: &[&str]| lapi.cscli(&[&["decisions", "add"], args].concat()).unwrap();
     add(&["--ip", "192.0.2.20", "--duration", "5m"]);
     add(&["--range", "192.0.2.128/26", "--duration", "5m"]);
@@ -164,7 +152,7 @@ fn a_lapi_outage_loses_nothing_and_bans_still_expire_on_time() {
     )
     .expect("lab");
     lapi.join(&lab.server).unwrap();
-    let d = daemon(lab, &lapi, "cso", None, "");
+    let d = daemon(lab, &lapi, "cso", false, "");
     lapi.cscli(&["decisions", "add", "--ip", "192.0.2.30", "--duration", "6s"])
         .unwrap();
     eventually("the short ban", Duration::from_secs(10), || {
@@ -221,8 +209,8 @@ fn a_flood_detected_on_one_host_is_banned_on_another() {
     lapi.join(&lab_a.server).unwrap();
     lapi.join(&lab_b.server).unwrap();
     let detect = "[detect]\nflood_pps = 1000\nban_ttls = [\"5m\"]\n";
-    let a = daemon(lab_a, &lapi, "csfa", Some("tollgate-a"), detect);
-    let b = daemon(lab_b, &lapi, "csfb", None, detect);
+    let a = daemon(lab_a, &lapi, "csfa", true, detect);
+    let b = daemon(lab_b, &lapi, "csfb", false, detect);
 
     let started = std::time::Instant::now();
     std::thread::scope(|s| {

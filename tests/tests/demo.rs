@@ -56,3 +56,32 @@ fn the_demo_runs_to_its_summary_and_cleans_up() {
         "namespaces left: {left}"
     );
 }
+
+/// `cargo xtask demo --fleet` to completion: the ban reaches host B, B
+/// drops the flooder, and the fleet's namespaces are gone.
+#[test]
+fn the_fleet_demo_shows_a_ban_reaching_the_second_host_and_cleans_up() {
+    let out = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--fleet", "--seconds", "20"])
+        .output()
+        .expect("running the fleet demo");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}\n{err}");
+    for part in [
+        "host A's flood detector bans 192.0.2.66",
+        "the ban is in force in host B's kernel",
+        "192.0.2.66/32",
+        "crowdsec: tollgate/flood",
+        "dropped 200",
+        "fleet removed",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from:\n{text}");
+    }
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let left = String::from_utf8_lossy(&netns.stdout);
+    assert!(
+        !left.lines().any(|l| l.starts_with("tg-dfl")),
+        "namespaces left: {left}"
+    );
+}

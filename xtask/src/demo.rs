@@ -8,15 +8,18 @@ pub struct Options {
     /// How long the traffic runs, in seconds.
     #[arg(long, default_value_t = 20)]
     pub seconds: u64,
+    /// Two hosts sharing a flood's ban through a real CrowdSec Local API.
+    #[arg(long)]
+    pub fleet: bool,
     #[command(flatten)]
     pub setup: setup::Options,
 }
 
 pub fn run(o: &Options) -> anyhow::Result<()> {
     setup::run(&o.setup)?;
-    run_lab_bin(
-        "demo",
-        &["--seconds".to_owned(), o.seconds.to_string()],
-        &o.setup.runner,
-    )
+    let mut args = vec!["--seconds".to_owned(), o.seconds.to_string()];
+    if o.fleet {
+        args.push("--fleet".to_owned());
+    }
+    run_lab_bin("demo", &args, &o.setup.runner)
 }

@@ -24,27 +24,14 @@ const RUNS: usize = 5;
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn host(lab: Lab, lapi: &Lapi, tag: &str, machine: bool) -> anyhow::Result<Daemon> {
-    let key = lapi.bouncer(tag)?;
-    let password = if machine {
-        Some(lapi.machine(tag)?)
-    } else {
-        None
-    };
+    let creds = lapi.credentials(tag, machine)?;
     let url = lapi.url();
     Ok(Daemon::in_lab(lab, tag, |dir: &Path| {
-        std::fs::write(dir.join("bouncer.key"), &key).unwrap();
-        let mut s = format!(
-            "[detect]\nflood_pps = 1000\nban_ttls = [\"10m\"]\n[crowdsec]\nurl = \"{url}\"\nbouncer_key_file = \"{}\"\npoll_interval = \"1s\"\n",
-            dir.join("bouncer.key").display()
-        );
-        if let Some(pw) = &password {
-            std::fs::write(dir.join("machine.pw"), pw).unwrap();
-            s.push_str(&format!(
-                "machine_id = \"{tag}\"\nmachine_password_file = \"{}\"\n",
-                dir.join("machine.pw").display()
-            ));
-        }
-        config(dir, &s)
+        let section = creds.section(dir, &url, "1s");
+        config(
+            dir,
+            &format!("[detect]\nflood_pps = 1000\nban_ttls = [\"10m\"]\n{section}"),
+        )
     }))
 }
 

@@ -6,7 +6,10 @@
 //! `tollgate ban list`, an excerpt of `/metrics`, and a summary per
 //! source (sent, passed, dropped, time to ban). Everything is removed on
 //! exit, on failure and on Ctrl-C (the lab's guards delete the namespaces;
-//! the daemon detaches when it stops).
+//! the daemon detaches when it stops). `--fleet` shows two hosts sharing
+//! a ban through a real CrowdSec Local API instead (`fleet`).
+
+mod fleet;
 
 use std::{
     net::IpAddr,
@@ -49,11 +52,14 @@ ban_ttls = ["5m", "1h"]
 format = "json"
 "#;
 
-fn seconds() -> anyhow::Result<u64> {
+/// `--seconds N` (at least 3) and `--fleet`.
+fn args() -> anyhow::Result<(u64, bool)> {
     let mut it = std::env::args().skip(1);
     let mut seconds = 20;
+    let mut fleet = false;
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--fleet" => fleet = true,
             "--seconds" => {
                 seconds = it
                     .next()
@@ -61,18 +67,21 @@ fn seconds() -> anyhow::Result<u64> {
                     .filter(|s| *s >= 3)
                     .context("--seconds takes a whole number, at least 3")?;
             }
-            other => bail!("unknown argument {other}; usage: demo [--seconds N]"),
+            other => bail!("unknown argument {other}; usage: demo [--seconds N] [--fleet]"),
         }
     }
-    Ok(seconds)
+    Ok((seconds, fleet))
 }
 
 fn main() -> anyhow::Result<()> {
-    let seconds = seconds()?;
+    let (seconds, fleet) = args()?;
     // SAFETY: the handler only stores to atomics.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    if fleet {
+        return fleet::run(seconds, &INTERRUPTED);
     }
     let addrs: Vec<IpAddr> = [GOOD_V4, GOOD_V6, FLOODER]
         .iter()
