@@ -248,3 +248,45 @@ fn many_and_stopped_event_followers_each_see_every_event_once() {
         assert_eq!(err.lines().count(), 1, "follower {i}: {err}");
     }
 }
+
+/// The CLI finds the socket from `$TOLLGATE_SOCKET` or `--config`'s
+/// `control.socket`; a failed connection names the socket it tried, how
+/// it was chosen, and how to point elsewhere.
+#[test]
+fn the_cli_finds_the_socket_from_the_environment_or_the_config() {
+    let d = Daemon::new("sock", &["192.0.2.73"], "");
+    let status = |cmd: &mut Command| {
+        let out = cmd.output().expect("the CLI");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, said) = status(
+        Command::new(tollgate_bin())
+            .env("TOLLGATE_SOCKET", d.socket())
+            .args(["status", "--json"]),
+    );
+    assert!(ok && said.contains("\"interfaces\""), "{said}");
+    let (ok, said) = status(
+        Command::new(tollgate_bin())
+            .env_remove("TOLLGATE_SOCKET")
+            .args(["status", "--json", "--config"])
+            .arg(d.dir.join("tollgate.toml")),
+    );
+    assert!(ok && said.contains("\"interfaces\""), "{said}");
+    let (ok, said) = status(
+        Command::new(tollgate_bin())
+            .env("TOLLGATE_SOCKET", d.dir.join("nothing.sock"))
+            .arg("status"),
+    );
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains(&format!(
+            "cannot connect to the daemon at {} ($TOLLGATE_SOCKET)",
+            d.dir.join("nothing.sock").display()
+        )) && said.contains("--socket PATH, TOLLGATE_SOCKET=PATH, or --config FILE"),
+        "{said}"
+    );
+}

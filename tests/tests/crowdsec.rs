@@ -121,6 +121,20 @@ fn lapi_decisions_are_enforced_on_live_traffic_and_lifted_when_deleted() {
         "passes again"
     );
 
+    // `status` says how the link fares; this LAPI (1.4.6) takes no usage
+    // metrics, which the daemon noted and left alone.
+    let s = eventually("the usage report tried", Duration::from_secs(10), || {
+        let s = d.json(&["status"]);
+        (s["crowdsec"]["usage"] != "unknown").then_some(s)
+    });
+    assert_eq!(s["crowdsec"]["up"], true, "{s}");
+    assert_eq!(s["crowdsec"]["usage"], "unsupported", "{s}");
+    assert_eq!(s["crowdsec"]["decisions"]["banned"], 3, "{s}");
+    let text = String::from_utf8_lossy(&d.cli(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains("crowdsec: http://203.0.113.1:8080 up"),
+        "{text}"
+    );
     let m = d.metrics().expect("metrics");
     let v = |s: &str| metric(&m, s).unwrap_or(-1.0);
     assert_eq!(v("tollgate_crowdsec_up"), 1.0, "{m}");

@@ -22,10 +22,42 @@ impl Text for Status {
             .filter(|(_, n)| **n != 0)
             .map(|(k, n)| format!("{k}={n}"))
             .collect();
-        let cookies = match &self.syn_cookies {
+        let mut cookies = match &self.syn_cookies {
             Some(c) => format!("\n{}", cookie_text(c)),
             None => String::new(),
         };
+        if let Some(c) = &self.crowdsec {
+            let decisions: Vec<String> = c
+                .decisions
+                .iter()
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect();
+            cookies.push_str(&format!(
+                "\ncrowdsec: {} {}, last pull {}, alerts {}, usage metrics {}; decisions: {}",
+                c.url,
+                if c.up { "up" } else { "DOWN" },
+                if c.last_success_unix > 0.0 {
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH
+                            + std::time::Duration::from_secs_f64(c.last_success_unix),
+                    )
+                    .to_string()
+                } else {
+                    "never".into()
+                },
+                if c.reporting {
+                    "reported"
+                } else {
+                    "not reported (no machine)"
+                },
+                c.usage,
+                if decisions.is_empty() {
+                    "none yet".into()
+                } else {
+                    decisions.join(" ")
+                }
+            ));
+        }
         format!(
             "tollgate {} on {} ({}), up {}s\npackets: {} passed, {} dropped, {} monitored, {} answered with a SYN cookie\nsources: {} tracked of {}, {} evicted; bans active: {}\nrules: {} from config, {} runtime, {} management\nby reason: {}{cookies}",
             self.version,

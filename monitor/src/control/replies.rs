@@ -34,6 +34,9 @@ pub struct Status {
     /// SYN cookies; absent when `[syn_cookies]` is not configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syn_cookies: Option<CookieStatus>,
+    /// The CrowdSec Local API link, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crowdsec: Option<CrowdSecStatus>,
 }
 
 /// `status`: SYN cookies answered from XDP.
@@ -278,6 +281,23 @@ pub struct NextPacket {
     pub verdict: String,
     pub reason: String,
     pub why: String,
+}
+
+/// The CrowdSec part of `status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CrowdSecStatus {
+    pub url: String,
+    /// The last pull succeeded.
+    pub up: bool,
+    /// Unix seconds of the last successful pull (0: none yet).
+    pub last_success_unix: f64,
+    /// Usage metrics: `unknown` (not tried yet), `sent`, `unsupported`
+    /// (the LAPI has no such endpoint).
+    pub usage: String,
+    /// Whether detector bans are reported as alerts.
+    pub reporting: bool,
+    /// What became of the decisions pulled, by action.
+    pub decisions: BTreeMap<String, u64>,
 }
 
 /// `detect show`: each detector's mode and thresholds, what the detectors

@@ -19,8 +19,8 @@ use crate::{
     control::{
         Request, Response,
         replies::{
-            BanLine, Banned, Bans, ByVerdict, CookieStatus, DefaultLimit, Events, RuleChanged,
-            RuleCounts, RuleLine, Rules, SourceCounts, Status, Top, Unbanned,
+            BanLine, Banned, Bans, ByVerdict, CookieStatus, CrowdSecStatus, DefaultLimit, Events,
+            RuleChanged, RuleCounts, RuleLine, Rules, SourceCounts, Status, Top, Unbanned,
         },
     },
     events::event,
@@ -170,6 +170,17 @@ impl Daemon {
                 .collect::<BTreeMap<_, _>>(),
             last_read_ms: snap.read_duration.as_secs_f64() * 1e3,
             syn_cookies: cookie_status(&snap.cookies),
+            crowdsec: self.config.crowdsec.as_ref().map(|c| {
+                let h = &snap.crowdsec.health;
+                CrowdSecStatus {
+                    url: c.url.clone(),
+                    up: h.up,
+                    last_success_unix: h.last_success_unix,
+                    usage: h.usage.to_owned(),
+                    reporting: c.machine.is_some(),
+                    decisions: snap.crowdsec.decisions.clone(),
+                }
+            }),
         })
     }
 
