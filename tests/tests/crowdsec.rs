@@ -265,3 +265,46 @@ fn a_flood_detected_on_one_host_is_banned_on_another() {
         .unwrap_or_else(|| panic!("the alert is in the LAPI: {alerts}"));
     assert!(ours.to_string().contains("packets_per_second"), "{ours}");
 }
+
+/// A blocklist of thousands (as a community list brings at startup):
+/// applied in one pull, saved once, said in one summary event rather than
+/// one per ban, and the daemon keeps answering.
+#[test]
+fn a_blocklist_of_thousands_applies_in_one_pull_with_one_event() {
+    const N: usize = 5_000;
+    let mut lapi = Lapi::new("csb").expect("a Local API");
+    let lab = Lab::new("csb", &["192.0.2.41".parse().unwrap()]).expect("lab");
+    lapi.join(&lab.server).unwrap();
+    let list: Vec<Value> = (1..=N)
+        .map(|i| {
+            serde_json::json!({
+                "duration": "1h", "origin": "lists", "reason": "blocklist",
+                "scope": "ip", "type": "ban",
+                "value": format!("2001:db8:b10c::{i:x}"),
+            })
+        })
+        .collect();
+    let file = lapi.dir.join("blocklist.json");
+    std::fs::write(&file, serde_json::to_string(&list).unwrap()).unwrap();
+    lapi.cscli(&["decisions", "import", "-i", file.to_str().unwrap()])
+        .expect("importing the list");
+    let d = daemon(lab, &lapi, "csb", false, "");
+    eventually("the whole list in force", Duration::from_secs(60), || {
+        let s = d.json(&["status"]);
+        (s["crowdsec"]["decisions"]["banned"] == N).then_some(())
+    });
+    assert_eq!(bans(&d).len(), N);
+    let evs = events(&d);
+    let pulls: Vec<&Value> = evs
+        .iter()
+        .filter(|e| e["kind"] == "crowdsec_pull")
+        .collect();
+    assert_eq!(pulls.len(), 1, "one summary event");
+    assert_eq!(pulls[0]["evidence"]["banned"]["observed"], N as f64);
+    assert!(
+        !evs.iter().any(|e| e["kind"] == "ban_added"),
+        "no event per ban"
+    );
+    let sent = d.send("192.0.2.41", 100, 1_000);
+    assert_eq!(d.source("192.0.2.41", sent), (sent, 0), "others pass");
+}

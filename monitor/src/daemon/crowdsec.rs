@@ -66,22 +66,37 @@ impl Host for DaemonHost {
     }
 }
 
+/// What one decision came to, for the pull's events.
+enum Outcome {
+    Banned(IpNet, Duration, String),
+    Lifted(IpNet),
+    Refused(IpNet, String),
+    /// Counted only (ignored, already banned, unreadable, failed).
+    Counted,
+}
+
+/// Changes a pull lists one event each; past it, one summary event (a
+/// startup pull from a community blocklist holds tens of thousands).
+const EVENTS_PER_PULL: usize = 20;
+
 impl Daemon {
-    /// Applies one pull. At startup the list is every decision in force:
+    /// Applies one pull, then saves the state file once and says what
+    /// changed. At startup the list is every decision in force:
     /// CrowdSec's bans the book holds but the list lacks were deleted
     /// while the daemon was away, and are lifted.
     pub(super) fn apply_stream(&mut self, s: Stream, startup: bool) {
         let new = s.new.unwrap_or_default();
         let mut seen = std::collections::HashSet::new();
+        let mut outcomes = Vec::new();
         for d in &new {
             let action = d.on_new();
             if let Action::Ban { net, .. } = &action {
                 seen.insert(*net);
             }
-            self.decision(action);
+            outcomes.push(self.decision(action));
         }
         for d in s.deleted.unwrap_or_default() {
-            self.decision(d.on_deleted());
+            outcomes.push(self.decision(d.on_deleted()));
         }
         if startup {
             let stale: Vec<IpNet> = self
@@ -91,8 +106,60 @@ impl Daemon {
                 .map(|(n, _)| *n)
                 .collect();
             for net in stale {
-                self.decision(Action::Lift { net });
+                outcomes.push(self.decision(Action::Lift { net }));
             }
+        }
+        outcomes.retain(|o| !matches!(o, Outcome::Counted));
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Banned(..) | Outcome::Lifted(_)))
+        {
+            self.save_or_warn();
+        }
+        self.say(outcomes);
+    }
+
+    /// One event per change, or past `EVENTS_PER_PULL` one for the pull.
+    fn say(&mut self, outcomes: Vec<Outcome>) {
+        if outcomes.len() > EVENTS_PER_PULL {
+            let n = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count() as f64;
+            let e = event(
+                "crowdsec_pull",
+                None,
+                "applied",
+                "decisions from the CrowdSec Local API (too many to list one by one)".into(),
+            )
+            .by("crowdsec")
+            .value("banned", n(|o| matches!(o, Outcome::Banned(..))))
+            .value("lifted", n(|o| matches!(o, Outcome::Lifted(_))))
+            .value("refused", n(|o| matches!(o, Outcome::Refused(..))));
+            self.events.push(e);
+            return;
+        }
+        for o in outcomes {
+            let e = match o {
+                Outcome::Banned(net, ttl, scenario) => event(
+                    "ban_added",
+                    Some(self.redact.net(net)),
+                    "banned",
+                    format!("banned for {}s by CrowdSec: {scenario}", ttl.as_secs()),
+                )
+                .value("ttl_seconds", ttl.as_secs() as f64),
+                Outcome::Lifted(net) => event(
+                    "ban_removed",
+                    Some(self.redact.net(net)),
+                    "unbanned",
+                    "decision deleted in CrowdSec".into(),
+                ),
+                Outcome::Refused(net, why) => event(
+                    "crowdsec_refused",
+                    Some(self.redact.net(net)),
+                    "refused",
+                    why,
+                ),
+                Outcome::Counted => continue,
+            };
+            self.events.push(e.by("crowdsec"));
         }
     }
 
@@ -100,7 +167,7 @@ impl Daemon {
         *self.crowdsec.decisions.entry(what.to_owned()).or_default() += 1;
     }
 
-    fn decision(&mut self, a: Action) {
+    fn decision(&mut self, a: Action) -> Outcome {
         match a {
             Action::Ban {
                 net,
@@ -109,31 +176,34 @@ impl Daemon {
                 origin,
             } => self.crowdsec_ban(net, ttl, scenario, &origin),
             Action::Lift { net } => self.crowdsec_lift(net),
-            Action::Ignore { why } => self.count(&format!("ignored_{why}")),
+            Action::Ignore { why } => {
+                self.count(&format!("ignored_{why}"));
+                Outcome::Counted
+            }
             Action::Bad { why } => {
                 self.count("bad");
                 tracing::warn!(
                     event = "crowdsec_decision_unreadable",
                     "{why}; skipped, the others apply"
                 );
+                Outcome::Counted
             }
         }
     }
 
-    fn crowdsec_ban(&mut self, net: IpNet, ttl: Duration, scenario: String, origin: &str) {
+    fn crowdsec_ban(
+        &mut self,
+        net: IpNet,
+        ttl: Duration,
+        scenario: String,
+        origin: &str,
+    ) -> Outcome {
         if let Err(why) = self.crowdsec_refusal(&net) {
             self.count("refused");
-            let source = self.redact.net(net);
-            self.events.push(
-                event(
-                    "crowdsec_refused",
-                    Some(source),
-                    "refused",
-                    format!("a CrowdSec ban ({scenario}) was not applied: {why}"),
-                )
-                .by("crowdsec"),
+            return Outcome::Refused(
+                net,
+                format!("a CrowdSec ban ({scenario}) was not applied: {why}"),
             );
-            return;
         }
         let until = coarse_ns() + ttl.as_nanos() as u64;
         // A ban already in force that lasts about as long stays as it is:
@@ -145,7 +215,7 @@ impl Daemon {
             .is_some_and(|b| b.until_mono_ns + SAME_BAN.as_nanos() as u64 >= until)
         {
             self.count("already_banned");
-            return;
+            return Outcome::Counted;
         }
         let by = BanBy {
             origin: "crowdsec",
@@ -156,21 +226,7 @@ impl Daemon {
         match self.bans.place(&mut self.tg.maps, net, ttl, reason, by) {
             Ok(()) => {
                 self.count("banned");
-                self.save_or_warn();
-                let source = self.redact.net(net);
-                self.events.push(
-                    event(
-                        "ban_added",
-                        Some(source),
-                        "banned",
-                        format!(
-                            "banned for {}s by CrowdSec: {scenario} (origin {origin})",
-                            ttl.as_secs()
-                        ),
-                    )
-                    .by("crowdsec")
-                    .value("ttl_seconds", ttl.as_secs() as f64),
-                );
+                Outcome::Banned(net, ttl, format!("{scenario} (origin {origin})"))
             }
             Err(e) => {
                 self.count("failed");
@@ -178,6 +234,7 @@ impl Daemon {
                     event = "crowdsec_ban_failed",
                     "placing a CrowdSec ban on {net}: {e}"
                 );
+                Outcome::Counted
             }
         }
     }
@@ -185,27 +242,20 @@ impl Daemon {
     /// Lifts `net` if CrowdSec placed it; a delete of a ban that is gone
     /// already (the LAPI repeats deletes) or that another origin placed
     /// changes nothing.
-    fn crowdsec_lift(&mut self, net: IpNet) {
+    fn crowdsec_lift(&mut self, net: IpNet) -> Outcome {
         if self.bans.get(&net).is_none_or(|b| b.origin != "crowdsec") {
             self.count("delete_ignored");
-            return;
+            return Outcome::Counted;
         }
         match self.bans.lift(&mut self.tg.maps, net) {
             Ok(_) => {
                 self.count("lifted");
-                self.save_or_warn();
-                let source = self.redact.net(net);
-                self.events.push(
-                    event(
-                        "ban_removed",
-                        Some(source),
-                        "unbanned",
-                        "decision deleted in CrowdSec".into(),
-                    )
-                    .by("crowdsec"),
-                );
+                Outcome::Lifted(net)
             }
-            Err(e) => tracing::warn!(event = "crowdsec_lift_failed", "lifting {net}: {e}"),
+            Err(e) => {
+                tracing::warn!(event = "crowdsec_lift_failed", "lifting {net}: {e}");
+                Outcome::Counted
+            }
         }
     }
 
