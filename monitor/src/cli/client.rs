@@ -178,8 +178,10 @@ pub fn events(c: &ClientArgs, follow: bool) -> anyhow::Result<()> {
     loop {
         let batch: Events = match conn.call(Request::Events { since }) {
             Ok(b) => b,
-            // Refused on a new connection: the daemon's answer stands.
+            // Refused on a new connection, or an answer this CLI cannot
+            // read (another release's daemon): the error stands.
             Err(e @ ClientError::Refused(_)) if fresh => return Err(e.into()),
+            Err(e @ ClientError::Garbled(_)) => return Err(e.into()),
             // Closed on us (room made for others, or idle past the
             // timeout while this process was stopped: the daemon's
             // parting message comes back as the answer): connect again,

@@ -13,6 +13,9 @@ use crate::config::CrowdSec;
 
 /// One request's deadline: a LAPI slower than this is as good as down.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// The startup pull's: every decision in force, which from a community
+/// blocklist is megabytes a LAPI may take a while to gather.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// A JWT is renewed when it has less than this left.
 const RENEW_AHEAD: Duration = Duration::from_secs(300);
 
@@ -125,6 +128,9 @@ impl Lapi {
         }
         if !self.scenarios.is_empty() {
             req = req.query("scenarios_containing", &self.scenarios);
+        }
+        if startup {
+            req = req.config().timeout_global(Some(STARTUP_TIMEOUT)).build();
         }
         let (status, body) = answer(req.call(), &url)?;
         if status != 200 {

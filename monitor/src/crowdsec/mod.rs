@@ -4,13 +4,17 @@
 //! as a signal source (machine credentials) it reports its detectors'
 //! bans as alerts (`alerts`), so every bouncer of the fleet applies them.
 //! `lapi` speaks HTTP; `spawn` runs the loop on its own thread: pull,
-//! apply, post alerts as they come, report usage, and when the LAPI is
-//! unreachable keep what is enforced, back off, and resume with a delta.
+//! apply, post alerts as they come (`outbox`: with the time their bans
+//! have left), report usage (`usage`: each window's counts), and when the
+//! LAPI is unreachable keep what is enforced, back off, and resume with
+//! the whole list.
 
 pub mod alerts;
 pub mod decisions;
 mod duration;
 pub mod lapi;
+mod outbox;
+mod usage;
 
 use std::{
     sync::{Arc, Mutex, mpsc::Receiver},
@@ -18,22 +22,18 @@ use std::{
 };
 
 pub use decisions::{Action, Decision, IGNORED, Stream};
-use lapi::{Lapi, Usage};
-use serde_json::Value;
-
-use crate::config::CrowdSec;
+pub use lapi::Lapi;
+use lapi::{LapiError, Usage as Taken};
+use outbox::Outbox;
+pub use outbox::Report;
 
 /// Longest wait between pulls while the LAPI does not answer: ten poll
-/// intervals, at most 30 s.
+/// intervals, at most 30 s, never less than one poll interval.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 fn backoff_cap(poll: Duration) -> Duration {
-    (poll * 10).clamp(poll, MAX_BACKOFF)
+    (poll * 10).min(MAX_BACKOFF).max(poll)
 }
-/// How often usage metrics are reported (where the LAPI takes them).
-const USAGE_EVERY: Duration = Duration::from_secs(1800);
-/// Alerts kept for a LAPI that does not answer, oldest dropped past it.
-const PENDING_MAX: usize = 1_000;
 
 /// How the link to the LAPI fares, for metrics and `status`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -58,16 +58,16 @@ pub trait Host: Send + 'static {
     fn usage(&self) -> (u64, u64, u64);
 }
 
-/// Starts the loop for `cfg` on its own thread; it ends when the daemon
-/// drops the sending side of `reports`.
+/// Starts the loop on `lapi` (made before the daemon attaches, so a bad
+/// key file stops the start cleanly) on its own thread; it ends when the
+/// daemon drops the sending side of `reports`.
 pub fn spawn(
-    cfg: &CrowdSec,
+    lapi: Lapi,
+    poll: Duration,
     host: impl Host,
-    reports: Receiver<Value>,
+    reports: Receiver<Report>,
     health: Arc<Mutex<Health>>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let lapi = Lapi::new(cfg)?;
-    let poll = cfg.poll_interval;
     std::thread::Builder::new()
         .name("crowdsec".into())
         .spawn(move || run(lapi, poll, host, reports, health))
@@ -78,14 +78,14 @@ fn run(
     mut lapi: Lapi,
     poll: Duration,
     host: impl Host,
-    reports: Receiver<Value>,
+    reports: Receiver<Report>,
     health: Arc<Mutex<Health>>,
 ) {
     let set = |f: &dyn Fn(&mut Health)| update(&health, f);
     set(&|h| h.usage = "unknown");
     let (mut startup, mut wait, mut down_said) = (true, poll, false);
-    let mut next_usage = Instant::now();
-    let mut pending: Vec<Value> = Vec::new();
+    let mut usage = (usage::Usage::new(SystemTime::now()), Instant::now(), true);
+    let mut outbox = Outbox::default();
     loop {
         match lapi.stream(startup) {
             Ok(s) => {
@@ -102,12 +102,16 @@ fn run(
                     tracing::info!(
                         event = "crowdsec_reachable",
                         url = lapi.url(),
-                        "the Local API answers again; pulling what changed meanwhile"
+                        "the Local API answers again; pulling every decision in force"
                     );
                     down_said = false;
                 }
             }
             Err(e) => {
+                // The LAPI may have moved this key's cursor past an answer
+                // that never arrived whole: the next pull asks for the
+                // whole list, which also lifts what was deleted meanwhile.
+                startup = true;
                 set(&|h| {
                     h.up = false;
                     h.pulls_failed += 1;
@@ -123,28 +127,30 @@ fn run(
                 wait = (wait * 2).min(backoff_cap(poll));
             }
         }
-        if !down_said && Instant::now() >= next_usage {
-            next_usage = Instant::now() + USAGE_EVERY;
-            report_usage(&lapi, &host, &health);
+        if !down_said && usage.2 && Instant::now() >= usage.1 {
+            usage.1 = Instant::now() + usage::EVERY;
+            usage.2 = report_usage(&lapi, &host, &health, &mut usage.0);
         }
         // Until the next pull, post alerts as they come.
         let deadline = Instant::now() + wait;
         loop {
-            post(&mut lapi, &mut pending, &health, down_said);
+            if !down_said {
+                post(&mut lapi, &mut outbox, &health);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
             match reports.recv_timeout(left) {
-                Ok(a) => {
-                    pending.push(a);
-                    pending.extend(reports.try_iter());
-                    if pending.len() > PENDING_MAX {
-                        let extra = pending.len() - PENDING_MAX;
-                        pending.drain(..extra);
+                Ok(r) => {
+                    let dropped: usize = std::iter::once(r)
+                        .chain(reports.try_iter())
+                        .map(|r| outbox.add(r))
+                        .sum();
+                    if dropped > 0 {
                         tracing::warn!(
                             event = "crowdsec_alerts_dropped",
-                            dropped = extra,
+                            dropped,
                             "alerts the Local API could not take were dropped (oldest first)"
                         );
                     }
@@ -156,74 +162,93 @@ fn run(
     }
 }
 
-/// Posts the pending alerts (not while the LAPI is known down: the next
-/// pull finds out first).
 /// Changes the shared health under its lock.
 fn update(health: &Mutex<Health>, f: &dyn Fn(&mut Health)) {
     f(&mut health.lock().unwrap_or_else(|e| e.into_inner()));
 }
 
-fn post(lapi: &mut Lapi, pending: &mut Vec<Value>, health: &Mutex<Health>, down: bool) {
-    if pending.is_empty() || down {
+/// Posts what is due. An unreachable LAPI or a server error keeps the
+/// alerts for the next try; a refusal (a machine not validated, an alert
+/// it will not take) drops them, said once per batch: trying again would
+/// be refused again.
+fn post(lapi: &mut Lapi, outbox: &mut Outbox, health: &Mutex<Health>) {
+    if outbox.is_empty() {
         return;
     }
-    let n = pending.len() as u64;
-    match lapi.alerts(&Value::Array(pending.clone())) {
+    let due = outbox.due(Instant::now());
+    let n = due.as_array().map_or(0, Vec::len) as u64;
+    if n == 0 {
+        return;
+    }
+    match lapi.alerts(&due) {
         Ok(()) => {
-            pending.clear();
+            outbox.clear();
             update(health, &|h| h.alerts_sent += n);
         }
-        Err(e) => {
+        Err(e @ LapiError::Refused { status, .. }) if status < 500 => {
+            outbox.clear();
             update(health, &|h| h.alerts_failed += n);
-            tracing::warn!(event = "crowdsec_alerts_failed", "{e}; kept to try again");
+            tracing::warn!(event = "crowdsec_alerts_refused", "{e}; {n} alerts dropped");
         }
+        Err(e) => tracing::debug!(event = "crowdsec_alerts_deferred", "{e}; kept to try again"),
     }
 }
 
-fn report_usage(lapi: &Lapi, host: &impl Host, health: &Mutex<Health>) {
+/// Sends a usage report; false once the LAPI says it takes none.
+fn report_usage(
+    lapi: &Lapi,
+    host: &impl Host,
+    health: &Mutex<Health>,
+    usage: &mut usage::Usage,
+) -> bool {
     let (processed, dropped, active) = host.usage();
-    let report = usage_report(processed, dropped, active, SystemTime::now());
+    let report = usage.report(processed, dropped, active, SystemTime::now());
     match lapi.usage(&report) {
-        Ok(Usage::Sent) => update(health, &|h| h.usage = "sent"),
-        Ok(Usage::Unsupported) => {
+        Ok(Taken::Sent) => {
+            usage.sent(processed, dropped);
+            update(health, &|h| h.usage = "sent");
+            true
+        }
+        Ok(Taken::Unsupported) => {
             update(health, &|h| h.usage = "unsupported");
             tracing::debug!(
                 event = "crowdsec_usage_unsupported",
                 "this Local API takes no usage metrics (before CrowdSec 1.6.3)"
             );
+            false
         }
-        Err(e) => tracing::debug!(event = "crowdsec_usage_failed", "{e}"),
+        Err(e) => {
+            tracing::debug!(event = "crowdsec_usage_failed", "{e}");
+            true
+        }
     }
-}
-
-/// A usage-metrics report as the LAPI documents it (remediation
-/// components: processed and dropped packets, active decisions).
-pub fn usage_report(processed: u64, dropped: u64, active: u64, now: SystemTime) -> Value {
-    let now = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    serde_json::json!({
-        "remediation_components": [{
-            "version": env!("CARGO_PKG_VERSION"),
-            "type": "tollgate",
-            "name": "tollgate",
-            "feature_flags": [],
-            "utc_startup_timestamp": now,
-            "os": {"name": std::env::consts::OS, "version": ""},
-            "metrics": [{
-                "meta": {"window_size_seconds": USAGE_EVERY.as_secs(), "utc_now_timestamp": now},
-                "items": [
-                    {"name": "processed", "value": processed, "unit": "packet", "labels": {}},
-                    {"name": "dropped", "value": dropped, "unit": "packet", "labels": {"origin": "tollgate"}},
-                    {"name": "active_decisions", "value": active, "unit": "ip", "labels": {}},
-                ],
-            }],
-        }],
-    })
 }
 
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_is_capped_and_never_below_the_poll() {
+        assert_eq!(
+            backoff_cap(Duration::from_millis(500)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(backoff_cap(Duration::from_secs(2)), Duration::from_secs(20));
+        assert_eq!(
+            backoff_cap(Duration::from_secs(10)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            backoff_cap(Duration::from_secs(600)),
+            Duration::from_secs(600),
+            "no panic past 30 s"
+        );
+    }
 }

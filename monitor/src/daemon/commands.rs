@@ -170,7 +170,7 @@ impl Daemon {
                 .collect::<BTreeMap<_, _>>(),
             last_read_ms: snap.read_duration.as_secs_f64() * 1e3,
             syn_cookies: cookie_status(&snap.cookies),
-            crowdsec: self.config.crowdsec.as_ref().map(|c| {
+            crowdsec: self.crowdsec.running.as_ref().map(|c| {
                 let h = &snap.crowdsec.health;
                 CrowdSecStatus {
                     url: c.url.clone(),

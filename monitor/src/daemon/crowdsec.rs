@@ -6,7 +6,11 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex, mpsc::Sender},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc::Sender,
+    },
     time::Duration,
 };
 
@@ -15,12 +19,11 @@ use monitor_common::{
     detect::{Detector, Evidence},
     reason::{Reason, Verdict},
 };
-use serde_json::Value;
 
 use super::{Daemon, bans::BanBy};
 use crate::{
     clock::coarse_ns,
-    crowdsec::{Action, Health, Host, Stream, alerts},
+    crowdsec::{Action, Health, Host, Report, Stream, alerts},
     events::event,
     policy::{self, guard_ban},
 };
@@ -33,7 +36,9 @@ const SAME_BAN: Duration = Duration::from_secs(10);
 #[derive(Default)]
 pub struct CrowdSecState {
     /// The loop's queue; dropped at stop, which ends the loop.
-    pub reports: Option<Sender<Value>>,
+    pub reports: Option<Sender<Report>>,
+    /// The settings the loop runs with (a reload does not change them).
+    pub running: Option<crate::config::CrowdSec>,
     /// Whether detector bans are reported (machine credentials set).
     pub report_alerts: bool,
     pub health: Arc<Mutex<Health>>,
@@ -42,12 +47,16 @@ pub struct CrowdSecState {
     pub decisions: BTreeMap<String, u64>,
 }
 
-/// The loop's view of the daemon.
-pub struct DaemonHost(pub super::tasks::Shared);
+/// The loop's view of the daemon, until the daemon stops (then a pull
+/// still in flight changes nothing after the final save).
+pub struct DaemonHost(pub super::tasks::Shared, pub Arc<AtomicBool>);
 
 impl Host for DaemonHost {
     fn apply(&self, s: Stream, startup: bool) {
-        super::tasks::lock(&self.0).apply_stream(s, startup);
+        let mut d = super::tasks::lock(&self.0);
+        if !self.1.load(Ordering::Relaxed) {
+            d.apply_stream(s, startup);
+        }
     }
 
     fn usage(&self) -> (u64, u64, u64) {
@@ -87,16 +96,21 @@ impl Daemon {
     pub(super) fn apply_stream(&mut self, s: Stream, startup: bool) {
         let new = s.new.unwrap_or_default();
         let mut seen = std::collections::HashSet::new();
-        let mut outcomes = Vec::new();
+        // Deletes first, as CrowdSec's own bouncers apply them: a pull that
+        // deletes a decision and makes a new one on the same address ends
+        // with the new one.
+        let mut outcomes: Vec<Outcome> = s
+            .deleted
+            .unwrap_or_default()
+            .iter()
+            .map(|d| self.decision(d.on_deleted()))
+            .collect();
         for d in &new {
             let action = d.on_new();
             if let Action::Ban { net, .. } = &action {
                 seen.insert(*net);
             }
             outcomes.push(self.decision(action));
-        }
-        for d in s.deleted.unwrap_or_default() {
-            outcomes.push(self.decision(d.on_deleted()));
         }
         if startup {
             let stale: Vec<IpNet> = self
@@ -288,7 +302,8 @@ impl Daemon {
             detector: d.name(),
             evidence: ev.iter().map(|(n, o, l)| (*n, *o, *l)).collect(),
         };
+        let until = std::time::Instant::now() + ttl;
         // The thread is gone only when the daemon is stopping.
-        let _ = tx.send(alerts::alert(&ban, std::time::SystemTime::now()));
+        let _ = tx.send((alerts::alert(&ban, std::time::SystemTime::now()), until));
     }
 }

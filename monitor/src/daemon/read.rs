@@ -45,7 +45,7 @@ impl Daemon {
             walked: false,
             cookies: self.cookie_stats(walk, prev.map(|p| &p.cookies))?,
             crowdsec: crate::snapshot::CrowdSecStats {
-                configured: self.config.crowdsec.is_some(),
+                configured: self.crowdsec.running.is_some(),
                 health: self
                     .crowdsec
                     .health

@@ -100,6 +100,12 @@ impl Daemon {
         if old.metrics_listen != self.config.metrics_listen || old.socket != self.config.socket {
             notes.push("the metrics address and control socket change only on restart".to_owned());
         }
+        if self.crowdsec.running != self.config.crowdsec {
+            notes.push(
+                "[crowdsec] changes only on restart; `tollgate status` shows the settings in use"
+                    .to_owned(),
+            );
+        }
         notes
     }
 }

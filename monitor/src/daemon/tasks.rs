@@ -128,14 +128,18 @@ async fn until_stopped(daemon: &Shared) -> anyhow::Result<()> {
     }
 }
 
-/// The CrowdSec loop, with `[crowdsec]`: its thread, which ends when the
-/// daemon's sending side of the alert queue is dropped at stop.
+/// The CrowdSec loop, with `[crowdsec]`, on `lapi` (made before the
+/// daemon attached): its thread ends when the daemon's sending side of
+/// the alert queue is dropped at stop; `stopped` keeps a pull in flight
+/// from changing anything after the final save.
 fn start_crowdsec(
     config: &Config,
+    lapi: Option<crate::crowdsec::Lapi>,
     daemon: &Shared,
-) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
-    let Some(c) = &config.crowdsec else {
-        return Ok(None);
+    stopped: &Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    let (Some(c), Some(lapi)) = (&config.crowdsec, lapi) else {
+        return Ok(());
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let health = {
@@ -143,12 +147,13 @@ fn start_crowdsec(
         d.crowdsec.reports = Some(tx);
         // Alerts only with a machine to post them as.
         d.crowdsec.report_alerts = c.machine.is_some();
+        d.crowdsec.running = Some(c.clone());
         d.crowdsec.health.clone()
     };
-    let handle = crate::crowdsec::spawn(c, super::crowdsec::DaemonHost(daemon.clone()), rx, health)
-        .context("[crowdsec]")?;
+    let host = super::crowdsec::DaemonHost(daemon.clone(), stopped.clone());
+    crate::crowdsec::spawn(lapi, c.poll_interval, host, rx, health).context("[crowdsec]")?;
     tracing::info!(event = "crowdsec_started", url = %c.url, poll_ms = c.poll_interval.as_millis() as u64, alerts = c.machine.is_some(), "pulling decisions from the CrowdSec Local API");
-    Ok(Some(handle))
+    Ok(())
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -159,9 +164,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics_addr = config.metrics_listen;
     let socket_path: PathBuf = config.socket.clone();
     let mut daemon = Daemon::new(config.clone(), redact)?;
+    // The Local API's secrets are read before attaching: a key file
+    // missing stops the start with nothing attached.
+    let lapi = config
+        .crowdsec
+        .as_ref()
+        .map(crate::crowdsec::Lapi::new)
+        .transpose()
+        .context("[crowdsec]")?;
     daemon.attach_all()?;
     let daemon: Shared = Arc::new(Mutex::new(daemon));
-    let crowdsec = start_crowdsec(&config, &daemon)?;
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    start_crowdsec(&config, lapi, &daemon, &stopped)?;
     let latest: Latest = Arc::new(Mutex::new(None));
     let metrics = Metrics::new(config.top_talkers);
     // Every series at its value (0 on a fresh start) before the first
@@ -209,9 +223,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&socket_path);
     let mut daemon = lock(&daemon);
-    // Ends the CrowdSec thread at its next wait.
+    // Ends the CrowdSec thread at its next wait; a pull it has in flight
+    // changes nothing now.
+    stopped.store(true, std::sync::atomic::Ordering::Relaxed);
     daemon.crowdsec.reports = None;
-    drop(crowdsec);
     daemon.save_or_warn();
     daemon.exit()
 }

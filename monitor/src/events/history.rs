@@ -66,12 +66,22 @@ impl EventLog {
                 return (log, Some(note));
             }
         }
-        let note = (skipped > 0).then(|| {
+        let mut note = (skipped > 0).then(|| {
             format!(
                 "skipped {skipped} unreadable lines of the event history {} (a write cut short?)",
                 path.display()
             )
         });
+        // Rewritten without them, so the next event starts a line of its
+        // own rather than continuing a torn one.
+        if skipped > 0
+            && let Err(e) = log.rewrite()
+        {
+            note = Some(format!(
+                "{}; rewriting it failed: {e:#}",
+                note.unwrap_or_default()
+            ));
+        }
         (log, note)
     }
 
@@ -210,6 +220,11 @@ mod tests {
             .push(event("ban_expired", None, "unbanned", "x".into()))
             .seq;
         assert_eq!(next, (3 * KEEP + 1) as u64, "numbers continue");
+        // The event after the torn line reads back whole.
+        drop(log);
+        let (log, note) = EventLog::open(&path, LogFormat::Text);
+        assert!(note.is_none(), "{note:?}");
+        assert_eq!(log.since(0).last().unwrap().seq, next);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
