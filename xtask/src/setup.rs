@@ -161,6 +161,23 @@ fn crowdsec_offline(o: &Options) -> anyhow::Result<()> {
     exec(root_cmd(&o.runner, "sh").args(["-c", &script]))
 }
 
+/// The packaged CrowdSec services: the tests run a Local API of their
+/// own in a namespace, and a firewall bouncer started by the package
+/// would put nftables rules on the host. Disabled where systemd runs
+/// (probed first, so a second run does nothing).
+fn disable_packaged_crowdsec(o: &Options) -> anyhow::Result<()> {
+    if !std::path::Path::new("/run/systemd/system").exists() {
+        return Ok(());
+    }
+    for unit in ["crowdsec.service", "crowdsec-firewall-bouncer.service"] {
+        if probe(Command::new("systemctl").args(["is-enabled", "--quiet", unit])) {
+            eprintln!("setup: disabling the packaged {unit}");
+            exec(root_cmd(&o.runner, "systemctl").args(["disable", "--now", unit]))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn run(o: &Options) -> anyhow::Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
@@ -174,6 +191,7 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     if has("nginx") {
         stop_packaged_nginx(o)?;
     }
+    disable_packaged_crowdsec(o)?;
 
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
