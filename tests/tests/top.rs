@@ -117,6 +117,16 @@ fn the_live_view_shows_a_flooder_its_drop_reason_and_its_ban() {
     });
     assert!(screen.contains("bans in force (1)"), "{screen}");
     assert!(screen.contains("dropped"), "{screen}");
+    // `s` sorts by the next key (drops, then packets); `p` pauses and
+    // says so; `p` again resumes.
+    view.send(b"s").unwrap();
+    view.wait_for("sorted by packets", Duration::from_secs(5), |s| {
+        s.contains("sort: packets") && s.contains("top talkers by packets")
+    });
+    view.send(b"p").unwrap();
+    view.wait_for("paused", Duration::from_secs(5), |s| s.contains("PAUSED"));
+    view.send(b"p").unwrap();
+    view.wait_for("resumed", Duration::from_secs(5), |s| !s.contains("PAUSED"));
     view.send(b"q").unwrap();
     let status = view.wait(Duration::from_secs(5)).expect("q ends the view");
     assert!(status.success(), "{status}");
