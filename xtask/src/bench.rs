@@ -25,6 +25,11 @@ pub struct Options {
 pub fn run(o: &Options) -> anyhow::Result<()> {
     setup::run(&o.setup)?;
     let mut c = lab_bin("bench", &o.args, &o.setup.runner)?;
+    // A whole run draws the flood table's chart beside BENCHMARKS.md.
+    if std::env::var_os("TG_BENCH_ONLY").is_none() {
+        let chart = std::env::current_dir()?.join(CHART);
+        c.env("TG_BENCH_CHART", chart);
+    }
     let mut child = c
         .stdout(Stdio::piped())
         .spawn()
@@ -48,6 +53,9 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The flood table's chart, beside BENCHMARKS.md.
+const CHART: &str = "BENCHMARKS-flood.png";
 
 /// `BENCHMARKS.md`: the machine, the command, and what the run printed.
 fn report(printed: &[String]) -> String {
@@ -74,7 +82,8 @@ fn report(printed: &[String]) -> String {
          One run; on a shared VM single runs swing by several percent and more, so \
          read the ratios each table prints from its own run, and repeat before \
          comparing runs. What each part measures: the comments at the top of \
-         `tests/src/bin/bench/*.rs`, and \"Measuring\" in the README.\n\n\
+         `tests/src/bin/bench/*.rs`, and \"Measuring\" in the README. The flood \
+         table as a chart: [{CHART}]({CHART}).\n\n\
          ```text\n{}\n```\n",
         printed.join("\n")
     )

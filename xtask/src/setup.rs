@@ -178,12 +178,18 @@ fn disable_packaged_crowdsec(o: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bench's chart draws its labels in this font (fonts-dejavu-core).
+const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
 pub fn run(o: &Options) -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES
+    let mut missing: Vec<&str> = PACKAGES
         .iter()
         .filter(|(_, cmd)| !has(cmd))
         .map(|(p, _)| *p)
         .collect();
+    if !std::path::Path::new(FONT).exists() {
+        missing.push("fonts-dejavu-core");
+    }
     if missing.contains(&"crowdsec") {
         crowdsec_offline(o)?;
     }

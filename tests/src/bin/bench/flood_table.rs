@@ -41,7 +41,7 @@ use tollgate::{
     policy::{Limit, Policy, Rate},
 };
 
-use crate::stats;
+use crate::{chart, stats};
 
 const ROUNDS: usize = 3;
 const WARM: Duration = Duration::from_millis(500);
@@ -365,6 +365,27 @@ fn report(mpps: &[Vec<f64>], ns: &[Vec<f64>], offered: &[f64]) {
             c.median / drop,
             c.median / hash
         );
+    }
+    if let Some(path) = std::env::var_os("TG_BENCH_CHART") {
+        let bars: Vec<chart::Bar> = Defence::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let c = stats(capacity[i].clone());
+                chart::Bar {
+                    name: d.name(),
+                    mpps: (c.min, c.median, c.max),
+                }
+            })
+            .collect();
+        let title = format!(
+            "Flood absorbed per defence: 64-byte UDP, {:.1} Mpps offered (median), one receiving core",
+            off.median
+        );
+        match chart::flood(std::path::Path::new(&path), &bars, &title) {
+            Ok(()) => println!("chart: {}", std::path::Path::new(&path).display()),
+            Err(e) => println!("chart: not drawn: {e:#}"),
+        }
     }
     let r2 = |d: Defence| med(&capacity[at(d)]) / drop;
     println!(

@@ -28,6 +28,7 @@
 //! but xdp-filter's figures, for quick tuning.
 
 mod ceiling;
+mod chart;
 mod control_socket;
 mod daemon_read;
 mod download;
