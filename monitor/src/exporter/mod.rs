@@ -202,8 +202,8 @@ impl Metrics {
             for r in Reason::ALL {
                 for v in Verdict::ALL {
                     // Every combination is exported, zeros included: a
-                    // bounded 48 series per interface (12 reasons x 4
-                    // verdicts) that rate() can use from the first scrape.
+                    // bounded Reason::COUNT x Verdict::COUNT series per
+                    // interface that rate() can use from the first scrape.
                     let c = per[r as usize][v as usize];
                     raise(
                         &self.packets.with_label_values(&[name, v.name(), r.name()]),
