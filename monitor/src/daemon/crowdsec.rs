@@ -96,6 +96,15 @@ impl Daemon {
     pub(super) fn apply_stream(&mut self, s: Stream, startup: bool) {
         let new = s.new.unwrap_or_default();
         let mut seen = std::collections::HashSet::new();
+        // The allow rules, once per pull (a startup pull can hold tens of
+        // thousands of decisions).
+        let allows: Vec<IpNet> = self
+            .policy()
+            .rules
+            .iter()
+            .filter(|r| matches!(r.action, policy::Action::Allow))
+            .map(|r| r.net)
+            .collect();
         // Deletes first, as CrowdSec's own bouncers apply them: a pull that
         // deletes a decision and makes a new one on the same address ends
         // with the new one.
@@ -103,14 +112,14 @@ impl Daemon {
             .deleted
             .unwrap_or_default()
             .iter()
-            .map(|d| self.decision(d.on_deleted()))
+            .map(|d| self.decision(d.on_deleted(), &allows))
             .collect();
         for d in &new {
             let action = d.on_new();
             if let Action::Ban { net, .. } = &action {
                 seen.insert(*net);
             }
-            outcomes.push(self.decision(action));
+            outcomes.push(self.decision(action, &allows));
         }
         if startup {
             let stale: Vec<IpNet> = self
@@ -120,7 +129,7 @@ impl Daemon {
                 .map(|(n, _)| *n)
                 .collect();
             for net in stale {
-                outcomes.push(self.decision(Action::Lift { net }));
+                outcomes.push(self.decision(Action::Lift { net }, &allows));
             }
         }
         outcomes.retain(|o| !matches!(o, Outcome::Counted));
@@ -181,14 +190,14 @@ impl Daemon {
         *self.crowdsec.decisions.entry(what.to_owned()).or_default() += 1;
     }
 
-    fn decision(&mut self, a: Action) -> Outcome {
+    fn decision(&mut self, a: Action, allows: &[IpNet]) -> Outcome {
         match a {
             Action::Ban {
                 net,
                 ttl,
                 scenario,
                 origin,
-            } => self.crowdsec_ban(net, ttl, scenario, &origin),
+            } => self.crowdsec_ban(net, ttl, (scenario, &origin), allows),
             Action::Lift { net } => self.crowdsec_lift(net),
             Action::Ignore { why } => {
                 self.count(&format!("ignored_{why}"));
@@ -209,10 +218,10 @@ impl Daemon {
         &mut self,
         net: IpNet,
         ttl: Duration,
-        scenario: String,
-        origin: &str,
+        (scenario, origin): (String, &str),
+        allows: &[IpNet],
     ) -> Outcome {
-        if let Err(why) = self.crowdsec_refusal(&net) {
+        if let Err(why) = self.crowdsec_refusal(&net, allows) {
             self.count("refused");
             return Outcome::Refused(
                 net,
@@ -274,14 +283,11 @@ impl Daemon {
     }
 
     /// Why a CrowdSec ban on `net` may not be placed: a management
-    /// network, or an allow rule covering part of it.
-    fn crowdsec_refusal(&self, net: &IpNet) -> Result<(), String> {
+    /// network, or an allow rule (of `allows`) covering part of it.
+    fn crowdsec_refusal(&self, net: &IpNet, allows: &[IpNet]) -> Result<(), String> {
         guard_ban(&self.config.management, net)?;
-        if let Some(r) = self.policy().rules.iter().find(|r| {
-            matches!(r.action, policy::Action::Allow)
-                && (r.net.contains(net) || net.contains(&r.net))
-        }) {
-            return Err(format!("the allow rule on {} covers it", r.net));
+        if let Some(a) = allows.iter().find(|a| a.contains(net) || net.contains(*a)) {
+            return Err(format!("the allow rule on {a} covers it"));
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use super::Daemon;
 use crate::{
     clock::coarse_ns,
     maps::source_key,
-    policy::Action,
+    policy::{Action, Rule},
     snapshot::{Snapshot, Talker, Tops, key_id},
 };
 
@@ -95,13 +95,15 @@ impl Daemon {
                 .or_insert_with(|| self.tg.maps.source(k).ok().flatten().map_or(0, |s| s.acks))
         };
         let before = Before::of(prev);
+        // The rules, once per walk, for the drop reasons.
+        let rules = self.policy().rules;
         let mut talkers = |t: crate::snapshot::TopK| {
             let mut v = t.into_talkers(&cfg, &self.redact, &mut acks);
             for talker in &mut v {
                 if let Some(b) = &before {
                     b.rate(talker, now);
                 }
-                self.why_dropped(talker, &cfg, now);
+                self.why_dropped(talker, &cfg, &rules, now);
             }
             v
         };
@@ -121,8 +123,9 @@ impl Daemon {
     }
 
     /// Why `t`'s packets are dropped, if it has drops: a drop the kernel
-    /// is caching says its reason; otherwise a ban or a deny rule on it.
-    fn why_dropped(&self, t: &mut Talker, cfg: &RuntimeConfig, now: u64) {
+    /// is caching says its reason; otherwise a ban or a deny rule (of
+    /// `rules`) on it.
+    fn why_dropped(&self, t: &mut Talker, cfg: &RuntimeConfig, rules: &[Rule], now: u64) {
         let Some(net) = t.net.filter(|_| t.dropped > 0) else {
             return;
         };
@@ -138,8 +141,7 @@ impl Daemon {
             if self.bans.in_force(now).any(|(b, _)| b.contains(&net)) {
                 Some(Reason::Banned)
             } else {
-                self.policy()
-                    .rules
+                rules
                     .iter()
                     .filter(|r| r.net.contains(&net))
                     .max_by_key(|r| r.net.prefix_len())
