@@ -112,9 +112,5 @@ impl Stage {
     }
 }
 
-/// Now, in Unix ms.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+/// Now, in Unix ms (the daemon's clock, which its events carry).
+pub use tollgate::clock::unix_ms;

@@ -92,7 +92,7 @@ fn run(
                 host.apply(s, startup);
                 startup = false;
                 wait = poll;
-                let now = unix_now();
+                let now = crate::clock::unix_ms() as f64 / 1e3;
                 set(&|h| {
                     h.up = true;
                     h.pulls_ok += 1;
@@ -222,12 +222,6 @@ fn report_usage(
             true
         }
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

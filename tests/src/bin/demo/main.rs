@@ -100,7 +100,7 @@ fn main() -> anyhow::Result<()> {
         d.dir.join("tollgate.toml").display(),
     );
 
-    let flood_start_ms = unix_ms();
+    let flood_start_ms = tollgate::clock::unix_ms();
     let (sent, watched) = std::thread::scope(|s| {
         let good4 = s.spawn(|| send(&d, GOOD_V4, 200, seconds, 200));
         let good6 = s.spawn(|| send(&d, GOOD_V6, 100, seconds, 200));
@@ -246,10 +246,4 @@ fn excerpt(line: &str) -> bool {
     (line.starts_with("tollgate_packets_total{") && line.contains("verdict=\"drop\"") && nonzero)
         || (line.starts_with("tollgate_detections_total") && nonzero)
         || line.starts_with("tollgate_bans_active")
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
