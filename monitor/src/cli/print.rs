@@ -104,7 +104,6 @@ impl Text for Top {
             "{:<28} {:>10} {:>10} {:>13} {:>14} {:>12}  {}",
             "source", "packets/s", "drops/s", "packets", "bytes", "dropped", "dropped for"
         );
-        let rate = |r: Option<f64>| r.map_or("-".into(), number);
         for s in &self.sources {
             out.push_str(&format!(
                 "\n{:<28} {:>10} {:>10} {:>13} {:>14} {:>12}  {}",
@@ -270,6 +269,11 @@ impl Text for Event {
             }
         )
     }
+}
+
+/// A rate as `number` writes it, or `-` when it cannot be said.
+pub fn rate(r: Option<f64>) -> String {
+    r.map_or("-".into(), number)
 }
 
 /// A number as an operator reads it: whole numbers with thousands

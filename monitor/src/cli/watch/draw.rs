@@ -11,7 +11,7 @@ use ratatui::{
 };
 
 use super::model::{Model, Series};
-use crate::cli::print::{Text as _, number};
+use crate::cli::print::{Text as _, number, rate};
 
 /// Rows a sparkline line takes.
 const RATE_ROWS: u16 = 1;
@@ -91,12 +91,12 @@ fn draw_rates(f: &mut Frame, area: Rect, m: &Model, reasons: &[(&str, &Series)])
     }
 }
 
-fn now(s: &Series) -> String {
-    s.back().map_or("-".into(), |v| number(*v as f64))
+/// The newest rate of `s`, as the view writes it.
+pub(super) fn now(s: &Series) -> String {
+    rate(s.back().map(|v| *v as f64))
 }
 
 fn draw_talkers(f: &mut Frame, area: Rect, m: &Model) {
-    let rate = |r: Option<f64>| r.map_or("-".into(), number);
     let rows: Vec<Row> = m
         .top
         .iter()

@@ -3,11 +3,8 @@
 
 use std::io::Write as _;
 
-use super::{Feed, Options, model::Model};
-use crate::{
-    cli::print::{Text as _, number},
-    control::replies::Bans,
-};
+use super::{Feed, Options, draw::now, model::Model};
+use crate::{cli::print::Text as _, control::replies::Bans};
 
 pub(super) fn run(feed: &mut Feed, m: &mut Model, o: &Options) -> anyhow::Result<()> {
     let mut refreshes = 0u64;
@@ -27,19 +24,18 @@ pub(super) fn run(feed: &mut Feed, m: &mut Model, o: &Options) -> anyhow::Result
 
 /// One refresh as text.
 pub(super) fn block(m: &Model) -> String {
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-    let rate = |s: &super::model::Series| s.back().map_or("-".into(), |v| number(*v as f64));
+    let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let reasons: Vec<String> = m
         .reasons()
         .iter()
-        .map(|(r, s)| format!("{r} {}", rate(s)))
+        .map(|(r, s)| format!("{r} {}", now(s)))
         .collect();
     let mut out = vec![
-        format!("--- tollgate top --watch, {now} ---"),
+        format!("--- tollgate top --watch, {at} ---"),
         format!(
             "packets/s: passed {}, dropped {}{}",
-            rate(&m.passed),
-            rate(&m.dropped),
+            now(&m.passed),
+            now(&m.dropped),
             if reasons.is_empty() {
                 String::new()
             } else {
