@@ -236,6 +236,26 @@ impl Lapi {
     }
 }
 
+impl Lapi {
+    /// A daemon in `lab` with credentials of its own (a machine too when
+    /// `machine`) pulling every `poll`: `config` writes its file around
+    /// the `[crowdsec]` section it is given, for the daemon's directory.
+    pub fn host(
+        &self,
+        lab: crate::Lab,
+        tag: &str,
+        machine: bool,
+        poll: &str,
+        config: impl FnOnce(&std::path::Path, &str) -> String,
+    ) -> anyhow::Result<crate::daemon::Daemon> {
+        let creds = self.credentials(tag, machine)?;
+        let url = self.url();
+        Ok(crate::daemon::Daemon::in_lab(lab, tag, |dir| {
+            config(dir, &creds.section(dir, &url, poll))
+        }))
+    }
+}
+
 impl Credentials {
     /// The daemon's `[crowdsec]` section for `url` polling every `poll`,
     /// its secrets written into `dir` (the daemon's directory).

@@ -305,6 +305,15 @@ impl<L: Host> Daemon<L> {
         }
     }
 
+    /// The ban in force on exactly `cidr`, as `ban list --json` shows it.
+    pub fn ban(&self, cidr: &str) -> Option<Value> {
+        self.json(&["ban", "list"])["bans"]
+            .as_array()?
+            .iter()
+            .find(|b| b["cidr"] == cidr)
+            .cloned()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }

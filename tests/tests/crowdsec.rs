@@ -18,13 +18,11 @@ use serde_json::Value;
 /// bouncer key, reporting as a machine when `machine`; IPv6 sources are
 /// whole addresses.
 fn daemon(lab: Lab, lapi: &Lapi, tag: &str, machine: bool, extra: &str) -> Daemon {
-    let creds = lapi.credentials(tag, machine).expect("credentials");
-    let url = lapi.url();
-    Daemon::in_lab(lab, tag, |dir: &Path| {
-        let section = creds.section(dir, &url, "500ms");
+    lapi.host(lab, tag, machine, "500ms", |dir: &Path, section| {
         config(dir, &format!("{extra}{section}"))
             .replace("[sources]\n", "[sources]\nipv6_prefix = 128\n")
     })
+    .expect("a daemon with its credentials")
 }
 
 fn bans(d: &Daemon) -> Vec<Value> {
@@ -32,10 +30,6 @@ fn bans(d: &Daemon) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-fn ban(d: &Daemon, cidr: &str) -> Option<Value> {
-    bans(d).into_iter().find(|b| b["cidr"] == cidr)
 }
 
 #[test]
@@ -72,7 +66,7 @@ fn lapi_decisions_are_enforced_on_live_traffic_and_lifted_when_deleted() {
         events(&d),
         d.log()
     );
-    let b = ban(&d, "192.0.2.128/26").expect("the range");
+    let b = d.ban("192.0.2.128/26").expect("the range");
     assert_eq!(b["origin"], "crowdsec", "{b}");
     assert!(
         b["scenario"].as_str().unwrap().contains("manual 'ban'"),
@@ -93,7 +87,7 @@ fn lapi_decisions_are_enforced_on_live_traffic_and_lifted_when_deleted() {
         (sent, 0),
         "a captcha is not a ban"
     );
-    assert!(ban(&d, "192.0.2.250/32").is_none());
+    assert!(d.ban("192.0.2.250/32").is_none());
     let refused = events(&d)
         .into_iter()
         .find(|e| e["kind"] == "crowdsec_refused")
@@ -111,7 +105,7 @@ fn lapi_decisions_are_enforced_on_live_traffic_and_lifted_when_deleted() {
     lapi.cscli(&["decisions", "delete", "--ip", "192.0.2.20"])
         .unwrap();
     eventually("the ban lifted", Duration::from_secs(10), || {
-        ban(&d, "192.0.2.20/32").is_none().then_some(())
+        d.ban("192.0.2.20/32").is_none().then_some(())
     });
     let (p0, d0) = d.source("192.0.2.20", 1);
     let more = d.send("192.0.2.20", 100, 1_000);
@@ -170,7 +164,7 @@ fn a_lapi_outage_loses_nothing_and_bans_still_expire_on_time() {
     lapi.cscli(&["decisions", "add", "--ip", "192.0.2.30", "--duration", "6s"])
         .unwrap();
     eventually("the short ban", Duration::from_secs(10), || {
-        ban(&d, "192.0.2.30/32").map(|_| ())
+        d.ban("192.0.2.30/32").map(|_| ())
     });
 
     lapi.stop();
@@ -188,7 +182,7 @@ fn a_lapi_outage_loses_nothing_and_bans_still_expire_on_time() {
     eventually(
         "the ban to expire without the LAPI",
         Duration::from_secs(15),
-        || ban(&d, "192.0.2.30/32").is_none().then_some(()),
+        || d.ban("192.0.2.30/32").is_none().then_some(()),
     );
     let (p0, d0) = d.source("192.0.2.30", sent);
     let more = d.send("192.0.2.30", 50, 1_000);
@@ -208,9 +202,9 @@ fn a_lapi_outage_loses_nothing_and_bans_still_expire_on_time() {
     eventually(
         "the new ban after the outage",
         Duration::from_secs(40),
-        || ban(&d, "192.0.2.31/32").map(|_| ()),
+        || d.ban("192.0.2.31/32").map(|_| ()),
     );
-    assert!(ban(&d, "192.0.2.30/32").is_none());
+    assert!(d.ban("192.0.2.30/32").is_none());
     assert!(d.log().contains("crowdsec_reachable"));
 }
 
@@ -233,7 +227,7 @@ fn a_flood_detected_on_one_host_is_banned_on_another() {
         flood.join().unwrap()
     });
     let on_b = eventually("the ban on host B", Duration::from_secs(15), || {
-        ban(&b, &format!("{FLOODER}/32"))
+        b.ban(&format!("{FLOODER}/32"))
     });
     eprintln!(
         "flood on A to ban on B: {:.1}s",
@@ -246,7 +240,7 @@ fn a_flood_detected_on_one_host_is_banned_on_another() {
     assert_eq!(b.source(FLOODER, sent), (sent, sent), "banned on B");
     // A keeps its own ban (the LAPI's copy is taken for the same), and
     // reported it once.
-    let on_a = ban(&a, &format!("{FLOODER}/32")).expect("A's ban");
+    let on_a = a.ban(&format!("{FLOODER}/32")).expect("A's ban");
     assert_eq!(on_a["origin"], "detector", "{on_a}");
     let m = a.metrics().unwrap();
     assert_eq!(

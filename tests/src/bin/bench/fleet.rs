@@ -13,7 +13,7 @@ use std::{
 use lab::{
     Lab, NetNs,
     crowdsec::{FirewallBouncer, Lapi},
-    daemon::{Daemon, config},
+    daemon::config,
     traffic,
 };
 
@@ -22,24 +22,6 @@ use crate::stats;
 const RUNS: usize = 5;
 /// How long a run waits for the three bans.
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn host(lab: Lab, lapi: &Lapi, tag: &str, machine: bool) -> anyhow::Result<Daemon> {
-    let creds = lapi.credentials(tag, machine)?;
-    let url = lapi.url();
-    Ok(Daemon::in_lab(lab, tag, |dir: &Path| {
-        let section = creds.section(dir, &url, "1s");
-        config(
-            dir,
-            &format!("[detect]\nflood_pps = 1000\nban_ttls = [\"10m\"]\n{section}"),
-        )
-    }))
-}
-
-fn banned(d: &Daemon, ip: &str) -> bool {
-    d.json(&["ban", "list"])["bans"]
-        .as_array()
-        .is_some_and(|b| b.iter().any(|b| b["cidr"] == format!("{ip}/32")))
-}
 
 pub fn run() -> anyhow::Result<()> {
     let flooders: Vec<String> = (0..RUNS).map(|i| format!("192.0.2.{}", 101 + i)).collect();
@@ -50,8 +32,16 @@ pub fn run() -> anyhow::Result<()> {
     lapi.join(&lab_a.server)?;
     lapi.join(&lab_b.server)?;
     lapi.join(&c)?;
-    let a = host(lab_a, &lapi, "bfla", true)?;
-    let b = host(lab_b, &lapi, "bflb", false)?;
+    let host = |lab, tag, machine| {
+        lapi.host(lab, tag, machine, "1s", |dir: &Path, section| {
+            config(
+                dir,
+                &format!("[detect]\nflood_pps = 1000\nban_ttls = [\"10m\"]\n{section}"),
+            )
+        })
+    };
+    let a = host(lab_a, "bfla", true)?;
+    let b = host(lab_b, "bflb", false)?;
     let fwb = FirewallBouncer::start(&lapi, &c, &lapi.bouncer("bflc")?)?;
     // Each bouncer's first pull (startup) done.
     std::thread::sleep(Duration::from_secs(3));
@@ -82,10 +72,10 @@ pub fn run() -> anyhow::Result<()> {
             let (mut ta, mut tb, mut tc) = (None, None, None);
             while (ta.is_none() || tb.is_none() || tc.is_none()) && t0.elapsed() < LIMIT {
                 let now = t0.elapsed().as_secs_f64();
-                if ta.is_none() && banned(&a, ip) {
+                if ta.is_none() && a.ban(&format!("{ip}/32")).is_some() {
                     ta = Some(now);
                 }
-                if tb.is_none() && banned(&b, ip) {
+                if tb.is_none() && b.ban(&format!("{ip}/32")).is_some() {
                     tb = Some(now);
                 }
                 if tc.is_none() && fwb.has(ip) {

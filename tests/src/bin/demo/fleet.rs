@@ -23,24 +23,21 @@ use lab::{
 
 const FLOODER: &str = "192.0.2.66";
 
+/// A host of the fleet (its `[crowdsec]` section, as its config has it).
 fn host(lab: Lab, lapi: &Lapi, tag: &str, machine: bool) -> anyhow::Result<(Daemon, String)> {
-    let creds = lapi.credentials(tag, machine)?;
-    let url = lapi.url();
     let mut shown = String::new();
-    let d = Daemon::in_lab(lab, tag, |dir: &Path| {
-        shown = creds.section(dir, &url, "1s");
+    let d = lapi.host(lab, tag, machine, "1s", |dir: &Path, section| {
+        shown = section.to_owned();
         config(
             dir,
-            &format!("[detect]\nflood_pps = 5000\nban_ttls = [\"5m\"]\n{shown}"),
+            &format!("[detect]\nflood_pps = 5000\nban_ttls = [\"5m\"]\n{section}"),
         )
-    });
+    })?;
     Ok((d, shown))
 }
 
 fn banned(d: &Daemon) -> bool {
-    d.json(&["ban", "list"])["bans"]
-        .as_array()
-        .is_some_and(|b| b.iter().any(|b| b["cidr"] == format!("{FLOODER}/32")))
+    d.ban(&format!("{FLOODER}/32")).is_some()
 }
 
 pub fn run(seconds: u64, interrupted: &AtomicBool) -> anyhow::Result<()> {
