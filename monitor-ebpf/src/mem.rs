@@ -27,3 +27,20 @@ pub fn zero<T>(to: *mut T) {
         unsafe { write_volatile(to.add(i), 0) };
     }
 }
+
+/// `N` bytes of stack, 4-aligned so `zero` can clear them a word at a
+/// time (`N` a multiple of 4). A `[0u8; N]` there compiles to the same
+/// byte-at-a-time `memset` call: the SYN-ACK program paid it for 124
+/// bytes on every SYN it answered (a tenth of its time under a flood,
+/// `perf`), the cookie ACK check for 60.
+#[repr(C, align(4))]
+pub struct Words<const N: usize>([u8; N]);
+
+/// Zeroes the buffer in `slot` and lends it: the buffer lives in the
+/// caller's frame, and nothing is copied.
+#[inline(always)]
+pub fn zeroed<const N: usize>(slot: &mut core::mem::MaybeUninit<Words<N>>) -> &mut [u8; N] {
+    zero(slot.as_mut_ptr());
+    // SAFETY: every byte was just written.
+    unsafe { &mut slot.assume_init_mut().0 }
+}

@@ -17,6 +17,8 @@
 
 pub mod synack;
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     helpers::generated::{
         bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_check_syncookie_ipv6, bpf_xdp_load_bytes,
@@ -32,7 +34,7 @@ use monitor_common::{
 use crate::{
     decide::enforce_untracked,
     maps::{self, TG_COOKIE_EVENTS, TG_COOKIE_PORTS, TG_VERIFIED},
-    policy, sources,
+    mem, policy, sources,
 };
 
 /// Whether the packet is TCP to a port the cookies protect (while they
@@ -182,8 +184,9 @@ fn unverified_syn(info: &PacketInfo, generation: u32, now: u64) -> Option<(Reaso
 /// and sequence numbers only).
 #[inline(always)]
 fn ack_cookie_valid(ctx: &XdpContext, info: &PacketInfo) -> bool {
-    let mut th = [0u8; 20];
-    let mut ip = [0u8; 40];
+    let (mut th, mut ip) = (MaybeUninit::uninit(), MaybeUninit::uninit());
+    let th: &mut [u8; 20] = mem::zeroed(&mut th);
+    let ip: &mut [u8; 40] = mem::zeroed(&mut ip);
     let v4 = info.family == family::IPV4;
     let ip_len = if v4 { 20 } else { 40 };
     // SAFETY: each buffer holds what is loaded into it.

@@ -26,8 +26,13 @@ use monitor_common::{
     types::family,
 };
 
+use core::mem::MaybeUninit;
+
 use super::load;
-use crate::maps::{TG_CONFIG, TG_SYN_AT};
+use crate::{
+    maps::{TG_CONFIG, TG_SYN_AT},
+    mem,
+};
 
 /// Deepest IP header offset the parser produces (Ethernet and two VLAN
 /// tags).
@@ -52,8 +57,9 @@ pub fn answer(ctx: &XdpContext) -> Option<()> {
     // which the verifier refuses.
     let old_len = ctx.data_end() - ctx.data();
     let old_len = unsafe { core::ptr::read_volatile(&old_len) } as i64;
-    let mut th = [0u8; 60];
-    let mut ip = [0u8; 40];
+    let (mut th, mut ip) = (MaybeUninit::uninit(), MaybeUninit::uninit());
+    let th: &mut [u8; 60] = mem::zeroed(&mut th);
+    let ip: &mut [u8; 40] = mem::zeroed(&mut ip);
     unsafe { load(ctx, l4, th.as_mut_ptr(), 20)? };
     let th_len = ((th[12] >> 4) as u32) * 4;
     if th_len < 20 {
@@ -76,15 +82,14 @@ pub fn answer(ctx: &XdpContext) -> Option<()> {
     if cookie < 0 {
         return None;
     }
-    let mut opts = [0u8; MAX_OPTIONS];
-    opts.copy_from_slice(&th[20..60]);
+    let opts: &[u8; MAX_OPTIONS] = th[20..60].try_into().ok()?;
     // The walk over the options ends in many states (one per layout);
     // parked in the map and read back, its result is a value the verifier
     // does not follow, so everything after is verified once per reply
     // shape, not once per option layout.
     let parked = TG_SYN_AT.get_ptr_mut(0)?;
     unsafe {
-        (*parked).options = PackedOptions::pack(&parse_syn_options(&opts));
+        (*parked).options = PackedOptions::pack(&parse_syn_options(opts));
     }
     let options = unsafe { core::ptr::read_volatile(&(*parked).options) }.unpack();
     let syn = SynFacts {
@@ -108,7 +113,7 @@ pub fn answer(ctx: &XdpContext) -> Option<()> {
         let src = [word(8), word(12), word(16), word(20)];
         let dst = [word(24), word(28), word(32), word(36)];
         seal(&mut seg, &dst, &src);
-        ip = ipv6_header(&dst, &src, seg.len, cfg.ttl);
+        *ip = ipv6_header(&dst, &src, seg.len, cfg.ttl);
     }
     swap_macs(ctx)?;
     let seg_len = (seg.len as u32).min(40);
@@ -129,9 +134,10 @@ pub fn answer(ctx: &XdpContext) -> Option<()> {
 /// The reply goes back to where the SYN came from.
 #[inline(always)]
 fn swap_macs(ctx: &XdpContext) -> Option<()> {
-    let mut macs = [0u8; 12];
+    let (mut macs, mut swapped) = (MaybeUninit::uninit(), MaybeUninit::uninit());
+    let macs: &mut [u8; 12] = mem::zeroed(&mut macs);
+    let swapped: &mut [u8; 12] = mem::zeroed(&mut swapped);
     unsafe { load(ctx, 0, macs.as_mut_ptr(), 12)? };
-    let mut swapped = [0u8; 12];
     swapped[..6].copy_from_slice(&macs[6..]);
     swapped[6..].copy_from_slice(&macs[..6]);
     unsafe { store(ctx, 0, swapped.as_mut_ptr(), 12) }
