@@ -338,7 +338,7 @@ impl Generator {
     /// Sends `frames` frames as fast as the program goes (its `spin` sets
     /// the rate), from `ns` (the namespace it was loaded in), stopping at
     /// `max_time`; returns what the program transmitted.
-    pub fn send(&mut self, ns: &NetNs, frames: u64, max_time: Duration) -> anyhow::Result<Sent> {
+    pub fn send(&self, ns: &NetNs, frames: u64, max_time: Duration) -> anyhow::Result<Sent> {
         let prog = self.program()?;
         let (template, md) = (&self.template, &self.md);
         ns.enter(|| -> anyhow::Result<Sent> {
@@ -363,6 +363,38 @@ impl Generator {
                 elapsed: start.elapsed(),
             })
         })?
+    }
+
+    /// `send` from a thread pinned to each CPU of `cpus` at once, each
+    /// sending up to `frames`; the frames they sent in all, over the
+    /// longest of their times. In `FloodLab::spread`, each CPU's frames
+    /// are received on that CPU.
+    pub fn send_from(
+        &self,
+        ns: &NetNs,
+        cpus: &[usize],
+        frames: u64,
+        max_time: Duration,
+    ) -> anyhow::Result<Sent> {
+        let each = std::thread::scope(|s| {
+            let threads: Vec<_> = cpus
+                .iter()
+                .map(|&cpu| {
+                    s.spawn(move || {
+                        crate::traffic::pin_thread(cpu)?;
+                        self.send(ns, frames, max_time)
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("a generator thread"))
+                .collect::<anyhow::Result<Vec<Sent>>>()
+        })?;
+        Ok(Sent {
+            packets: each.iter().map(|s| s.packets).sum(),
+            elapsed: each.iter().map(|s| s.elapsed).max().unwrap_or_default(),
+        })
     }
 
     /// One frame as the program rewrites it (BPF_PROG_TEST_RUN without live

@@ -80,16 +80,30 @@ pub struct FloodLab {
 impl FloodLab {
     /// A lab whose clients namespace has `n` IPv4 and `n` IPv6 addresses.
     pub fn new(tag: &str, n: usize) -> anyhow::Result<Self> {
+        Self::with_queues(tag, n, 1)
+    }
+
+    /// `new`, with the attacker's link received on one queue per CPU
+    /// (`NetNs::veth_queues`): a generator on each CPU
+    /// (`Generator::send_from`) is received on that CPU, as a NIC spreads
+    /// a flood of many sources over its queues and cores.
+    pub fn spread(tag: &str, n: usize) -> anyhow::Result<Self> {
+        let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+        Self::with_queues(tag, n, cpus)
+    }
+
+    fn with_queues(tag: &str, n: usize, queues: usize) -> anyhow::Result<Self> {
         let server = NetNs::new(&format!("{tag}-s"))?;
         let clients = NetNs::new(&format!("{tag}-c"))?;
         let attacker = NetNs::new(&format!("{tag}-a"))?;
         server.veth(SERVER_IF, SERVER_MAC, CLIENT_IF, Some(CLIENT_MAC), &clients)?;
-        server.veth(
+        server.veth_queues(
             ATTACK_IF,
             SERVER_MAC,
             FLOOD_IF,
             Some(ATTACKER_MAC),
             &attacker,
+            queues,
         )?;
         let client_addrs = (0..n)
             .map(|i| IpAddr::V4(client_v4(i)))
@@ -202,13 +216,13 @@ impl FloodLab {
             .collect()
     }
 
-    /// Steers the server's receive processing of both links to the CPUs
-    /// in `mask` (RPS), as a multi-queue host spreads it; XDP still runs
-    /// where frames arrive.
+    /// Steers the server's receive processing of both links (every
+    /// receive queue) to the CPUs in `mask` (RPS), as a multi-queue host
+    /// spreads it; XDP still runs where frames arrive.
     pub fn steer(&self, mask: u32) -> anyhow::Result<()> {
         for i in [SERVER_IF, ATTACK_IF] {
-            let path = format!("/sys/class/net/{i}/queues/rx-0/rps_cpus");
-            let cmd = format!("echo {mask:x} > {path}");
+            let path = format!("/sys/class/net/{i}/queues/rx-*/rps_cpus");
+            let cmd = format!("for q in {path}; do echo {mask:x} > $q; done");
             crate::netns::exec(self.server.command("sh").args(["-c", &cmd]))?;
         }
         Ok(())

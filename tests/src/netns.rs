@@ -79,12 +79,33 @@ impl NetNs {
         peer_mac: Option<&str>,
         other: &NetNs,
     ) -> anyhow::Result<()> {
-        let mut args = vec![
-            "link", "add", name, "address", mac, "type", "veth", "peer", "name", peer,
-        ];
+        self.veth_queues(name, mac, peer, peer_mac, other, 1)
+    }
+
+    /// `veth` with `queues` receive and transmit queues on each end. A
+    /// veth end takes frames sent to it with XDP (the generator's) on
+    /// receive queue `sending CPU % queues`, each queue with its own NAPI
+    /// run where the frames are sent: with a queue per CPU, a sender on
+    /// each CPU is received on that CPU, as a NIC spreads its receive
+    /// over queues and cores.
+    pub fn veth_queues(
+        &self,
+        name: &str,
+        mac: &str,
+        peer: &str,
+        peer_mac: Option<&str>,
+        other: &NetNs,
+        queues: usize,
+    ) -> anyhow::Result<()> {
+        let q = queues.to_string();
+        let per_end = ["numrxqueues", q.as_str(), "numtxqueues", q.as_str()];
+        let mut args = vec!["link", "add", name, "address", mac];
+        args.extend(per_end);
+        args.extend(["type", "veth", "peer", "name", peer]);
         if let Some(m) = peer_mac {
             args.extend(["address", m]);
         }
+        args.extend(per_end);
         args.extend(["netns", other.name()]);
         self.ip(&args).map(|_| ())
     }

@@ -89,7 +89,7 @@ impl Stage {
         let pool = &self.pool;
         let (sent, clients, ended_ms) = std::thread::scope(|s| {
             let attacker = &lab.attacker;
-            let g = &mut self.generator;
+            let g = &self.generator;
             let flood = s.spawn(move || {
                 pin_thread(0)?;
                 g.send(attacker, 60_000_000, time)

@@ -9,11 +9,16 @@
 //! Tollgate's XDP SYN cookies; the cookies must keep both classes at
 //! 99.5% or better.
 //!
-//! The lab (`lab::flood_lab`) stands in for two hosts on a 2-core machine:
-//! the generator runs on CPU 0, and the frames it sends are received (and
-//! Tollgate's XDP runs) there too; the server's stack, nginx and the
-//! clients run on CPU 1 (receive steered there, as a multi-queue NIC
-//! spreads it).
+//! The lab (`lab::flood_lab`, `FloodLab::spread`) stands in for two hosts
+//! on a 2-core machine. The server's link to the attacker has a receive
+//! queue per CPU, as a NIC spreads a many-source flood over its queues,
+//! and the generator sends from every CPU, so each CPU receives (and runs
+//! Tollgate's XDP for) what it sent: the server's receive gets both cores,
+//! and pays the attacker's cost on them too. Nothing is lost in a ring:
+//! a queue is received where it is sent, so the flood runs as fast as
+//! the server takes it, which is what each defence's offered rate shows.
+//! The server's stack is steered to CPU 1 (RPS), where nginx and the
+//! clients run.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -75,7 +80,8 @@ impl Defence {
 /// What one run saw.
 struct Run {
     clients: Report,
-    /// Frames the generator sent, per second.
+    /// Frames the generator sent, in all and per second.
+    flood_frames: u64,
     flood_pps: f64,
     /// SYN cookies the server's kernel sent (its own, not XDP's), per second.
     kernel_cookies_per_s: f64,
@@ -83,7 +89,7 @@ struct Run {
 }
 
 fn run(tag: &str, defence: Defence, v6: bool) -> Run {
-    let lab = FloodLab::new(tag, CLIENTS).expect("building the flood lab");
+    let lab = FloodLab::spread(tag, CLIENTS).expect("building the flood lab");
     lab.steer(0b10)
         .expect("steering the server's receive to CPU 1");
     let (v4_addr, v6_addr) = (IpAddr::from(lab.server_v4()), IpAddr::from(lab.server_v6()));
@@ -104,7 +110,7 @@ fn run(tag: &str, defence: Defence, v6: bool) -> Run {
     } else {
         Flood::spoofed_syn_v4(&FLOOD_SOURCES_V4, lab.server_v4(), PORT)
     };
-    let mut generator = Generator::load(&lab.attacker, FLOOD_IF, &flood).expect("the generator");
+    let generator = Generator::load(&lab.attacker, FLOOD_IF, &flood).expect("the generator");
     let host = match defence.config() {
         None => Host::Bare(lab),
         Some(extra) => Host::Guarded(Daemon::in_lab(lab, tag, |dir| {
@@ -132,13 +138,11 @@ fn run(tag: &str, defence: Defence, v6: bool) -> Run {
         "before the flood nearly every request succeeds: {warm}"
     );
     let cookies_before = lab.server.nstat("TcpExtSyncookiesSent").expect("nstat");
+    let cpus: Vec<usize> =
+        (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
     let (sent, clients) = std::thread::scope(|s| {
-        let attacker = &lab.attacker;
-        let g = &mut generator;
-        let flood = s.spawn(move || {
-            pin_thread(0).expect("pinning the generator");
-            g.send(attacker, 60_000_000, FLOOD_TIME)
-        });
+        let (attacker, g, cpus) = (&lab.attacker, &generator, &cpus);
+        let flood = s.spawn(move || g.send_from(attacker, cpus, 60_000_000, FLOOD_TIME));
         std::thread::sleep(LEAD);
         let clients = pool.run(&lab.clients, &load);
         (flood.join().unwrap(), clients)
@@ -149,6 +153,7 @@ fn run(tag: &str, defence: Defence, v6: bool) -> Run {
         / sent.elapsed.as_secs_f64();
     Run {
         clients: clients.expect("the clients' run"),
+        flood_frames: sent.packets,
         flood_pps: sent.packets as f64 / sent.elapsed.as_secs_f64(),
         kernel_cookies_per_s,
         cookies: match &host {
@@ -213,14 +218,31 @@ fn new_and_existing_clients_get_in_during_a_spoofed_syn_flood() {
     for (family, r) in &cookie_runs {
         let c = r.cookies.as_ref().expect("the daemon's status");
         eprintln!("{family} cookies: {c}");
-        // The IPv4 flood's 700 sources are each fast enough for the
-        // per-source SYN-flood detector, whose bans then win over the
-        // cookies; the IPv6 flood's sources are new with every SYN, so
-        // the cookies answer all of it.
-        let answered = if *family == "IPv6" { 1_000_000 } else { 10_000 };
+        // The attack that matters runs at 2.5 Mpps or more: with the
+        // cookies the server takes that much (3-4 Mpps here), where the
+        // kernel's own path holds the generator near 2.2.
         assert!(
-            c["sent"].as_u64().unwrap() >= answered,
-            "the flood was answered from XDP: {c}"
+            r.flood_pps >= 2.5e6,
+            "{family}: the flood ran at {:.2} Mpps, under the 2.5 Mpps this test is about \
+             (a machine this busy cannot show it)",
+            r.flood_pps / 1e6
+        );
+        // The flood is answered from XDP: no spoofed SYN claims a source
+        // slot (so no per-source detector bans the sources), none reaches
+        // the socket (but the config's management address's, under an
+        // allow rule). A few percent of the frames can be lost in the
+        // link's ring when the kernel defers a queue's receive to
+        // ksoftirqd.
+        let sent = c["sent"].as_u64().unwrap();
+        eprintln!(
+            "{family}: {sent} of the flood's {} SYNs answered from XDP, {:.2} M SYN-ACKs/s",
+            r.flood_frames,
+            sent as f64 * r.flood_pps / r.flood_frames as f64 / 1e6
+        );
+        assert!(
+            sent as f64 >= 0.9 * r.flood_frames as f64,
+            "{family}: only {sent} of the flood's {} SYNs answered from XDP: {c}",
+            r.flood_frames
         );
         for (class, t) in [("existing", &r.clients.existing), ("new", &r.clients.new)] {
             assert!(
@@ -240,7 +262,7 @@ fn under_attack_cookies_turn_on_with_the_flood_and_off_after_it() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lab = FloodLab::new("sfm", 2).expect("building the flood lab");
     let flood = Flood::spoofed_syn_v6(lab.server_v6(), PORT);
-    let mut generator = Generator::load(&lab.attacker, FLOOD_IF, &flood).expect("the generator");
+    let generator = Generator::load(&lab.attacker, FLOOD_IF, &flood).expect("the generator");
     let extra = format!(
         "[default_limit]\npackets_per_second = 100000\nburst_packets = 100000\n\
          [detect]\nsyn_limit_ttl = \"3s\"\nstorm_ttl = \"3s\"\n\
@@ -252,7 +274,7 @@ fn under_attack_cookies_turn_on_with_the_flood_and_off_after_it() {
     let mode = || d.json(&["status"])["syn_cookies"]["mode"].clone();
     assert_eq!(mode(), "watch");
     let sent = std::thread::scope(|s| {
-        let g = &mut generator;
+        let g = &generator;
         let attacker = &d.lab.attacker;
         s.spawn(move || {
             pin_thread(0).expect("pinning the generator");

@@ -211,7 +211,7 @@ fn generator_rates() {
             .expect("steering the server's receive processing");
         let _sink = server_drop.then(|| Sink::attach(&lab.server, ATTACK_IF).expect("server sink"));
         for (name, spec) in &specs {
-            let mut g = Generator::load(&lab.attacker, FLOOD_IF, spec).unwrap();
+            let g = Generator::load(&lab.attacker, FLOOD_IF, spec).unwrap();
             let before = rx_packets(&lab, ATTACK_IF);
             let sent = std::thread::scope(|s| {
                 s.spawn(|| {

@@ -36,7 +36,7 @@ fn napi_on(server: &NetNs, cpu: usize) -> anyhow::Result<()> {
 /// per second.
 fn flood(lab: &FloodLab) -> anyhow::Result<f64> {
     let spec = Flood::spoofed_syn_v4(&FLOOD_SOURCES_V4, lab.server_v4(), PORT);
-    let mut g = Generator::load(&lab.attacker, FLOOD_IF, &spec)?;
+    let g = Generator::load(&lab.attacker, FLOOD_IF, &spec)?;
     let sent = std::thread::scope(|s| {
         s.spawn(|| {
             pin_thread(0)?;

@@ -100,7 +100,7 @@ fn answer_times(d: &Daemon, client: &mut Client, kind: Attack) -> anyhow::Result
     let mut times = Vec::new();
     for run in 0..RUNS {
         let spec = attack_flood(kind, run);
-        let mut generator = Generator::load(d.lab.client(), CLIENT_IF, &spec)?;
+        let generator = Generator::load(d.lab.client(), CLIENT_IF, &spec)?;
         // Attacks start at different points of the daemon's read
         // cycle (the runs would otherwise fall into step with it),
         // after any earlier SYN limit has lifted.
