@@ -7,7 +7,7 @@
 //! The kernel makes every BPF atomic fully ordered, so the orderings asked
 //! for here are the weakest that say what we mean.
 
-use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
+use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_or, atomic_xadd};
 
 /// `*p += v`, atomically, the result unused. (Not for a fetch-add: with
 /// the result used, LLVM 22's BPF backend still emits the non-fetching
@@ -17,6 +17,13 @@ use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 #[inline(always)]
 pub fn add(p: *mut u64, v: u64) {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, v) };
+}
+
+/// `*p |= v`, atomically, the result unused (`BPF_OR`; see `add` on
+/// fetching forms).
+#[inline(always)]
+pub fn or(p: *mut u64, v: u64) {
+    unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(p, v) };
 }
 
 /// `*p -= v`, atomically (wrapping, as an add of the two's complement).

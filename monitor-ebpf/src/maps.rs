@@ -16,7 +16,9 @@ use monitor_common::{
     },
     prefix::{PREFIX_SLOTS, PrefixSlot},
     reason::{COUNTER_SLOTS, Malformed},
-    syncookie::{MAX_VERIFIED, PORT_WORDS, SynAt, VerifiedKey, cookie_event},
+    syncookie::{
+        MAX_VERIFIED, PORT_WORDS, SynAt, VERIFIED_FILTER_WORDS, VerifiedKey, cookie_event,
+    },
     types::{
         Counter, PacketInfo, ReplayRecord, RuleParams, RuntimeConfig, SlotClock, SourceControl,
         SourceFlow, SourceKey,
@@ -100,6 +102,9 @@ pub static TG_COOKIE_PORTS: Array<u64> = Array::with_max_entries(PORT_WORDS, 0);
 #[map]
 pub static TG_VERIFIED: LruHashMap<VerifiedKey, u64> =
     LruHashMap::with_max_entries(MAX_VERIFIED, 0);
+
+#[map]
+pub static TG_VERIFIED_FILTER: Array<u64> = Array::with_max_entries(VERIFIED_FILTER_WORDS, 0);
 
 #[map]
 pub static TG_COOKIE_EVENTS: PerCpuArray<u64> =

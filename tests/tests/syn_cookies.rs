@@ -165,7 +165,8 @@ fn real_clients_complete_handshakes_through_xdp_cookies_over_ipv4_and_ipv6() {
 
 /// The cookies outlive the daemon: killed with `kill -9`, its program
 /// stays attached and keeps answering SYNs from XDP (the jump table and
-/// the counters are pinned), and the next daemon adopts them and goes on.
+/// the counters are pinned), and the next daemon adopts them and goes on,
+/// with every source verified so far.
 #[test]
 fn the_kernel_keeps_answering_syns_while_the_daemon_is_down() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -202,4 +203,15 @@ fn the_kernel_keeps_answering_syns_while_the_daemon_is_down() {
     assert_eq!(get(&d, 2).0, 200);
     let c = settled(&d, |c| c["sent"] == 3);
     assert_eq!(c["sent"], 3, "and by the new daemon's program: {c}");
+
+    // The sources verified by the first daemon's program, before it died
+    // and while no daemon ran, are still verified: the new program's
+    // filter (not pinned) was rebuilt from the pinned verified map, so
+    // their SYNs go to the socket without a cookie.
+    for i in [0, 1] {
+        assert_eq!(get(&d, i).0, 200);
+    }
+    let c = settled(&d, |c| c["verified_syns"] == 2);
+    assert_eq!(c["verified_syns"], 2, "{c}");
+    assert_eq!(c["sent"], 3, "no cookie for a source verified before: {c}");
 }

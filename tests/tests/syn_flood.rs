@@ -4,7 +4,7 @@
 //! legitimate clients make requests with a 1 s deadline: existing ones
 //! (they made requests before the flood) and new ones (addresses never
 //! seen before it, whose first connections come during it), 300 new
-//! connections/s in all. Three defences run in turn and are printed: none
+//! connections/s in all. Three defences run in turn for each family and are printed: none
 //! (the kernel's own SYN cookies), Tollgate's host-wide SYN limit, and
 //! Tollgate's XDP SYN cookies; the cookies must keep both classes at
 //! 99.5% or better.
@@ -202,19 +202,18 @@ fn print(family: &str, defence: Defence, r: &Run) {
 fn new_and_existing_clients_get_in_during_a_spoofed_syn_flood() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut cookie_runs = Vec::new();
-    for (i, defence) in [Defence::None, Defence::SynLimit, Defence::Cookies]
-        .into_iter()
-        .enumerate()
-    {
-        let r = run(&format!("sf4{i}"), defence, false);
-        print("IPv4", defence, &r);
-        if defence == Defence::Cookies {
-            cookie_runs.push(("IPv4", r));
+    for (family, v6) in [("IPv4", false), ("IPv6", true)] {
+        for (i, defence) in [Defence::None, Defence::SynLimit, Defence::Cookies]
+            .into_iter()
+            .enumerate()
+        {
+            let r = run(&format!("sf{}{i}", if v6 { 6 } else { 4 }), defence, v6);
+            print(family, defence, &r);
+            if defence == Defence::Cookies {
+                cookie_runs.push((family, r));
+            }
         }
     }
-    let r = run("sf6", Defence::Cookies, true);
-    print("IPv6", Defence::Cookies, &r);
-    cookie_runs.push(("IPv6", r));
     for (family, r) in &cookie_runs {
         let c = r.cookies.as_ref().expect("the daemon's status");
         eprintln!("{family} cookies: {c}");

@@ -32,8 +32,9 @@ use monitor_common::{
 };
 
 use crate::{
+    atomic,
     decide::enforce_untracked,
-    maps::{self, TG_COOKIE_EVENTS, TG_COOKIE_PORTS, TG_VERIFIED},
+    maps::{self, TG_COOKIE_EVENTS, TG_COOKIE_PORTS, TG_VERIFIED, TG_VERIFIED_FILTER},
     mem, policy, sources,
 };
 
@@ -111,7 +112,12 @@ pub fn gate(
     }
     if ack_cookie_valid(ctx, info) {
         let until = now + cfg.cookie.verified_ttl_s as u64 * 1_000_000_000;
-        let _ = TG_VERIFIED.insert(&key, &until, 0);
+        if TG_VERIFIED.insert(&key, &until, 0).is_ok() {
+            let (word, bit) = key.filter_slot();
+            if let Some(w) = TG_VERIFIED_FILTER.get_ptr_mut(word) {
+                atomic::or(w, bit);
+            }
+        }
         event(cookie_event::ACK_VALID);
         return None;
     }
@@ -145,6 +151,13 @@ fn no_cookie_expected(info: &PacketInfo, source: &SourceKey, cfg: &RuntimeConfig
 /// flood's worth of lookups costs no writes.
 #[inline(always)]
 fn is_verified(key: &VerifiedKey, now: u64, ttl_s: u32) -> bool {
+    // The filter first: a flood's random sources miss it in a cache-warm
+    // 128 KiB (see `maps::VERIFIED_FILTER`).
+    let (word, bit) = key.filter_slot();
+    match TG_VERIFIED_FILTER.get(word) {
+        Some(w) if atomic::load(w) & bit != 0 => {}
+        _ => return false,
+    }
     let Some(until) = (unsafe { TG_VERIFIED.get(key) }) else {
         return false;
     };

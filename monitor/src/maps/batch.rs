@@ -88,13 +88,25 @@ pub fn per_cpu_array_sums<T: Copy + Default>(
 }
 
 /// Every value of the hash (or LRU hash) map behind `fd`, whose keys are
-/// `K` and values `V`, read `chunk` entries per BPF_MAP_LOOKUP_BATCH call
-/// instead of two syscalls per entry. Entries added or removed during
-/// the read may or may not be seen.
+/// `K` and values `V` (see `hash_entries`).
 pub fn hash_values<K: Copy + Default, V: Copy + Default>(
     fd: &OwnedFd,
     chunk: u32,
 ) -> std::io::Result<Vec<V>> {
+    Ok(hash_entries::<K, V>(fd, chunk)?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect())
+}
+
+/// Every entry of the hash (or LRU hash) map behind `fd`, whose keys are
+/// `K` and values `V`, read `chunk` entries per BPF_MAP_LOOKUP_BATCH call
+/// instead of two syscalls per entry. Entries added or removed during
+/// the read may or may not be seen.
+pub fn hash_entries<K: Copy + Default, V: Copy + Default>(
+    fd: &OwnedFd,
+    chunk: u32,
+) -> std::io::Result<Vec<(K, V)>> {
     let mut out = Vec::new();
     let mut chunk = chunk.max(1);
     // The hash map's batch token is a bucket number (u32); room for a u64.
@@ -130,7 +142,8 @@ pub fn hash_values<K: Copy + Default, V: Copy + Default>(
             }
             Err(e) => return Err(e),
         };
-        out.extend_from_slice(&values[..(attr.count as usize).min(values.len())]);
+        let n = (attr.count as usize).min(values.len());
+        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
         if done {
             return Ok(out);
         }

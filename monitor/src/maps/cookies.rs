@@ -4,9 +4,13 @@
 //! with its expiry) and the counters; the daemon only counts and clears
 //! the verified sources.
 
+use std::collections::BTreeMap;
+
 use monitor_common::{
     maps as names,
-    syncookie::{CookieParams, PORT_WORDS, VerifiedKey, cookie_event, port_slot},
+    syncookie::{
+        CookieParams, PORT_WORDS, VERIFIED_FILTER_WORDS, VerifiedKey, cookie_event, port_slot,
+    },
 };
 
 use super::{MapError, Maps, op, syscall_error};
@@ -103,27 +107,79 @@ impl Maps {
     }
 
     /// Marks `entries` verified until their expiry (coarse clock), as a
-    /// valid cookie would: benchmarks and tests fill the map this way.
+    /// valid cookie would, their filter bits too: benchmarks and tests
+    /// fill the map this way.
     pub fn remember_verified(
         &mut self,
         entries: impl IntoIterator<Item = (VerifiedKey, u64)>,
     ) -> Result<(), MapError> {
+        let mut bits = BTreeMap::new();
         for (key, until) in entries {
             self.verified
                 .insert(key, until, 0)
                 .map_err(op(names::VERIFIED, "inserting"))?;
+            let (word, bit) = key.filter_slot();
+            *bits.entry(word).or_insert(0u64) |= bit;
         }
-        Ok(())
+        let words = bits
+            .into_iter()
+            .map(|(i, bits)| {
+                let held = self
+                    .verified_filter
+                    .get(&i, 0)
+                    .map_err(op(names::VERIFIED_FILTER, "reading"))?;
+                Ok((i, held | bits))
+            })
+            .collect::<Result<Vec<_>, MapError>>()?;
+        self.set_filter_words(words)
     }
 
     /// Forgets every verified source (cookies unconfigured: a later
-    /// configuration starts from nobody verified). Returns how many went.
+    /// configuration starts from nobody verified), and clears the filter.
+    /// Returns how many went.
     pub fn clear_verified(&mut self) -> Result<usize, MapError> {
         let keys: Vec<VerifiedKey> = self.verified.keys().filter_map(Result::ok).collect();
         for k in &keys {
             // Gone already (evicted, or the kernel replaced it): fine.
             let _ = self.verified.remove(k);
         }
+        self.set_filter_words((0..VERIFIED_FILTER_WORDS).map(|i| (i, 0)))?;
         Ok(keys.len())
+    }
+
+    /// Sets the filter bit of every source in `VERIFIED`: a new load's
+    /// filter starts empty, while `VERIFIED` may be an earlier daemon's,
+    /// adopted from its pin. A source the old program verifies between
+    /// this read and the swap to the new program misses its bit, and
+    /// proves itself with a cookie once more.
+    pub(super) fn with_verified_filter(mut self) -> Result<Self, MapError> {
+        let held =
+            super::batch::hash_entries::<VerifiedKey, u64>(&self.verified_fd, VERIFIED_CHUNK)
+                .map_err(syscall_error(
+                    names::VERIFIED,
+                    "batch reading",
+                    "bpf_map_lookup_batch",
+                ))?;
+        let mut words = BTreeMap::new();
+        for (key, _) in held {
+            let (word, bit) = key.filter_slot();
+            *words.entry(word).or_insert(0u64) |= bit;
+        }
+        self.set_filter_words(words)?;
+        Ok(self)
+    }
+
+    /// Writes filter words, one store each, so a packet sees a word
+    /// either before or after.
+    fn set_filter_words(
+        &mut self,
+        words: impl IntoIterator<Item = (u32, u64)>,
+    ) -> Result<(), MapError> {
+        for (i, w) in words {
+            self.verified_filter
+                .set(i, w, 0)
+                .map_err(op(names::VERIFIED_FILTER, "writing"))?;
+        }
+        Ok(())
     }
 }

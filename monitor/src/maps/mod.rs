@@ -137,6 +137,7 @@ pub struct Maps {
     /// the batch read that counts it.
     verified: HashMap<MapData, VerifiedKey, u64>,
     verified_fd: OwnedFd,
+    verified_filter: Array<MapData, u64>,
     cookie_events: OwnedFd,
 }
 
@@ -153,7 +154,7 @@ impl Maps {
             .take_map(names::VERIFIED)
             .ok_or(MapError::Missing(names::VERIFIED))?;
         let verified_fd = dup_fd(&verified, names::VERIFIED)?;
-        Ok(Self {
+        Self {
             sources: SourceTable::take(ebpf, max_sources)?,
             policy_v4: [
                 take!(ebpf, names::POLICY_V4[0]),
@@ -183,8 +184,10 @@ impl Maps {
                 .try_into()
                 .map_err(op(names::VERIFIED, "opening"))?,
             verified_fd,
+            verified_filter: take!(ebpf, names::VERIFIED_FILTER),
             cookie_events: take_fd(ebpf, names::COOKIE_EVENTS)?,
-        })
+        }
+        .with_verified_filter()
     }
 
     pub fn runtime_config(&self) -> Result<RuntimeConfig, MapError> {
