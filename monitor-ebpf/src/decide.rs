@@ -116,13 +116,22 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
         Ok(src) => src,
         Err((fresh, why)) => {
             stats::source_event(why);
+            let since_base = now.saturating_sub(cfg.clock_base_ns);
             let (reason, verdict) = match enforce_untracked(&fresh, now) {
                 // Its first packet: charged to its prefix as a source
                 // first seen now.
                 (Reason::Untracked, Verdict::Pass)
-                    if prefix::over(info, cfg, now, now, now.saturating_sub(cfg.clock_base_ns)) =>
+                    if prefix::over(info, cfg, now, now, since_base) =>
                 {
                     (Reason::PrefixLimited, prefix_verdict(cfg, Verdict::Drop))
+                }
+                // A source without a record is no known client: the
+                // spoofed SYN flood's never-seen sources (on probation, or
+                // refused a slot) meet the SYN limit like any other.
+                (reason, Verdict::Pass)
+                    if syn_limited(info, cfg, reason, protected, false, since_base) =>
+                {
+                    (Reason::SynLimited, Verdict::Drop)
                 }
                 decided => decided,
             };
@@ -144,22 +153,17 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
     // Only `enforce`'s own drops last: a monitored rule's verdict that the
     // malformed verdict below turns into a drop holds for this packet.
     let lasting = verdict == Verdict::Drop && until > now;
-    // New connections past the host-wide SYN limit (set only during a
-    // spoofed SYN flood); allowed sources are exempt like everywhere, and so
-    // are sources known before the flood that completed a handshake (a
-    // spoofed source cannot: it never sees the SYN-ACK). A bare SYN that
-    // reaches here on a port the cookies answer for comes from a verified
-    // or allowed source: exempt too.
     let is_syn =
         info.l4 == l4::TCP && info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN;
     let (reason, verdict) = if verdict == Verdict::Pass
-        && reason != Reason::Allow
-        && is_syn
-        && cfg.syn_limit.is_limited()
-        && !(protected && cfg.cookie.mode == cookie_mode::ON && cookie::bare_syn(info))
-        && !known_client(src.ctl, cfg)
-        && !limit::syn_allowed(&cfg.syn_limit, since_base)
-    {
+        && syn_limited(
+            info,
+            cfg,
+            reason,
+            protected,
+            known_client(src.ctl, cfg),
+            since_base,
+        ) {
         (Reason::SynLimited, Verdict::Drop)
     } else {
         (reason, verdict)
@@ -189,6 +193,32 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
         report_hot(src.ctl, &key, cfg.hot_window);
     }
     (reason, verdict)
+}
+
+/// Whether a packet that would pass is a new connection past the
+/// host-wide SYN limit (set only during a spoofed SYN flood), which takes
+/// its token. Allowed sources are exempt like everywhere, and so are
+/// `known` sources (`known_client`: a spoofed source cannot complete a
+/// handshake, it never sees the SYN-ACK). A bare SYN that reaches here on
+/// a port the cookies answer for comes from a verified or allowed
+/// source: exempt too.
+#[inline(always)]
+fn syn_limited(
+    info: &PacketInfo,
+    cfg: &RuntimeConfig,
+    reason: Reason,
+    protected: bool,
+    known: bool,
+    since_base: u64,
+) -> bool {
+    let is_syn =
+        info.l4 == l4::TCP && info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN;
+    reason != Reason::Allow
+        && is_syn
+        && cfg.syn_limit.is_limited()
+        && !(protected && cfg.cookie.mode == cookie_mode::ON && cookie::bare_syn(info))
+        && !known
+        && !limit::syn_allowed(&cfg.syn_limit, since_base)
 }
 
 /// A source that completed a handshake (sent a bare ACK) and was first
