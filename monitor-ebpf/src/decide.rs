@@ -116,29 +116,7 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
         Ok(src) => src,
         Err((fresh, why)) => {
             stats::source_event(why);
-            let since_base = now.saturating_sub(cfg.clock_base_ns);
-            let (reason, verdict) = match enforce_untracked(&fresh, now) {
-                // Its first packet: charged to its prefix as a source
-                // first seen now.
-                (Reason::Untracked, Verdict::Pass)
-                    if prefix::over(info, cfg, now, now, since_base) =>
-                {
-                    (Reason::PrefixLimited, prefix_verdict(cfg, Verdict::Drop))
-                }
-                // A source without a record is no known client: the
-                // spoofed SYN flood's never-seen sources (on probation, or
-                // refused a slot) meet the SYN limit like any other.
-                (reason, Verdict::Pass)
-                    if syn_limited(info, cfg, reason, protected, false, since_base) =>
-                {
-                    (Reason::SynLimited, Verdict::Drop)
-                }
-                decided => decided,
-            };
-            if verdict != Verdict::Drop && info.malformed != 0 {
-                return (Reason::Malformed, malformed_verdict(cfg));
-            }
-            return (reason, verdict);
+            return decide_untracked(info, cfg, &fresh, protected, now);
         }
     };
     record_flow(src, info, len, now, cfg.port_window);
@@ -219,6 +197,38 @@ fn syn_limited(
         && !(protected && cfg.cookie.mode == cookie_mode::ON && cookie::bare_syn(info))
         && !known
         && !limit::syn_allowed(&cfg.syn_limit, since_base)
+}
+
+/// The verdict for a packet whose source the table did not take this
+/// time (`fresh`: the control record it would have had): its rule and
+/// ban, then its prefix's budget, the SYN limit and the malformed verdict.
+#[inline(always)]
+fn decide_untracked(
+    info: &PacketInfo,
+    cfg: &RuntimeConfig,
+    fresh: &SourceControl,
+    protected: bool,
+    now: u64,
+) -> (Reason, Verdict) {
+    let since_base = now.saturating_sub(cfg.clock_base_ns);
+    let (reason, verdict) = match enforce_untracked(fresh, now) {
+        // Its first packet: charged to its prefix as a source first seen
+        // now.
+        (Reason::Untracked, Verdict::Pass) if prefix::over(info, cfg, now, now, since_base) => {
+            (Reason::PrefixLimited, prefix_verdict(cfg, Verdict::Drop))
+        }
+        // A source without a record is no known client: the spoofed SYN
+        // flood's never-seen sources (on probation, or refused a slot)
+        // meet the SYN limit like any other.
+        (reason, Verdict::Pass) if syn_limited(info, cfg, reason, protected, false, since_base) => {
+            (Reason::SynLimited, Verdict::Drop)
+        }
+        decided => decided,
+    };
+    if verdict != Verdict::Drop && info.malformed != 0 {
+        return (Reason::Malformed, malformed_verdict(cfg));
+    }
+    (reason, verdict)
 }
 
 /// A source that completed a handshake (sent a bare ACK) and was first
