@@ -18,6 +18,7 @@ pub mod reason;
 pub mod syncookie;
 pub mod thresholds;
 pub mod types;
+pub mod verified;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -38,7 +39,7 @@ mod pod {
     unsafe impl aya::Pod for ReplayRecord {}
     unsafe impl aya::Pod for crate::generator::GenConfig {}
     unsafe impl aya::Pod for crate::generator::GenFrame {}
-    unsafe impl aya::Pod for crate::syncookie::VerifiedKey {}
+    unsafe impl aya::Pod for crate::verified::VerifiedKey {}
     unsafe impl aya::Pod for crate::drops::DropEntry {}
     unsafe impl aya::Pod for crate::prefix::PrefixSlot {}
 }

@@ -191,18 +191,19 @@ pub const COOKIE_PORTS: &str = "TG_COOKIE_PORTS";
 /// Verified sources. LRU hash `syncookie::VerifiedKey` -> u64, the
 /// coarse-clock ns until which the source stays verified. Writer: the
 /// kernel (on a valid cookie ACK, and to refresh an entry past half its
-/// time); the daemon reads it to count and clears it when cookies are
-/// unconfigured. When full the least recently used entry goes.
+/// time); the daemon reads it to count, to fill and rewrite
+/// `VERIFIED_FILTER`, and clears it when cookies are unconfigured. When full the least recently used entry goes.
 pub const VERIFIED: &str = "TG_VERIFIED";
 /// The verified-source filter. Array of `syncookie::VERIFIED_FILTER_WORDS`
 /// u64: a source's bit (`VerifiedKey::filter_slot`) is set when it enters
 /// `VERIFIED`. A clear bit says "not verified" without the hash lookup,
 /// whose random bucket costs a cache miss on every SYN of a flood from
-/// random sources (a third of the SYN-cookie path's time). Bits are never
-/// cleared one by one; a set bit only sends the lookup to `VERIFIED`.
-/// Writers: the kernel (on a valid cookie ACK) and the daemon (rebuilt
-/// from `VERIFIED` when the maps are taken, cleared with it). Not pinned:
-/// each load rebuilds its own, and a running program keeps its own alive.
+/// random sources (a third of the SYN-cookie path's time). The kernel
+/// never clears a bit; a set bit only sends the lookup to `VERIFIED`.
+/// Writers: the kernel (on a valid cookie ACK) and the daemon (filled
+/// from `VERIFIED` when the maps are taken, rewritten from its live
+/// entries every ten minutes, cleared with it). Not pinned: each load
+/// fills its own, and a running program keeps its own alive.
 pub const VERIFIED_FILTER: &str = "TG_VERIFIED_FILTER";
 /// Per-CPU u64 counters indexed by `syncookie::cookie_event`.
 pub const COOKIE_EVENTS: &str = "TG_COOKIE_EVENTS";

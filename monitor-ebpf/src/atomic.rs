@@ -3,7 +3,8 @@
 //! The BPF target does not advertise compare-and-swap to `core::sync::atomic`
 //! (it depends on the CPU level), so the intrinsics are called directly. With
 //! `--cpu=v3` (see build.rs) LLVM lowers them to `BPF_ATOMIC` instructions:
-//! `BPF_ADD` for the adds whose result is unused, `BPF_CMPXCHG` for the swap.
+//! `BPF_ADD` and `BPF_OR` where the result is unused, `BPF_CMPXCHG` for the
+//! swap.
 //! The kernel makes every BPF atomic fully ordered, so the orderings asked
 //! for here are the weakest that say what we mean.
 

@@ -131,8 +131,6 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
     // Only `enforce`'s own drops last: a monitored rule's verdict that the
     // malformed verdict below turns into a drop holds for this packet.
     let lasting = verdict == Verdict::Drop && until > now;
-    let is_syn =
-        info.l4 == l4::TCP && info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN;
     let (reason, verdict) = if verdict == Verdict::Pass
         && syn_limited(
             info,
@@ -155,7 +153,7 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
     };
     if verdict == Verdict::Drop {
         atomic::add(unsafe { &mut (*src.flow).dropped }, 1);
-        if is_syn && matches!(reason, Reason::Banned | Reason::Deny) {
+        if is_syn(info) && matches!(reason, Reason::Banned | Reason::Deny) {
             stats::signal(signal::SYN_ANSWERED);
         }
         // The checks after `enforce` only turn a pass (or a monitored
@@ -189,10 +187,8 @@ fn syn_limited(
     known: bool,
     since_base: u64,
 ) -> bool {
-    let is_syn =
-        info.l4 == l4::TCP && info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN;
     reason != Reason::Allow
-        && is_syn
+        && is_syn(info)
         && cfg.syn_limit.is_limited()
         && !(protected && cfg.cookie.mode == cookie_mode::ON && cookie::bare_syn(info))
         && !known
@@ -229,6 +225,12 @@ fn decide_untracked(
         return (Reason::Malformed, malformed_verdict(cfg));
     }
     (reason, verdict)
+}
+
+/// A new TCP connection: SYN without ACK.
+#[inline(always)]
+fn is_syn(info: &PacketInfo) -> bool {
+    info.l4 == l4::TCP && info.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN
 }
 
 /// A source that completed a handshake (sent a bare ACK) and was first

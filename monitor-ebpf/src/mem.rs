@@ -3,7 +3,8 @@
 //! PacketInfo::default()`) compiles to a call to the BPF target's
 //! `memset` or `memmove` builtin, which loops over single bytes: 64 rounds
 //! for a 64-byte record, on every packet for the packet description.
-//! Volatile word stores are not merged back into such a call.
+//! Volatile word stores are not merged back into such a call. The same
+//! goes for zeroed buffers on the stack (`Words`, `zeroed`).
 
 use core::{mem::size_of, ptr::write_volatile};
 

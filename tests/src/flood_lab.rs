@@ -88,8 +88,13 @@ impl FloodLab {
     /// (`Generator::send_from`) is received on that CPU, as a NIC spreads
     /// a flood of many sources over its queues and cores.
     pub fn spread(tag: &str, n: usize) -> anyhow::Result<Self> {
-        let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
-        Self::with_queues(tag, n, cpus)
+        Self::with_queues(tag, n, Self::cpus().len())
+    }
+
+    /// The CPUs a spread lab receives on, one queue each: the generator
+    /// sends from each (`Generator::send_from`).
+    pub fn cpus() -> Vec<usize> {
+        (0..std::thread::available_parallelism().map_or(1, |c| c.get())).collect()
     }
 
     fn with_queues(tag: &str, n: usize, queues: usize) -> anyhow::Result<Self> {

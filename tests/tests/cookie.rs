@@ -462,3 +462,38 @@ fn a_full_verified_map_forgets_the_oldest_which_prove_themselves_again() {
         0
     );
 }
+
+/// The filter is rewritten from the sources verified now (as the daemon
+/// does every ten minutes): expired sources lose their bits, live ones
+/// keep theirs, so their SYNs still go to the stack.
+#[test]
+fn the_verified_filter_is_rewritten_from_the_live_sources() {
+    let mut tg = with_cookies(&Policy::default());
+    let now = tollgate::clock::coarse_ns();
+    let live: Vec<_> = (0..3).map(filler).collect();
+    let expired: Vec<_> = (3..6).map(filler).collect();
+    let until = |keys: &[(std::net::Ipv6Addr, VerifiedKey)], t: u64| {
+        keys.iter().map(move |(_, k)| (*k, t)).collect::<Vec<_>>()
+    };
+    tg.maps
+        .remember_verified(
+            until(&live, now + 3600 * SEC)
+                .into_iter()
+                .chain(until(&expired, now - SEC)),
+        )
+        .expect("filling the verified map");
+    let bits: std::collections::HashSet<_> = live.iter().map(|(_, k)| k.filter_slot()).collect();
+    assert_eq!(
+        tg.maps.refresh_verified_filter(now, false).unwrap(),
+        bits.len() as u32,
+        "the bits of the live sources alone"
+    );
+    for (addr, _) in &live {
+        let s = syn(&addr.to_string(), 40000).build();
+        assert_eq!(run(&tg, &s).0, XDP_PASS, "{addr} is still verified");
+    }
+    for (addr, _) in &expired {
+        let s = syn(&addr.to_string(), 40000).build();
+        assert_eq!(run(&tg, &s).0, XDP_TX, "{addr} expired: a cookie");
+    }
+}

@@ -13,14 +13,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{SEC, judge, key, load, on_two_cpus, pps, report, udp};
+use common::{SEC, judge, key, load, on_two_cpus, pps, report, rule, udp};
 use lab::packets::Spec;
 use monitor_common::{
     bucket::{BucketParams, ticks},
     maps::{PROG_MAIN, source_event},
     reason::Reason,
 };
-use tollgate::policy::{Limit, Policy, Rate};
+use tollgate::policy::{Action, Limit, Policy, Rate};
 
 #[test]
 fn packet_bucket_gives_burst_then_rate() {
@@ -163,6 +163,7 @@ fn the_host_wide_syn_limit_spares_clients_known_before_it() {
 fn the_host_wide_syn_limit_holds_for_sources_judged_without_a_slot() {
     let mut tg = load(&Policy {
         default: pps(1_000_000, 1_000_000),
+        rules: vec![rule("2001:db8:aa::/48", Action::Allow)],
         ..Policy::default()
     });
     tg.maps.set_storm_since(SEC).unwrap();
@@ -182,13 +183,18 @@ fn the_host_wide_syn_limit_holds_for_sources_judged_without_a_slot() {
     for (i, v) in verdicts.iter().enumerate().skip(1) {
         assert_eq!(*v, (Some("drop"), Some("syn_limited")), "new source {i}");
     }
+    // An allowed source is exempt, never-seen or not.
+    let allowed = Spec::syn("2001:db8:aa:1::7", "2001:db8::1", 41000, 443).build();
+    let r = report(&mut tg, &allowed, t + 20);
+    assert_eq!((r.verdict, r.reason), (Some("pass"), Some("allow")));
     // A datagram from another never-seen source is no new connection.
     let udp = Spec::udp("2001:db8:ff:1::7", "2001:db8::1", 4000, 53).build();
     assert_eq!(report(&mut tg, &udp, t + 30).verdict, Some("pass"));
 }
 
-/// Runs `flood` (which returns its longest pause between two batches)
-/// until one run has no pause as long as `STALL`, at most three times.
+/// Runs `flood` (which returns the longest time between the ends of two
+/// batches: a batch's own run, about 1 ms, and any pause) until one run
+/// has none as long as `STALL`, at most three times.
 /// A flood the machine paused for longer than its bucket takes to refill
 /// its burst (100 ms in the sweep) lost allowance it never offered
 /// packets for, so its count would not measure the bucket.

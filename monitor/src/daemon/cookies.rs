@@ -17,6 +17,8 @@
 //! answering, SYNPROXY keeps completing the handshakes) and goes with
 //! `"detach"` or when the section is removed.
 
+use std::time::{Duration, Instant};
+
 use anyhow::Context as _;
 use monitor_common::syncookie::{CookieParams, cookie_mode};
 
@@ -38,7 +40,15 @@ pub struct Cookies {
     changes: u64,
     /// The `nft` to run.
     nft: Nft,
+    /// When the verified-source filter was last rewritten (the load wrote
+    /// it first).
+    filter_refreshed: Option<Instant>,
 }
+
+/// How often the verified-source filter is rewritten from the sources
+/// verified then: its bits only accumulate in the kernel, and a filter of
+/// long-gone sources sends a flood's lookups back to the verified map.
+const FILTER_REFRESH: Duration = Duration::from_secs(600);
 
 /// The name of cookie mode `m`, as events, status and metrics say it.
 pub fn mode_name(m: u32) -> &'static str {
@@ -188,6 +198,37 @@ impl Daemon {
 
     /// The cookie part of a snapshot; `verified` is the last count when
     /// this read does not walk (counting reads the whole map).
+    /// Rewrites the verified-source filter from the sources verified now,
+    /// every `FILTER_REFRESH` while cookies are configured.
+    pub(super) fn refresh_verified_filter(&mut self) {
+        if self.config.syn_cookies.is_none() {
+            return;
+        }
+        let last = *self
+            .cookies
+            .filter_refreshed
+            .get_or_insert_with(Instant::now);
+        if last.elapsed() < FILTER_REFRESH {
+            return;
+        }
+        self.cookies.filter_refreshed = Some(Instant::now());
+        match self.tg.maps.refresh_verified_filter(coarse_ns(), false) {
+            Ok(bits) => {
+                tracing::debug!(
+                    event = "verified_filter_refreshed",
+                    bits,
+                    "rewrote the verified-source filter"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(
+                    event = "verified_filter_failed",
+                    "rewriting the verified-source filter: {e:#}"
+                );
+            }
+        }
+    }
+
     pub(super) fn cookie_stats(
         &self,
         walk: bool,

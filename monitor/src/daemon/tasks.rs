@@ -78,6 +78,7 @@ fn spawn_stats(
             let res = tokio::task::spawn_blocking(move || {
                 let mut daemon = lock(&d);
                 daemon.sweep_bans();
+                daemon.refresh_verified_filter();
                 let snap = daemon.snapshot(walk, prev.as_deref())?;
                 daemon.detect(&snap);
                 Ok::<_, anyhow::Error>(snap)

@@ -73,11 +73,7 @@ impl Maps {
     pub fn verified_sources(&self, now_coarse_ns: u64) -> Result<usize, MapError> {
         let expiries =
             super::batch::hash_values::<VerifiedKey, u64>(&self.verified_fd, VERIFIED_CHUNK)
-                .map_err(syscall_error(
-                    names::VERIFIED,
-                    "batch reading",
-                    "bpf_map_lookup_batch",
-                ))?;
+                .map_err(batch_error)?;
         Ok(expiries
             .iter()
             .filter(|until| **until > now_coarse_ns)
@@ -89,11 +85,7 @@ impl Maps {
     pub fn verified_entries(&self) -> Result<usize, MapError> {
         super::batch::hash_values::<VerifiedKey, u64>(&self.verified_fd, VERIFIED_CHUNK)
             .map(|v| v.len())
-            .map_err(syscall_error(
-                names::VERIFIED,
-                "batch reading",
-                "bpf_map_lookup_batch",
-            ))
+            .map_err(batch_error)
     }
 
     /// Whether `key` is held (expired or not).
@@ -108,20 +100,21 @@ impl Maps {
 
     /// Marks `entries` verified until their expiry (coarse clock), as a
     /// valid cookie would, their filter bits too: benchmarks and tests
-    /// fill the map this way.
+    /// fill the map this way. A filter word is read and written back, so
+    /// a bit the kernel sets in between is lost (that source proves itself
+    /// once more): not for a running host.
     pub fn remember_verified(
         &mut self,
         entries: impl IntoIterator<Item = (VerifiedKey, u64)>,
     ) -> Result<(), MapError> {
-        let mut bits = BTreeMap::new();
+        let mut keys = Vec::new();
         for (key, until) in entries {
             self.verified
                 .insert(key, until, 0)
                 .map_err(op(names::VERIFIED, "inserting"))?;
-            let (word, bit) = key.filter_slot();
-            *bits.entry(word).or_insert(0u64) |= bit;
+            keys.push(key);
         }
-        let words = bits
+        let words = filter_words(keys)
             .into_iter()
             .map(|(i, bits)| {
                 let held = self
@@ -147,30 +140,40 @@ impl Maps {
         Ok(keys.len())
     }
 
-    /// Sets the filter bit of every source in `VERIFIED`: a new load's
-    /// filter starts empty, while `VERIFIED` may be an earlier daemon's,
-    /// adopted from its pin. A source the old program verifies between
-    /// this read and the swap to the new program misses its bit, and
-    /// proves itself with a cookie once more.
-    pub(super) fn with_verified_filter(mut self) -> Result<Self, MapError> {
+    /// Rewrites the filter from the sources verified at `now_coarse_ns`,
+    /// so bits of sources gone from `VERIFIED` or expired stop sending
+    /// lookups there; returns how many bits are set. `fresh`: the filter
+    /// is a new load's, all zero, and only the words with bits are
+    /// written (a load adopts an earlier daemon's pinned `VERIFIED`);
+    /// otherwise every word is. A source the kernel verifies between this
+    /// read and the write of its word loses its bit and proves itself with
+    /// a cookie once more.
+    pub fn refresh_verified_filter(
+        &mut self,
+        now_coarse_ns: u64,
+        fresh: bool,
+    ) -> Result<u32, MapError> {
         let held =
             super::batch::hash_entries::<VerifiedKey, u64>(&self.verified_fd, VERIFIED_CHUNK)
-                .map_err(syscall_error(
-                    names::VERIFIED,
-                    "batch reading",
-                    "bpf_map_lookup_batch",
-                ))?;
-        let mut words = BTreeMap::new();
-        for (key, _) in held {
-            let (word, bit) = key.filter_slot();
-            *words.entry(word).or_insert(0u64) |= bit;
+                .map_err(batch_error)?;
+        let words = filter_words(
+            held.into_iter()
+                .filter(|(_, until)| *until > now_coarse_ns)
+                .map(|(key, _)| key),
+        );
+        let bits = words.values().map(|w| w.count_ones()).sum();
+        if fresh {
+            self.set_filter_words(words)?;
+        } else {
+            let all = (0..VERIFIED_FILTER_WORDS).map(|i| (i, words.get(&i).copied().unwrap_or(0)));
+            self.set_filter_words(all)?;
         }
-        self.set_filter_words(words)?;
-        Ok(self)
+        Ok(bits)
     }
 
     /// Writes filter words, one store each, so a packet sees a word
-    /// either before or after.
+    /// either before or after (a bit the kernel sets in between is lost;
+    /// see the callers).
     fn set_filter_words(
         &mut self,
         words: impl IntoIterator<Item = (u32, u64)>,
@@ -182,4 +185,19 @@ impl Maps {
         }
         Ok(())
     }
+}
+
+/// The filter words with the bits of `keys` set.
+fn filter_words(keys: impl IntoIterator<Item = VerifiedKey>) -> BTreeMap<u32, u64> {
+    let mut words = BTreeMap::new();
+    for key in keys {
+        let (word, bit) = key.filter_slot();
+        *words.entry(word).or_insert(0u64) |= bit;
+    }
+    words
+}
+
+/// A failed batch read of `VERIFIED`.
+fn batch_error(e: std::io::Error) -> MapError {
+    syscall_error(names::VERIFIED, "batch reading", "bpf_map_lookup_batch")(e)
 }

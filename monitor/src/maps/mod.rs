@@ -154,7 +154,7 @@ impl Maps {
             .take_map(names::VERIFIED)
             .ok_or(MapError::Missing(names::VERIFIED))?;
         let verified_fd = dup_fd(&verified, names::VERIFIED)?;
-        Self {
+        let mut maps = Self {
             sources: SourceTable::take(ebpf, max_sources)?,
             policy_v4: [
                 take!(ebpf, names::POLICY_V4[0]),
@@ -186,8 +186,16 @@ impl Maps {
             verified_fd,
             verified_filter: take!(ebpf, names::VERIFIED_FILTER),
             cookie_events: take_fd(ebpf, names::COOKIE_EVENTS)?,
+        };
+        // Without its bits a verified source proves itself once more: a
+        // failure here costs handshakes, not the load.
+        if let Err(e) = maps.refresh_verified_filter(crate::clock::coarse_ns(), true) {
+            tracing::warn!(
+                event = "verified_filter_failed",
+                "filling the verified-source filter: {e:#}"
+            );
         }
-        .with_verified_filter()
+        Ok(maps)
     }
 
     pub fn runtime_config(&self) -> Result<RuntimeConfig, MapError> {
