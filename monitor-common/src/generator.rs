@@ -95,6 +95,9 @@ pub struct GenFrame {
 }
 pub const GEN_PROG: &str = "tollgate_gen";
 pub const SINK_PROG: &str = "tollgate_sink";
+/// The flood table's second reference: drops after reading the frame's
+/// EtherType and source address, the least any filter must touch.
+pub const SINK_READ_PROG: &str = "tollgate_sink_read";
 
 /// IPv4 frames must hold Ethernet + a 20-byte IPv4 header + 20 bytes of
 /// L4 (pad UDP frames with payload).

@@ -23,7 +23,7 @@ use aya::{
 use monitor_common::{
     generator::{
         GEN_FRAME_MAP, GEN_MAP, GEN_MAX_RANGES, GEN_MIN_FRAME, GEN_MIN_FRAME6, GEN_PROG, GenConfig,
-        GenFrame, SINK_PROG, SrcRange,
+        GenFrame, SINK_PROG, SINK_READ_PROG, SrcRange,
     },
     maps::{SOURCE_CONTROL, SOURCE_FLOWS, SOURCES},
 };
@@ -446,6 +446,12 @@ impl Sink {
     /// Drops everything `iface` receives.
     pub fn attach(ns: &NetNs, iface: &str) -> anyhow::Result<Self> {
         Self::attach_program(ns, iface, SINK_PROG)
+    }
+
+    /// Drops everything `iface` receives after reading each frame's source
+    /// address (`SINK_READ_PROG`).
+    pub fn attach_reading(ns: &NetNs, iface: &str) -> anyhow::Result<Self> {
+        Self::attach_program(ns, iface, SINK_READ_PROG)
     }
 
     /// Passes everything `iface` receives (an end that must take XDP_TX
