@@ -1,7 +1,6 @@
 //! The drop cache: per CPU, the sources whose every next packet is known
-//! to be dropped, and until when. A banned source, a denied one, one
-//! over its packet (or byte) limit or over its prefix's budget costs the
-//! full pipeline once; its
+//! to be dropped, and until when. A banned source, a denied one or one
+//! over its packet (or byte) limit costs the full pipeline once; its
 //! further packets until `until_ns` cost an Ethernet/IP source read, one
 //! array lookup and per-CPU counts (`maps::DROPS` says where it lives and
 //! who folds the counts).
@@ -23,19 +22,8 @@
 //!   byte-bucket refusal on another CPU gives back a packet charge it took
 //!   for a moment, and a drop decided on that moment's state must not be
 //!   stretched into the future.
-//! - a prefix's refusal (`prefix`) leaves the prefix's word untouched
-//!   and gives back what the source's own buckets took, and other
-//!   sources' packets only move the prefix's word later, so every packet
-//!   of the source is refused until the prefix takes one unit again;
-//!   cached only where the budget that applies cannot change meanwhile
-//!   but with the generation (a storm's start or end bumps it): not for
-//!   a rule with a byte limit (a larger packet may be refused by its own
-//!   byte bucket, another reason), nor for an unproven source that a
-//!   SYN-cookie handshake could verify (a source key wider than one
-//!   address, or a verified address);
-//! - an over-limit or prefix drop is not used while SYN cookies are on
-//!   (the cookie gate answers a protected port's SYN before the buckets
-//!   see it).
+//! - an over-limit drop is not used while SYN cookies are on (the cookie
+//!   gate answers a protected port's SYN before the buckets see it).
 
 use crate::{
     bucket::{BucketParams, TICK_SHIFT},

@@ -407,19 +407,6 @@ impl RuntimeConfig {
             prefix: crate::prefix::PrefixParams::default(),
         }
     }
-
-    /// Whether a source key of family `fam` (`family::IPV4` or `IPV6`) is
-    /// one whole address: no grouping by prefix, so what is known of the
-    /// address (a ban on it, its SYN-cookie verification) is known of the
-    /// source.
-    #[inline(always)]
-    pub fn keys_whole_addresses(&self, fam: u32) -> bool {
-        if fam == family::IPV4 as u32 {
-            self.v4_mask == u32::MAX
-        } else {
-            self.v6_mask == [u32::MAX; 4]
-        }
-    }
 }
 
 /// A packet and byte count.

@@ -247,8 +247,8 @@ fn known_client(ctl: *const SourceControl, cfg: &RuntimeConfig) -> bool {
 /// A rule in monitor mode passes what it would have dropped, with verdict
 /// `Monitor`; bans are always enforced. A drop comes with the instant
 /// (coarse-clock ns) until which every packet of the source gets the
-/// same, for the drop cache, or 0 if none is certain (`limit::apply`,
-/// `prefix::refused`).
+/// same, for the drop cache, or 0 if none is certain (a prefix's refusal
+/// depends on its other sources).
 #[inline(always)]
 fn enforce(
     ctl: *mut SourceControl,
@@ -277,37 +277,16 @@ fn enforce(
     if now < ban_until {
         return (Reason::Banned, Verdict::Drop, ban_until);
     }
-    // `since_base` is `now - clock_base_ns`, so an instant moves back
-    // onto the coarse clock the same way.
-    let on_clock = |at: u64| {
-        if at == 0 {
-            0
-        } else {
-            at.saturating_add(now - since_base)
-        }
-    };
     match limit::apply(ctl, rule, len, since_base) {
-        Some((reason, at)) => (reason, would_drop, on_clock(at)),
-        None => {
-            match prefix::refused(info, cfg, unsafe { (*ctl).first_seen_ns }, now, since_base) {
-                None => (Reason::Pass, Verdict::Pass, 0),
-                Some(at) => {
-                    limit::refund(ctl, rule, len);
-                    // Until the prefix takes a packet again every packet of
-                    // the source meets the same refusal, after its own buckets
-                    // (the refund leaves them as they were, and time only
-                    // fills them) took it: the packet bucket takes every
-                    // packet it took once; a byte bucket may refuse a larger
-                    // one (another reason), so no instant then.
-                    let until = if rule.byte.is_limited() { 0 } else { at };
-                    (
-                        Reason::PrefixLimited,
-                        prefix_verdict(cfg, would_drop),
-                        on_clock(until),
-                    )
-                }
-            }
+        // `since_base` is `now - clock_base_ns`, so the instant moves back
+        // onto the coarse clock the same way.
+        Some((reason, 0)) => (reason, would_drop, 0),
+        Some((reason, at)) => (reason, would_drop, at.saturating_add(now - since_base)),
+        None if prefix::over(info, cfg, unsafe { (*ctl).first_seen_ns }, now, since_base) => {
+            limit::refund(ctl, rule, len);
+            (Reason::PrefixLimited, prefix_verdict(cfg, would_drop), 0)
         }
+        None => (Reason::Pass, Verdict::Pass, 0),
     }
 }
 

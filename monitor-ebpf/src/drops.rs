@@ -20,7 +20,7 @@ use monitor_common::{
     maps::signal,
     reason::Reason,
     syncookie::cookie_mode,
-    types::{RuntimeConfig, SourceKey},
+    types::{RuntimeConfig, SourceKey, family},
 };
 
 use crate::{
@@ -94,7 +94,12 @@ pub fn hit(ctx: &XdpContext, len: u64, now: u64) -> Option<Reason> {
 /// cached over-limit drop is not (the gate answers with a cookie).
 #[inline(always)]
 fn gate_agrees(reason: Reason, key: &SourceKey, cfg: &RuntimeConfig) -> bool {
-    cfg.keys_whole_addresses(key.family) && matches!(reason, Reason::Banned | Reason::Deny)
+    let whole = if key.family == family::IPV4 as u32 {
+        cfg.v4_mask == u32::MAX
+    } else {
+        cfg.v6_mask == [u32::MAX; 4]
+    };
+    whole && matches!(reason, Reason::Banned | Reason::Deny)
 }
 
 /// Caches "every packet of `key` is dropped for `reason` until `until_ns`"

@@ -115,7 +115,7 @@ pub fn refund(state: *mut SourceControl, rule: &RuleParams, len: u64) {
 /// refused a packet in state `tat` refuses every packet: when one unit
 /// would conform. 0 for a refusal `take` could not decide (`tat` 0).
 #[inline(always)]
-pub fn refused_until(tat: u64, params: &BucketParams) -> u64 {
+fn refused_until(tat: u64, params: &BucketParams) -> u64 {
     if tat == 0 {
         0
     } else {

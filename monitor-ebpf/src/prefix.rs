@@ -22,41 +22,22 @@ pub fn over(
     now: u64,
     since_base: u64,
 ) -> bool {
-    refused(info, cfg, first_seen_ns, now, since_base).is_some()
-}
-
-/// `over`, with the refusal's end: `Some(until)`, the instant (ns since
-/// the clock base) before which the prefix refuses every packet of this
-/// source, or 0 where none is certain; `None`: charged. Exact for the
-/// drop cache because a refusal leaves the prefix's word untouched and
-/// other sources' packets only move it later. The budget that applies
-/// changes with the storm's start or end, which bumps the policy
-/// generation (`Maps::set_storm_since`), and with a SYN-cookie
-/// verification: an unproven refusal is certain only without cookies, or
-/// for a source that is one address and not verified (a TCP packet of a
-/// verified one would have the whole budget).
-#[inline(always)]
-pub fn refused(
-    info: &PacketInfo,
-    cfg: &RuntimeConfig,
-    first_seen_ns: u64,
-    now: u64,
-    since_base: u64,
-) -> Option<u64> {
     let p = &cfg.prefix;
     let storm_since = cfg.storm_since_ns;
     if !p.in_force(storm_since != 0) {
-        return None;
+        return false;
     }
     let (params, unproven) = match budget(storm_since, first_seen_ns, || verified(info, cfg, now)) {
         Budget::All => (&p.all, false),
         Budget::Unproven => (&p.unproven, true),
     };
     if !params.is_limited() {
-        return None;
+        return false;
     }
     let key = p.key(info.family, &info.src);
-    let slot = TG_PREFIXES.get_ptr_mut(slot_of(&key, p.seed))?;
+    let Some(slot) = TG_PREFIXES.get_ptr_mut(slot_of(&key, p.seed)) else {
+        return false;
+    };
     let now_ticks = ticks(since_base);
     let s = unsafe { &mut *slot };
     // Another prefix's slot: taken over if its budgets are idle (a TAT in
@@ -74,15 +55,7 @@ pub fn refused(
     } else {
         &mut s.all_tat
     };
-    let tat = limit::take(tat, now_ticks, 1, params).err()?;
-    let certain = !unproven
-        || cfg.cookie.mode == cookie_mode::OFF
-        || (cfg.keys_whole_addresses(info.family as u32) && !verified_address(info, now));
-    Some(if certain {
-        limit::refused_until(tat, params)
-    } else {
-        0
-    })
+    limit::take(tat, now_ticks, 1, params).is_err()
 }
 
 /// Whether the packet's source completed a SYN-cookie handshake: asked
@@ -90,12 +63,9 @@ pub fn refused(
 /// lookup, and verification is a TCP handshake's).
 #[inline(always)]
 fn verified(info: &PacketInfo, cfg: &RuntimeConfig, now: u64) -> bool {
-    info.l4 == l4::TCP && cfg.cookie.mode != cookie_mode::OFF && verified_address(info, now)
-}
-
-/// Whether the packet's source address is in the verified map now.
-#[inline(always)]
-fn verified_address(info: &PacketInfo, now: u64) -> bool {
+    if info.l4 != l4::TCP || cfg.cookie.mode == cookie_mode::OFF {
+        return false;
+    }
     let key = if info.family == family::IPV4 {
         VerifiedKey::v4(info.src[0])
     } else {

@@ -4,9 +4,7 @@
 //! every count stays exact: the global counters by reason and the
 //! source's own packets, bytes and drops equal what was sent, whichever
 //! path each packet took, on one CPU and on two at once, also when two
-//! sources share a cache set and push each other out. A prefix's refusal
-//! is cached until the prefix takes a packet again, and a storm's end
-//! frees the refusals cached under its budget.
+//! sources share a cache set and push each other out.
 
 mod common;
 
@@ -21,7 +19,7 @@ use monitor_common::{
 use tollgate::{
     clock::coarse_ns,
     loader::Tollgate,
-    policy::{Action, Policy, PrefixLimit, Rate},
+    policy::{Action, Policy},
 };
 
 const N: u32 = 100_000;
@@ -229,83 +227,4 @@ fn sources_sharing_a_set_push_each_other_out_without_losing_a_count() {
         let s = tg.maps.source(&key(&tg, n)).unwrap().expect("tracked");
         assert_eq!((s.packets, s.dropped), (each, each), "{n}");
     }
-}
-
-/// Sources limited by their /24's budget alone (`all`, and during a storm
-/// `unproven`): their own limit is never reached here.
-fn prefix_policy(all: Option<(u64, u64)>, unproven: Option<(u64, u64)>) -> Policy {
-    let rate = |(per_sec, burst)| Rate { per_sec, burst };
-    Policy {
-        default: pps(10_000_000, 10_000_000),
-        prefix: Some(PrefixLimit {
-            v4_prefix: 24,
-            v6_prefix: 48,
-            all: all.map(rate),
-            unproven: unproven.map(rate),
-            monitor: false,
-        }),
-        ..Policy::default()
-    }
-}
-
-/// Two sources of one /24 over its budget: after the budget is spent their
-/// packets take the fast path until the /24 takes one again, and what
-/// passes is still the /24's burst plus its rate over the elapsed time.
-#[test]
-fn sources_over_their_prefix_s_budget_are_dropped_on_the_fast_path_exactly() {
-    one_cpu();
-    let tg = load(&prefix_policy(Some((1_000, 50)), None));
-    let start = coarse_ns();
-    let srcs = ["198.51.100.1", "198.51.100.2"];
-    for src in srcs {
-        send(&tg, &udp(src), N);
-    }
-    let elapsed = coarse_ns() - start;
-    let c = tg.maps.counters().unwrap();
-    let passed = c.get(Reason::Pass, Verdict::Pass).packets;
-    let refused = drops(&tg, Reason::PrefixLimited);
-    assert_eq!(passed + refused, 2 * N as u64);
-    // The clock moves in ticks of up to 4 ms: one tick's worth more.
-    let allowed = 50 + 1_000 * (elapsed + 4_000_000) / 1_000_000_000 + 1;
-    assert!(
-        (50..=allowed).contains(&passed),
-        "passed {passed}, allowed {allowed} over {elapsed} ns"
-    );
-    let mut dropped = 0;
-    for src in srcs {
-        let k = key(&tg, src);
-        let s = tg.maps.source(&k).unwrap().expect("tracked");
-        assert_eq!(s.packets, N as u64, "{src}");
-        dropped += s.dropped;
-        assert!(
-            cached(&tg, &k) > s.dropped / 2,
-            "{src}: most refusals took the fast path: {} of {}",
-            cached(&tg, &k),
-            s.dropped
-        );
-    }
-    assert_eq!(dropped, refused);
-}
-
-/// A source first seen during a storm is refused by its /24's small
-/// unproven budget, on the fast path; when the storm ends its next packet
-/// is judged again (the whole budget, unlimited here) and passes.
-#[test]
-fn a_storm_s_end_frees_the_prefix_refusals_cached_under_it() {
-    one_cpu();
-    let mut tg = load(&prefix_policy(None, Some((1, 10))));
-    tg.maps.set_storm(true).unwrap();
-    let frame = udp("198.51.100.50");
-    send(&tg, &frame, 1_000);
-    let k = key(&tg, "198.51.100.50");
-    let passed = |tg: &Tollgate| {
-        let c = tg.maps.counters().unwrap();
-        c.get(Reason::Pass, Verdict::Pass).packets + c.get(Reason::Untracked, Verdict::Pass).packets
-    };
-    assert_eq!(passed(&tg), 10, "the unproven burst");
-    assert_eq!(drops(&tg, Reason::PrefixLimited), 990);
-    assert!(cached(&tg, &k) > 0, "refusals took the fast path");
-    tg.maps.set_storm(false).unwrap();
-    send(&tg, &frame, 1);
-    assert_eq!(passed(&tg), 11, "the storm is over: the next packet passes");
 }

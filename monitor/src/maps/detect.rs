@@ -76,15 +76,10 @@ impl Maps {
     }
 
     /// The storm's start, on the program's clock (coarse ns; the replay
-    /// clock for the replay program), or 0 to end it. A change bumps the
-    /// policy generation: the drop cache holds prefix refusals decided
-    /// under the budget the storm set (`monitor-ebpf/src/prefix.rs`).
+    /// clock for the replay program), or 0 to end it.
     pub fn set_storm_since(&mut self, since_ns: u64) -> Result<(), MapError> {
         let mut cfg = self.runtime_config()?;
-        if cfg.storm_since_ns != since_ns {
-            cfg.storm_since_ns = since_ns;
-            cfg.generation = cfg.generation.wrapping_add(2);
-        }
+        cfg.storm_since_ns = since_ns;
         self.set_runtime_config(&cfg)
     }
 
