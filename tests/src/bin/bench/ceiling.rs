@@ -87,7 +87,14 @@ pub fn run() -> anyhow::Result<()> {
         "p50 ms ceil / TG (x)",
         "p99 ms ceil / TG (x)"
     );
+    // TG_CEILING_ATTACK=i: attack i alone (0-3, the table's rows), for quick tuning.
+    let only: Option<usize> = std::env::var("TG_CEILING_ATTACK")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for (i, (name, _)) in attacks().into_iter().enumerate() {
+        if only.is_some_and(|o| o != i) {
+            continue;
+        }
         // [ceiling, Tollgate] x (Mpps, success, p50, p99)
         let mut figures: [[Vec<f64>; 4]; 2] = Default::default();
         for rep in 0..REPS {
