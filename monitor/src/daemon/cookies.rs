@@ -196,8 +196,6 @@ impl Daemon {
         }
     }
 
-    /// The cookie part of a snapshot; `verified` is the last count when
-    /// this read does not walk (counting reads the whole map).
     /// Rewrites the verified-source filter from the sources verified now,
     /// every `FILTER_REFRESH` while cookies are configured.
     pub(super) fn refresh_verified_filter(&mut self) {
@@ -229,6 +227,8 @@ impl Daemon {
         }
     }
 
+    /// The cookie part of a snapshot; `verified` is the last count when
+    /// this read does not walk (counting reads the whole map).
     pub(super) fn cookie_stats(
         &self,
         walk: bool,

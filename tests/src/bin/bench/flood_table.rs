@@ -12,7 +12,7 @@
 //! - the capacity's ratios to plain XDP_DROP, to XDP_DROP after reading
 //!   the frame's source address (`tollgate_sink_read`: what any filter
 //!   that looks at a packet must pay; plain XDP_DROP never touches the
-//!   frame, which on a veth was written on the generator's CPU) and to
+//!   frame) and to
 //!   iptables' hashlimit, medians of this run;
 //! - what Tollgate passed to the stack of what it judged: a row's cost
 //!   per frame is its drop path's only where it drops.
