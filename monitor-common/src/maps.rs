@@ -122,14 +122,16 @@ pub const DROPS: &str = "TG_DROPS";
 
 /// Sources on probation during a spoofed-source storm
 /// (`RuntimeConfig::storm_since_ns`): an array of `PROBATION_SLOTS` `SourceKey`s,
-/// one per hash of the key. A never-seen source's first packet writes its
-/// key here and is judged without a slot (its rule, ban and deny apply, as
-/// for `Reason::Untracked`); its second packet, finding its key, claims a
-/// slot. A spoofed source is seen once: it never claims, so the storm
-/// costs an index miss and this write, not a slot claimed under the
-/// clock hand and an index entry removed and inserted per packet, and the
-/// clients that keep sending keep their slots. Writer and reader: the
-/// kernel. Not pinned (probation restarts with the daemon).
+/// one per hash of the key. A never-seen source's first packet is judged
+/// without a slot (its rule, ban and deny apply, as for
+/// `Reason::Untracked`, and its prefixes' budgets) and, if it passed,
+/// writes its key here; its next packet, finding its key, claims a slot.
+/// A spoofed source is seen once: it never claims, so the storm costs an
+/// index miss (and this write for what its prefixes pass), not a slot
+/// claimed under the clock hand and an index entry removed and inserted
+/// per packet, and the clients that keep sending keep their slots. Writer
+/// and reader: the kernel. Not pinned (probation restarts with the
+/// daemon).
 pub const PROBATION: &str = "TG_PROBATION";
 /// Prefix budgets (`prefix`). Array of `prefix::PREFIX_SLOTS`
 /// `prefix::PrefixSlot`, a prefix's slot found by a seeded hash
@@ -280,7 +282,7 @@ pub const MAX_BANS_PER_FAMILY: u32 = 65_536;
 /// another layout never opens maps it would mis-read. Bump it with any
 /// such change (the `layout_fingerprint` test fails on size changes, as a
 /// reminder; field reorderings and new meanings are on the reviewer).
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// The maps the daemon pins and a restarted daemon adopts: all but the
 /// replay program's scratch maps.
@@ -344,7 +346,7 @@ mod tests {
                 super::PINNED.len(),
                 Malformed::COUNT,
             ),
-            (6, 20, 64, 64, 16, 40, 160, 16, 16 * 13 * 4, 5, 27, 12),
+            (7, 20, 64, 64, 16, 40, 216, 16, 16 * 13 * 4, 5, 27, 12),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }

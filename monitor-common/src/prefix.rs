@@ -14,21 +14,26 @@
 //! SYN-cookie handshake (`syncookie`, the verified sources). So a storm
 //! spends its own small budget, and the clients a prefix already had
 //! keep theirs.
+//!
+//! Two levels, one inside the other: the fine prefix and the wide prefix
+//! that holds it (an IPv4 /16, an IPv6 /32 by default), each with both
+//! budgets; a packet is charged to both. Without the wide level a storm
+//! of random /64s across a /32 spreads over 65,536 /48s, each far under
+//! its budget, and nothing bounds the sum.
 
 use crate::{
     bucket::BucketParams,
     types::{SourceKey, family, prefix_mask},
 };
 
-/// The prefix budgets' settings, part of `RuntimeConfig`.
+/// One level of prefix budgets: the prefix lengths (as masks) and the
+/// level's two budgets.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PrefixParams {
+pub struct PrefixLevel {
     /// Mask applied to an IPv4 source to form its prefix (network order).
     pub v4_mask: u32,
-    /// Non-zero: a refusal is counted and the packet passed (verdict
-    /// `Monitor`), as a rule in monitor mode does.
-    pub monitor: u32,
+    pub _pad: u32,
     /// Mask applied to an IPv6 source (network order, four words).
     pub v6_mask: [u32; 4],
     /// What a prefix's sources pass together; unlimited (interval 0): off.
@@ -36,43 +41,101 @@ pub struct PrefixParams {
     /// During a storm: what a prefix's unproven sources pass together.
     /// Unlimited: the storm changes nothing here.
     pub unproven: BucketParams,
-    /// Mixed into the slot hash (`slot_of`), chosen at random by the
-    /// daemon, so no sender can aim its prefixes at another's slot.
-    pub seed: u32,
-    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<PrefixParams>() == 64);
+const _: () = assert!(core::mem::size_of::<PrefixLevel>() == 56);
 
-impl PrefixParams {
+impl PrefixLevel {
     /// Budgets over prefixes of `v4_prefix` and `v6_prefix` bits.
     pub fn new(v4_prefix: u8, v6_prefix: u8, all: BucketParams, unproven: BucketParams) -> Self {
         Self {
             v4_mask: prefix_mask::<1>(v4_prefix.min(32))[0],
-            monitor: 0,
+            _pad: 0,
             v6_mask: prefix_mask::<4>(v6_prefix.min(128)),
             all,
             unproven,
-            seed: 0,
-            _pad: 0,
         }
     }
 
-    /// Whether any packet can be charged: during a storm (`storm`) either
-    /// budget, otherwise `all`.
+    /// Whether any packet can be charged at this level: during a storm
+    /// (`storm`) either budget, otherwise `all`.
     #[inline(always)]
     pub fn in_force(&self, storm: bool) -> bool {
         self.all.is_limited() || (storm && self.unproven.is_limited())
     }
 
-    /// The prefix of a source address (`addr` network order, as
+    /// The budget a packet is charged to at this level.
+    #[inline(always)]
+    pub fn budget(&self, which: Budget) -> &BucketParams {
+        match which {
+            Budget::All => &self.all,
+            Budget::Unproven => &self.unproven,
+        }
+    }
+}
+
+/// Marks a wide level's prefix key (in `SourceKey::family`), so a /32 and
+/// the /48 with the same bits never share a slot's key.
+pub const WIDE_KEY: u32 = 1 << 8;
+
+/// The prefix budgets' settings, part of `RuntimeConfig`: two levels, one
+/// inside the other (hierarchical). A packet passes only if both the
+/// `fine` prefix (an IPv4 /24, an IPv6 /48 by default) and the `wide`
+/// one that holds it (a /16, a /32) have room, and is charged to both: a
+/// storm spread over the many fine prefixes of one wide prefix (random
+/// /64s across an IPv6 /32 fall in 65,536 /48s, each far under its own
+/// budget) still meets the wide budget.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixParams {
+    pub fine: PrefixLevel,
+    pub wide: PrefixLevel,
+    /// Non-zero: a refusal is counted and the packet passed (verdict
+    /// `Monitor`), as a rule in monitor mode does.
+    pub monitor: u32,
+    /// Mixed into the slot hash (`slot_of`), chosen at random by the
+    /// daemon, so no sender can aim its prefixes at another's slot.
+    pub seed: u32,
+}
+const _: () = assert!(core::mem::size_of::<PrefixParams>() == 120);
+
+impl PrefixParams {
+    /// Budgets at the `fine` level alone (the wide level off).
+    pub fn new(v4_prefix: u8, v6_prefix: u8, all: BucketParams, unproven: BucketParams) -> Self {
+        Self {
+            fine: PrefixLevel::new(v4_prefix, v6_prefix, all, unproven),
+            ..Self::default()
+        }
+    }
+
+    /// Whether any packet can be charged at either level: during a storm
+    /// (`storm`) any budget, otherwise the `all` ones.
+    #[inline(always)]
+    pub fn in_force(&self, storm: bool) -> bool {
+        self.fine.in_force(storm) || self.wide.in_force(storm)
+    }
+
+    /// The fine prefix of a source address (`addr` network order, as
     /// `PacketInfo::src`).
     #[inline(always)]
     pub fn key(&self, fam: u8, addr: &[u32; 4]) -> SourceKey {
-        if fam == family::IPV4 {
-            SourceKey::v4(addr[0], self.v4_mask)
-        } else {
-            SourceKey::v6(addr, &self.v6_mask)
-        }
+        level_key(&self.fine, fam, addr)
+    }
+
+    /// The wide prefix of a source address, marked `WIDE_KEY`.
+    #[inline(always)]
+    pub fn wide_key(&self, fam: u8, addr: &[u32; 4]) -> SourceKey {
+        let mut k = level_key(&self.wide, fam, addr);
+        k.family |= WIDE_KEY;
+        k
+    }
+}
+
+#[inline(always)]
+fn level_key(level: &PrefixLevel, fam: u8, addr: &[u32; 4]) -> SourceKey {
+    if fam == family::IPV4 {
+        SourceKey::v4(addr[0], level.v4_mask)
+    } else {
+        SourceKey::v6(addr, &level.v6_mask)
     }
 }
 
@@ -170,6 +233,34 @@ mod tests {
         // 65,536 /48s over 131,072 slots: a uniform hash uses ~51,600.
         assert!(used.len() > 45_000, "{} slots used", used.len());
         assert!(moved > 60_000, "the seed moved {moved}");
+    }
+
+    #[test]
+    fn the_wide_prefix_holds_the_fine_one_and_never_shares_its_key() {
+        let all = BucketParams::new(1000, 100).unwrap();
+        let mut p = PrefixParams::new(48, 48, all, BucketParams::UNLIMITED);
+        p.wide = PrefixLevel::new(16, 48, all, BucketParams::UNLIMITED);
+        let a = [0x2001_0db8u32.to_be(), 0x0001_abcdu32.to_be(), 7, 9];
+        // Same bits at both levels: the mark keeps the keys apart.
+        assert_eq!(
+            p.key(family::IPV6, &a).addr,
+            p.wide_key(family::IPV6, &a).addr
+        );
+        assert!(!p.key(family::IPV6, &a).same(&p.wide_key(family::IPV6, &a)));
+        let v4 = [u32::from_be_bytes([192, 0, 2, 77]).to_be(), 0, 0, 0];
+        let w = p.wide_key(family::IPV4, &v4);
+        assert_eq!(w.addr[0], u32::from_be_bytes([192, 0, 0, 0]).to_be());
+        assert_eq!(w.family, family::IPV4 as u32 | WIDE_KEY);
+    }
+
+    #[test]
+    fn a_wide_budget_alone_puts_the_budgets_in_force() {
+        let b = BucketParams::new(1000, 100).unwrap();
+        let mut p = PrefixParams::new(24, 48, BucketParams::UNLIMITED, BucketParams::UNLIMITED);
+        assert!(!p.in_force(true));
+        p.wide = PrefixLevel::new(16, 32, BucketParams::UNLIMITED, b);
+        assert!(!p.in_force(false) && p.in_force(true));
+        assert_eq!(p.wide.budget(Budget::Unproven), &b);
     }
 
     #[test]

@@ -355,7 +355,7 @@ pub struct RuntimeConfig {
     /// The prefix budgets (`prefix`).
     pub prefix: crate::prefix::PrefixParams,
 }
-const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 160);
+const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 216);
 
 /// The sketch bit of destination port `port`: Fibonacci hashing spreads
 /// neighbouring ports (a sequential scan) over the 64 bits.

@@ -116,7 +116,11 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
         Ok(src) => src,
         Err((fresh, why)) => {
             stats::source_event(why);
-            return decide_untracked(info, cfg, &fresh, protected, now);
+            let decided = decide_untracked(info, cfg, &fresh, protected, now);
+            if why == source_event::PROBATION && decided.1 != Verdict::Drop {
+                sources::note_once(&key);
+            }
+            return decided;
         }
     };
     record_flow(src, info, len, now, cfg.port_window);
@@ -305,7 +309,8 @@ fn prefix_verdict(cfg: &RuntimeConfig, would_drop: Verdict) -> Verdict {
 /// if it is new. If the table took nothing this time, the control record
 /// it would have had (its rule and ban), for `enforce_untracked`, and why
 /// (`source_event::INSERT_FAILED`, or `PROBATION`: during a storm a
-/// never-seen source claims a slot with its second packet).
+/// never-seen source claims a slot with its second packet that passed;
+/// `decide` notes the first).
 #[inline(always)]
 fn source_entry(
     key: &SourceKey,

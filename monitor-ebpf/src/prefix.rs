@@ -1,19 +1,30 @@
-//! Charging a packet to its prefix's budget (`monitor_common::prefix`):
-//! one array slot found by a seeded hash, one compare-and-swap on the
-//! word of the budget that applies. Only packets their source's own buckets passed
-//! come here, so an over-limit or banned flood never touches it.
+//! Charging a packet to its prefixes' budgets (`monitor_common::prefix`):
+//! at each level one array slot found by a seeded hash and one
+//! compare-and-swap on the word of the budget that applies. Only packets
+//! their source's own buckets passed come here, so an over-limit or
+//! banned flood never touches it.
 
 use monitor_common::{
-    bucket::ticks,
+    bucket::{BucketParams, conform, ticks},
     prefix::{Budget, budget, slot_of},
     syncookie::{VerifiedKey, cookie_mode},
-    types::{PacketInfo, RuntimeConfig, family, l4},
+    types::{PacketInfo, RuntimeConfig, SourceKey, family, l4},
 };
 
 use crate::{atomic, limit, maps::TG_PREFIXES, maps::TG_VERIFIED};
 
 /// Whether the packet (of a source first seen at `first_seen_ns`) is over
-/// its prefix's budget; if not, it has been charged.
+/// its prefixes' budgets; if not, it has been charged to both levels.
+///
+/// The wide level is looked at first, without a charge: a storm spread
+/// over a wide prefix is refused there, one slot that stays in the cache,
+/// and never touches the slots of its many fine prefixes. Then the fine
+/// level is charged, then the wide; a wide refusal then (another CPU took
+/// the last unit meanwhile) gives the fine charge back, so a refused
+/// packet costs neither level anything.
+///
+/// A function of its own (a BPF-to-BPF call): it is reached from two
+/// places of the pipeline, and inlined the verifier walks it for each.
 #[inline(always)]
 pub fn over(
     info: &PacketInfo,
@@ -27,35 +38,58 @@ pub fn over(
     if !p.in_force(storm_since != 0) {
         return false;
     }
-    let (params, unproven) = match budget(storm_since, first_seen_ns, || verified(info, cfg, now)) {
-        Budget::All => (&p.all, false),
-        Budget::Unproven => (&p.unproven, true),
-    };
-    if !params.is_limited() {
-        return false;
-    }
-    let key = p.key(info.family, &info.src);
-    let Some(slot) = TG_PREFIXES.get_ptr_mut(slot_of(&key, p.seed)) else {
-        return false;
-    };
+    let which = budget(storm_since, first_seen_ns, || verified(info, cfg, now));
     let now_ticks = ticks(since_base);
+    let (wide, wide_params) = (p.wide_key(info.family, &info.src), p.wide.budget(which));
+    let wide_tat = word(wide_params, &wide, which, p.seed, now_ticks);
+    if !wide_tat.is_null() && conform(atomic::load(wide_tat), now_ticks, 1, wide_params).is_none() {
+        return true;
+    }
+    let (fine, fine_params) = (p.key(info.family, &info.src), p.fine.budget(which));
+    let fine_tat = word(fine_params, &fine, which, p.seed, now_ticks);
+    if !fine_tat.is_null() && limit::take(fine_tat, now_ticks, 1, fine_params).is_err() {
+        return true;
+    }
+    if !wide_tat.is_null() && limit::take(wide_tat, now_ticks, 1, wide_params).is_err() {
+        if !fine_tat.is_null() {
+            atomic::sub(fine_tat, fine_params.charge(1));
+        }
+        return true;
+    }
+    false
+}
+
+/// The GCRA word of prefix `key`'s budget `which` (whose settings are
+/// `params`), or null if that budget is unlimited.
+#[inline(always)]
+fn word(
+    params: &BucketParams,
+    key: &SourceKey,
+    which: Budget,
+    seed: u32,
+    now_ticks: u64,
+) -> *mut u64 {
+    if !params.is_limited() {
+        return core::ptr::null_mut();
+    }
+    let Some(slot) = TG_PREFIXES.get_ptr_mut(slot_of(key, seed)) else {
+        return core::ptr::null_mut();
+    };
     let s = unsafe { &mut *slot };
     // Another prefix's slot: taken over if its budgets are idle (a TAT in
     // the past is a full bucket, the same as a fresh one), shared if not.
     // Two CPUs taking it over at once write the same kind of key; a torn
     // key only makes the next packet look again.
-    if !s.key.same(&key)
+    if !s.key.same(key)
         && atomic::load(&s.all_tat) <= now_ticks
         && atomic::load(&s.unproven_tat) <= now_ticks
     {
-        s.key = key;
+        s.key = *key;
     }
-    let tat = if unproven {
-        &mut s.unproven_tat
-    } else {
-        &mut s.all_tat
-    };
-    limit::take(tat, now_ticks, 1, params).is_err()
+    match which {
+        Budget::All => &mut s.all_tat,
+        Budget::Unproven => &mut s.unproven_tat,
+    }
 }
 
 /// Whether the packet's source completed a SYN-cookie handshake: asked

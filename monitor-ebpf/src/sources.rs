@@ -168,19 +168,26 @@ pub fn mark_referenced(at: u32, key: &SourceKey) {
 }
 
 /// During a spoofed-source storm: whether a never-seen `key` may claim a
-/// slot now, i.e. it was seen once already (its key is in its probation
-/// entry). If not, its key is written there for its next packet. Two
-/// sources sharing an entry push each other out; a CPU reading an entry
-/// another writes may see it torn, which costs that source one more
-/// packet without a slot.
+/// slot now, i.e. it was seen once already (`note_once` wrote its key in
+/// its probation entry).
 #[inline(always)]
 pub fn off_probation(key: &SourceKey) -> bool {
-    let Some(e) = TG_PROBATION.get_ptr_mut(probation_slot(key)) else {
+    let Some(e) = TG_PROBATION.get_ptr(probation_slot(key)) else {
         return true;
     };
-    if unsafe { &*e }.same(key) {
-        return true;
+    unsafe { &*e }.same(key)
+}
+
+/// Writes a never-seen source's key in its probation entry, for its next
+/// packet to claim a slot. Only for a packet that passed: a storm's
+/// packets that its prefixes' budgets refuse would otherwise dirty a
+/// cache line each, for sources that never send again. Two sources
+/// sharing an entry push each other out; a CPU reading an entry another
+/// writes may see it torn, which costs that source one more packet
+/// without a slot.
+#[inline(always)]
+pub fn note_once(key: &SourceKey) {
+    if let Some(e) = TG_PROBATION.get_ptr_mut(probation_slot(key)) {
+        unsafe { *e = *key };
     }
-    unsafe { *e = *key };
-    false
 }

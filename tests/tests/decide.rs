@@ -15,7 +15,7 @@ use monitor_common::{
     maps::{MAX_HOT, signal},
     reason::{Reason, Verdict},
 };
-use tollgate::policy::{Action, Policy};
+use tollgate::policy::{Action, Policy, PrefixLimit, WideLimit};
 
 #[test]
 fn malformed_verdict_is_configurable_and_still_source_limited() {
@@ -176,10 +176,18 @@ fn untracked_packets_still_obey_bans_and_deny_rules() {
 /// daemon takes the list, reports fit again.
 #[test]
 fn a_full_hot_list_counts_every_source_it_refuses() {
+    let default = pps(1, 1);
+    // Without the wide level (every /48 here is in 2001:db8::/32, whose
+    // budget would refuse most of them).
+    let prefix = PrefixLimit {
+        wide: WideLimit::OFF,
+        ..PrefixLimit::following(&default, false)
+    };
     let mut tg = common::load_with(
         16_384,
         &Policy {
-            default: pps(1, 1),
+            default,
+            prefix: Some(prefix),
             ..Policy::default()
         },
     );

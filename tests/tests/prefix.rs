@@ -4,13 +4,15 @@
 //! through the /64s of its /48 still meets a limit, a refusal costs the
 //! source nothing, and during a storm the sources first seen since it
 //! began share the small unproven budget while those already sending keep
-//! the whole one.
+//! the whole one. The wide level (the /32 or /16 holding a /48 or /24)
+//! bounds what sources spread over its many fine prefixes pass together,
+//! and its refusals cost the fine prefix nothing.
 
 mod common;
 
 use common::{SEC, load, pps, report, udp};
 use monitor_common::reason::{Reason, Verdict};
-use tollgate::policy::{Policy, PrefixLimit, Rate};
+use tollgate::policy::{Policy, PrefixLimit, Rate, WideLimit};
 
 /// Sources at `per_source` (packets/s, burst) whose /24s and /48s pass
 /// `all` together and, during a storm, `unproven` from their new sources.
@@ -24,9 +26,30 @@ fn policy(per_source: (u64, u64), all: (u64, u64), unproven: Option<(u64, u64)>)
             all: Some(rate(all)),
             unproven: unproven.map(rate),
             monitor: false,
+            wide: WideLimit::OFF,
         }),
         ..Policy::default()
     }
+}
+
+/// `p` with wide budgets over IPv6 prefixes of `v6_prefix` bits: `all`,
+/// and `unproven` during a storm.
+fn with_wide(
+    mut p: Policy,
+    v6_prefix: u8,
+    all: Option<(u64, u64)>,
+    unproven: Option<(u64, u64)>,
+) -> Policy {
+    let rate = |(per_sec, burst)| Rate { per_sec, burst };
+    if let Some(b) = p.prefix.as_mut() {
+        b.wide = WideLimit {
+            v6_prefix,
+            all: all.map(rate),
+            unproven: unproven.map(rate),
+            ..WideLimit::OFF
+        };
+    }
+    p
 }
 
 /// Sends `n` packets from `src` at `at`; returns how many passed.
@@ -172,4 +195,77 @@ fn a_prefix_whose_slot_is_busy_shares_it_and_takes_it_over_when_idle() {
     // 3 s later the first's budget is full again (idle): the second takes
     // the slot over, whole.
     assert_eq!(send(&mut tg, &b, 25, 4 * SEC), 20);
+}
+
+#[test]
+fn a_client_rotating_through_the_48s_of_its_32_still_meets_the_wide_budget() {
+    let p = with_wide(
+        policy((100, 100), (1_000, 300), None),
+        32,
+        Some((1_000, 500)),
+        None,
+    );
+    let mut tg = load(&p);
+    // A new /48 every 10 packets: each /48's own budget has room; the
+    // /32 passes its burst of 500.
+    let passed: usize = (1..=100)
+        .map(|i| send(&mut tg, &format!("2001:db8:{i:x}::1"), 10, SEC))
+        .sum();
+    assert_eq!(passed, 500);
+    let c = tg.maps.counters().unwrap();
+    assert_eq!(c.get(Reason::PrefixLimited, Verdict::Drop).packets, 500);
+}
+
+#[test]
+fn a_wide_refusal_costs_the_fine_prefix_nothing_and_other_wide_prefixes_keep_theirs() {
+    // /48s of 100 packets refilling one a second, inside /40s of 150
+    // refilling 1,000 a second.
+    let p = with_wide(
+        policy((1_000, 1_000), (1, 100), None),
+        40,
+        Some((1_000, 150)),
+        None,
+    );
+    let mut tg = load(&p);
+    assert_eq!(send(&mut tg, "2001:db8:101::1", 100, SEC), 100);
+    // Its /40 has 50 left: the next /48 passes those, and the 50 refused
+    // leave its own budget alone.
+    assert_eq!(send(&mut tg, "2001:db8:102::1", 100, SEC), 50);
+    // Another /40 has its own.
+    assert_eq!(send(&mut tg, "2001:db8:201::1", 100, SEC), 100);
+    // 150 ms later the /40 is full again and the /48 has refilled
+    // nothing: it still has the 50 it did not pass.
+    let later = SEC + 150 * (SEC / 1_000);
+    assert_eq!(send(&mut tg, "2001:db8:102::1", 100, later), 50);
+    let c = tg.maps.counters().unwrap();
+    assert_eq!(c.get(Reason::PrefixLimited, Verdict::Drop).packets, 100);
+    assert_eq!(c.get(Reason::Pass, Verdict::Pass).packets, 300);
+}
+
+#[test]
+fn during_a_storm_across_a_32_its_new_sources_share_the_wide_unproven_budget() {
+    // Each /48 could pass 20 of its unproven sources' packets; the /32
+    // they all fall in passes 50.
+    let p = with_wide(
+        policy((100, 100), (10_000, 10_000), Some((1, 20))),
+        32,
+        None,
+        Some((1, 50)),
+    );
+    let mut tg = load(&p);
+    // A client sending before the storm.
+    assert_eq!(send(&mut tg, "2001:db8:aaaa::1", 5, SEC), 5);
+    tg.maps.set_storm_since(2 * SEC).unwrap();
+    // Random /64s across the /32, each in a /48 of its own.
+    let spoofed = (1..=1_000u32)
+        .filter(|i| {
+            let src = format!("2001:db8:{:x}:{:x}::1", i * 37 % 40_000 + 1, i);
+            report(&mut tg, &udp(&src), 3 * SEC).verdict == Some("pass")
+        })
+        .count();
+    assert_eq!(spoofed, 50);
+    // The client from before keeps its whole budget: its burst passes.
+    assert_eq!(send(&mut tg, "2001:db8:aaaa::1", 95, 3 * SEC), 95);
+    let c = tg.maps.counters().unwrap();
+    assert_eq!(c.get(Reason::PrefixLimited, Verdict::Drop).packets, 950);
 }

@@ -14,9 +14,18 @@
 //! [prefix_limit.unproven]     # during a storm: its unproven sources together
 //! packets_per_second = "1k"
 //! burst_packets = "2k"
+//! [prefix_limit.wide]         # the wider prefixes that hold those
+//! ipv4_prefix = 16
+//! ipv6_prefix = 32
+//! packets_per_second = "64k"
+//! burst_packets = "128k"
+//! [prefix_limit.wide.unproven]
+//! packets_per_second = "4k"
+//! burst_packets = "8k"
 //! ```
 //!
-//! `enabled = false` turns the budgets off.
+//! `enabled = false` turns the budgets off (in `[prefix_limit.wide]`, the
+//! wide level's alone).
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -27,7 +36,7 @@ use super::{
     schema::{LimitFile, Quantity},
     settings::Sources,
 };
-use crate::policy::{Limit, LimitField, PrefixLimit, Rate};
+use crate::policy::{Limit, LimitField, PrefixLimit, Rate, WideLimit};
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +47,19 @@ pub(super) struct PrefixLimitFile {
     packets_per_second: Option<Spanned<Quantity>>,
     burst_packets: Option<Spanned<Quantity>>,
     mode: Option<Mode>,
+    unproven: Option<LimitFile>,
+    wide: Option<WideFile>,
+}
+
+/// `[prefix_limit.wide]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WideFile {
+    enabled: Option<bool>,
+    ipv4_prefix: Option<Spanned<u8>>,
+    ipv6_prefix: Option<Spanned<u8>>,
+    packets_per_second: Option<Spanned<Quantity>>,
+    burst_packets: Option<Spanned<Quantity>>,
     unproven: Option<LimitFile>,
 }
 
@@ -53,6 +75,7 @@ pub(super) fn prefix_limit(
     let following = PrefixLimit::following(default.0, default.1);
     let v4_prefix = budget_prefix(c, &f.ipv4_prefix, "ipv4_prefix", 24, sources.v4_prefix)?;
     let v6_prefix = budget_prefix(c, &f.ipv6_prefix, "ipv6_prefix", 48, sources.v6_prefix)?;
+    let wide = wide_limit(c, f.wide.as_ref(), &following.wide, (v4_prefix, v6_prefix))?;
     if f.enabled == Some(false) {
         return Ok(Some(PrefixLimit {
             v4_prefix,
@@ -60,25 +83,101 @@ pub(super) fn prefix_limit(
             all: None,
             unproven: None,
             monitor: false,
+            wide: WideLimit {
+                all: None,
+                unproven: None,
+                ..wide
+            },
         }));
     }
-    let all = LimitFile {
-        packets_per_second: f.packets_per_second.clone(),
-        burst_packets: f.burst_packets.clone(),
-        ..LimitFile::default()
-    };
-    let all = packets(c, &all, "prefix_limit")?.or(following.all);
-    let unproven = match &f.unproven {
-        Some(u) => packets(c, u, "prefix_limit.unproven")?.or(following.unproven),
-        None => following.unproven,
-    };
+    let (all, unproven) = rates(
+        c,
+        (&f.packets_per_second, &f.burst_packets, f.unproven.as_ref()),
+        "prefix_limit",
+        (following.all, following.unproven),
+    )?;
     Ok(Some(PrefixLimit {
         v4_prefix,
         v6_prefix,
         all,
         unproven,
         monitor: f.mode.map_or(default.1, |m| m == Mode::Monitor),
+        wide,
     }))
+}
+
+/// `[prefix_limit.wide]`, checked against the fine level's lengths: the
+/// budgets that follow (`following`) without it.
+fn wide_limit(
+    c: &Checker,
+    f: Option<&WideFile>,
+    following: &WideLimit,
+    (v4_fine, v6_fine): (u8, u8),
+) -> Result<WideLimit, ConfigError> {
+    let Some(f) = f else {
+        return Ok(WideLimit {
+            v4_prefix: following.v4_prefix.min(v4_fine),
+            v6_prefix: following.v6_prefix.min(v6_fine),
+            ..*following
+        });
+    };
+    let length = |v: &Option<Spanned<u8>>, name: &str, default: u8, fine: u8| {
+        c.number(v, &format!("prefix_limit.wide.{name}"), default.min(fine), |n| {
+            if n > fine {
+                Err(format!(
+                    "/{n} is narrower than the budget's prefix (/{fine}, prefix_limit.{name}); a wide prefix must hold whole budget prefixes: at most {fine}"
+                ))
+            } else {
+                Ok(())
+            }
+        })
+    };
+    let v4_prefix = length(&f.ipv4_prefix, "ipv4_prefix", following.v4_prefix, v4_fine)?;
+    let v6_prefix = length(&f.ipv6_prefix, "ipv6_prefix", following.v6_prefix, v6_fine)?;
+    if f.enabled == Some(false) {
+        return Ok(WideLimit {
+            v4_prefix,
+            v6_prefix,
+            ..WideLimit::OFF
+        });
+    }
+    let (all, unproven) = rates(
+        c,
+        (&f.packets_per_second, &f.burst_packets, f.unproven.as_ref()),
+        "prefix_limit.wide",
+        (following.all, following.unproven),
+    )?;
+    Ok(WideLimit {
+        v4_prefix,
+        v6_prefix,
+        all,
+        unproven,
+    })
+}
+
+/// A level's two budgets as written at `at` (its rate and burst, and its
+/// `unproven` table), each falling back to the one that follows.
+fn rates(
+    c: &Checker,
+    (per_sec, burst, unproven): (
+        &Option<Spanned<Quantity>>,
+        &Option<Spanned<Quantity>>,
+        Option<&LimitFile>,
+    ),
+    at: &str,
+    following: (Option<Rate>, Option<Rate>),
+) -> Result<(Option<Rate>, Option<Rate>), ConfigError> {
+    let all = LimitFile {
+        packets_per_second: per_sec.clone(),
+        burst_packets: burst.clone(),
+        ..LimitFile::default()
+    };
+    let all = packets(c, &all, at)?.or(following.0);
+    let unproven = match unproven {
+        Some(u) => packets(c, u, &format!("{at}.unproven"))?.or(following.1),
+        None => following.1,
+    };
+    Ok((all, unproven))
 }
 
 /// A budget's prefix length: at most the source prefix of its family, so
@@ -176,6 +275,38 @@ mod tests {
         let off = parse("interfaces = [\"lo\"]\n[prefix_limit]\nenabled = false\n").unwrap();
         let off = off.prefix_limit.unwrap();
         assert_eq!((off.all, off.unproven), (None, None));
+        assert_eq!((off.wide.all, off.wide.unproven), (None, None));
+    }
+
+    #[test]
+    fn the_wide_level_follows_the_default_limit_unless_written() {
+        let c = parse(
+            "interfaces = [\"lo\"]\n[default_limit]\npackets_per_second = 500\nburst_packets = 800\n[prefix_limit]\nipv6_prefix = 40\n[prefix_limit.wide]\nipv4_prefix = 12\npackets_per_second = \"20k\"\nburst_packets = \"40k\"\n",
+        )
+        .unwrap();
+        let w = c.prefix_limit.unwrap().wide;
+        // The /32 that would follow is wider than the /40: kept.
+        assert_eq!((w.v4_prefix, w.v6_prefix), (12, 32));
+        assert_eq!(
+            w.all,
+            Some(Rate {
+                per_sec: 20_000,
+                burst: 40_000
+            })
+        );
+        assert_eq!(
+            w.unproven,
+            Some(Rate {
+                per_sec: 2_000,
+                burst: 3_200
+            })
+        );
+        let off =
+            parse("interfaces = [\"lo\"]\n[prefix_limit]\n[prefix_limit.wide]\nenabled = false\n")
+                .unwrap();
+        let off = off.prefix_limit.unwrap();
+        assert_eq!((off.wide.all, off.wide.unproven), (None, None));
+        assert!(off.all.is_some(), "the fine level stays");
     }
 
     #[test]
@@ -184,6 +315,14 @@ mod tests {
             (
                 "interfaces = [\"lo\"]\n[sources]\nipv4_prefix = 24\n[prefix_limit]\nipv4_prefix = 28\n",
                 "t.toml:5: prefix_limit.ipv4_prefix: /28 is narrower than a source (/24, sources.ipv4_prefix); a budget's prefix must hold whole sources: at most 24",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[prefix_limit]\nipv6_prefix = 40\n[prefix_limit.wide]\nipv6_prefix = 44\n",
+                "t.toml:5: prefix_limit.wide.ipv6_prefix: /44 is narrower than the budget's prefix (/40, prefix_limit.ipv6_prefix); a wide prefix must hold whole budget prefixes: at most 40",
+            ),
+            (
+                "interfaces = [\"lo\"]\n[prefix_limit.wide.unproven]\nburst_bytes = \"1MB\"\n",
+                "t.toml:3: prefix_limit.wide.unproven.burst_bytes: a prefix budget counts packets only; limit bytes per source in [default_limit] or a rule",
             ),
             (
                 "interfaces = [\"lo\"]\n[prefix_limit.unproven]\nbytes_per_second = \"1MB\"\n",

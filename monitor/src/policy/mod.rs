@@ -22,7 +22,7 @@ mod values;
 
 pub use guard::{guard_ban, guard_catch_all, guard_rule};
 pub use next_packet::{Levels, SMALLEST_FRAME, next_packet};
-pub use prefix::PrefixLimit;
+pub use prefix::{PrefixLimit, WideLimit};
 pub use values::{
     LimitError, LimitField, LimitSpec, MAX_BAN, RATES_ONLY_FOR_LIMIT, action_name, ban_ttl,
     limit_from_parts, parse_action, parse_cidr, parse_limit_numbers, parse_rule,
@@ -170,6 +170,14 @@ pub enum PolicyError {
         family: &'static str,
         len: u8,
         source_len: u8,
+    },
+    #[error(
+        "wide prefix budget /{len} is narrower than the {family} prefix budget's /{fine}; a wide prefix must hold whole budget prefixes: at most /{fine}"
+    )]
+    WideNarrowerThanFine {
+        family: &'static str,
+        len: u8,
+        fine: u8,
     },
     #[error("source prefix /{len} is longer than {family} addresses (at most /{max})")]
     SourcePrefix {
