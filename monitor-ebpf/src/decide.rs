@@ -330,7 +330,11 @@ fn source_entry(
         rule_slot,
         ..SourceControl::default()
     };
-    if cfg.storm_since_ns != 0 && !sources::off_probation(key) {
+    // A packet its prefixes' budgets refuse is judged without a slot
+    // before its probation entry is read: the storm's packets, mostly.
+    if cfg.storm_since_ns != 0
+        && (prefix::refuses_new(info, cfg, now) || !sources::off_probation(key))
+    {
         return Err((fresh, source_event::PROBATION));
     }
     match sources::claim(key, &fresh) {

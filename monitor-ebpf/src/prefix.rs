@@ -42,7 +42,7 @@ pub fn over(
     let now_ticks = ticks(since_base);
     let (wide, wide_params) = (p.wide_key(info.family, &info.src), p.wide.budget(which));
     let wide_tat = word(wide_params, &wide, which, p.seed, now_ticks);
-    if !wide_tat.is_null() && conform(atomic::load(wide_tat), now_ticks, 1, wide_params).is_none() {
+    if spent(wide_tat, wide_params, now_ticks) {
         return true;
     }
     let (fine, fine_params) = (p.key(info.family, &info.src), p.fine.budget(which));
@@ -57,6 +57,51 @@ pub fn over(
         return true;
     }
     false
+}
+
+/// During a storm, whether a never-seen source's packet would be refused
+/// by its prefixes' unproven budgets (wide, then fine): looked at, not
+/// charged. The pipeline asks before it reads the source's probation
+/// entry, a cache miss per packet of a storm of never-seen sources, which
+/// a packet the budgets refuse does not need; `over` then refuses it the
+/// same way (or, if another CPU's packet made room meanwhile, charges it).
+#[inline(always)]
+pub fn refuses_new(info: &PacketInfo, cfg: &RuntimeConfig, now: u64) -> bool {
+    let p = &cfg.prefix;
+    if !p.in_force(true) || verified(info, cfg, now) {
+        return false;
+    }
+    let now_ticks = ticks(now.saturating_sub(cfg.clock_base_ns));
+    let wide = p.wide_key(info.family, &info.src);
+    let fine = p.key(info.family, &info.src);
+    unproven_spent(&p.wide.unproven, &wide, p.seed, now_ticks)
+        || unproven_spent(&p.fine.unproven, &fine, p.seed, now_ticks)
+}
+
+/// Whether prefix `key`'s unproven budget has no unit left, read in its
+/// slot whoever holds it: a slot another prefix holds is either idle (a
+/// full budget, which `word` would take over) or shared, and its word
+/// says which.
+#[inline(always)]
+fn unproven_spent(params: &BucketParams, key: &SourceKey, seed: u32, now_ticks: u64) -> bool {
+    if !params.is_limited() {
+        return false;
+    }
+    let Some(slot) = TG_PREFIXES.get_ptr(slot_of(key, seed)) else {
+        return false;
+    };
+    spent(
+        unsafe { &raw const (*slot).unproven_tat },
+        params,
+        now_ticks,
+    )
+}
+
+/// Whether the budget whose word is `tat` (null: unlimited) has no unit
+/// left at `now_ticks`.
+#[inline(always)]
+fn spent(tat: *const u64, params: &BucketParams, now_ticks: u64) -> bool {
+    !tat.is_null() && conform(atomic::load(tat), now_ticks, 1, params).is_none()
 }
 
 /// The GCRA word of prefix `key`'s budget `which` (whose settings are

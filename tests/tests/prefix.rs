@@ -269,3 +269,35 @@ fn during_a_storm_across_a_32_its_new_sources_share_the_wide_unproven_budget() {
     let c = tg.maps.counters().unwrap();
     assert_eq!(c.get(Reason::PrefixLimited, Verdict::Drop).packets, 950);
 }
+
+#[test]
+fn a_storm_packet_its_budgets_refuse_puts_its_source_on_no_probation() {
+    use monitor_common::maps::source_event;
+    let mut tg = load(&policy((100, 100), (10_000, 10_000), Some((1, 5))));
+    tg.maps.set_storm_since(2 * SEC).unwrap();
+    let created = |tg: &tollgate::loader::Tollgate| {
+        tg.maps.counters().unwrap().source_events[source_event::CREATED as usize]
+    };
+    // The /24's unproven budget of 5: its first packet on probation, the
+    // second claims a slot.
+    assert_eq!(send(&mut tg, "198.51.100.1", 5, 3 * SEC), 5);
+    let claimed = created(&tg);
+    // Spent: another new source's packets are refused, and none of them
+    // counts as its first.
+    assert_eq!(send(&mut tg, "198.51.100.2", 3, 3 * SEC), 0);
+    // A second later the budget has one unit: that packet is the
+    // source's first that passed, judged without a slot...
+    let first = report(&mut tg, &udp("198.51.100.2"), 4 * SEC);
+    assert_eq!(
+        (first.verdict, first.reason),
+        (Some("pass"), Some("untracked"))
+    );
+    assert_eq!(created(&tg), claimed);
+    // ...and its next claims one.
+    let second = report(&mut tg, &udp("198.51.100.2"), 5 * SEC);
+    assert_eq!(
+        (second.verdict, second.reason),
+        (Some("pass"), Some("pass"))
+    );
+    assert_eq!(created(&tg), claimed + 1);
+}
