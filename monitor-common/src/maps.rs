@@ -255,8 +255,9 @@ pub mod source_event {
     pub const CAS_EXHAUSTED: u32 = 2;
     /// A new source took the slot of another, which is no longer tracked.
     pub const EVICTED: u32 = 3;
-    /// During a spoofed-source storm, a never-seen source's first packet
-    /// was judged without a slot (`PROBATION`).
+    /// A never-seen source's packet was judged without a slot: during a
+    /// spoofed-source storm its first that passed (`PROBATION`), or, at
+    /// any time, one its prefixes' budgets refused (`prefix`).
     pub const PROBATION: u32 = 4;
     pub const COUNT: u32 = 5;
 }

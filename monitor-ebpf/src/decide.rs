@@ -308,9 +308,10 @@ fn prefix_verdict(cfg: &RuntimeConfig, would_drop: Verdict) -> Verdict {
 /// The source's records, created (already resolved against the policy)
 /// if it is new. If the table took nothing this time, the control record
 /// it would have had (its rule and ban), for `enforce_untracked`, and why
-/// (`source_event::INSERT_FAILED`, or `PROBATION`: during a storm a
-/// never-seen source claims a slot with its second packet that passed;
-/// `decide` notes the first).
+/// (`source_event::INSERT_FAILED`, or `PROBATION`: a never-seen source
+/// whose prefixes' budgets refuse its packet claims no slot, and during a
+/// storm a never-seen source claims one with its second packet that
+/// passed; `decide` notes the first).
 #[inline(always)]
 fn source_entry(
     key: &SourceKey,
@@ -330,10 +331,12 @@ fn source_entry(
         rule_slot,
         ..SourceControl::default()
     };
-    // A packet its prefixes' budgets refuse is judged without a slot
-    // before its probation entry is read: the storm's packets, mostly.
-    if cfg.storm_since_ns != 0
-        && (prefix::refuses_new(info, cfg, now) || !sources::off_probation(key))
+    // A packet its prefixes' budgets refuse is judged without a slot (an
+    // allowed source's excepted: it keeps its flow record): a storm over a
+    // spent prefix claims none and evicts nobody. During a storm, so is a
+    // never-seen source's first packet.
+    if (!allowed(&fresh) && prefix::refuses_new(info, cfg, now))
+        || (cfg.storm_since_ns != 0 && !sources::off_probation(key))
     {
         return Err((fresh, source_event::PROBATION));
     }
@@ -348,6 +351,12 @@ fn source_entry(
         Err(Some(theirs)) => Ok(theirs),
         Err(None) => Err((fresh, source_event::INSERT_FAILED)),
     }
+}
+
+/// Whether a never-seen source's rule allows it (no check applies to it).
+#[inline(always)]
+fn allowed(fresh: &SourceControl) -> bool {
+    maps::rule(fresh.generation & 1, fresh.rule_slot).is_some_and(|r| r.action == action::ALLOW)
 }
 
 /// A packet whose source the table did not take this time: there are no

@@ -59,42 +59,61 @@ pub fn over(
     false
 }
 
-/// During a storm, whether a never-seen source's packet would be refused
-/// by its prefixes' unproven budgets (wide, then fine): looked at, not
-/// charged. The pipeline asks before it reads the source's probation
-/// entry, a cache miss per packet of a storm of never-seen sources, which
-/// a packet the budgets refuse does not need; `over` then refuses it the
-/// same way (or, if another CPU's packet made room meanwhile, charges it).
+/// Whether a never-seen source's packet would be refused by its
+/// prefixes' budgets (wide, then fine; the unproven ones during a storm):
+/// looked at, not charged. The pipeline asks before the source claims a
+/// slot: a storm spread over a spent prefix then claims none and evicts
+/// nobody, before the daemon finds it as after, and during a storm skips
+/// the probation entry too, a cache miss per packet. `over` then refuses
+/// the packet the same way (or, if another CPU's packet made room
+/// meanwhile, charges it).
 #[inline(always)]
 pub fn refuses_new(info: &PacketInfo, cfg: &RuntimeConfig, now: u64) -> bool {
     let p = &cfg.prefix;
-    if !p.in_force(true) || verified(info, cfg, now) {
+    let storm_since = cfg.storm_since_ns;
+    if !p.in_force(storm_since != 0) {
         return false;
     }
+    // During a storm a never-seen source is unproven, unless a SYN-cookie
+    // handshake verified it: that lookup is left to `over`, for the TCP
+    // it can apply to.
+    let which = if storm_since == 0 {
+        Budget::All
+    } else if may_be_verified(info, cfg) {
+        return false;
+    } else {
+        Budget::Unproven
+    };
     let now_ticks = ticks(now.saturating_sub(cfg.clock_base_ns));
     let wide = p.wide_key(info.family, &info.src);
     let fine = p.key(info.family, &info.src);
-    unproven_spent(&p.wide.unproven, &wide, p.seed, now_ticks)
-        || unproven_spent(&p.fine.unproven, &fine, p.seed, now_ticks)
+    budget_spent(p.wide.budget(which), &wide, which, p.seed, now_ticks)
+        || budget_spent(p.fine.budget(which), &fine, which, p.seed, now_ticks)
 }
 
-/// Whether prefix `key`'s unproven budget has no unit left, read in its
+/// Whether prefix `key`'s budget `which` has no unit left, read in its
 /// slot whoever holds it: a slot another prefix holds is either idle (a
 /// full budget, which `word` would take over) or shared, and its word
 /// says which.
 #[inline(always)]
-fn unproven_spent(params: &BucketParams, key: &SourceKey, seed: u32, now_ticks: u64) -> bool {
+fn budget_spent(
+    params: &BucketParams,
+    key: &SourceKey,
+    which: Budget,
+    seed: u32,
+    now_ticks: u64,
+) -> bool {
     if !params.is_limited() {
         return false;
     }
     let Some(slot) = TG_PREFIXES.get_ptr(slot_of(key, seed)) else {
         return false;
     };
-    spent(
-        unsafe { &raw const (*slot).unproven_tat },
-        params,
-        now_ticks,
-    )
+    let tat = match which {
+        Budget::All => unsafe { &raw const (*slot).all_tat },
+        Budget::Unproven => unsafe { &raw const (*slot).unproven_tat },
+    };
+    spent(tat, params, now_ticks)
 }
 
 /// Whether the budget whose word is `tat` (null: unlimited) has no unit
@@ -142,7 +161,7 @@ fn word(
 /// lookup, and verification is a TCP handshake's).
 #[inline(always)]
 fn verified(info: &PacketInfo, cfg: &RuntimeConfig, now: u64) -> bool {
-    if info.l4 != l4::TCP || cfg.cookie.mode == cookie_mode::OFF {
+    if !may_be_verified(info, cfg) {
         return false;
     }
     let key = if info.family == family::IPV4 {
@@ -151,4 +170,11 @@ fn verified(info: &PacketInfo, cfg: &RuntimeConfig, now: u64) -> bool {
         VerifiedKey::v6(&info.src)
     };
     unsafe { TG_VERIFIED.get(&key) }.is_some_and(|until| *until > now)
+}
+
+/// Whether the packet's source could be a verified one: TCP while SYN
+/// cookies are configured.
+#[inline(always)]
+fn may_be_verified(info: &PacketInfo, cfg: &RuntimeConfig) -> bool {
+    info.l4 == l4::TCP && cfg.cookie.mode != cookie_mode::OFF
 }

@@ -301,3 +301,42 @@ fn a_storm_packet_its_budgets_refuse_puts_its_source_on_no_probation() {
     );
     assert_eq!(created(&tg), claimed + 1);
 }
+
+#[test]
+fn a_storm_over_a_spent_prefix_claims_no_slot_and_evicts_nobody_before_it_is_found() {
+    use monitor_common::maps::source_event;
+    // A table of 64 slots; the /32 passes 50 packets.
+    let p = with_wide(
+        policy((1_000, 1_000), (1_000_000, 1_000_000), None),
+        32,
+        Some((1, 50)),
+        None,
+    );
+    let mut tg = common::load_with(64, &p);
+    let busy: Vec<String> = (1..=8).map(|i| format!("192.0.2.{i}")).collect();
+    for b in &busy {
+        assert_eq!(send(&mut tg, b, 1, SEC), 1);
+    }
+    // No storm has been found (the daemon has set nothing): random /48s
+    // across the /32, 2,000 never-seen sources, one packet each.
+    let storm = (1..=2_000u32)
+        .filter(|i| send(&mut tg, &format!("2001:db8:{i:x}::1"), 1, SEC) == 1)
+        .count();
+    assert_eq!(storm, 50);
+    let c = tg.maps.counters().unwrap();
+    let event = |e: u32| c.source_events[e as usize];
+    assert_eq!(
+        event(source_event::CREATED),
+        8 + 50,
+        "only what passed claimed"
+    );
+    assert_eq!(event(source_event::EVICTED), 0);
+    assert_eq!(event(source_event::PROBATION), 1_950);
+    assert_eq!(c.get(Reason::PrefixLimited, Verdict::Drop).packets, 1_950);
+    for b in &busy {
+        assert!(
+            tg.maps.source(&common::key(&tg, b)).unwrap().is_some(),
+            "{b} kept its slot"
+        );
+    }
+}

@@ -123,7 +123,7 @@ impl Metrics {
             probation: int_counter(
                 &r,
                 "tollgate_source_probation_total",
-                "First packets of never-seen sources judged without a slot during a spoofed-source storm (they claim one with their second).",
+                "Packets of never-seen sources judged without a slot: during a spoofed-source storm their first (they claim one with their second), and any their prefixes' budgets refuse.",
             ),
             bans_active: gauge(&r, "tollgate_bans_active", "Bans in force in the kernel."),
             rules: gauge(

@@ -369,7 +369,7 @@ fn report_passed(passed: &[Vec<f64>]) {
         .map(|(d, v)| format!("{} {:.1} %", d.name(), 100.0 * stats(v.clone()).median))
         .collect();
     println!(
-        "passed to the stack of what Tollgate judged (medians): {}. The storm's random /64s of 2001:db8::/32 fall in 65,536 /48s, each far under its own prefix budget; what bounds their sum is the /32's wide budget (64 sources' worth before the storm is found, the first row, where every new source also claims a slot; four once it is, on probation)",
+        "passed to the stack of what Tollgate judged (medians): {}. The storm's random /64s of 2001:db8::/32 fall in 65,536 /48s, each far under its own prefix budget; what bounds their sum is the /32's wide budget (64 sources' worth before the storm is found, the first row, where what it passes claims slots; four once it is, on probation)",
         shares.join(", ")
     );
 }
