@@ -71,7 +71,9 @@ pub fn over(
 pub fn refuses_new(info: &PacketInfo, cfg: &RuntimeConfig, now: u64) -> bool {
     let p = &cfg.prefix;
     let storm_since = cfg.storm_since_ns;
-    if !p.in_force(storm_since != 0) {
+    // While the budgets only watch, their refusals pass: the source is
+    // tracked as it would be without them.
+    if !p.in_force(storm_since != 0) || p.monitor != 0 {
         return false;
     }
     // During a storm a never-seen source is unproven, unless a SYN-cookie

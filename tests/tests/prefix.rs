@@ -155,8 +155,18 @@ fn in_monitor_mode_a_prefix_refusal_passes_and_is_counted() {
         verdicts[10..].iter().all(|v| *v == Some("monitor")),
         "{verdicts:?}"
     );
+    // A new source of the spent prefix is tracked as it would be without
+    // the budgets: its packets pass.
+    let other = report(&mut tg, &udp("198.51.100.2"), SEC);
+    assert_eq!(other.verdict, Some("monitor"));
+    assert!(
+        tg.maps
+            .source(&common::key(&tg, "198.51.100.2"))
+            .unwrap()
+            .is_some()
+    );
     let c = tg.maps.counters().unwrap();
-    assert_eq!(c.get(Reason::PrefixLimited, Verdict::Monitor).packets, 20);
+    assert_eq!(c.get(Reason::PrefixLimited, Verdict::Monitor).packets, 21);
 }
 
 /// Two prefixes whose slots collide (found with the daemon's seed; /64
