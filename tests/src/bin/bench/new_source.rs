@@ -6,12 +6,20 @@
 //! of that run), medians of many, on the bench's full source table: every
 //! new source evicts one. Then the same on probation, as during a storm
 //! the daemon detected: the first packet claims no slot (the second,
-//! measured as "its next packet", does).
+//! measured as "its next packet", does). Then a storm whose wide prefix
+//! budget is spent: refused before it claims or reads its probation
+//! entry. Prefix budgets that never bind for the first two, so each
+//! measures its own path.
 
 use aya::programs::{TestRun, TestRunOptions};
 use lab::packets::Spec;
 use monitor_common::maps::{PROG_FLOOR, PROG_MAIN};
-use tollgate::loader::Tollgate;
+use tollgate::{
+    loader::Tollgate,
+    policy::{Policy, PrefixLimit, Rate, WideLimit},
+};
+
+use crate::setup;
 
 const RUNS: u32 = 20_000;
 
@@ -37,18 +45,61 @@ fn median(mut v: Vec<u64>) -> u64 {
 }
 
 /// Prints the new-source path's cost (run on the bench's loaded and
-/// filled program), with every new source claiming a slot and, as during
-/// a storm the daemon detected, on probation (claiming with its second
-/// packet).
+/// filled program): with prefix budgets that never bind, every new source
+/// claiming a slot and, as during a storm the daemon detected, on
+/// probation (claiming with its second packet); then with the storm's
+/// wide budget spent, every packet refused before it claims or reads its
+/// probation entry (the storm's packets once its budget is spent).
 pub fn run(tg: &mut Tollgate) -> anyhow::Result<()> {
+    let following = PrefixLimit::following(&Policy::default().default, false);
+    budgets(
+        tg,
+        Some(PrefixLimit {
+            all: None,
+            unproven: None,
+            wide: WideLimit::OFF,
+            ..following
+        }),
+    )?;
     let claim = measure(tg, 0, "claims a slot")?;
     tg.maps.set_storm(true)?;
     let probation = measure(tg, RUNS, "on probation (a storm the daemon detected)")?;
+    budgets(
+        tg,
+        Some(PrefixLimit {
+            wide: WideLimit {
+                unproven: Some(Rate {
+                    per_sec: 1,
+                    burst: 1,
+                }),
+                ..following.wide
+            },
+            ..following
+        }),
+    )?;
+    let refused = measure(
+        tg,
+        2 * RUNS,
+        "refused by its /32's spent budget (during a storm)",
+    )?;
     tg.maps.set_storm(false)?;
+    budgets(tg, None)?;
     println!(
-        "new source, claiming / on probation = {:.1}",
-        claim as f64 / probation.max(1) as f64
+        "new source, claiming / on probation = {:.1}, claiming / refused = {:.1}",
+        claim as f64 / probation.max(1) as f64,
+        claim as f64 / refused.max(1) as f64
     );
+    Ok(())
+}
+
+/// The bench's policy with prefix budgets `prefix` (None: those that
+/// follow its default limit).
+fn budgets(tg: &mut Tollgate, prefix: Option<PrefixLimit>) -> anyhow::Result<()> {
+    let policy = Policy {
+        prefix,
+        ..setup::policy()
+    };
+    tg.maps.apply_policy(&policy, None)?;
     Ok(())
 }
 

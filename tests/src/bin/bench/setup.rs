@@ -32,7 +32,7 @@ fn limit(pps: u64, burst: u64) -> Action {
 
 /// 1,000 rules: the ones the frames hit, and the rest from the benchmarking
 /// range 198.18.0.0/15 and the documentation range 2001:db8::/32.
-fn policy() -> Policy {
+pub fn policy() -> Policy {
     let mut rules = vec![
         Rule::new("203.0.113.0/24".parse().unwrap(), Action::Allow),
         // Under its rate however fast the harness runs.
