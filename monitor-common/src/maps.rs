@@ -137,8 +137,8 @@ pub const PROBATION: &str = "TG_PROBATION";
 /// `prefix::PrefixSlot`, a prefix's slot found by a seeded hash
 /// (`prefix::slot_of`): the same cost however many prefixes a storm
 /// brings, where an LRU hash inserted each new one. Writer: the kernel,
-/// for packets that passed their source's own buckets while a budget is
-/// in force. Not pinned: a restarted daemon's prefixes start with full
+/// for packets that passed their source's own buckets (or, for a source
+/// the table does not hold, its rule and ban) while a budget is in force. Not pinned: a restarted daemon's prefixes start with full
 /// budgets, as after a reload.
 pub const PREFIXES: &str = "TG_PREFIXES";
 
@@ -255,11 +255,16 @@ pub mod source_event {
     pub const CAS_EXHAUSTED: u32 = 2;
     /// A new source took the slot of another, which is no longer tracked.
     pub const EVICTED: u32 = 3;
-    /// A never-seen source's packet was judged without a slot: during a
-    /// spoofed-source storm its first that passed (`PROBATION`), or, at
-    /// any time, one its prefixes' budgets refused (`prefix`).
+    /// During a spoofed-source storm, a never-seen source's first packet
+    /// was judged without a slot (`PROBATION`).
     pub const PROBATION: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// A never-seen source's packet that its prefixes' budgets refused
+    /// was judged without a slot (`prefix`), storm or not: a storm over a
+    /// spent prefix claims none. Counted per packet (a refused client is
+    /// never-seen again with its next), so not among the new sources the
+    /// detectors count.
+    pub const REFUSED: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 /// Default capacity of the source table: at least a million clients, as
@@ -347,7 +352,7 @@ mod tests {
                 super::PINNED.len(),
                 Malformed::COUNT,
             ),
-            (7, 20, 64, 64, 16, 40, 216, 16, 16 * 13 * 4, 5, 27, 12),
+            (7, 20, 64, 64, 16, 40, 216, 16, 16 * 13 * 4, 6, 27, 12),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }

@@ -33,7 +33,12 @@ use crate::{
 pub struct PrefixLevel {
     /// Mask applied to an IPv4 source to form its prefix (network order).
     pub v4_mask: u32,
-    pub _pad: u32,
+    /// Mixed into the slot hash (`slot_of`), chosen at random by the
+    /// daemon, so no sender can aim its prefixes at another's slot; one
+    /// per level, so no wide prefix shares a fine one's slot whatever the
+    /// seeds (the hash is linear in its key's words: with one seed the
+    /// `WIDE_KEY` mark equals a fixed change of address bits).
+    pub seed: u32,
     /// Mask applied to an IPv6 source (network order, four words).
     pub v6_mask: [u32; 4],
     /// What a prefix's sources pass together; unlimited (interval 0): off.
@@ -49,7 +54,7 @@ impl PrefixLevel {
     pub fn new(v4_prefix: u8, v6_prefix: u8, all: BucketParams, unproven: BucketParams) -> Self {
         Self {
             v4_mask: prefix_mask::<1>(v4_prefix.min(32))[0],
-            _pad: 0,
+            seed: 0,
             v6_mask: prefix_mask::<4>(v6_prefix.min(128)),
             all,
             unproven,
@@ -92,9 +97,7 @@ pub struct PrefixParams {
     /// Non-zero: a refusal is counted and the packet passed (verdict
     /// `Monitor`), as a rule in monitor mode does.
     pub monitor: u32,
-    /// Mixed into the slot hash (`slot_of`), chosen at random by the
-    /// daemon, so no sender can aim its prefixes at another's slot.
-    pub seed: u32,
+    pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<PrefixParams>() == 120);
 
@@ -251,6 +254,30 @@ mod tests {
         let w = p.wide_key(family::IPV4, &v4);
         assert_eq!(w.addr[0], u32::from_be_bytes([192, 0, 0, 0]).to_be());
         assert_eq!(w.family, family::IPV4 as u32 | WIDE_KEY);
+    }
+
+    #[test]
+    fn with_a_seed_per_level_no_wide_prefix_is_bound_to_a_fine_one_s_slot() {
+        let p = PrefixParams {
+            wide: PrefixLevel::new(16, 32, BucketParams::UNLIMITED, BucketParams::UNLIMITED),
+            ..PrefixParams::new(24, 48, BucketParams::UNLIMITED, BucketParams::UNLIMITED)
+        };
+        let v4 = |a: u8, b: u8| [u32::from_be_bytes([a, b, 0, 0]).to_be(), 0, 0, 0];
+        let shared = |wide_seed: u32, fine_seed: u32| {
+            (0..=255u8)
+                .flat_map(|a| (0..=255u8).map(move |b| (a, b)))
+                .filter(|&(a, b)| {
+                    // The /24 whose address bits cancel the wide mark
+                    // under one seed.
+                    slot_of(&p.wide_key(family::IPV4, &v4(a, b)), wide_seed)
+                        == slot_of(&p.key(family::IPV4, &v4(a ^ 0x20, b)), fine_seed)
+                })
+                .count()
+        };
+        assert_eq!(shared(7, 7), 65_536, "one seed: every /16 has its partner");
+        // Two seeds: as many as chance gives (65,536 / 131,072 slots).
+        assert!(shared(7, 0x9E37_79B9) < 8);
+        assert!(shared(0x1234_5678, 42) < 8);
     }
 
     #[test]

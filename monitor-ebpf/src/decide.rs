@@ -117,7 +117,10 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
         Err((fresh, why)) => {
             stats::source_event(why);
             let decided = decide_untracked(info, cfg, &fresh, protected, now);
-            if why == source_event::PROBATION && decided.1 != Verdict::Drop {
+            if why != source_event::INSERT_FAILED
+                && cfg.storm_since_ns != 0
+                && decided.1 != Verdict::Drop
+            {
                 sources::note_once(&key);
             }
             return decided;
@@ -212,11 +215,12 @@ fn decide_untracked(
 ) -> (Reason, Verdict) {
     let since_base = now.saturating_sub(cfg.clock_base_ns);
     let (reason, verdict) = match enforce_untracked(fresh, now) {
-        // Its first packet: charged to its prefix as a source first seen
-        // now.
-        (Reason::Untracked, Verdict::Pass) if prefix::over(info, cfg, now, now, since_base) => {
-            (Reason::PrefixLimited, prefix_verdict(cfg, Verdict::Drop))
-        }
+        // Charged to its prefixes as a source first seen now; refused, it
+        // gets what its rule gives a refusal.
+        (Reason::Untracked, Verdict::Pass) if prefix::over(info, cfg, now, now, since_base) => (
+            Reason::PrefixLimited,
+            prefix_verdict(cfg, would_drop(fresh)),
+        ),
         // A source without a record is no known client: the spoofed SYN
         // flood's never-seen sources (on probation, or refused a slot)
         // meet the SYN limit like any other.
@@ -308,10 +312,10 @@ fn prefix_verdict(cfg: &RuntimeConfig, would_drop: Verdict) -> Verdict {
 /// The source's records, created (already resolved against the policy)
 /// if it is new. If the table took nothing this time, the control record
 /// it would have had (its rule and ban), for `enforce_untracked`, and why
-/// (`source_event::INSERT_FAILED`, or `PROBATION`: a never-seen source
-/// whose prefixes' budgets refuse its packet claims no slot, and during a
-/// storm a never-seen source claims one with its second packet that
-/// passed; `decide` notes the first).
+/// (`source_event::INSERT_FAILED`; `REFUSED`: its prefixes' budgets refuse
+/// the packet, and a never-seen source claims no slot for it; `PROBATION`:
+/// during a storm a never-seen source claims one with its second packet
+/// that passed, and `decide` notes the first).
 #[inline(always)]
 fn source_entry(
     key: &SourceKey,
@@ -331,13 +335,15 @@ fn source_entry(
         rule_slot,
         ..SourceControl::default()
     };
-    // A packet its prefixes' budgets refuse is judged without a slot (an
-    // allowed source's excepted: it keeps its flow record): a storm over a
-    // spent prefix claims none and evicts nobody. During a storm, so is a
-    // never-seen source's first packet.
-    if (!allowed(&fresh) && prefix::refuses_new(info, cfg, now))
-        || (cfg.storm_since_ns != 0 && !sources::off_probation(key))
-    {
+    // A packet its prefixes' budgets refuse is judged without a slot (a
+    // source whose rule allows it or only watches excepted: its packets
+    // pass, and it keeps its flow record): a storm over a spent prefix
+    // claims none and evicts nobody. During a storm, so is a never-seen
+    // source's first packet.
+    if would_drop(&fresh) == Verdict::Drop && prefix::refuses_new(info, cfg, now) {
+        return Err((fresh, source_event::REFUSED));
+    }
+    if cfg.storm_since_ns != 0 && !sources::off_probation(key) {
         return Err((fresh, source_event::PROBATION));
     }
     match sources::claim(key, &fresh) {
@@ -353,10 +359,16 @@ fn source_entry(
     }
 }
 
-/// Whether a never-seen source's rule allows it (no check applies to it).
+/// What a refusal of a never-seen source's packet is under its rule:
+/// `Drop`, `Monitor` while the rule only watches, and `Pass` for a source
+/// the rule allows (no check applies to it).
 #[inline(always)]
-fn allowed(fresh: &SourceControl) -> bool {
-    maps::rule(fresh.generation & 1, fresh.rule_slot).is_some_and(|r| r.action == action::ALLOW)
+fn would_drop(fresh: &SourceControl) -> Verdict {
+    match maps::rule(fresh.generation & 1, fresh.rule_slot) {
+        Some(r) if r.action == action::ALLOW => Verdict::Pass,
+        Some(r) if r.flags & rule_flag::MONITOR != 0 => Verdict::Monitor,
+        _ => Verdict::Drop,
+    }
 }
 
 /// A packet whose source the table did not take this time: there are no

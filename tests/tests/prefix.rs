@@ -183,7 +183,10 @@ fn a_prefix_whose_slot_is_busy_shares_it_and_takes_it_over_when_idle() {
     }
     let mut tg = load(&per_64);
     let p = tg.maps.runtime_config().unwrap().prefix;
-    assert_ne!(p.seed, 0, "the daemon chose a seed");
+    assert!(
+        p.fine.seed != 0 && p.wide.seed != 0,
+        "the daemon chose the seeds"
+    );
     let addr = |i: u32| format!("2001:db8:{:x}:{:x}::1", i >> 16, i & 0xffff);
     let key = |i: u32| {
         let a: std::net::Ipv6Addr = addr(i).parse().unwrap();
@@ -194,9 +197,9 @@ fn a_prefix_whose_slot_is_busy_shares_it_and_takes_it_over_when_idle() {
             &[w(0), w(1), w(2), w(3)],
         )
     };
-    let first = slot_of(&key(1), p.seed);
+    let first = slot_of(&key(1), p.fine.seed);
     let other = (2..1 << 24)
-        .find(|&i| slot_of(&key(i), p.seed) == first)
+        .find(|&i| slot_of(&key(i), p.fine.seed) == first)
         .expect("a /64 sharing the first one's slot");
     let (a, b) = (addr(1), addr(other));
     // The first spends its burst: the second, sharing, gets nothing.
@@ -341,7 +344,8 @@ fn a_storm_over_a_spent_prefix_claims_no_slot_and_evicts_nobody_before_it_is_fou
         "only what passed claimed"
     );
     assert_eq!(event(source_event::EVICTED), 0);
-    assert_eq!(event(source_event::PROBATION), 1_950);
+    assert_eq!(event(source_event::REFUSED), 1_950);
+    assert_eq!(event(source_event::PROBATION), 0);
     assert_eq!(c.get(Reason::PrefixLimited, Verdict::Drop).packets, 1_950);
     for b in &busy {
         assert!(
@@ -349,4 +353,32 @@ fn a_storm_over_a_spent_prefix_claims_no_slot_and_evicts_nobody_before_it_is_fou
             "{b} kept its slot"
         );
     }
+}
+
+#[test]
+fn a_new_source_under_a_watching_rule_gets_its_refusal_as_monitor_and_a_slot() {
+    // The /24 spends its burst of 10; its 198.51.100.128/25 is under a
+    // rule that only watches (its limit never binds here).
+    let mut p = policy((100, 100), (1, 10), None);
+    p.rules.push(tollgate::policy::Rule {
+        monitor: true,
+        ..common::rule(
+            "198.51.100.128/25",
+            tollgate::policy::Action::Limit(pps(100, 100)),
+        )
+    });
+    let mut tg = load(&p);
+    assert_eq!(send(&mut tg, "198.51.100.1", 10, SEC), 10);
+    let r = report(&mut tg, &udp("198.51.100.200"), SEC);
+    assert_eq!(
+        (r.verdict, r.reason),
+        (Some("monitor"), Some("prefix_limited"))
+    );
+    assert!(
+        tg.maps
+            .source(&common::key(&tg, "198.51.100.200"))
+            .unwrap()
+            .is_some(),
+        "tracked: its packets pass"
+    );
 }

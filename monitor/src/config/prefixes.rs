@@ -75,7 +75,21 @@ pub(super) fn prefix_limit(
     let following = PrefixLimit::following(default.0, default.1);
     let v4_prefix = budget_prefix(c, &f.ipv4_prefix, "ipv4_prefix", 24, sources.v4_prefix)?;
     let v6_prefix = budget_prefix(c, &f.ipv6_prefix, "ipv6_prefix", 48, sources.v6_prefix)?;
-    let wide = wide_limit(c, f.wide.as_ref(), &following.wide, (v4_prefix, v6_prefix))?;
+    let (all, unproven) = rates(
+        c,
+        (&f.packets_per_second, &f.burst_packets, f.unproven.as_ref()),
+        "prefix_limit",
+        (following.all, following.unproven),
+    )?;
+    // A wide budget left out holds at least four of the fine prefixes
+    // written (a fine budget above what follows the default limit would
+    // otherwise meet a tighter wide one).
+    let wide_following = WideLimit {
+        all: at_least(following.wide.all, all, 4),
+        unproven: at_least(following.wide.unproven, unproven, 4),
+        ..following.wide
+    };
+    let wide = wide_limit(c, f.wide.as_ref(), &wide_following, (v4_prefix, v6_prefix))?;
     if f.enabled == Some(false) {
         return Ok(Some(PrefixLimit {
             v4_prefix,
@@ -90,12 +104,6 @@ pub(super) fn prefix_limit(
             },
         }));
     }
-    let (all, unproven) = rates(
-        c,
-        (&f.packets_per_second, &f.burst_packets, f.unproven.as_ref()),
-        "prefix_limit",
-        (following.all, following.unproven),
-    )?;
     Ok(Some(PrefixLimit {
         v4_prefix,
         v6_prefix,
@@ -104,6 +112,18 @@ pub(super) fn prefix_limit(
         monitor: f.mode.map_or(default.1, |m| m == Mode::Monitor),
         wide,
     }))
+}
+
+/// `rate`, raised to `n` times `fine` where that is more (None stays
+/// None: no wide budget).
+fn at_least(rate: Option<Rate>, fine: Option<Rate>, n: u64) -> Option<Rate> {
+    match (rate, fine) {
+        (Some(r), Some(f)) => Some(Rate {
+            per_sec: r.per_sec.max(f.per_sec.saturating_mul(n)),
+            burst: r.burst.max(f.burst.saturating_mul(n)),
+        }),
+        (r, _) => r,
+    }
 }
 
 /// `[prefix_limit.wide]`, checked against the fine level's lengths: the
@@ -299,6 +319,19 @@ mod tests {
             Some(Rate {
                 per_sec: 2_000,
                 burst: 3_200
+            })
+        );
+        // A fine budget written above what follows: the wide one that
+        // follows holds four of them.
+        let big = parse(
+            "interfaces = [\"lo\"]\n[prefix_limit]\npackets_per_second = \"100k\"\nburst_packets = \"200k\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            big.prefix_limit.unwrap().wide.all,
+            Some(Rate {
+                per_sec: 400_000,
+                burst: 800_000
             })
         );
         let off =

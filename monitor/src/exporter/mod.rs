@@ -32,6 +32,7 @@ pub struct Metrics {
     evictions: IntCounter,
     insert_failures: IntCounter,
     probation: IntCounter,
+    refused_new: IntCounter,
     bans_active: IntGauge,
     rules: IntGauge,
     top_packets: IntGaugeVec,
@@ -123,7 +124,12 @@ impl Metrics {
             probation: int_counter(
                 &r,
                 "tollgate_source_probation_total",
-                "Packets of never-seen sources judged without a slot: during a spoofed-source storm their first (they claim one with their second), and any their prefixes' budgets refuse.",
+                "First packets of never-seen sources judged without a slot during a spoofed-source storm (they claim one with their second).",
+            ),
+            refused_new: int_counter(
+                &r,
+                "tollgate_source_refused_new_total",
+                "Packets of never-seen sources that their prefixes' budgets refused before they claimed a slot (a storm over a spent prefix claims none).",
             ),
             bans_active: gauge(&r, "tollgate_bans_active", "Bans in force in the kernel."),
             rules: gauge(
@@ -235,6 +241,10 @@ impl Metrics {
         raise(
             &self.probation,
             s.counters.source_events[source_event::PROBATION as usize],
+        );
+        raise(
+            &self.refused_new,
+            s.counters.source_events[source_event::REFUSED as usize],
         );
         self.bans_active.set(s.bans_active as i64);
         self.rules.set(s.rules as i64);

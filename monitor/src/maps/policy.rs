@@ -42,12 +42,12 @@ impl Maps {
             .prefix_limit()
             .params(policy.v4_prefix, policy.v6_prefix)?;
         let current = self.runtime_config()?;
-        // The slot hash's seed: chosen once, kept across policy swaps (a
-        // new one would move every prefix to a fresh, full budget).
-        prefix_params.seed = match current.prefix.seed {
-            0 => random_seed(),
-            seed => seed,
-        };
+        // The slot hash's seeds, one per level: chosen once, kept across
+        // policy swaps (a new one would move every prefix to a fresh,
+        // full budget).
+        let keep = |seed: u32| if seed == 0 { random_seed() } else { seed };
+        prefix_params.fine.seed = keep(current.prefix.fine.seed);
+        prefix_params.wide.seed = keep(current.prefix.wide.seed);
         let active = (current.generation & 1) as usize;
         let next = active ^ 1;
         let old = self.policy_slots(active)?;

@@ -126,7 +126,7 @@ impl PrefixLimit {
                 bucket(w.unproven, "unproven wide prefix budget", "packet")?,
             ),
             monitor: self.monitor as u32,
-            seed: 0,
+            _pad: 0,
         })
     }
 }
