@@ -309,6 +309,19 @@ pub struct RuleParams {
 }
 const _: () = assert!(core::mem::size_of::<RuleParams>() == 40);
 
+impl RuleParams {
+    /// What a packet the rule's checks refuse gets: `Drop`, or `Monitor`
+    /// while the rule only watches (it counts and passes).
+    #[inline(always)]
+    pub fn refusal(&self) -> crate::reason::Verdict {
+        if self.flags & rule_flag::MONITOR != 0 {
+            crate::reason::Verdict::Monitor
+        } else {
+            crate::reason::Verdict::Drop
+        }
+    }
+}
+
 /// The one-slot runtime settings array, written only by the daemon.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

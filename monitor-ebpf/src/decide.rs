@@ -13,10 +13,7 @@ use monitor_common::{
     maps::{signal, source_event},
     reason::{Reason, Verdict},
     syncookie::cookie_mode,
-    types::{
-        PacketInfo, RuntimeConfig, SourceControl, SourceKey, action, family, l4, rule_flag,
-        tcp_flag,
-    },
+    types::{PacketInfo, RuntimeConfig, SourceControl, SourceKey, action, family, l4, tcp_flag},
 };
 
 use crate::{
@@ -271,11 +268,7 @@ fn enforce(
     let Some(rule) = maps::rule(generation & 1, slot) else {
         return (Reason::Pass, Verdict::Pass, 0);
     };
-    let would_drop = if rule.flags & rule_flag::MONITOR != 0 {
-        Verdict::Monitor
-    } else {
-        Verdict::Drop
-    };
+    let would_drop = rule.refusal();
     match rule.action {
         action::ALLOW => return (Reason::Allow, Verdict::Pass, 0),
         action::DENY => return (Reason::Deny, would_drop, u64::MAX),
@@ -366,8 +359,8 @@ fn source_entry(
 fn would_drop(fresh: &SourceControl) -> Verdict {
     match maps::rule(fresh.generation & 1, fresh.rule_slot) {
         Some(r) if r.action == action::ALLOW => Verdict::Pass,
-        Some(r) if r.flags & rule_flag::MONITOR != 0 => Verdict::Monitor,
-        _ => Verdict::Drop,
+        Some(r) => r.refusal(),
+        None => Verdict::Drop,
     }
 }
 
@@ -381,8 +374,7 @@ pub(crate) fn enforce_untracked(fresh: &SourceControl, now: u64) -> (Reason, Ver
     };
     match rule.action {
         action::ALLOW => (Reason::Allow, Verdict::Pass),
-        action::DENY if rule.flags & rule_flag::MONITOR != 0 => (Reason::Deny, Verdict::Monitor),
-        action::DENY => (Reason::Deny, Verdict::Drop),
+        action::DENY => (Reason::Deny, rule.refusal()),
         _ if now < fresh.ban_until_ns => (Reason::Banned, Verdict::Drop),
         _ => (Reason::Untracked, Verdict::Pass),
     }
