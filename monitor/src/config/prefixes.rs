@@ -142,15 +142,14 @@ fn wide_limit(
         });
     };
     let length = |v: &Option<Spanned<u8>>, name: &str, default: u8, fine: u8| {
-        c.number(v, &format!("prefix_limit.wide.{name}"), default.min(fine), |n| {
-            if n > fine {
-                Err(format!(
-                    "/{n} is narrower than the budget's prefix (/{fine}, prefix_limit.{name}); a wide prefix must hold whole budget prefixes: at most {fine}"
-                ))
-            } else {
-                Ok(())
-            }
-        })
+        let at = format!("prefix_limit.{name}");
+        let bound = Bound {
+            len: fine,
+            what: "the budget's prefix",
+            at: &at,
+            rule: "a wide prefix must hold whole budget prefixes",
+        };
+        prefix_within(c, v, &format!("prefix_limit.wide.{name}"), default, &bound)
     };
     let v4_prefix = length(&f.ipv4_prefix, "ipv4_prefix", following.v4_prefix, v4_fine)?;
     let v6_prefix = length(&f.ipv6_prefix, "ipv6_prefix", following.v6_prefix, v6_fine)?;
@@ -209,16 +208,45 @@ fn budget_prefix(
     default: u8,
     source: u8,
 ) -> Result<u8, ConfigError> {
-    let key = format!("prefix_limit.{name}");
     let family = if name.starts_with("ipv4") {
         "sources.ipv4_prefix"
     } else {
         "sources.ipv6_prefix"
     };
-    c.number(v, &key, default.min(source), |n| {
-        if n > source {
+    let bound = Bound {
+        len: source,
+        what: "a source",
+        at: family,
+        rule: "a budget's prefix must hold whole sources",
+    };
+    prefix_within(c, v, &format!("prefix_limit.{name}"), default, &bound)
+}
+
+/// The prefix length a length must not exceed, and what says so.
+struct Bound<'a> {
+    len: u8,
+    /// What has that length, and the key it comes from.
+    what: &'a str,
+    at: &'a str,
+    /// Why it bounds.
+    rule: &'a str,
+}
+
+/// The prefix length at `key` (`default`, at most the bound, if absent),
+/// refused at its line if narrower than `bound`.
+fn prefix_within(
+    c: &Checker,
+    v: &Option<Spanned<u8>>,
+    key: &str,
+    default: u8,
+    bound: &Bound,
+) -> Result<u8, ConfigError> {
+    let max = bound.len;
+    c.number(v, key, default.min(max), |n| {
+        if n > max {
             Err(format!(
-                "/{n} is narrower than a source (/{source}, {family}); a budget's prefix must hold whole sources: at most {source}"
+                "/{n} is narrower than {} (/{max}, {}); {}: at most {max}",
+                bound.what, bound.at, bound.rule
             ))
         } else {
             Ok(())
