@@ -57,9 +57,10 @@ pub struct GenConfig {
     pub orig_sport: u16,
     /// Non-zero: a random source port (>= 1024) per frame.
     pub vary_sport: u16,
-    /// Rounds of busy work per frame (at most `GEN_MAX_SPIN`): slows the
-    /// generator evenly to a chosen rate, where pacing by sleeping between
-    /// BPF_PROG_TEST_RUN calls would send bursts.
+    /// Rounds of busy work per frame (at most `GEN_MAX_SPIN`), `fixed`
+    /// frames included: slows the generator evenly to a chosen rate, where
+    /// pacing by sleeping between BPF_PROG_TEST_RUN calls would send
+    /// bursts.
     pub spin: u32,
     /// The template's destination port, as read.
     pub orig_dport: u16,

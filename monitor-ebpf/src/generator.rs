@@ -71,15 +71,7 @@ fn draw(cfg: &GenConfig) -> Draw {
         [0; 3]
     };
     // Busy work that feeds the ports, so it is not optimised away.
-    let mut x = r;
-    let mut i = 0;
-    while i < GEN_MAX_SPIN {
-        if i >= cfg.spin {
-            break;
-        }
-        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        i += 1;
-    }
+    let x = spin(cfg, r);
     let sport = if cfg.vary_sport != 0 {
         ((x >> 16) as u16 | 1024).to_be()
     } else {
@@ -98,6 +90,22 @@ fn draw(cfg: &GenConfig) -> Draw {
     }
 }
 
+/// `cfg.spin` rounds of busy work from `seed` (the pace; see
+/// `GenConfig::spin`).
+#[inline(always)]
+fn spin(cfg: &GenConfig, seed: u32) -> u32 {
+    let mut x = seed;
+    let mut i = 0;
+    while i < GEN_MAX_SPIN {
+        if i >= cfg.spin {
+            break;
+        }
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        i += 1;
+    }
+    x
+}
+
 /// A zero UDP checksum means "none"; a computed zero is sent as all ones.
 #[inline(always)]
 fn udp_csum(c: u16) -> u16 {
@@ -110,6 +118,11 @@ pub fn tollgate_gen(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_ABORTED;
     };
     if cfg.fixed != 0 {
+        // Paced too: the result is kept (a volatile store) so the work is
+        // not optimised away, and the frame is left as built.
+        let mut kept = 0u32;
+        // SAFETY: a store to a local.
+        unsafe { core::ptr::write_volatile(&mut kept, spin(cfg, cfg.spin)) };
         return xdp_action::XDP_TX;
     }
     let Some(template) = TG_GEN_FRAME.get_ptr_mut(0) else {

@@ -1,0 +1,62 @@
+//! Generators slowed to a chosen rate, for the paced table.
+//!
+//! Why a paced table: the live-frames generator and the receiver share one
+//! page pool (the generator's). The receiver returns each frame it drops
+//! to that pool's ring under the ring's producer lock; when the receiver's
+//! ring is full, the generator returns every frame it refuses under the
+//! same lock. So a receiver slower than the offer pays for lock contention
+//! that a real NIC's receiver (recycling its own pool's pages without a
+//! lock) never sees, and the slower it is the more frames are refused and
+//! the more it pays: `perf record -C 1` during a flat-out flood put the
+//! receiver's spin-lock slow path at 27 % of plain XDP_DROP's time per
+//! frame and at 41 % of a banned source's under Tollgate. Paced below what
+//! a defence disposes of, no frame is refused and the receiver's time per
+//! frame is the defence's own (and the kernel path's). The price: a
+//! receiver that idles between frames also pays its wake-ups, alike for
+//! every defence at one pace.
+
+use std::time::Duration;
+
+use lab::{
+    flood::{Flood, Generator, Sink},
+    flood_lab::{ATTACK_IF, FLOOD_IF, FloodLab},
+    traffic::{pin_thread, unpin_thread},
+};
+use monitor_common::generator::GEN_MAX_SPIN;
+
+/// How long each calibration send runs.
+const PROBE: Duration = Duration::from_millis(500);
+/// The spin of the second calibration send.
+const PROBE_SPIN: u32 = 400;
+
+/// The generator's rate for `flood` at `spin`, Mpps, into plain XDP_DROP.
+fn rate(lab: &FloodLab, flood: &Flood, spin: u32) -> anyhow::Result<f64> {
+    let g = Generator::load(&lab.attacker, FLOOD_IF, &Flood { spin, ..*flood })?;
+    pin_thread(0)?;
+    let sent = g.send(&lab.attacker, u64::MAX, PROBE);
+    unpin_thread()?;
+    let sent = sent?;
+    Ok(sent.packets as f64 / sent.elapsed.as_secs_f64() / 1e6)
+}
+
+/// The generator's flat-out rate for `flood` and the spin that slows it to
+/// `share` of that: the time per frame grows linearly with the spin, so
+/// two sends into plain XDP_DROP (which refuses nothing) place it.
+pub fn calibrate(lab: &FloodLab, flood: &Flood, shares: &[f64]) -> anyhow::Result<Vec<Generator>> {
+    let sink = Sink::attach(&lab.server, ATTACK_IF)?;
+    let (fast, slow) = (rate(lab, flood, 0)?, rate(lab, flood, PROBE_SPIN)?);
+    drop(sink);
+    let per_spin = (1e3 / slow - 1e3 / fast) / PROBE_SPIN as f64;
+    anyhow::ensure!(
+        per_spin > 0.0,
+        "the generator did not slow down with its spin ({fast:.2} Mpps at 0, {slow:.2} at {PROBE_SPIN}); a busy machine? run the bench again"
+    );
+    shares
+        .iter()
+        .map(|share| {
+            let want_ns = 1e3 / (fast * share);
+            let spin = ((want_ns - 1e3 / fast) / per_spin).clamp(0.0, GEN_MAX_SPIN as f64) as u32;
+            Generator::load(&lab.attacker, FLOOD_IF, &Flood { spin, ..*flood })
+        })
+        .collect()
+}
