@@ -32,9 +32,10 @@
 //!   more the slower it is, and the ring refuses frames;
 //! - paced: the generator slowed to a rate the defences dispose of (half
 //!   its flat-out rate for the XDP defences, a sixth for those in the
-//!   kernel's stack), so no frame is refused and the receiver's time per
-//!   frame is the defence's own. Each row prints the share of frames the
-//!   ring refused, which says whether the pace held. The ratios R2 and to
+//!   kernel's stack), so few frames are refused (a few percent, while the
+//!   receiver's thread wakes) and the receiver's time per frame is the
+//!   defence's own, plus its wake-ups. Each row prints the share of
+//!   frames the ring refused, which says whether the pace held. The ratios R2 and to
 //!   hashlimit are read from this table; the chart draws it.
 //!
 //! The defences take turns within each round, so the VM's noise lands on

@@ -10,7 +10,8 @@
 //! the more it pays: `perf record -C 1` during a flat-out flood put the
 //! receiver's spin-lock slow path at 27 % of plain XDP_DROP's time per
 //! frame and at 41 % of a banned source's under Tollgate. Paced below what
-//! a defence disposes of, no frame is refused and the receiver's time per
+//! a defence disposes of, few frames are refused (a few percent, while
+//! the receiver's thread wakes) and the receiver's time per
 //! frame is the defence's own (and the kernel path's). The price: a
 //! receiver that idles between frames also pays its wake-ups, alike for
 //! every defence at one pace.
