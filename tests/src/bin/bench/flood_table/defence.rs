@@ -22,6 +22,9 @@ pub enum Defence {
     None,
     XdpDrop,
     ReadDrop,
+    /// `ReadDrop` meeting the storm's frames, which the generator writes
+    /// (each its own source): the floor of a filter that reads them.
+    ReadDropStorm,
     Banned,
     OverLimit,
     Storm,
@@ -32,10 +35,11 @@ pub enum Defence {
 }
 
 impl Defence {
-    pub const ALL: [Defence; 10] = [
+    pub const ALL: [Defence; 11] = [
         Defence::None,
         Defence::XdpDrop,
         Defence::ReadDrop,
+        Defence::ReadDropStorm,
         Defence::Banned,
         Defence::OverLimit,
         Defence::Storm,
@@ -55,6 +59,7 @@ impl Defence {
             Defence::None => "no program",
             Defence::XdpDrop => "plain XDP_DROP",
             Defence::ReadDrop => "XDP_DROP after reading the source",
+            Defence::ReadDropStorm => "the same, the storm's frames",
             Defence::Banned => "Tollgate, source banned",
             Defence::OverLimit => "Tollgate, source over its limit",
             Defence::Storm => "Tollgate, storm of random IPv6 /64s",
@@ -84,7 +89,9 @@ pub fn install(d: Defence, lab: &FloodLab, attacker: &str) -> anyhow::Result<Ins
     Ok(match d {
         Defence::None => Installed::Nothing,
         Defence::XdpDrop => Installed::Sink(Sink::attach(s, ATTACK_IF)?),
-        Defence::ReadDrop => Installed::Sink(Sink::attach_reading(s, ATTACK_IF)?),
+        Defence::ReadDrop | Defence::ReadDropStorm => {
+            Installed::Sink(Sink::attach_reading(s, ATTACK_IF)?)
+        }
         Defence::Banned | Defence::OverLimit | Defence::Storm | Defence::StormProbation => {
             let mut tg = Tollgate::load(&LoadOptions {
                 max_sources: 1 << 16,

@@ -93,7 +93,10 @@ struct Senders {
 
 impl Senders {
     fn for_defence(&self, d: Defence) -> &Generator {
-        if matches!(d, Defence::Storm | Defence::StormProbation) {
+        if matches!(
+            d,
+            Defence::Storm | Defence::StormProbation | Defence::ReadDropStorm
+        ) {
             &self.storm
         } else {
             &self.one
@@ -143,6 +146,11 @@ pub fn run() -> anyhow::Result<()> {
     let mut passed: Vec<Vec<f64>> = vec![vec![]; Defence::ALL.len()];
     for _ in 0..ROUNDS {
         for (i, d) in Defence::ALL.into_iter().enumerate() {
+            if let Ok(rows) = std::env::var("TG_FLOOD_ROWS")
+                && !rows.split(',').any(|r| r == i.to_string())
+            {
+                continue;
+            }
             let installed = install(d, &lab, &attacker)?;
             flat_out.rows[i].push(measure(&lab, flat.for_defence(d))?);
             let pace = if d.in_stack() { &stack } else { &xdp };
