@@ -10,7 +10,7 @@
 //! - `walk`: the sweep of that million-source table alone;
 //! - `flood_table`: what each defence (Tollgate's drop paths, plain
 //!   XDP_DROP, xdp-filter, iptables hashlimit, an nftables meter) absorbs of
-//!   a flood on a veth pair, one receiving core;
+//!   a flood on a veth pair, one receiving core, flat out and paced;
 //! - `daemon_read`: the daemon reading a million sources every second (one
 //!   full read, its CPU and memory);
 //! - `control_socket`: a `status` call's latency, alone and with 1,000
@@ -25,7 +25,8 @@
 //!
 //! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer|flood|ceiling|control|fleet|packet|new`
 //! runs one part alone (`packet`: the per-packet table, `new`: the new-source figure), `tollgate` all
-//! but xdp-filter's figures, for quick tuning.
+//! but xdp-filter's figures, for quick tuning; `TG_FLOOD_ROWS=1,4`: only
+//! those rows of the flood table (numbered from 0 in its order).
 
 mod ceiling;
 mod chart;

@@ -59,7 +59,7 @@ mod measure;
 mod pace;
 mod report;
 
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const WARM: Duration = Duration::from_millis(500);
 const MEASURE: Duration = Duration::from_secs(2);
 const LIMIT: u64 = 1_000;
