@@ -49,6 +49,15 @@ impl Defence {
         Defence::NftMeter,
     ];
 
+    /// Fed the storm's frames (random IPv6 sources, each frame written by
+    /// the generator) rather than the single source's.
+    pub fn storm_frames(self) -> bool {
+        matches!(
+            self,
+            Defence::Storm | Defence::StormProbation | Defence::ReadDropStorm
+        )
+    }
+
     /// Judged in the kernel's stack, not in XDP: about 1 Mpps here.
     pub fn in_stack(self) -> bool {
         matches!(self, Defence::None | Defence::Hashlimit | Defence::NftMeter)

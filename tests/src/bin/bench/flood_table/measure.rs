@@ -69,7 +69,7 @@ fn cpu_jiffies(cpu: usize) -> anyhow::Result<(u64, u64)> {
 
 /// Threaded NAPI for the attack link, its kthread pinned to CPU 1 at
 /// SCHED_FIFO (found again each time: an XDP attach may restart it).
-fn pin_receiver(ns: &NetNs) -> anyhow::Result<()> {
+pub(super) fn pin_receiver(ns: &NetNs) -> anyhow::Result<()> {
     let path = format!("/sys/class/net/{ATTACK_IF}/threaded");
     exec(ns.command("sh").args(["-c", &format!("echo 1 > {path}")]))?;
     let ps = exec(std::process::Command::new("ps").args(["-e", "-o", "pid=,comm="]))?;
@@ -96,15 +96,20 @@ fn pin_receiver(ns: &NetNs) -> anyhow::Result<()> {
 pub fn measure(lab: &FloodLab, sender: &Generator) -> anyhow::Result<Sample> {
     pin_receiver(&lab.server)?;
     pin_thread(0)?;
+    let sample = measure_pinned(lab, sender);
+    unpin_thread()?;
+    sample
+}
+
+fn measure_pinned(lab: &FloodLab, sender: &Generator) -> anyhow::Result<Sample> {
     sender.send(&lab.attacker, u64::MAX, WARM)?;
-    let (f0, (b0, t0)) = (rx_frames(&lab.server)?, cpu_jiffies(1)?);
     let (ok0, err0) = tx_frames(&lab.attacker)?;
+    let (f0, (b0, t0)) = (rx_frames(&lab.server)?, cpu_jiffies(1)?);
     let start = Instant::now();
     let sent = sender.send(&lab.attacker, u64::MAX, MEASURE)?;
     let secs = start.elapsed().as_secs_f64();
     let (f1, (b1, t1)) = (rx_frames(&lab.server)?, cpu_jiffies(1)?);
     let (ok1, err1) = tx_frames(&lab.attacker)?;
-    unpin_thread()?;
     let frames = f1.saturating_sub(f0) as f64;
     let busy = (b1 - b0) as f64 / (t1 - t0).max(1) as f64;
     let (ok, err) = (

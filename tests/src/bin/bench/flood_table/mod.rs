@@ -44,6 +44,7 @@
 
 use std::{net::IpAddr, time::Duration};
 
+use anyhow::Context as _;
 use lab::{
     flood::{Flood, Generator, Kind},
     flood_lab::{FLOOD_IF, FloodLab},
@@ -85,26 +86,44 @@ impl Table {
     }
 }
 
-/// One generator per kind of flood.
+/// One generator per kind of flood (the kernel stack's defences never
+/// meet the storm, so their pace has no storm generator).
 struct Senders {
     one: Generator,
-    storm: Generator,
+    storm: Option<Generator>,
 }
 
 impl Senders {
-    fn for_defence(&self, d: Defence) -> &Generator {
-        if matches!(
-            d,
-            Defence::Storm | Defence::StormProbation | Defence::ReadDropStorm
-        ) {
-            &self.storm
+    fn for_defence(&self, d: Defence) -> anyhow::Result<&Generator> {
+        if d.storm_frames() {
+            self.storm
+                .as_ref()
+                .with_context(|| format!("no storm generator at this pace for {}", d.name()))
         } else {
-            &self.one
+            Ok(&self.one)
         }
     }
 }
 
+/// The rows `TG_FLOOD_ROWS` asks for (all without it), by their place in
+/// `Defence::ALL`.
+fn rows() -> anyhow::Result<Vec<bool>> {
+    let n = Defence::ALL.len();
+    let Ok(list) = std::env::var("TG_FLOOD_ROWS") else {
+        return Ok(vec![true; n]);
+    };
+    let mut wanted = vec![false; n];
+    for r in list.split(',') {
+        let i: usize = r.trim().parse().ok().filter(|i| *i < n).with_context(|| {
+            format!("TG_FLOOD_ROWS={list}: `{r}` is not a row of the flood table; give row numbers from 0 to {}, comma-separated", n - 1)
+        })?;
+        wanted[i] = true;
+    }
+    Ok(wanted)
+}
+
 pub fn run() -> anyhow::Result<()> {
+    let wanted = rows()?;
     let lab = FloodLab::new("bft", 1)?;
     let server: IpAddr = lab.server_v4().into();
     let one = Flood {
@@ -118,56 +137,45 @@ pub fn run() -> anyhow::Result<()> {
     };
     let flat = Senders {
         one: Generator::load(&lab.attacker, FLOOD_IF, &one)?,
-        storm: Generator::load(&lab.attacker, FLOOD_IF, &storm)?,
+        storm: Some(Generator::load(&lab.attacker, FLOOD_IF, &storm)?),
     };
-    let [xdp_one, stack_one] = pace::calibrate(&lab, &one, &[XDP_PACE, STACK_PACE])?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("two paced generators"))?;
-    let [xdp_storm] = pace::calibrate(&lab, &storm, &[XDP_PACE])?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("one paced generator"))?;
+    let mut one_paced = pace::calibrate(&lab, &one, &[XDP_PACE, STACK_PACE])?.into_iter();
+    let mut storm_paced = pace::calibrate(&lab, &storm, &[XDP_PACE])?.into_iter();
     let (xdp, stack) = (
         Senders {
-            one: xdp_one,
-            storm: xdp_storm,
+            one: one_paced.next().context("the XDP pace's generator")?,
+            storm: storm_paced.next(),
         },
         Senders {
-            one: stack_one,
-            // The kernel stack's defences never meet the storm.
-            storm: Generator::load(&lab.attacker, FLOOD_IF, &storm)?,
+            one: one_paced
+                .next()
+                .context("the kernel stack's pace's generator")?,
+            storm: None,
         },
     );
     let mut flat_out = Table::new("flat out: the generator as fast as it goes");
     let mut paced = Table::new(&format!(
-        "paced: the generator at {:.0} % of its flat-out rate for the XDP defences, {:.0} % for the kernel stack's",
+        "paced: the generator calibrated for {:.0} % of its flat-out rate for the XDP defences, {:.0} % for the kernel stack's",
         100.0 * XDP_PACE,
         100.0 * STACK_PACE
     ));
     let mut passed: Vec<Vec<f64>> = vec![vec![]; Defence::ALL.len()];
     for _ in 0..ROUNDS {
         for (i, d) in Defence::ALL.into_iter().enumerate() {
-            if let Ok(rows) = std::env::var("TG_FLOOD_ROWS")
-                && !rows.split(',').any(|r| r == i.to_string())
-            {
+            if !wanted[i] {
                 continue;
             }
             let installed = install(d, &lab, &attacker)?;
-            flat_out.rows[i].push(measure(&lab, flat.for_defence(d))?);
+            flat_out.rows[i].push(measure(&lab, flat.for_defence(d)?)?);
             let pace = if d.in_stack() { &stack } else { &xdp };
-            paced.rows[i].push(measure(&lab, pace.for_defence(d))?);
+            paced.rows[i].push(measure(&lab, pace.for_defence(d)?)?);
             if let Some(share) = passed_share(&installed)? {
                 passed[i].push(share);
             }
             remove(installed, &lab.server)?;
         }
     }
-    report::table(&flat_out, None);
-    let flat_drop = Defence::ALL
-        .iter()
-        .position(|d| *d == Defence::XdpDrop)
-        .unwrap_or(0);
-    let flat_drop_ns = crate::stats(flat_out.rows[flat_drop].iter().map(|s| s.ns).collect());
-    report::table(&paced, Some(flat_drop_ns.median));
+    report::tables(&flat_out, &paced);
     report::passed(&passed);
     Ok(())
 }

@@ -25,6 +25,8 @@ use lab::{
 };
 use monitor_common::generator::GEN_MAX_SPIN;
 
+use super::measure::pin_receiver;
+
 /// How long each calibration send runs.
 const PROBE: Duration = Duration::from_millis(500);
 /// The spin of the second calibration send.
@@ -41,23 +43,35 @@ fn rate(lab: &FloodLab, flood: &Flood, spin: u32) -> anyhow::Result<f64> {
 }
 
 /// The generator's flat-out rate for `flood` and the spin that slows it to
-/// `share` of that: the time per frame grows linearly with the spin, so
-/// two sends into plain XDP_DROP (which refuses nothing) place it.
+/// each of `shares` of that: the time per frame grows linearly with the
+/// spin, so two sends into plain XDP_DROP (the fastest receiver, on its
+/// own CPU as in the measurements) place it.
 pub fn calibrate(lab: &FloodLab, flood: &Flood, shares: &[f64]) -> anyhow::Result<Vec<Generator>> {
     let sink = Sink::attach(&lab.server, ATTACK_IF)?;
+    pin_receiver(&lab.server)?;
     let (fast, slow) = (rate(lab, flood, 0)?, rate(lab, flood, PROBE_SPIN)?);
     drop(sink);
     let per_spin = (1e3 / slow - 1e3 / fast) / PROBE_SPIN as f64;
     anyhow::ensure!(
-        per_spin > 0.0,
+        per_spin.is_finite() && per_spin > 0.0,
         "the generator did not slow down with its spin ({fast:.2} Mpps at 0, {slow:.2} at {PROBE_SPIN}); a busy machine? run the bench again"
     );
     shares
         .iter()
         .map(|share| {
             let want_ns = 1e3 / (fast * share);
-            let spin = ((want_ns - 1e3 / fast) / per_spin).clamp(0.0, GEN_MAX_SPIN as f64) as u32;
-            Generator::load(&lab.attacker, FLOOD_IF, &Flood { spin, ..*flood })
+            let spin = (want_ns - 1e3 / fast) / per_spin;
+            anyhow::ensure!(
+                (0.0..=GEN_MAX_SPIN as f64).contains(&spin),
+                "pacing the generator to {:.0} % of its {fast:.2} Mpps needs a spin of {spin:.0}, past its 0..={GEN_MAX_SPIN}; change the pace shares in flood_table/mod.rs",
+                100.0 * share
+            );
+            println!(
+                "flood table: paced at {:.0} % of {fast:.2} Mpps flat out ({}): spin {spin:.0}",
+                100.0 * share,
+                if flood.src6_random != 0 { "storm frames" } else { "one source" }
+            );
+            Generator::load(&lab.attacker, FLOOD_IF, &Flood { spin: spin as u32, ..*flood })
         })
         .collect()
 }

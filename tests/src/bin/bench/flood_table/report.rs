@@ -21,16 +21,38 @@ fn capacity(s: &Sample) -> f64 {
     1e3 / s.ns.max(1.0)
 }
 
-/// Prints `t`. For the paced table (`flat_drop_ns`: plain XDP_DROP's ns
-/// per frame flat out), the R2 lines too, and the chart when
-/// `TG_BENCH_CHART` names a file.
-pub fn table(t: &Table, flat_drop_ns: Option<f64>) {
-    let ns = |d: Defence| median(t.rows[at(d)].iter().map(|s| s.ns));
-    let cap = |d: Defence| of(&t.rows[at(d)], capacity).median;
+/// Both tables, then the ratios the targets are judged on (from
+/// the paced one) and the chart when `TG_BENCH_CHART` names a file.
+pub fn tables(flat: &Table, paced: &Table) {
+    table(flat);
+    let r = |d: Defence| cap(flat, d) / cap(flat, Defence::XdpDrop);
+    println!(
+        "flat out, capacity / XDP_DROP: banned {:.2}, over limit {:.2}, xdp-filter {:.2}, hashlimit {:.2} (the lab's lock contention included, more the slower the receiver; the paced table below has little of it, and wake-ups alike for every row)",
+        r(Defence::Banned),
+        r(Defence::OverLimit),
+        r(Defence::XdpFilter),
+        r(Defence::Hashlimit)
+    );
+    table(paced);
+    chart(paced);
+    paced_ratios(paced, ns(flat, Defence::XdpDrop));
+}
+
+/// A row's median ns per frame.
+fn ns(t: &Table, d: Defence) -> f64 {
+    median(t.rows[at(d)].iter().map(|s| s.ns))
+}
+
+/// A row's median capacity.
+fn cap(t: &Table, d: Defence) -> f64 {
+    of(&t.rows[at(d)], capacity).median
+}
+
+fn table(t: &Table) {
     let (drop, read, hash) = (
-        cap(Defence::XdpDrop),
-        cap(Defence::ReadDrop),
-        cap(Defence::Hashlimit),
+        cap(t, Defence::XdpDrop),
+        cap(t, Defence::ReadDrop),
+        cap(t, Defence::Hashlimit),
     );
     let offered = stats(t.rows.iter().flatten().map(|s| s.offered).collect());
     println!();
@@ -70,68 +92,68 @@ pub fn table(t: &Table, flat_drop_ns: Option<f64>) {
             c.median / hash
         );
     }
-    let Some(flat_drop_ns) = flat_drop_ns else {
-        let r = |d: Defence| cap(d) / drop;
-        println!(
-            "flat out, capacity / XDP_DROP: banned {:.2}, over limit {:.2}, xdp-filter {:.2}, hashlimit {:.2} (the lab's lock contention included; the paced table below is the defences' own cost)",
-            r(Defence::Banned),
-            r(Defence::OverLimit),
-            r(Defence::XdpFilter),
-            r(Defence::Hashlimit)
-        );
-        return;
-    };
-    chart(t, offered.median);
+}
+
+/// R2 and the ratios to hashlimit and to reading the frame, from the
+/// paced table; and what each defence adds per frame at its pace, with
+/// the ratio that makes on a busy core.
+fn paced_ratios(t: &Table, flat_drop_ns: f64) {
+    let cap = |d: Defence| cap(t, d);
+    let ns = |d: Defence| ns(t, d);
+    let (drop, hash) = (cap(Defence::XdpDrop), cap(Defence::Hashlimit));
     let r2 = |d: Defence| cap(d) / drop;
     println!(
-        "R2 = Tollgate / XDP_DROP (paced capacity medians): banned {:.2}, over limit {:.2} (target >= 0.8), storm {:.2}, on probation {:.2} (target >= 0.5); Tollgate banned / hashlimit {:.1}, over limit / hashlimit {:.1} (target >= 6)",
+        "R2 = Tollgate / XDP_DROP (paced capacity medians; the wake-ups every row pays draw it toward 1): banned {:.2}, over limit {:.2} (target >= 0.8), storm {:.2}, on probation {:.2} (target >= 0.5); Tollgate banned / hashlimit {:.1}, over limit / hashlimit {:.1} (target >= 6; plain XDP_DROP / hashlimit {:.1})",
         r2(Defence::Banned),
         r2(Defence::OverLimit),
         r2(Defence::Storm),
         r2(Defence::StormProbation),
         cap(Defence::Banned) / hash,
-        cap(Defence::OverLimit) / hash
+        cap(Defence::OverLimit) / hash,
+        drop / hash
     );
-    let r2_read = |d: Defence| {
-        let floor = if matches!(d, Defence::Storm | Defence::StormProbation) {
-            cap(Defence::ReadDropStorm)
+    // Each row against the read of its own frames, from the same
+    // generator at the same pace.
+    let floor = |d: Defence| {
+        if d.storm_frames() {
+            Defence::ReadDropStorm
         } else {
-            read
-        };
-        cap(d) / floor
+            Defence::ReadDrop
+        }
     };
+    let r2_read = |d: Defence| cap(d) / cap(floor(d));
     println!(
-        "against XDP_DROP after reading the source (the floor of a filter that looks at the packet; for the storm rows, of the storm's frames, which the generator writes and the receiver's cache then misses): banned {:.2}, over limit {:.2}, xdp-filter {:.2}, storm {:.2}, on probation {:.2}; reading the frame costs {:.0} ns of plain XDP_DROP's {:.0}",
+        "against XDP_DROP after reading the source of the same frames (the floor of a filter that looks at the packet; the storm's frames are written by the generator, so the receiver's first read misses): banned {:.2}, over limit {:.2}, xdp-filter {:.2}, storm {:.2}, on probation {:.2}",
         r2_read(Defence::Banned),
         r2_read(Defence::OverLimit),
         r2_read(Defence::XdpFilter),
         r2_read(Defence::Storm),
         r2_read(Defence::StormProbation),
-        ns(Defence::ReadDrop) - ns(Defence::XdpDrop),
-        ns(Defence::XdpDrop)
     );
     // A receiver that idles between frames pays its wake-ups in every
     // row alike, which draws the paced ratios toward 1; what a defence
-    // adds per frame at one pace does not have that bias. Added to plain
-    // XDP_DROP's cost flat out, it estimates the ratio of a busy core.
-    let extra = |d: Defence| ns(d) - ns(Defence::XdpDrop);
-    let busy = |d: Defence| flat_drop_ns / (flat_drop_ns + extra(d).max(0.0));
+    // adds per frame at one pace, from one generator, does not have that
+    // bias. Added to plain XDP_DROP's cost flat out (which has some of the
+    // lab's lock contention: its refused share above), it estimates the
+    // ratio of a busy core.
+    let extra = |d: Defence, base: Defence| ns(d) - ns(base);
+    let busy = |d: Defence| flat_drop_ns / (flat_drop_ns + extra(d, Defence::XdpDrop));
     println!(
-        "what a defence adds per frame to plain XDP_DROP at the same pace (ns, medians): banned {:+.0}, over limit {:+.0}, xdp-filter {:+.0}, on probation {:+.0}, read {:+.0}, read a storm frame {:+.0}; with plain XDP_DROP's {flat_drop_ns:.0} ns flat out, a busy core's estimated ratio: banned {:.2}, over limit {:.2}, xdp-filter {:.2}, on probation {:.2}",
-        extra(Defence::Banned),
-        extra(Defence::OverLimit),
-        extra(Defence::XdpFilter),
-        extra(Defence::StormProbation),
-        extra(Defence::ReadDrop),
-        extra(Defence::ReadDropStorm),
+        "what a defence adds per frame at the same pace (ns, medians): to plain XDP_DROP, banned {:+.0}, over limit {:+.0}, xdp-filter {:+.0}, reading the frame {:+.0}; to reading a storm frame, the storm on probation {:+.0}, before it is found {:+.0}. Estimated ratio on a busy core, with plain XDP_DROP's {flat_drop_ns:.0} ns flat out: banned {:.2}, over limit {:.2}, xdp-filter {:.2}",
+        extra(Defence::Banned, Defence::XdpDrop),
+        extra(Defence::OverLimit, Defence::XdpDrop),
+        extra(Defence::XdpFilter, Defence::XdpDrop),
+        extra(Defence::ReadDrop, Defence::XdpDrop),
+        extra(Defence::StormProbation, Defence::ReadDropStorm),
+        extra(Defence::Storm, Defence::ReadDropStorm),
         busy(Defence::Banned),
         busy(Defence::OverLimit),
-        busy(Defence::XdpFilter),
-        busy(Defence::StormProbation)
+        busy(Defence::XdpFilter)
     );
 }
 
-fn chart(t: &Table, offered: f64) {
+fn chart(t: &Table) {
+    let offered = stats(t.rows.iter().flatten().map(|s| s.offered).collect()).median;
     let Some(path) = std::env::var_os("TG_BENCH_CHART") else {
         return;
     };
@@ -147,7 +169,7 @@ fn chart(t: &Table, offered: f64) {
         })
         .collect();
     let title = format!(
-        "One core's capacity per defence: 64-byte UDP, paced ({offered:.1} Mpps offered, median)"
+        "One core's capacity per defence: 64-byte UDP, paced ({offered:.1} Mpps offered, median of all rows)"
     );
     match chart::flood(std::path::Path::new(&path), &bars, &title) {
         Ok(()) => println!("chart: {}", std::path::Path::new(&path).display()),
