@@ -61,6 +61,13 @@ pub struct Sent {
     pub elapsed: Duration,
 }
 
+impl Sent {
+    /// The rate sent, packets per second.
+    pub fn pps(&self) -> f64 {
+        self.packets as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
 /// A UDP flow from `src` to `dst:port` inside `ns`: `count` datagrams of
 /// `payload` bytes at `pps` (0 = as fast as possible), stopping early at
 /// `max_time`. Runs on the calling thread.

@@ -106,7 +106,7 @@ impl Stage {
         anyhow::ensure!(sent.packets > 1_000_000, "the attack ran: {sent:?}");
         Ok(Attacked {
             clients: clients?,
-            attack_pps: sent.packets as f64 / sent.elapsed.as_secs_f64(),
+            attack_pps: sent.pps(),
             ended_ms,
         })
     }

@@ -154,7 +154,7 @@ fn run(tag: &str, defence: Defence, v6: bool) -> Run {
     Run {
         clients: clients.expect("the clients' run"),
         flood_frames: sent.packets,
-        flood_pps: sent.packets as f64 / sent.elapsed.as_secs_f64(),
+        flood_pps: sent.pps(),
         kernel_cookies_per_s,
         cookies: match &host {
             Host::Guarded(d) => {

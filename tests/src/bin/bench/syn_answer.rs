@@ -45,7 +45,7 @@ fn flood(lab: &FloodLab) -> anyhow::Result<f64> {
         .join()
         .expect("the generator thread")
     })?;
-    Ok(sent.packets as f64 / sent.elapsed.as_secs_f64())
+    Ok(sent.pps())
 }
 
 /// The kernel's own cookies: a listener on the port, every SYN answered

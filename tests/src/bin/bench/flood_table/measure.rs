@@ -119,7 +119,7 @@ fn measure_pinned(lab: &FloodLab, sender: &Generator) -> anyhow::Result<Sample> 
     Ok(Sample {
         absorbed: frames / secs / 1e6,
         ns: busy * secs * 1e9 / frames.max(1.0),
-        offered: sent.packets as f64 / sent.elapsed.as_secs_f64() / 1e6,
+        offered: sent.pps() / 1e6,
         refused: err / (ok + err).max(1.0),
     })
 }

@@ -35,8 +35,9 @@
 //!   kernel's stack), so few frames are refused (a few percent, while the
 //!   receiver's thread wakes) and the receiver's time per frame is the
 //!   defence's own, plus its wake-ups. Each row prints the share of
-//!   frames the ring refused, which says whether the pace held. The ratios R2 and to
-//!   hashlimit are read from this table; the chart draws it.
+//!   frames the ring refused, which says whether the pace held. The
+//!   ratios R2 and to hashlimit are read from this table; the chart
+//!   draws it.
 //!
 //! The defences take turns within each round, so the VM's noise lands on
 //! all of them alike. Every per-source limit is 1,000 packets/s with a

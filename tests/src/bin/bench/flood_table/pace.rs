@@ -39,7 +39,7 @@ fn rate(lab: &FloodLab, flood: &Flood, spin: u32) -> anyhow::Result<f64> {
     let sent = g.send(&lab.attacker, u64::MAX, PROBE);
     unpin_thread()?;
     let sent = sent?;
-    Ok(sent.packets as f64 / sent.elapsed.as_secs_f64() / 1e6)
+    Ok(sent.pps() / 1e6)
 }
 
 /// The generator's flat-out rate for `flood` and the spin that slows it to

@@ -7,10 +7,6 @@ fn at(d: Defence) -> usize {
     Defence::ALL.iter().position(|x| *x == d).unwrap_or(0)
 }
 
-fn median(v: impl Iterator<Item = f64>) -> f64 {
-    stats(v.collect()).median
-}
-
 /// One row's figure over its rounds.
 fn of(row: &[Sample], f: impl Fn(&Sample) -> f64) -> Stats {
     stats(row.iter().map(f).collect())
@@ -40,7 +36,7 @@ pub fn tables(flat: &Table, paced: &Table) {
 
 /// A row's median ns per frame.
 fn ns(t: &Table, d: Defence) -> f64 {
-    median(t.rows[at(d)].iter().map(|s| s.ns))
+    of(&t.rows[at(d)], |s| s.ns).median
 }
 
 /// A row's median capacity.
