@@ -1,9 +1,9 @@
 //! The drop cache: per CPU, the sources whose every next packet is known
-//! to be dropped, and until when. A banned source, a denied one or one
-//! over its packet (or byte) limit costs the full pipeline once; its
-//! further packets until `until_ns` cost an Ethernet/IP source read, one
-//! array lookup and per-CPU counts (`maps::DROPS` says where it lives and
-//! who folds the counts).
+//! to be dropped, and until when. A banned source, a denied one, one
+//! over its packet (or byte) limit or refused by its prefix's budget costs
+//! the full pipeline once; its further packets until `until_ns` cost an
+//! Ethernet/IP source read, one array lookup and per-CPU counts
+//! (`maps::DROPS` says where it lives and who folds the counts).
 //!
 //! What the fast path does not record: the source's last-seen time, its
 //! port sketch and ACK count (the pipeline's packets, at least one per
@@ -22,8 +22,18 @@
 //!   byte-bucket refusal on another CPU gives back a packet charge it took
 //!   for a moment, and a drop decided on that moment's state must not be
 //!   stretched into the future.
-//! - an over-limit drop is not used while SYN cookies are on (the cookie
-//!   gate answers a protected port's SYN before the buckets see it).
+//! - a refusal by the prefix budget every source shares (`Budget::All`)
+//!   holds until that budget has a unit again: a refused packet charges
+//!   nothing, and the prefix's other sources only take units. Cached only
+//!   for a tracked source under a rule with no byte limit (a longer packet
+//!   may meet that bucket first); a fine-level refusal is cached as if a
+//!   charge another CPU's packet holds there for a moment were back
+//!   (`prefix::lasting` in the kernel crate). A source on the unproven
+//!   budget is not cached: a SYN-cookie handshake moves it to the other.
+//! - an over-limit drop is not used while SYN cookies are on for TCP to a
+//!   protected port or a packet whose port the fast path does not read
+//!   (the cookie gate answers such a SYN before the buckets see it); a
+//!   UDP storm's drops stay on the fast path while the cookies are on.
 
 use crate::{
     bucket::{BucketParams, TICK_SHIFT},

@@ -214,10 +214,14 @@ fn decide_untracked(
     let (reason, verdict) = match enforce_untracked(fresh, now) {
         // Charged to its prefixes as a source first seen now; refused, it
         // gets what its rule gives a refusal.
-        (Reason::Untracked, Verdict::Pass) if prefix::over(info, cfg, now, now, since_base) => (
-            Reason::PrefixLimited,
-            prefix_verdict(cfg, would_drop(fresh)),
-        ),
+        (Reason::Untracked, Verdict::Pass)
+            if prefix::over(info, cfg, now, now, since_base).is_some() =>
+        {
+            (
+                Reason::PrefixLimited,
+                prefix_verdict(cfg, would_drop(fresh)),
+            )
+        }
         // A source without a record is no known client: the spoofed SYN
         // flood's never-seen sources (on probation, or refused a slot)
         // meet the SYN limit like any other.
@@ -252,8 +256,7 @@ fn known_client(ctl: *const SourceControl, cfg: &RuntimeConfig) -> bool {
 /// A rule in monitor mode passes what it would have dropped, with verdict
 /// `Monitor`; bans are always enforced. A drop comes with the instant
 /// (coarse-clock ns) until which every packet of the source gets the
-/// same, for the drop cache, or 0 if none is certain (a prefix's refusal
-/// depends on its other sources).
+/// same, for the drop cache, or 0 if none is certain.
 #[inline(always)]
 fn enforce(
     ctl: *mut SourceControl,
@@ -283,11 +286,26 @@ fn enforce(
         // onto the coarse clock the same way.
         Some((reason, 0)) => (reason, would_drop, 0),
         Some((reason, at)) => (reason, would_drop, at.saturating_add(now - since_base)),
-        None if prefix::over(info, cfg, unsafe { (*ctl).first_seen_ns }, now, since_base) => {
-            limit::refund(ctl, rule, len);
-            (Reason::PrefixLimited, prefix_verdict(cfg, would_drop), 0)
-        }
-        None => (Reason::Pass, Verdict::Pass, 0),
+        None => match prefix::over(info, cfg, unsafe { (*ctl).first_seen_ns }, now, since_base) {
+            // Refused by what its prefix's sources share: it charged its
+            // own buckets nothing, so every packet until that budget has a
+            // unit again is refused the same way, unless the rule limits
+            // bytes (a longer packet may meet that bucket first).
+            Some(at) => {
+                limit::refund(ctl, rule, len);
+                let until = if at == 0 || rule.byte.is_limited() {
+                    0
+                } else {
+                    at.wrapping_add(now - since_base)
+                };
+                (
+                    Reason::PrefixLimited,
+                    prefix_verdict(cfg, would_drop),
+                    until,
+                )
+            }
+            None => (Reason::Pass, Verdict::Pass, 0),
+        },
     }
 }
 

@@ -24,9 +24,11 @@ use monitor_common::{
 };
 
 use crate::{
-    atomic,
+    atomic, cookie,
     maps::{TG_CONFIG, TG_DROPS, TG_SRC_FLOWS},
-    mem, parse, sources, stats,
+    mem,
+    parse::{self, Transport},
+    sources, stats,
 };
 
 /// This CPU's two entries for `key`.
@@ -67,7 +69,10 @@ pub fn hit(ctx: &XdpContext, len: u64, now: u64) -> Option<Reason> {
         return None;
     };
     let reason = Reason::from_u32(e.reason)?;
-    if cfg.cookie.mode == cookie_mode::ON && !gate_agrees(reason, &key, cfg) {
+    if cfg.cookie.mode == cookie_mode::ON
+        && !gate_agrees(reason, &key, cfg)
+        && may_meet_gate(&c, proto)
+    {
         return None;
     }
     e.packets += 1;
@@ -88,10 +93,26 @@ pub fn hit(ctx: &XdpContext, len: u64, now: u64) -> Option<Reason> {
     Some(reason)
 }
 
+/// Whether the SYN-cookie gate could judge the packet before the source's
+/// buckets: TCP to a protected port, or a packet whose port the fast path
+/// does not read (TCP may be behind IPv6 extension headers), which the
+/// pipeline then judges. Any other packet, a UDP storm's among them, never
+/// meets the gate, so a cached over-limit drop is the pipeline's verdict
+/// for it while the cookies are on as while they are off.
+#[inline(always)]
+fn may_meet_gate(c: &parse::Cursor, proto: u16) -> bool {
+    match parse::transport(c, proto) {
+        Transport::NotTcp => false,
+        Transport::TcpTo(port) => cookie::port_protected(port),
+        Transport::Unread => true,
+    }
+}
+
 /// While SYN cookies are on, the cookie gate judges a protected port's
-/// SYN before the source's buckets, by the whole address: a cached ban or
-/// deny is the gate's verdict too when the key is the whole address; a
-/// cached over-limit drop is not (the gate answers with a cookie).
+/// packets before the source's buckets, by the whole address: a cached
+/// ban or deny is the gate's verdict too when the key is the whole
+/// address; a cached over-limit drop is not (the gate answers a SYN with
+/// a cookie).
 #[inline(always)]
 fn gate_agrees(reason: Reason, key: &SourceKey, cfg: &RuntimeConfig) -> bool {
     let whole = if key.family == family::IPV4 as u32 {

@@ -7,6 +7,7 @@
 
 use monitor_common::{
     bucket::{BucketParams, conform, ticks},
+    drops::ns_reaching,
     prefix::{Budget, budget, slot_of},
     syncookie::{VerifiedKey, cookie_mode},
     types::{PacketInfo, RuntimeConfig, SourceKey, family, l4},
@@ -15,7 +16,10 @@ use monitor_common::{
 use crate::{atomic, limit, maps::TG_PREFIXES, maps::TG_VERIFIED};
 
 /// Whether the packet (of a source first seen at `first_seen_ns`) is over
-/// its prefixes' budgets; if not, it has been charged to both levels.
+/// its prefixes' budgets: `None` if not, and then it has been charged to
+/// both levels; if so, `Some` with the instant (ns since the clock base)
+/// before which the budget that refused it refuses every packet charged
+/// to it, for the drop cache, or 0 where none is certain (see `lasting`).
 ///
 /// The wide level is looked at first, without a charge: a storm spread
 /// over a wide prefix is refused there, one slot that stays in the cache,
@@ -37,31 +41,72 @@ pub fn over(
     first_seen_ns: u64,
     now: u64,
     since_base: u64,
-) -> bool {
+) -> Option<u64> {
     let p = &cfg.prefix;
     let storm_since = cfg.storm_since_ns;
     if !p.in_force(storm_since != 0) {
-        return false;
+        return None;
     }
     let which = budget(storm_since, first_seen_ns, || verified(info, cfg, now));
     let now_ticks = ticks(since_base);
     let (wide, wide_params) = (p.wide_key(info.family, &info.src), p.wide.budget(which));
     let wide_tat = word(wide_params, &wide, which, p.wide.seed, now_ticks);
-    if spent(wide_tat, wide_params, now_ticks) {
-        return true;
+    if let Some(tat) = refusing(wide_tat, wide_params, now_ticks) {
+        return Some(lasting(which, tat, 0, wide_params));
     }
     let (fine, fine_params) = (p.key(info.family, &info.src), p.fine.budget(which));
     let fine_tat = word(fine_params, &fine, which, p.fine.seed, now_ticks);
-    if !fine_tat.is_null() && limit::take(fine_tat, now_ticks, 1, fine_params).is_err() {
-        return true;
+    if !fine_tat.is_null()
+        && let Err(tat) = limit::take(fine_tat, now_ticks, 1, fine_params)
+    {
+        // The fine word may hold, for a moment, the charge of another
+        // CPU's packet that the wide level then refused (given back
+        // below): the refusal is cached as if that charge were back.
+        let held = if wide_tat.is_null() {
+            0
+        } else {
+            fine_params.charge(1)
+        };
+        return Some(lasting(which, tat, held, fine_params));
     }
-    if !wide_tat.is_null() && limit::take(wide_tat, now_ticks, 1, wide_params).is_err() {
+    if !wide_tat.is_null()
+        && let Err(tat) = limit::take(wide_tat, now_ticks, 1, wide_params)
+    {
         if !fine_tat.is_null() {
             atomic::sub(fine_tat, fine_params.charge(1));
         }
-        return true;
+        return Some(lasting(which, tat, 0, wide_params));
     }
-    false
+    None
+}
+
+/// Until when (ns since the clock base) a refusal by budget `which` in
+/// state `tat` holds: until the budget has a unit again, since a refused
+/// packet charges nothing and the other sources' packets only take units
+/// (`limit::refused_until`). `held` is a charge `tat` may hold that is
+/// about to be given back (the fine level's, see `over`); discounting it
+/// is exact where one other CPU's packet can hold a charge (two CPUs). On
+/// more, several may be held at once and the refusal may outlast the
+/// budget's by a unit per further CPU: the cached source then waits that
+/// long for its next packet, never more. Only for the budget every
+/// source shares (`Budget::All`): a
+/// source on its prefix's unproven budget leaves it the moment a
+/// SYN-cookie handshake verifies it, so that refusal holds for the one
+/// packet (0).
+#[inline(always)]
+fn lasting(which: Budget, tat: u64, held: u64, params: &BucketParams) -> u64 {
+    if which != Budget::All || tat == 0 {
+        return 0;
+    }
+    // `conforms_at` without its saturation, each of which is a branch the
+    // verifier walks the rest of the pipeline once more for: a budget that
+    // refused has `tat + charge > now + tolerance`, and ticks since the
+    // clock base are far from wrapping. Less `held`, it may be behind the
+    // clock base (just after it), and then it has passed.
+    let at = tat
+        .wrapping_add(params.charge(1))
+        .wrapping_sub(params.tolerance);
+    ns_reaching(at.saturating_sub(held))
 }
 
 /// Whether a never-seen source's packet would be refused by its
@@ -127,7 +172,20 @@ fn budget_spent(
 /// left at `now_ticks`.
 #[inline(always)]
 fn spent(tat: *const u64, params: &BucketParams, now_ticks: u64) -> bool {
-    !tat.is_null() && conform(atomic::load(tat), now_ticks, 1, params).is_none()
+    refusing(tat, params, now_ticks).is_some()
+}
+
+/// The state of the budget whose word is `tat` (null: unlimited) if it
+/// has no unit left at `now_ticks`.
+#[inline(always)]
+fn refusing(tat: *const u64, params: &BucketParams, now_ticks: u64) -> Option<u64> {
+    if tat.is_null() {
+        return None;
+    }
+    let state = atomic::load(tat);
+    conform(state, now_ticks, 1, params)
+        .is_none()
+        .then_some(state)
 }
 
 /// The GCRA word of prefix `key`'s budget `which` (whose settings are

@@ -13,13 +13,13 @@ mod common;
 use std::net::IpAddr;
 
 use aya::programs::{TestRun, TestRunOptions};
-use common::{SEC, judge, load, rule};
+use common::{SEC, cookies_on, judge, load, rule};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 use lab::packets::{Exts, Spec, linux_syn_options};
 use monitor_common::{
     maps::PROG_MAIN,
     reason::{Reason, Verdict},
-    syncookie::{CookieParams, MAX_VERIFIED, VerifiedKey, cookie_event, cookie_mode},
+    syncookie::{MAX_VERIFIED, VerifiedKey, cookie_event, cookie_mode},
 };
 use tollgate::{
     loader::Tollgate,
@@ -66,28 +66,10 @@ fn ack(src: &str, sport: u16, ack: u32) -> Vec<u8> {
     out
 }
 
-fn cookies_on(tg: &mut Tollgate, mode: u32) {
-    tg.maps
-        .set_cookie_ports(&[PORT])
-        .expect("writing the protected ports");
-    tg.maps
-        .set_cookie_params(CookieParams {
-            mode,
-            verified_ttl_s: 3600,
-            mss4: 1400,
-            mss6: 1380,
-            wscale: 9,
-            ttl: 61,
-            _pad: [0; 2],
-            on_since_ns: tollgate::clock::coarse_ns(),
-        })
-        .expect("writing the cookie settings");
-}
-
 /// Tollgate with `policy` and the cookies on for `PORT`.
 fn with_cookies(policy: &Policy) -> Tollgate {
     let mut tg = load(policy);
-    cookies_on(&mut tg, cookie_mode::ON);
+    cookies_on(&mut tg, &[PORT], cookie_mode::ON);
     tg
 }
 
@@ -345,7 +327,7 @@ fn while_watching_syns_go_to_the_stack_and_valid_cookies_still_verify() {
     let client = "192.0.2.70";
     let (_, reply) = run(&tg, &syn(client, 40000).build());
     let cookie = u32::from_be_bytes(reply[38..42].try_into().unwrap());
-    cookies_on(&mut tg, cookie_mode::WATCH);
+    cookies_on(&mut tg, &[PORT], cookie_mode::WATCH);
     assert_eq!(run(&tg, &syn("192.0.2.71", 40000).build()).0, XDP_PASS);
     // Not a cookie: passed while watching.
     assert_eq!(run(&tg, &ack("192.0.2.72", 40000, 77)).0, XDP_PASS);
@@ -361,18 +343,18 @@ fn while_watching_syns_go_to_the_stack_and_valid_cookies_still_verify() {
     );
     // Other ports are never touched.
     let other = Spec::syn("192.0.2.73", SERVER4, 40000, 8080).build();
-    cookies_on(&mut tg, cookie_mode::ON);
+    cookies_on(&mut tg, &[PORT], cookie_mode::ON);
     assert_eq!(run(&tg, &other).0, XDP_PASS);
 }
 
 #[test]
 fn sources_seen_before_the_cookies_turned_on_keep_their_connections() {
     let mut tg = load(&Policy::default());
-    cookies_on(&mut tg, cookie_mode::WATCH);
+    cookies_on(&mut tg, &[PORT], cookie_mode::WATCH);
     // An established connection's ACK while watching: the source is seen.
     assert_eq!(run(&tg, &ack("192.0.2.90", 40000, 77)).0, XDP_PASS);
     std::thread::sleep(std::time::Duration::from_millis(20));
-    cookies_on(&mut tg, cookie_mode::ON);
+    cookies_on(&mut tg, &[PORT], cookie_mode::ON);
     assert_eq!(
         run(&tg, &ack("192.0.2.90", 40000, 78)).0,
         XDP_PASS,

@@ -1,25 +1,27 @@
 //! `monitor-ebpf/src/drops.rs` on the real kernel: the production program
-//! (live clock) through BPF_PROG_TEST_RUN. A banned, denied or over-limit
-//! source's packets after the first take the drop cache's fast path, and
-//! every count stays exact: the global counters by reason and the
+//! (live clock) through BPF_PROG_TEST_RUN. A banned, denied, over-limit or
+//! prefix-refused source's packets after the first take the drop cache's
+//! fast path (while SYN cookies are on too, except a protected port's
+//! TCP), and every count stays exact: the global counters by reason and the
 //! source's own packets, bytes and drops equal what was sent, whichever
 //! path each packet took, on one CPU and on two at once, also when two
 //! sources share a cache set and push each other out.
 
 mod common;
 
-use common::{key, load, on_two_cpus, pps, rule, udp};
+use common::{cookies_on, key, load, on_two_cpus, pps, rule, udp};
 use lab::packets::Spec;
 use monitor_common::{
     drops::{DROP_WAYS, DROPS_PER_CPU, set_of},
     maps::PROG_MAIN,
     reason::{Reason, Verdict},
+    syncookie::cookie_mode,
     types::SourceKey,
 };
 use tollgate::{
     clock::coarse_ns,
     loader::Tollgate,
-    policy::{Action, Policy},
+    policy::{Action, Policy, PrefixLimit, Rate, WideLimit},
 };
 
 const N: u32 = 100_000;
@@ -227,4 +229,93 @@ fn sources_sharing_a_set_push_each_other_out_without_losing_a_count() {
         let s = tg.maps.source(&key(&tg, n)).unwrap().expect("tracked");
         assert_eq!((s.packets, s.dropped), (each, each), "{n}");
     }
+}
+
+/// A source within its own limit whose /24's shared budget is spent: its
+/// refusals after the first take the fast path until the budget has a
+/// unit again, and count as the pipeline counts them. Under a rule that
+/// also limits bytes none does (a longer packet may meet that bucket
+/// before the prefix's).
+#[test]
+fn a_source_its_prefix_refuses_is_dropped_on_the_fast_path_and_counted_exactly() {
+    one_cpu();
+    for bytes in [false, true] {
+        let mut default = pps(1_000_000, 1_000_000);
+        if bytes {
+            default.bytes = Some(Rate {
+                per_sec: 1_000_000_000,
+                burst: 1_000_000_000,
+            });
+        }
+        let tg = load(&Policy {
+            default,
+            prefix: Some(PrefixLimit {
+                v4_prefix: 24,
+                v6_prefix: 48,
+                // One unit a second: none comes back during the run.
+                all: Some(Rate {
+                    per_sec: 1,
+                    burst: 10,
+                }),
+                unproven: None,
+                monitor: false,
+                wide: WideLimit::OFF,
+            }),
+            ..Policy::default()
+        });
+        let frame = udp("192.0.2.50");
+        send(&tg, &frame, N);
+        let k = key(&tg, "192.0.2.50");
+        let s = tg.maps.source(&k).unwrap().expect("tracked");
+        let passed = tg
+            .maps
+            .counters()
+            .unwrap()
+            .get(Reason::Pass, Verdict::Pass)
+            .packets;
+        let refused = drops(&tg, Reason::PrefixLimited);
+        assert_eq!(passed + refused, N as u64, "byte limit: {bytes}");
+        assert!((10..=11).contains(&passed), "passed {passed}");
+        assert_eq!((s.packets, s.dropped), (N as u64, refused));
+        assert_eq!(s.bytes, N as u64 * frame.len() as u64);
+        let fast = if bytes { 0 } else { refused - 1 };
+        assert_eq!(cached(&tg, &k), fast, "byte limit: {bytes}");
+    }
+}
+
+/// While SYN cookies are on, the cookie gate judges a protected port's
+/// TCP before the source's buckets: an over-limit source's UDP, over IPv4
+/// and IPv6, and its TCP to other ports still take the fast path; its SYNs
+/// to the protected port reach the gate and are answered with a cookie.
+#[test]
+fn with_syn_cookies_on_only_a_protected_ports_tcp_leaves_the_fast_path() {
+    one_cpu();
+    let mut tg = load(&Policy {
+        default: pps(1, 1),
+        ..Policy::default()
+    });
+    cookies_on(&mut tg, &[80], cookie_mode::ON);
+    for src in ["192.0.2.60", "2001:db8:6::1"] {
+        let k = key(&tg, src);
+        // The first passes (the burst), the second is refused by the
+        // pipeline, the rest by the cache.
+        send(&tg, &udp(src), 100);
+        assert_eq!(cached(&tg, &k), 98, "{src}");
+        let dst = if src.contains(':') {
+            "2001:db8:ffff::1"
+        } else {
+            "198.51.100.1"
+        };
+        send(&tg, &Spec::syn(src, dst, 40000, 443).build(), 10);
+        assert_eq!(cached(&tg, &k), 108, "{src}: TCP to an unprotected port");
+        // One run per SYN: the gate turns the frame into its SYN-ACK in
+        // place, so a repeated run would see the answer, not the SYN.
+        let syn = Spec::syn(src, dst, 40000, 80).build();
+        for _ in 0..10 {
+            send(&tg, &syn, 1);
+        }
+        assert_eq!(cached(&tg, &k), 108, "{src}: SYNs to the protected port");
+    }
+    let c = tg.maps.counters().unwrap();
+    assert_eq!(c.get(Reason::SynCookie, Verdict::Tx).packets, 20);
 }

@@ -46,7 +46,13 @@ pub fn protected(cfg: &CookieParams, info: &PacketInfo) -> bool {
     if cfg.mode == cookie_mode::OFF || info.l4 != l4::TCP || info.malformed != 0 {
         return false;
     }
-    let (word, bit) = port_slot(info.dport);
+    port_protected(info.dport)
+}
+
+/// Whether the cookies protect TCP port `port` (host order).
+#[inline(always)]
+pub fn port_protected(port: u16) -> bool {
+    let (word, bit) = port_slot(port);
     TG_COOKIE_PORTS.get(word).is_some_and(|w| *w & bit != 0)
 }
 

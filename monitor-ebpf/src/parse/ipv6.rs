@@ -75,10 +75,15 @@ pub(super) fn ipv6_source(c: &Cursor) -> Option<[u32; 4]> {
 /// `parse_ipv6` ends it.
 #[inline(always)]
 pub(super) fn ipv6_tcp_follows(c: &mut Cursor) -> bool {
-    let Some(ip) = c.take::<Ipv6Hdr>() else {
-        return false;
-    };
-    let ip = unsafe { &*ip };
+    ipv6_next(c) == Some(super::IPPROTO_TCP)
+}
+
+/// The fixed header's next-header field, if `parse_ipv6` reads past the
+/// header (whole, version 6); the cursor is moved just past it, with the
+/// packet ended at its payload length as `parse_ipv6` ends it.
+#[inline(always)]
+pub(super) fn ipv6_next(c: &mut Cursor) -> Option<u8> {
+    let ip = unsafe { &*c.take::<Ipv6Hdr>()? };
     end_payload(c, ip);
-    (u32::from_be(ip.ver_tc_flow) >> 28) == 6 && ip.next == super::IPPROTO_TCP
+    ((u32::from_be(ip.ver_tc_flow) >> 28) == 6).then_some(ip.next)
 }

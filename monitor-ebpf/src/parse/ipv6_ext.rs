@@ -60,6 +60,21 @@ struct Ipv6FragHdr {
     id: u32,
 }
 
+/// Whether `next` is an extension header `parse_ipv6_ext` walks past
+/// (the upper layer, TCP among others, may be behind it).
+#[inline(always)]
+pub(super) fn walked(next: u8) -> bool {
+    matches!(
+        next,
+        IPPROTO_HOPOPTS
+            | IPPROTO_DSTOPTS
+            | IPPROTO_SHIM6
+            | IPPROTO_ROUTING
+            | IPPROTO_FRAGMENT
+            | IPPROTO_AH
+    )
+}
+
 /// Walks the extension headers from `next` (the fixed header's
 /// next-header field), up to `IPV6_EXT_MAX_CHAIN`, keeping `info.proto`
 /// at the header reached and `info.frag` at the fragment kind. Returns the

@@ -37,7 +37,8 @@ use self::{
     ethernet::{ETH_P_IP, ETH_P_IPV6, parse_ethernet, skip_ethernet},
     icmp::parse_icmp,
     ipv4::{ipv4_source, ipv4_tcp_follows, parse_ipv4},
-    ipv6::{ipv6_source, ipv6_tcp_follows, parse_ipv6},
+    ipv6::{ipv6_next, ipv6_source, ipv6_tcp_follows, parse_ipv6},
+    ipv6_ext::walked,
     tcp::{bare_syn as tcp_bare_syn, parse_tcp},
     udp::parse_udp,
 };
@@ -201,6 +202,45 @@ pub fn bare_syn(c: &Cursor, proto: u16) -> bool {
         _ => false,
     };
     tcp && tcp_bare_syn(&c)
+}
+
+/// What the drop cache's fast path knows of a packet's transport layer
+/// without the full parse (`transport`).
+pub enum Transport {
+    /// `parse` records no TCP header for it.
+    NotTcp,
+    /// TCP, the header following the IP header directly: its
+    /// destination port (host order).
+    TcpTo(u16),
+    /// It may be TCP, and the port is not read here: behind IPv6
+    /// extension headers, or the ports cut short.
+    Unread,
+}
+
+/// The transport layer of the packet whose network header is at `c`
+/// (ethertype `proto`), as far as the fast path reads it: what tells it
+/// whether the SYN-cookie gate could judge the packet (`drops::hit`).
+/// An IPv4 header that `parse` hands no TCP to (another protocol, a later
+/// fragment, a broken header) is `NotTcp`, as `parse` records it.
+#[inline(always)]
+pub fn transport(c: &Cursor, proto: u16) -> Transport {
+    let mut c = *c;
+    let tcp = match proto {
+        ETH_P_IP => ipv4_tcp_follows(&mut c),
+        ETH_P_IPV6 => match ipv6_next(&mut c) {
+            Some(IPPROTO_TCP) => true,
+            Some(next) if walked(next) => return Transport::Unread,
+            _ => false,
+        },
+        _ => false,
+    };
+    if !tcp {
+        return Transport::NotTcp;
+    }
+    match c.peek::<Ports>() {
+        Some(p) => Transport::TcpTo(u16::from_be(unsafe { (*p).dport })),
+        None => Transport::Unread,
+    }
 }
 
 /// Marks `info` malformed at `kind`; returns `None` so helpers can

@@ -7,7 +7,7 @@
 use std::{sync::Barrier, time::Instant};
 
 use lab::packets::Spec;
-use monitor_common::types::SourceKey;
+use monitor_common::{syncookie::CookieParams, types::SourceKey};
 use tollgate::{
     loader::{LoadOptions, Tollgate},
     policy::{Action, Limit, Policy, Rate, Rule},
@@ -132,4 +132,24 @@ pub fn on_two_cpus(work: impl Fn() + Sync) {
         a.1 - a.0,
         b.1 - b.0
     );
+}
+
+/// Turns the SYN cookies to `mode` (`cookie_mode::*`) for TCP `ports`,
+/// as the daemon writes them.
+pub fn cookies_on(tg: &mut Tollgate, ports: &[u16], mode: u32) {
+    tg.maps
+        .set_cookie_ports(ports)
+        .expect("writing the protected ports");
+    tg.maps
+        .set_cookie_params(CookieParams {
+            mode,
+            verified_ttl_s: 3600,
+            mss4: 1400,
+            mss6: 1380,
+            wscale: 9,
+            ttl: 61,
+            _pad: [0; 2],
+            on_since_ns: tollgate::clock::coarse_ns(),
+        })
+        .expect("writing the cookie settings");
 }
