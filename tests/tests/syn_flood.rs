@@ -201,7 +201,7 @@ fn print(family: &str, defence: Defence, r: &Run) {
 #[test]
 fn new_and_existing_clients_get_in_during_a_spoofed_syn_flood() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cookie_runs = Vec::new();
+    let (mut bare_runs, mut cookie_runs) = (Vec::new(), Vec::new());
     for (family, v6) in [("IPv4", false), ("IPv6", true)] {
         for (i, defence) in [Defence::None, Defence::SynLimit, Defence::Cookies]
             .into_iter()
@@ -209,29 +209,32 @@ fn new_and_existing_clients_get_in_during_a_spoofed_syn_flood() {
         {
             let r = run(&format!("sf{}{i}", if v6 { 6 } else { 4 }), defence, v6);
             print(family, defence, &r);
-            if defence == Defence::Cookies {
-                cookie_runs.push((family, r));
+            match defence {
+                Defence::None => bare_runs.push((family, r)),
+                Defence::Cookies => cookie_runs.push((family, r)),
+                Defence::SynLimit => {}
             }
         }
+    }
+    // The flood is one that hurts: without Tollgate, the kernel's own SYN
+    // cookies lose new clients. How fast it runs is the machine's, not a
+    // behaviour (the generator shares the cores with what the server does
+    // per SYN): against the XDP cookies 3.2-4.5 Mpps on one machine, 2.0-2.2
+    // on one whose XDP work is about 40% slower (its plain XDP_DROP
+    // absorbs 2.4 Mpps in the bench's ceiling row, not 4.1). The rate is
+    // printed here; speed is `cargo xtask bench`'s to measure.
+    for (family, r) in &bare_runs {
+        assert!(
+            r.clients.new.success() < 0.995,
+            "{family}: the flood at {:.2} Mpps did not hurt an undefended server's new clients \
+             ({}); a lab that cannot flood cannot show a defence",
+            r.flood_pps / 1e6,
+            r.clients.new
+        );
     }
     for (family, r) in &cookie_runs {
         let c = r.cookies.as_ref().expect("the daemon's status");
         eprintln!("{family} cookies: {c}");
-        // The attack that matters runs at 2.5 Mpps or more: with the
-        // cookies the server takes that much (3.2-4.5 Mpps here), where
-        // the kernel's own path holds the generator near 2.2.
-        assert!(
-            r.flood_pps >= 2.5e6,
-            "{family}: the flood ran at {:.2} Mpps, under the 2.5 Mpps this test is about \
-             (a machine this busy cannot show it)",
-            r.flood_pps / 1e6
-        );
-        // The flood is answered from XDP: no spoofed SYN claims a source
-        // slot (so no per-source detector bans the sources), none reaches
-        // the socket (but the config's management address's, under an
-        // allow rule). A few percent of the frames can be lost in the
-        // link's ring when the kernel defers a queue's receive to
-        // ksoftirqd.
         let sent = c["sent"].as_u64().unwrap();
         eprintln!(
             "{family}: {sent} of the flood's {} SYNs answered from XDP, {:.2} M SYN-ACKs/s",
