@@ -65,7 +65,7 @@ pub fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
     stats::count_malformed(info.malformed, len);
     M::record(info, reason, verdict, len);
     if verdict == Verdict::Tx {
-        return M::answer_syn(ctx, info);
+        return M::answer_syn(ctx, info, now);
     }
     verdict.xdp_action()
 }

@@ -29,7 +29,7 @@ pub trait Mode {
     fn now_ns() -> u64;
     fn record(info: &PacketInfo, reason: Reason, verdict: Verdict, len: u64);
     /// The XDP action for a SYN the cookie path answers.
-    fn answer_syn(ctx: &XdpContext, info: &PacketInfo) -> u32;
+    fn answer_syn(ctx: &XdpContext, info: &PacketInfo, now: u64) -> u32;
 }
 
 /// Production: `CLOCK_MONOTONIC_COARSE`, the clock the kernel updates once
@@ -58,7 +58,7 @@ impl<const C: bool> Mode for Live<C> {
     /// dropped and counted as `cookie_event::FAILED` (its verdict was
     /// counted as `tx` already).
     #[inline(always)]
-    fn answer_syn(ctx: &XdpContext, info: &PacketInfo) -> u32 {
+    fn answer_syn(ctx: &XdpContext, info: &PacketInfo, now: u64) -> u32 {
         if let Some(at) = TG_SYN_AT.get_ptr_mut(0) {
             unsafe {
                 *at = SynAt {
@@ -66,6 +66,7 @@ impl<const C: bool> Mode for Live<C> {
                     l4_off: info.l4_off,
                     family: info.family,
                     _pad: [0; 3],
+                    now_ms: (now / 1_000_000) as u32,
                     options: Default::default(),
                 };
                 TG_JUMP.tail_call(ctx, JUMP_SYNACK);
@@ -101,7 +102,7 @@ impl Mode for Replay {
     }
     /// Replay shows what the SYN would get and sends nothing.
     #[inline(always)]
-    fn answer_syn(_: &XdpContext, _: &PacketInfo) -> u32 {
+    fn answer_syn(_: &XdpContext, _: &PacketInfo, _: u64) -> u32 {
         xdp_action::XDP_TX
     }
 }

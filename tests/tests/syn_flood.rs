@@ -219,10 +219,11 @@ fn new_and_existing_clients_get_in_during_a_spoofed_syn_flood() {
     // The flood is one that hurts: without Tollgate, the kernel's own SYN
     // cookies lose new clients. How fast it runs is the machine's, not a
     // behaviour (the generator shares the cores with what the server does
-    // per SYN): against the XDP cookies 3.2-4.5 Mpps on one machine, 2.0-2.2
+    // per SYN): against the XDP cookies 3.2-4.5 Mpps on one machine, 2.5-2.6
     // on one whose XDP work is about 40% slower (its plain XDP_DROP
-    // absorbs 2.4 Mpps in the bench's ceiling row, not 4.1). The rate is
-    // printed here; speed is `cargo xtask bench`'s to measure.
+    // absorbs 2.4 Mpps in the bench's ceiling row, not 4.1, and each
+    // helper call costs about 20 ns). The rate is printed here; speed is
+    // `cargo xtask bench`'s to measure.
     for (family, r) in &bare_runs {
         assert!(
             r.clients.new.success() < 0.995,

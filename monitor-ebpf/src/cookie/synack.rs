@@ -5,16 +5,17 @@
 //! The headers are copied to the stack (`bpf_xdp_load_bytes`), the cookie
 //! is the kernel's (`bpf_tcp_raw_gen_syncookie_*`, which also reads the
 //! SYN's MSS option), the reply is built by the pure functions in
-//! `monitor_common::syncookie` and written back with
+//! `monitor_common::syncookie` and written back with one
 //! `bpf_xdp_store_bytes` after the frame is cut or grown to its size:
-//! no packet pointer arithmetic for the verifier to follow. VLAN tags stay
+//! no packet pointer arithmetic for the verifier to follow past the MACs
+//! (swapped in place at offset 0). VLAN tags stay
 //! as they were; IPv4 options and IPv6 extension headers are not echoed
 //! (the reply's TCP header follows the fixed IP header).
 
 use aya_ebpf::{
     helpers::generated::{
-        bpf_ktime_get_ns, bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6,
-        bpf_xdp_adjust_tail, bpf_xdp_store_bytes,
+        bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6, bpf_xdp_adjust_tail,
+        bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -100,20 +101,24 @@ pub fn answer(ctx: &XdpContext) -> Option<()> {
         ecn: th[13] & 0xc0 == 0xc0,
         options,
     };
-    let now_ms = (unsafe { bpf_ktime_get_ns() } / 1_000_000) as u32;
     let mss = if v4 { cfg.mss4 } else { cfg.mss6 };
-    let mut seg = synack_segment(&syn, cookie as u32, mss, cfg.wscale, now_ms);
+    let mut seg = synack_segment(&syn, cookie as u32, mss, cfg.wscale, at.now_ms);
     let word = |o: usize| u32::from_ne_bytes([ip[o], ip[o + 1], ip[o + 2], ip[o + 3]]);
+    // The reply's IP header and TCP segment side by side, written with one
+    // store (each helper call costs about 20 ns where returns are slow).
+    let mut out = MaybeUninit::uninit();
+    let out: &mut [u8; 80] = mem::zeroed(&mut out);
     if v4 {
         let (src, dst) = (word(12), word(16));
         seal(&mut seg, &[dst], &[src]);
-        let h = ipv4_header(dst, src, seg.len, cfg.ttl);
-        ip[..20].copy_from_slice(&h);
+        out[..20].copy_from_slice(&ipv4_header(dst, src, seg.len, cfg.ttl));
+        out[20..60].copy_from_slice(&seg.bytes);
     } else {
         let src = [word(8), word(12), word(16), word(20)];
         let dst = [word(24), word(28), word(32), word(36)];
         seal(&mut seg, &dst, &src);
-        *ip = ipv6_header(&dst, &src, seg.len, cfg.ttl);
+        out[..40].copy_from_slice(&ipv6_header(&dst, &src, seg.len, cfg.ttl));
+        out[40..].copy_from_slice(&seg.bytes);
     }
     swap_macs(ctx)?;
     let seg_len = (seg.len as u32).min(40);
@@ -125,22 +130,27 @@ pub fn answer(ctx: &XdpContext) -> Option<()> {
         if bpf_xdp_adjust_tail(md, (new_len - old_len) as i32) != 0 {
             return None;
         }
-        store(ctx, l3, ip.as_mut_ptr(), ip_len)?;
-        store(ctx, l3 + ip_len, seg.bytes.as_mut_ptr(), seg_len)?;
+        store(ctx, l3, out.as_mut_ptr(), ip_len + seg_len)?;
     }
     Some(())
 }
 
-/// The reply goes back to where the SYN came from.
+/// The reply goes back to where the SYN came from: the MACs swapped in
+/// the first buffer, which always holds the Ethernet header, without a
+/// helper call.
 #[inline(always)]
 fn swap_macs(ctx: &XdpContext) -> Option<()> {
-    let (mut macs, mut swapped) = (MaybeUninit::uninit(), MaybeUninit::uninit());
-    let macs: &mut [u8; 12] = mem::zeroed(&mut macs);
-    let swapped: &mut [u8; 12] = mem::zeroed(&mut swapped);
-    unsafe { load(ctx, 0, macs.as_mut_ptr(), 12)? };
-    swapped[..6].copy_from_slice(&macs[6..]);
-    swapped[6..].copy_from_slice(&macs[..6]);
-    unsafe { store(ctx, 0, swapped.as_mut_ptr(), 12) }
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + 12 > end {
+        return None;
+    }
+    let macs = start as *mut [u8; 12];
+    let was = unsafe { core::ptr::read_unaligned(macs) };
+    let mut swapped = [0u8; 12];
+    swapped[..6].copy_from_slice(&was[6..]);
+    swapped[6..].copy_from_slice(&was[..6]);
+    unsafe { core::ptr::write_unaligned(macs, swapped) };
+    Some(())
 }
 
 #[inline(always)]
