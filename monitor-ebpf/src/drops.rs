@@ -45,17 +45,9 @@ fn ways(key: &SourceKey) -> Option<(*mut DropEntry, *mut DropEntry)> {
 /// The reason a packet is dropped without the pipeline, counted in its
 /// entry; `None` to run the pipeline. Everything after the lookup runs on
 /// a hit only, so a packet that misses pays the source read and the
-/// lookup.
-///
-/// A function of its own in the program (a BPF-to-BPF call, about a
-/// nanosecond): inlined, its many ways to miss each reached the pipeline
-/// with their own registers, and the verifier walked the whole pipeline
-/// once per way, past its limit of a million instructions once the parse
-/// read lengths as tshark does. A call returns one value, whatever the way.
-/// (Inlined again after the parse's memset was gone: 802,315 of the
-/// 1,000,000, against 543,884 as a call; the call costs the drop path a few
-/// nanoseconds, `cargo xtask bench`.)
-#[inline(never)]
+/// lookup. Inlined into `decide::judge`, which calls the pipeline instead
+/// (why there).
+#[inline(always)]
 pub fn hit(ctx: &XdpContext, len: u64, now: u64) -> Option<Reason> {
     let cfg = TG_CONFIG.get(0)?;
     let (c, proto) = parse::network_header(ctx)?;
