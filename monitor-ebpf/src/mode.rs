@@ -33,8 +33,10 @@ pub trait Mode {
 }
 
 /// Production: `CLOCK_MONOTONIC_COARSE`, the clock the kernel updates once
-/// per tick (4 ms at HZ=250). Reading it is a load; `bpf_ktime_get_ns`
-/// reads the TSC and cost 17 ns of a ~100 ns packet in `cargo xtask bench`.
+/// per tick (4 ms at HZ=250). Reading it is a helper call that loads a
+/// word (a few ns, about 20 where the kernel's returns go through a
+/// mitigation thunk); `bpf_ktime_get_ns` reads the TSC besides and cost
+/// 17 ns of a ~100 ns packet in `cargo xtask bench` on an Intel Xeon.
 /// Buckets stay exact in the long run (the clock never drifts, it only
 /// advances in steps); within a tick a source can receive at most its
 /// burst, so the daemon refuses bursts smaller than one tick's worth of
