@@ -7,7 +7,7 @@
 
 use monitor_common::{
     bucket::{BucketParams, conform, ticks},
-    drops::ns_reaching,
+    drops::{conforms_at, ns_reaching},
     prefix::{Budget, budget, slot_of},
     syncookie::{VerifiedKey, cookie_mode},
     types::{PacketInfo, RuntimeConfig, SourceKey, family, l4},
@@ -88,25 +88,16 @@ pub fn over(
 /// is exact where one other CPU's packet can hold a charge (two CPUs). On
 /// more, several may be held at once and the refusal may outlast the
 /// budget's by a unit per further CPU: the cached source then waits that
-/// long for its next packet, never more. Only for the budget every
-/// source shares (`Budget::All`): a
-/// source on its prefix's unproven budget leaves it the moment a
-/// SYN-cookie handshake verifies it, so that refusal holds for the one
-/// packet (0).
+/// long for its next packet, never more. Only for the budget every source
+/// shares (`Budget::All`): a source on its prefix's unproven budget leaves
+/// it the moment a SYN-cookie handshake verifies it, so that refusal
+/// holds for the one packet (0).
 #[inline(always)]
 fn lasting(which: Budget, tat: u64, held: u64, params: &BucketParams) -> u64 {
     if which != Budget::All || tat == 0 {
         return 0;
     }
-    // `conforms_at` without its saturation, each of which is a branch the
-    // verifier walks the rest of the pipeline once more for: a budget that
-    // refused has `tat + charge > now + tolerance`, and ticks since the
-    // clock base are far from wrapping. Less `held`, it may be behind the
-    // clock base (just after it), and then it has passed.
-    let at = tat
-        .wrapping_add(params.charge(1))
-        .wrapping_sub(params.tolerance);
-    ns_reaching(at.saturating_sub(held))
+    ns_reaching(conforms_at(tat, 1, params).saturating_sub(held))
 }
 
 /// Whether a never-seen source's packet would be refused by its
