@@ -296,10 +296,7 @@ fn enforce(
         return (Reason::Banned, Verdict::Drop, ban_until);
     }
     match limit::apply(ctl, rule, len, since_base) {
-        // `since_base` is `now - clock_base_ns`, so the instant moves back
-        // onto the coarse clock the same way.
-        Some((reason, 0)) => (reason, would_drop, 0),
-        Some((reason, at)) => (reason, would_drop, at.saturating_add(now - since_base)),
+        Some((reason, at)) => (reason, would_drop, on_coarse_clock(at, now, since_base)),
         None => match prefix::over(info, cfg, unsafe { (*ctl).first_seen_ns }, now, since_base) {
             // Refused by what its prefix's sources share: it charged its
             // own buckets nothing, so every packet until that budget has a
@@ -307,10 +304,10 @@ fn enforce(
             // bytes (a longer packet may meet that bucket first).
             Some(at) => {
                 limit::refund(ctl, rule, len);
-                let until = if at == 0 || rule.byte.is_limited() {
+                let until = if rule.byte.is_limited() {
                     0
                 } else {
-                    at.wrapping_add(now - since_base)
+                    on_coarse_clock(at, now, since_base)
                 };
                 (
                     Reason::PrefixLimited,
@@ -320,6 +317,18 @@ fn enforce(
             }
             None => (Reason::Pass, Verdict::Pass, 0),
         },
+    }
+}
+
+/// A drop's end `at` (ns since the clock base, 0: none certain) on the
+/// coarse clock the drop cache reads: `since_base` is `now -
+/// clock_base_ns`, so the instant moves back the same way.
+#[inline(always)]
+fn on_coarse_clock(at: u64, now: u64, since_base: u64) -> u64 {
+    if at == 0 {
+        0
+    } else {
+        at.saturating_add(now - since_base)
     }
 }
 
