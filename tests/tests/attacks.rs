@@ -175,22 +175,28 @@ fn attack_test(tag: &str, attack: Attack) {
     assert_eq!(watched.dropped, 0, "monitor mode dropped nothing");
     let bans = watched.daemon.json(&["ban", "list"]);
     assert_eq!(bans["bans"].as_array().map(Vec::len), Some(0), "{bans}");
+    let watched_pps = watched.attack_pps;
     drop(watched);
 
     let enforced = run(&format!("{tag}e"), attack, "enforce");
     print("enforce", &enforced);
-    // The generator shares its CPU with the server's XDP: monitor mode,
-    // which judges every frame in full, slows it to about 1.1 Mpps;
-    // enforcing, a one-source attack is dropped on the fast path and runs
-    // at 3.1-3.3 Mpps here. A spoofed SYN flood is answered (cookies, a
-    // ban per source), which costs more: about 1.4 Mpps. The bound keeps
-    // the attack a flood on a noisier machine; it is not a speed target
-    // (`cargo xtask bench` measures those).
+    // The generator shares its CPU with the server's XDP, so what the
+    // server spends per frame slows the attack: monitor mode judges every
+    // frame in full, enforcing drops a banned source's frames on the fast
+    // path. A defence that only starved the generator would show as an
+    // enforced attack slower than the one that hurt in monitor mode; the
+    // same-run comparison holds on any machine, where a fixed rate did
+    // not (2.0 Mpps failed at 1.99 on a slower one, the monitored run at
+    // 0.76). A spoofed SYN flood is answered (cookies, a ban per source),
+    // which costs the server more per frame than monitoring, so it is not
+    // held to this. Speed is `cargo xtask bench`'s to measure.
     if detectors(attack).1.is_some() {
         assert!(
-            enforced.attack_pps >= 2.0e6,
-            "{attack:?} ran at {:.2} Mpps: not the flood this test is about",
-            enforced.attack_pps / 1e6
+            enforced.attack_pps >= watched_pps,
+            "{attack:?} ran at {:.2} Mpps while enforced, slower than the {:.2} Mpps that hurt \
+             in monitor mode: the clients may have been spared by a slowed attacker",
+            enforced.attack_pps / 1e6,
+            watched_pps / 1e6
         );
     }
     for (class, t) in [
