@@ -8,10 +8,12 @@
 //! a reference parser compared), a real CrowdSec Local API (`crowdsec`),
 //! a pcap writer, a pseudo-terminal whose
 //! screen a test reads (`pty`), and the daemon harness
-//! (`tollgate run` in a lab, driven through the CLI). One library, three
+//! (`tollgate run` in a lab, driven through the CLI). The bucket accuracy
+//! sweep (`accuracy`) is here too. One library, three
 //! users: the integration tests in `tests/`, `cargo xtask demo` and
 //! `cargo xtask bench`.
 
+pub mod accuracy;
 pub mod clients;
 pub mod crowdsec;
 pub mod daemon;

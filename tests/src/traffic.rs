@@ -28,6 +28,48 @@ pub fn pin_thread(cpu: usize) -> anyhow::Result<()> {
     set_affinity([cpu]).with_context(|| format!("pinning to CPU {cpu}"))
 }
 
+/// Runs `work` on CPUs 0 and 1 at once: two pinned threads released
+/// together. BPF_PROG_TEST_RUN runs the program on the calling CPU, so
+/// the two run it truly in parallel; that they did (each started before
+/// the other finished) is checked, or a measurement of races would say
+/// nothing about them.
+pub fn on_two_cpus(work: impl Fn() + Sync) -> anyhow::Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    anyhow::ensure!(
+        cpus >= 2,
+        "this needs two CPUs running at once; the machine has {cpus}"
+    );
+    let start = std::sync::Barrier::new(2);
+    let spans = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..2)
+            .map(|cpu| {
+                let (start, work) = (&start, &work);
+                scope.spawn(move || {
+                    pin_thread(cpu)?;
+                    start.wait();
+                    let began = Instant::now();
+                    work();
+                    anyhow::Ok((began, Instant::now()))
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| {
+                r.join()
+                    .map_err(|_| anyhow::anyhow!("a CPU's thread panicked"))?
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    let (a, b) = (spans[0], spans[1]);
+    anyhow::ensure!(
+        a.0 < b.1 && b.0 < a.1,
+        "the two CPUs never ran at the same time ({:?} and {:?} of work): nothing was shown about races; run again on an idle machine",
+        a.1 - a.0,
+        b.1 - b.0
+    );
+    Ok(())
+}
+
 /// Lets the calling thread run on every online CPU again.
 pub fn unpin_thread() -> anyhow::Result<()> {
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online")?;

@@ -8,11 +8,6 @@
 
 mod common;
 
-use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, Instant},
-};
-
 use common::{SEC, judge, key, load, on_two_cpus, pps, report, rule, udp};
 use lab::packets::Spec;
 use monitor_common::{
@@ -192,28 +187,6 @@ fn the_host_wide_syn_limit_holds_for_sources_judged_without_a_slot() {
     assert_eq!(report(&mut tg, &udp, t + 30).verdict, Some("pass"));
 }
 
-/// Runs `flood` (which returns the longest time between the ends of two
-/// batches: a batch's own run, about 1 ms, and any pause) until one run
-/// has none as long as `STALL`, at most three times.
-/// A flood the machine paused for longer than its bucket takes to refill
-/// its burst (100 ms in the sweep) lost allowance it never offered
-/// packets for, so its count would not measure the bucket.
-fn stall_free<T>(mut flood: impl FnMut() -> (T, Duration)) -> T {
-    const STALL: Duration = Duration::from_millis(50);
-    let mut pauses = Vec::new();
-    for _ in 0..3 {
-        let (out, pause) = flood();
-        if pause < STALL {
-            return out;
-        }
-        eprintln!("the flood paused for {pause:?}; running it again");
-        pauses.push(pause);
-    }
-    panic!(
-        "every flood was paused (for {pauses:?}): this machine cannot show the buckets' accuracy now"
-    );
-}
-
 /// The tests that flood on both CPUs take turns: a flood preempted by
 /// another loses bucket capacity it never offered packets for, and the
 /// two would each see the other's time as the limiter's.
@@ -283,97 +256,20 @@ fn two_cpus_on_one_source_lose_no_update() {
     );
 }
 
-/// Accuracy across the range, on the live clock with the production
-/// program (its drop cache included): a source flooding far over its
-/// limit for a second passes its burst plus rate × elapsed time, from 10
-/// to 100,000 packets/s and for byte limits, on one CPU and on two at
-/// once. The time runs on the kernel's coarse clock from the source's
-/// first packet to its last through the pipeline (its `first_seen_ns` and
-/// `last_seen_ns`; cached drops in between do not move the last), known
-/// to a tick (4 ms) at each end: the bound is 1% or two ticks' worth of
-/// the rate plus one packet, whichever is larger.
+/// Accuracy across the range (`lab::accuracy`, which `cargo xtask bench`
+/// prints as a table): a source flooding far over its limit on the live
+/// clock, with the production program and its drop cache, passes its
+/// burst plus rate × elapsed time within 1%, from 10 to 100,000 packets/s
+/// and for byte limits, on one CPU and on two at once.
 #[test]
 fn passes_are_burst_plus_rate_times_time_across_the_range() {
     let _cpus = BOTH_CPUS.lock().unwrap_or_else(|e| e.into_inner());
-    use monitor_common::{maps::PROG_MAIN, reason::Verdict};
-    use tollgate::clock::{coarse_ns, coarse_tick_ns};
-    let frame = udp("192.0.2.77");
-    let len = frame.len() as u64;
     let mut report = Vec::new();
-    for (per_sec, bytes) in [
-        (10, false),
-        (100, false),
-        (1_000, false),
-        (10_000, false),
-        (100_000, false),
-        (100, true),
-        (10_000, true),
-    ] {
-        let burst = (per_sec / 10).max(5);
-        let rate = |per_sec, burst| Some(Rate { per_sec, burst });
-        let default = if bytes {
-            Limit {
-                packets: None,
-                bytes: rate(per_sec * len, burst * len),
-            }
-        } else {
-            Limit {
-                packets: rate(per_sec, burst),
-                bytes: None,
-            }
-        };
-        for two in [false, true] {
-            let tg = stall_free(|| {
-                let tg = load(&Policy {
-                    default,
-                    ..Policy::default()
-                });
-                let start = coarse_ns();
-                let stall = AtomicU64::new(0);
-                let flood = || {
-                    let mut last = Instant::now();
-                    while coarse_ns() < start + SEC {
-                        tg.run_program(PROG_MAIN, &frame, 20_000)
-                            .expect("BPF_PROG_TEST_RUN");
-                        let gap = last.elapsed().as_micros() as u64;
-                        stall.fetch_max(gap, Ordering::Relaxed);
-                        last = Instant::now();
-                    }
-                };
-                if two {
-                    on_two_cpus(flood);
-                } else {
-                    flood();
-                }
-                (tg, Duration::from_micros(stall.into_inner()))
-            });
-            // The kernel's own view of the flood's time: the source's first
-            // and last packets through the pipeline (a cached drop does not
-            // move the last, so it is known to a tick).
-            let st = tg
-                .maps
-                .source(&key(&tg, "192.0.2.77"))
-                .unwrap()
-                .expect("tracked");
-            let secs = st.last_seen_ns.saturating_sub(st.first_seen_ns) as f64 / 1e9;
-            let c = tg.maps.counters().unwrap();
-            let passed = c.get(Reason::Pass, Verdict::Pass).packets as f64;
-            let dropped = c.total(Verdict::Drop).packets as f64;
-            let expected = burst as f64 + per_sec as f64 * secs;
-            let tick = coarse_tick_ns() as f64 / 1e9;
-            let bound = (0.01 * expected).max(per_sec as f64 * 2.0 * tick + 1.0);
-            let what = format!(
-                "{per_sec}/s {}, {} CPU(s): passed {passed}, expected {expected:.1} +- {bound:.1} over {secs:.3} s ({dropped} dropped)",
-                if bytes { "in bytes" } else { "packets" },
-                if two { 2 } else { 1 }
-            );
-            assert!(
-                dropped > 2.0 * passed,
-                "the flood was far over the limit: {what}"
-            );
-            assert!((passed - expected).abs() <= bound, "{what}");
-            report.push(what);
-        }
+    for case in lab::accuracy::Case::all() {
+        let m = lab::accuracy::measure(case).unwrap_or_else(|e| panic!("{case:?}: {e:#}"));
+        assert!(m.flooded(), "the flood was far over the limit: {m}");
+        assert!(m.within(), "{m}");
+        report.push(m.to_string());
     }
     eprintln!("{report:#?}");
 }

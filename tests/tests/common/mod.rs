@@ -4,8 +4,6 @@
 //! harness is the lab library's (`lab::daemon`).
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
-use std::{sync::Barrier, time::Instant};
-
 use lab::packets::Spec;
 use monitor_common::{syncookie::CookieParams, types::SourceKey};
 use tollgate::{
@@ -99,39 +97,10 @@ pub fn udp(src: &str) -> Vec<u8> {
     Spec::udp(src, dst, 40000, 53).build()
 }
 
-/// Runs `work` on CPUs 0 and 1 at once: two pinned threads released
-/// together. BPF_PROG_TEST_RUN runs the program on the calling CPU, so
-/// the two run it truly in parallel; that they did (each started before
-/// the other finished) is checked, or a test of races would prove nothing.
+/// Runs `work` on CPUs 0 and 1 at once (`lab::traffic::on_two_cpus`,
+/// which checks that they did); a test of races proves nothing otherwise.
 pub fn on_two_cpus(work: impl Fn() + Sync) {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert!(
-        cpus >= 2,
-        "this test needs two CPUs; the machine has {cpus}"
-    );
-    let start = Barrier::new(2);
-    let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
-        let runs: Vec<_> = (0..2)
-            .map(|cpu| {
-                let (start, work) = (&start, &work);
-                scope.spawn(move || {
-                    lab::traffic::pin_thread(cpu).unwrap();
-                    start.wait();
-                    let began = Instant::now();
-                    work();
-                    (began, Instant::now())
-                })
-            })
-            .collect();
-        runs.into_iter().map(|r| r.join().unwrap()).collect()
-    });
-    let (a, b) = (spans[0], spans[1]);
-    assert!(
-        a.0 < b.1 && b.0 < a.1,
-        "the two CPUs never ran at the same time ({:?} and {:?} of work): the test proved nothing about races",
-        a.1 - a.0,
-        b.1 - b.0
-    );
+    lab::traffic::on_two_cpus(work).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Turns the SYN cookies to `mode` (`cookie_mode::*`) for TCP `ports`,

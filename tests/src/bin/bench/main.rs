@@ -8,6 +8,8 @@
 //! - `new_source`: what a never-seen source costs (a spoofed storm's every
 //!   packet) on that full table, next to its next packet;
 //! - `walk`: the sweep of that million-source table alone;
+//! - `accuracy`: the bucket accuracy sweep (passed against burst + rate
+//!   × time, 10 to 100,000 per second, one and two CPUs);
 //! - `flood_table`: what each defence (Tollgate's drop paths, plain
 //!   XDP_DROP, xdp-filter, iptables hashlimit, an nftables meter) absorbs of
 //!   a flood on a veth pair, one receiving core, flat out and paced;
@@ -23,11 +25,12 @@
 //!   on another through a real CrowdSec LAPI, beside CrowdSec's firewall
 //!   bouncer.
 //!
-//! `TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer|flood|ceiling|control|fleet|packet|new`
+//! `TG_BENCH_ONLY=ban|daemon|walk|accuracy|verifier|cookie|download|answer|flood|ceiling|control|fleet|packet|new`
 //! runs one part alone (`packet`: the per-packet table, `new`: the new-source figure), `tollgate` all
 //! but xdp-filter's figures, for quick tuning; `TG_FLOOD_ROWS=1,4`: only
 //! those rows of the flood table (numbered from 0 in its order).
 
+mod accuracy;
 mod ceiling;
 mod chart;
 mod control_socket;
@@ -69,10 +72,11 @@ fn stats(mut v: Vec<f64>) -> Stats {
 fn main() -> anyhow::Result<()> {
     let only = std::env::var("TG_BENCH_ONLY").ok();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // TG_BENCH_ONLY=ban|daemon|walk|verifier|cookie|download|answer: one part alone, for quick tuning
+    // TG_BENCH_ONLY=ban|daemon|walk|accuracy|verifier|cookie|download|answer: one part alone, for quick tuning
     // (`packet` below, after the setup it shares).
     match only.as_deref() {
         Some("ban") => return time_to_answer::run(),
+        Some("accuracy") => return accuracy::run(),
         Some("daemon") => return daemon_read::run(),
         Some("verifier") => return verifier::run(&setup::load()?),
         Some("cookie") => return syn_cookie::run(),
@@ -113,6 +117,7 @@ fn main() -> anyhow::Result<()> {
     }
     walk::run(&tg, cpus)?;
     drop(tg);
+    accuracy::run()?;
     flood_table::run()?;
     syn_cookie::run()?;
     syn_answer::run()?;
