@@ -17,6 +17,7 @@ pub mod prefix;
 pub mod reason;
 pub mod syncookie;
 pub mod thresholds;
+pub mod tries;
 pub mod types;
 pub mod verified;
 

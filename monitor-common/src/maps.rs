@@ -288,7 +288,7 @@ pub const MAX_BANS_PER_FAMILY: u32 = 65_536;
 /// another layout never opens maps it would mis-read. Bump it with any
 /// such change (the `layout_fingerprint` test fails on size changes, as a
 /// reminder; field reorderings and new meanings are on the reviewer).
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 
 /// The maps the daemon pins and a restarted daemon adopts: all but the
 /// replay program's scratch maps.
@@ -352,7 +352,7 @@ mod tests {
                 super::PINNED.len(),
                 Malformed::COUNT,
             ),
-            (7, 20, 64, 64, 16, 40, 216, 16, 16 * 13 * 4, 6, 27, 12),
+            (8, 20, 64, 64, 16, 40, 224, 16, 16 * 13 * 4, 6, 27, 12),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }

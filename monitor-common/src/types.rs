@@ -367,8 +367,12 @@ pub struct RuntimeConfig {
     pub storm_since_ns: u64,
     /// The prefix budgets (`prefix`).
     pub prefix: crate::prefix::PrefixParams,
+    /// The CIDR tries the daemon knows to be empty (`tries`): a packet
+    /// judged without a slot skips their lookups. 0: none known.
+    pub empty_tries: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 216);
+const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 224);
 
 /// The sketch bit of destination port `port`: Fibonacci hashing spreads
 /// neighbouring ports (a sequential scan) over the 64 bits.
@@ -418,6 +422,8 @@ impl RuntimeConfig {
             cookie: crate::syncookie::CookieParams::default(),
             storm_since_ns: 0,
             prefix: crate::prefix::PrefixParams::default(),
+            empty_tries: 0,
+            _pad: 0,
         }
     }
 }

@@ -361,11 +361,17 @@ fn source_entry(
         return Ok(src);
     }
     let generation = cfg.generation;
-    let (rule_slot, ban_until_ns) = policy::lookup(info, generation);
+    let (rule_slot, ban_until_ns, skipped) =
+        policy::lookup_one_packet(info, generation, cfg.empty_tries);
     let fresh = SourceControl {
         first_seen_ns: now,
         ban_until_ns,
-        generation,
+        // A slot keeps its rule and ban for the generation, and one
+        // resolved on empty-trie bits is only good for this packet
+        // (`policy::lookup_one_packet`): a source that claims a slot with
+        // it resolves again, in full, on its next packet (two generations
+        // back: the low bit, the policy set in use, stays).
+        generation: generation.wrapping_sub((skipped as u32) << 1),
         rule_slot,
         ..SourceControl::default()
     };

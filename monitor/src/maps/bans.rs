@@ -4,11 +4,15 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use monitor_common::maps::{self as names, MAX_BANS_PER_FAMILY};
+use monitor_common::{
+    maps::{self as names, MAX_BANS_PER_FAMILY},
+    tries,
+    types::family,
+};
 
 use super::{
     MapError, Maps,
-    trie::{lpm_v4, lpm_v6, trie_entries},
+    trie::{lpm_v4, lpm_v6, trie_entries, trie_is_empty},
 };
 
 impl Maps {
@@ -16,6 +20,9 @@ impl Maps {
     /// same prefix, and makes cached sources re-resolve.
     pub fn ban(&mut self, net: IpNet, until_ns: u64) -> Result<(), MapError> {
         let net = net.trunc();
+        // Before the insert: a packet that reads the bit as it was is
+        // judged as before the ban, never after it without it.
+        self.mark_empty(tries::bans(family_of(&net)), false)?;
         let res = match net {
             IpNet::V4(n) => self.bans_v4.insert(&lpm_v4(&n), until_ns, 0),
             IpNet::V6(n) => self.bans_v6.insert(&lpm_v6(&n), until_ns, 0),
@@ -58,6 +65,7 @@ impl Maps {
         match res {
             Ok(()) => {
                 self.bump_generation()?;
+                self.note_empty_bans()?;
                 Ok(true)
             }
             Err(aya::maps::MapError::KeyNotFound) => Ok(false),
@@ -67,6 +75,24 @@ impl Maps {
                 source,
             }),
         }
+    }
+
+    /// Marks each family's ban trie empty or not as it is now, so that a
+    /// never-seen source's packet looks in it only while it holds a ban
+    /// (`monitor_common::tries`). The daemon's maps have one writer, so
+    /// nothing is inserted between the look and the mark.
+    pub fn note_empty_bans(&mut self) -> Result<(), MapError> {
+        let v4 = trie_is_empty(&self.bans_v4, names::BANS_V4)?;
+        self.mark_empty(tries::bans(family::IPV4), v4)?;
+        let v6 = trie_is_empty(&self.bans_v6, names::BANS_V6)?;
+        self.mark_empty(tries::bans(family::IPV6), v6)
+    }
+}
+
+fn family_of(net: &IpNet) -> u8 {
+    match net {
+        IpNet::V4(_) => family::IPV4,
+        IpNet::V6(_) => family::IPV6,
     }
 }
 

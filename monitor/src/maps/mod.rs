@@ -187,6 +187,9 @@ impl Maps {
             verified_filter: take!(ebpf, names::VERIFIED_FILTER),
             cookie_events: take_fd(ebpf, names::COOKIE_EVENTS)?,
         };
+        // A ban trie the daemon finds empty costs a never-seen source's
+        // packet no lookup until the next ban (`Maps::ban`).
+        maps.note_empty_bans()?;
         // Without its bits a verified source proves itself once more: a
         // failure here costs handshakes, not the load.
         if let Err(e) = maps.refresh_verified_filter(crate::clock::coarse_ns(), true) {
@@ -206,6 +209,19 @@ impl Maps {
         self.config
             .set(0, cfg, 0)
             .map_err(op(names::CONFIG, "writing"))
+    }
+
+    /// Marks the trie of `bit` (`monitor_common::tries`) empty or not, in
+    /// a write of its own (the order of the daemon's writes is what keeps
+    /// the bits on the safe side; see there).
+    fn mark_empty(&mut self, bit: u32, empty: bool) -> Result<(), MapError> {
+        let mut cfg = self.runtime_config()?;
+        let bits = monitor_common::tries::with(cfg.empty_tries, bit, empty);
+        if bits == cfg.empty_tries {
+            return Ok(());
+        }
+        cfg.empty_tries = bits;
+        self.set_runtime_config(&cfg)
     }
 
     /// Gives interface `ifindex` counter slot `slot` (1..MAX_IFACES).

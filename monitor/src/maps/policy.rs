@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use ipnet::IpNet;
 use monitor_common::{
     maps::{self as names, DEFAULT_RULE_SLOT, MAX_RULES_PER_FAMILY, RULE_SLOTS},
-    types::{RuleParams, RuntimeConfig},
+    tries,
+    types::{RuleParams, RuntimeConfig, family},
 };
 
 use super::{
@@ -100,7 +101,9 @@ impl Maps {
                 source,
             })?;
         }
+        let empty = self.mark_empty_rules(&current, next, policy)?;
         let cfg = RuntimeConfig {
+            empty_tries: empty,
             port_window: current.port_window,
             hot_window: current.hot_window,
             syn_limit: current.syn_limit,
@@ -118,6 +121,31 @@ impl Maps {
         };
         self.set_runtime_config(&cfg)?;
         Ok(())
+    }
+
+    /// Marks which of policy set `next`'s tries `policy` leaves empty
+    /// (`monitor_common::tries`), in a write of its own before the switch
+    /// to it (the set in use keeps its marks): a packet never reads the
+    /// new generation with the marks of the set's previous contents.
+    /// Returns the marks for the switch's write.
+    fn mark_empty_rules(
+        &mut self,
+        current: &RuntimeConfig,
+        next: usize,
+        policy: &Policy,
+    ) -> Result<u32, MapError> {
+        let has = |v4: bool| policy.rules.iter().any(|r| r.net.addr().is_ipv4() == v4);
+        let set = next as u32;
+        let mut empty = current.empty_tries;
+        empty = tries::with(empty, tries::rules(set, family::IPV4), !has(true));
+        empty = tries::with(empty, tries::rules(set, family::IPV6), !has(false));
+        if empty != current.empty_tries {
+            self.set_runtime_config(&RuntimeConfig {
+                empty_tries: empty,
+                ..*current
+            })?;
+        }
+        Ok(empty)
     }
 
     /// CIDR -> rule slot of policy set `set`.

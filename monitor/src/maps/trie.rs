@@ -45,6 +45,18 @@ pub(super) fn trie_entries<K: LpmAddr, V: aya::Pod>(
     Ok(out)
 }
 
+/// Whether `trie` (named `map` in errors) holds no prefix.
+pub(super) fn trie_is_empty<K: aya::Pod, V: aya::Pod>(
+    trie: &LpmTrie<MapData, K, V>,
+    map: &'static str,
+) -> Result<bool, MapError> {
+    match trie.keys().next() {
+        None => Ok(true),
+        Some(Ok(_)) => Ok(false),
+        Some(Err(e)) => Err(op(map, "looking for a first key")(e)),
+    }
+}
+
 /// Removes every prefix of `trie` (named `map` in errors).
 pub(super) fn clear_trie<K: aya::Pod, V: aya::Pod>(
     trie: &mut LpmTrie<MapData, K, V>,
