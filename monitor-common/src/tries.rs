@@ -8,13 +8,15 @@
 //!
 //! Only such a verdict, which nothing keeps, relies on a bit: a source
 //! that claims a slot keeps its rule and ban until the generation changes,
-//! so it looks them up in full. A bit read a moment out of date then
-//! judges one packet as the moment before the change would have, and the
-//! daemon keeps the bits on the safe side of every change: it clears a
-//! bit before it inserts into that trie, sets the rule bits of the policy
-//! set not in use before it switches to it, and sets a bit only for a trie
-//! it has just seen empty. 0, what an older config holds, looks up
-//! everything.
+//! so it looks them up in full before its first packet is enforced. A bit
+//! read a moment out of date then judges one packet as the moment before
+//! the change would have, and the daemon keeps the bits on the safe side
+//! of every change: it clears a bit before it inserts into that trie,
+//! writes the rule bits of the policy set not in use before it switches to
+//! it, and sets a bit only for a trie it has just seen empty (a policy
+//! set's, only if the policy has no rule of that family either). 0, what
+//! an older config holds, looks up everything; failing to write a bit
+//! costs lookups, never a ban or a rule.
 
 use crate::types::family;
 

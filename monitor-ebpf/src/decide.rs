@@ -367,10 +367,11 @@ fn source_entry(
         first_seen_ns: now,
         ban_until_ns,
         // A slot keeps its rule and ban for the generation, and one
-        // resolved on empty-trie bits is only good for this packet
+        // resolved on empty-trie bits is only good for an unkept verdict
         // (`policy::lookup_one_packet`): a source that claims a slot with
-        // it resolves again, in full, on its next packet (two generations
-        // back: the low bit, the policy set in use, stays).
+        // it finds its generation behind and resolves in full (`decide`,
+        // `policy::refresh`) before this packet is enforced. Two
+        // generations back: the low bit, the policy set in use, stays.
         generation: generation.wrapping_sub((skipped as u32) << 1),
         rule_slot,
         ..SourceControl::default()

@@ -259,8 +259,10 @@ fn two_cpus_on_one_source_lose_no_update() {
 /// Accuracy across the range (`lab::accuracy`, which `cargo xtask bench`
 /// prints as a table): a source flooding far over its limit on the live
 /// clock, with the production program and its drop cache, passes its
-/// burst plus rate × elapsed time within 1%, from 10 to 100,000 packets/s
-/// and for byte limits, on one CPU and on two at once.
+/// burst plus rate × elapsed time within 1% (two ticks' worth of the
+/// rate where that is more, HZ below 250), from 10 to 100,000 packets/s
+/// and for byte limits, on one CPU and on two at once. About a minute: the
+/// slow rates flood until 200 packets pass.
 #[test]
 fn passes_are_burst_plus_rate_times_time_across_the_range() {
     let _cpus = BOTH_CPUS.lock().unwrap_or_else(|e| e.into_inner());

@@ -65,7 +65,14 @@ impl Maps {
         match res {
             Ok(()) => {
                 self.bump_generation()?;
-                self.note_empty_bans()?;
+                // The ban is lifted whatever this says: a mark not set
+                // costs lookups only.
+                if let Err(e) = self.note_empty_bans() {
+                    tracing::warn!(
+                        event = "empty_tries_failed",
+                        "marking the empty ban tries after lifting {net}: {e:#}"
+                    );
+                }
                 Ok(true)
             }
             Err(aya::maps::MapError::KeyNotFound) => Ok(false),

@@ -188,8 +188,15 @@ impl Maps {
             cookie_events: take_fd(ebpf, names::COOKIE_EVENTS)?,
         };
         // A ban trie the daemon finds empty costs a never-seen source's
-        // packet no lookup until the next ban (`Maps::ban`).
-        maps.note_empty_bans()?;
+        // packet no lookup until the next ban (`Maps::ban`). Without the
+        // marks every such packet looks: a failure costs lookups, not the
+        // load.
+        if let Err(e) = maps.note_empty_bans() {
+            tracing::warn!(
+                event = "empty_tries_failed",
+                "marking the empty ban tries: {e:#}"
+            );
+        }
         // Without its bits a verified source proves itself once more: a
         // failure here costs handshakes, not the load.
         if let Err(e) = maps.refresh_verified_filter(crate::clock::coarse_ns(), true) {

@@ -12,7 +12,7 @@ use monitor_common::{
 
 use super::{
     MapError, Maps,
-    trie::{clear_trie, lpm_v4, lpm_v6, trie_entries},
+    trie::{clear_trie, lpm_v4, lpm_v6, trie_entries, trie_is_empty},
 };
 use crate::policy::{Policy, PolicyError};
 
@@ -123,11 +123,13 @@ impl Maps {
         Ok(())
     }
 
-    /// Marks which of policy set `next`'s tries `policy` leaves empty
-    /// (`monitor_common::tries`), in a write of its own before the switch
-    /// to it (the set in use keeps its marks): a packet never reads the
-    /// new generation with the marks of the set's previous contents.
-    /// Returns the marks for the switch's write.
+    /// Marks which of policy set `next`'s tries are empty
+    /// (`monitor_common::tries`): no rule of the family in `policy`, and
+    /// none left in the trie (a key its clearing could not remove). In a
+    /// write of its own before the switch to the set (the set in use keeps
+    /// its marks): a packet never reads the new generation with the marks
+    /// of the set's previous contents. Returns the marks for the switch's
+    /// write.
     fn mark_empty_rules(
         &mut self,
         current: &RuntimeConfig,
@@ -135,10 +137,12 @@ impl Maps {
         policy: &Policy,
     ) -> Result<u32, MapError> {
         let has = |v4: bool| policy.rules.iter().any(|r| r.net.addr().is_ipv4() == v4);
+        let v4 = !has(true) && trie_is_empty(&self.policy_v4[next], names::POLICY_V4[next])?;
+        let v6 = !has(false) && trie_is_empty(&self.policy_v6[next], names::POLICY_V6[next])?;
         let set = next as u32;
         let mut empty = current.empty_tries;
-        empty = tries::with(empty, tries::rules(set, family::IPV4), !has(true));
-        empty = tries::with(empty, tries::rules(set, family::IPV6), !has(false));
+        empty = tries::with(empty, tries::rules(set, family::IPV4), v4);
+        empty = tries::with(empty, tries::rules(set, family::IPV6), v6);
         if empty != current.empty_tries {
             self.set_runtime_config(&RuntimeConfig {
                 empty_tries: empty,

@@ -1,9 +1,10 @@
 //! The bucket accuracy sweep (`lab::accuracy`, whose kernel test asserts
 //! it): what one source flooding far over its limit passes, against
 //! burst + rate × time, from 10 to 100,000 per second, packets and bytes,
-//! on one CPU and on two at once. Counts, not timings: the figures do not
-//! swing with the machine's load, only the time each end is known to (a
-//! tick).
+//! on one CPU and on two at once. Counts against the kernel's own clock,
+//! not timings: the error does not grow with the machine's load (a flood
+//! the machine pauses runs again, see `lab::accuracy`), and is known to a
+//! tick at each end.
 
 use lab::accuracy::{Case, MIN_PASSED, measure};
 
@@ -15,6 +16,9 @@ pub fn run() -> anyhow::Result<()> {
         "{:<22} {:>4} {:>9} {:>11} {:>8} {:>9} {:>10}  within",
         "limit", "CPUs", "passed", "expected", "error", "bound", "dropped"
     );
+    // The target is 1% at every rate; `within` is the bound the kernel
+    // test holds it to, which is wider where two ticks' worth of the rate
+    // is more than 1% (HZ below 250).
     let mut worst: f64 = 0.0;
     let mut missed = Vec::new();
     for case in Case::all() {
@@ -27,7 +31,7 @@ pub fn run() -> anyhow::Result<()> {
         match measure(case) {
             Ok(m) => {
                 worst = worst.max(m.error().abs());
-                let ok = m.within() && m.flooded();
+                let ok = m.within() && m.flooded() && m.error().abs() <= 0.01;
                 if !ok {
                     missed.push(format!("{name} on {cpus}"));
                 }
