@@ -67,7 +67,7 @@ impl Maps {
                 self.bump_generation()?;
                 // The ban is lifted whatever this says: a mark not set
                 // costs lookups only.
-                if let Err(e) = self.note_empty_bans() {
+                if let Err(e) = self.note_empty_ban_trie(family_of(&net)) {
                     tracing::warn!(
                         event = "empty_tries_failed",
                         "marking the empty ban tries after lifting {net}: {e:#}"
@@ -89,10 +89,20 @@ impl Maps {
     /// (`monitor_common::tries`). The daemon's maps have one writer, so
     /// nothing is inserted between the look and the mark.
     pub fn note_empty_bans(&mut self) -> Result<(), MapError> {
-        let v4 = trie_is_empty(&self.bans_v4, names::BANS_V4)?;
-        self.mark_empty(tries::bans(family::IPV4), v4)?;
-        let v6 = trie_is_empty(&self.bans_v6, names::BANS_V6)?;
-        self.mark_empty(tries::bans(family::IPV6), v6)
+        self.note_empty_ban_trie(family::IPV4)?;
+        self.note_empty_ban_trie(family::IPV6)
+    }
+
+    /// `note_empty_bans` for family `fam` alone: after an unban, only its
+    /// family's trie can have become empty (a sweep of many expired bans
+    /// then looks at one trie per ban, not two).
+    fn note_empty_ban_trie(&mut self, fam: u8) -> Result<(), MapError> {
+        let empty = if fam == family::IPV4 {
+            trie_is_empty(&self.bans_v4, names::BANS_V4)?
+        } else {
+            trie_is_empty(&self.bans_v6, names::BANS_V6)?
+        };
+        self.mark_empty(tries::bans(fam), empty)
     }
 }
 

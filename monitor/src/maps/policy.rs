@@ -101,7 +101,7 @@ impl Maps {
                 source,
             })?;
         }
-        let empty = self.mark_empty_rules(&current, next, policy)?;
+        let empty = self.mark_empty_rules(&current, next)?;
         let cfg = RuntimeConfig {
             empty_tries: empty,
             port_window: current.port_window,
@@ -124,21 +124,15 @@ impl Maps {
     }
 
     /// Marks which of policy set `next`'s tries are empty
-    /// (`monitor_common::tries`): no rule of the family in `policy`, and
-    /// none left in the trie (a key its clearing could not remove). In a
-    /// write of its own before the switch to the set (the set in use keeps
-    /// its marks): a packet never reads the new generation with the marks
-    /// of the set's previous contents. Returns the marks for the switch's
-    /// write.
-    fn mark_empty_rules(
-        &mut self,
-        current: &RuntimeConfig,
-        next: usize,
-        policy: &Policy,
-    ) -> Result<u32, MapError> {
-        let has = |v4: bool| policy.rules.iter().any(|r| r.net.addr().is_ipv4() == v4);
-        let v4 = !has(true) && trie_is_empty(&self.policy_v4[next], names::POLICY_V4[next])?;
-        let v6 = !has(false) && trie_is_empty(&self.policy_v6[next], names::POLICY_V6[next])?;
+    /// (`monitor_common::tries`), as they are once filled with the new
+    /// policy (the trie itself, so a key its clearing could not remove
+    /// counts too). In a write of its own before the switch to the set
+    /// (the set in use keeps its marks): a packet never reads the new
+    /// generation with the marks of the set's previous contents. Returns
+    /// the marks for the switch's write.
+    fn mark_empty_rules(&mut self, current: &RuntimeConfig, next: usize) -> Result<u32, MapError> {
+        let v4 = trie_is_empty(&self.policy_v4[next], names::POLICY_V4[next])?;
+        let v6 = trie_is_empty(&self.policy_v6[next], names::POLICY_V6[next])?;
         let set = next as u32;
         let mut empty = current.empty_tries;
         empty = tries::with(empty, tries::rules(set, family::IPV4), v4);
