@@ -14,7 +14,7 @@
 //! of every change: it clears a bit before it inserts into that trie,
 //! writes the rule bits of the policy set not in use before it switches to
 //! it, and sets a bit only for a trie it has just seen empty (a policy
-//! set's, only if the policy has no rule of that family either). 0, what
+//! set's once it holds the new policy). 0, what
 //! an older config holds, looks up everything; failing to write a bit
 //! costs lookups, never a ban or a rule.
 
