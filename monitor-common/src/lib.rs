@@ -15,6 +15,7 @@ pub mod generator;
 pub mod maps;
 pub mod prefix;
 pub mod reason;
+pub mod seen;
 pub mod syncookie;
 pub mod thresholds;
 pub mod tries;

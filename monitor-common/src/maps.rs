@@ -28,6 +28,16 @@ pub const SOURCE_CONTROL: &str = "TG_SRC_CTL";
 /// The clock: array of one `SlotClock`. Writer: the kernel (the hand,
 /// atomically), the loader (the capacity).
 pub const SOURCE_CLOCK: &str = "TG_SRC_CLOCK";
+/// The indexed-source filter (`seen`): array (mmap-able) of
+/// `seen::map_words(capacity)` u64, a header and two bitmaps. A clear bit
+/// in the tested half says a key is not in `SOURCES` without the lookup
+/// there. Writers: the kernel (a source's bit in both halves before it is
+/// indexed), the daemon (the header, and each half rebuilt from the
+/// table now and then; `seen` says how that keeps every indexed key's
+/// bit set). Pinned with the table it describes: a restarted daemon
+/// adopts both, and the program of the daemon before it keeps setting
+/// bits in it until the new one replaces it.
+pub const SEEN: &str = "TG_SEEN";
 /// Slots the clock hand looks at for one new source before it takes the
 /// last one even though referenced: a run of this many busy sources side
 /// by side (created together) survives a storm.
@@ -288,7 +298,7 @@ pub const MAX_BANS_PER_FAMILY: u32 = 65_536;
 /// another layout never opens maps it would mis-read. Bump it with any
 /// such change (the `layout_fingerprint` test fails on size changes, as a
 /// reminder; field reorderings and new meanings are on the reviewer).
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 
 /// The maps the daemon pins and a restarted daemon adopts: all but the
 /// replay program's scratch maps.
@@ -320,6 +330,7 @@ pub const PINNED: &[&str] = &[
     SYN_AT,
     JUMP,
     DROPS,
+    SEEN,
 ];
 
 #[cfg(test)]
@@ -352,7 +363,7 @@ mod tests {
                 super::PINNED.len(),
                 Malformed::COUNT,
             ),
-            (8, 20, 64, 64, 16, 40, 224, 16, 16 * 13 * 4, 6, 27, 12),
+            (9, 20, 64, 64, 16, 40, 224, 16, 16 * 13 * 4, 6, 28, 12),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }

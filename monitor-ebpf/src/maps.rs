@@ -16,6 +16,7 @@ use monitor_common::{
     },
     prefix::{PREFIX_SLOTS, PrefixSlot},
     reason::{COUNTER_SLOTS, Malformed},
+    seen,
     syncookie::{
         MAX_VERIFIED, PORT_WORDS, SynAt, VERIFIED_FILTER_WORDS, VerifiedKey, cookie_event,
     },
@@ -28,6 +29,11 @@ use monitor_common::{
 #[map]
 pub static TG_SOURCES: HashMap<SourceKey, u32> =
     HashMap::with_max_entries(index_entries(DEFAULT_MAX_SOURCES), 0);
+
+/// Sized by the loader (`seen::map_words` of the capacity).
+#[map]
+pub static TG_SEEN: Array<u64> =
+    Array::with_max_entries(seen::map_words(DEFAULT_MAX_SOURCES), BPF_F_MMAPABLE);
 
 #[map]
 pub static TG_SRC_FLOWS: Array<SourceFlow> =

@@ -5,12 +5,13 @@
 use aya_ebpf::bindings::BPF_NOEXIST;
 use monitor_common::{
     maps::{CLOCK_TRIES, probation_slot, source_event},
+    seen,
     types::{SourceControl, SourceFlow, SourceKey, slot_flag},
 };
 
 use crate::{
     atomic,
-    maps::{TG_PROBATION, TG_SOURCES, TG_SRC_CLOCK, TG_SRC_CTL, TG_SRC_FLOWS},
+    maps::{TG_PROBATION, TG_SEEN, TG_SOURCES, TG_SRC_CLOCK, TG_SRC_CTL, TG_SRC_FLOWS},
     mem, stats,
 };
 
@@ -33,12 +34,16 @@ fn slot(slot: u32) -> Option<Source> {
     })
 }
 
-/// `key`'s source if it is tracked, marked referenced for the clock. An
+/// `key`'s source if it is tracked, marked referenced for the clock. A
+/// key the filter has never seen indexed is not looked up (`seen`). An
 /// index entry whose slot holds another key (a torn claim; slots are
 /// never handed to two CPUs) is removed, unless another CPU has already
 /// replaced it.
 #[inline(always)]
 pub fn find(key: &SourceKey) -> Option<Source> {
+    if !maybe_indexed(key) {
+        return None;
+    }
     let at = unsafe { TG_SOURCES.get(key) }.copied()?;
     if let Some(src) = slot(at)
         && unsafe { &(*src.flow).key }.same(key)
@@ -88,6 +93,7 @@ pub fn claim(key: &SourceKey, fresh: &SourceControl) -> Result<Source, Option<So
         },
     );
     mem::copy(src.ctl, fresh);
+    note_indexed(key);
     // NOEXIST: if another CPU indexed the source first, keep theirs and
     // give the slot back.
     if TG_SOURCES.insert(key, &at, BPF_NOEXIST as u64).is_ok() {
@@ -95,6 +101,44 @@ pub fn claim(key: &SourceKey, fresh: &SourceControl) -> Result<Source, Option<So
     }
     flow.key.family = 0;
     Err(find(key))
+}
+
+/// Whether `key` may be in the index: its bit in the filter's tested half
+/// is set, or the filter is not tested yet (`seen`).
+#[inline(always)]
+fn maybe_indexed(key: &SourceKey) -> bool {
+    let Some(header) = TG_SEEN.get(0) else {
+        return true;
+    };
+    let header = *header;
+    if header & seen::TESTING == 0 {
+        return true;
+    }
+    let log2 = seen::header_log2(header);
+    if !seen::usable(log2) {
+        return true;
+    }
+    let (word, bit) = seen::position(key, log2, seen::active_half(header));
+    TG_SEEN.get(word).is_none_or(|w| *w & bit != 0)
+}
+
+/// Sets `key`'s bit in both halves of the filter, before it goes in the
+/// index (`seen`: a half the daemon is rebuilding must not miss it).
+#[inline(always)]
+fn note_indexed(key: &SourceKey) {
+    let Some(header) = TG_SEEN.get(0) else {
+        return;
+    };
+    let log2 = seen::header_log2(*header);
+    if !seen::usable(log2) {
+        return;
+    }
+    for half in 0..2 {
+        let (word, bit) = seen::position(key, log2, half);
+        if let Some(w) = TG_SEEN.get_ptr_mut(word) {
+            atomic::or(w, bit);
+        }
+    }
 }
 
 /// The slot under the clock hand that a new source may take: the first,

@@ -156,6 +156,10 @@ impl Tollgate {
         loader.map_max_entries(names::SOURCES, names::index_entries(opts.max_sources));
         loader.map_max_entries(names::SOURCE_FLOWS, opts.max_sources);
         loader.map_max_entries(names::SOURCE_CONTROL, opts.max_sources);
+        loader.map_max_entries(
+            names::SEEN,
+            monitor_common::seen::map_words(opts.max_sources),
+        );
         // One drop cache per possible CPU (the kernel indexes it by CPU).
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| LoadError::Cpus(e))? as u32;
         loader.map_max_entries(names::DROPS, monitor_common::drops::DROPS_PER_CPU * cpus);

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{SEC, judge, load, pps, rule, udp};
+use common::{SEC, generous, judge, load, rule, udp};
 use monitor_common::{
     reason::{Reason, Verdict},
     tries,
@@ -24,13 +24,6 @@ fn skips(tg: &Tollgate, fam: u8) -> bool {
     let cfg = tg.maps.runtime_config().unwrap();
     let both = tries::rules(cfg.generation & 1, fam) | tries::bans(fam);
     cfg.empty_tries & both == both
-}
-
-fn generous() -> Policy {
-    Policy {
-        default: pps(1_000_000, 1_000_000),
-        ..Policy::default()
-    }
 }
 
 /// A never-seen source's packet during a storm: judged on probation,

@@ -13,7 +13,7 @@ use monitor_common::{
     maps::{PROG_MAIN, source_event},
     reason::{Reason, Verdict},
 };
-use tollgate::policy::{Limit, Policy, Rate};
+use tollgate::policy::Policy;
 
 #[test]
 fn sources_are_grouped_by_prefix() {
@@ -109,13 +109,7 @@ fn sweeps_see_every_source_once() {
 /// table that evicted the oldest entry would lose them every lap).
 #[test]
 fn a_full_table_recycles_one_time_sources_and_keeps_busy_ones() {
-    let mut tg = common::load_with(
-        64,
-        &Policy {
-            default: pps(1_000_000, 1_000_000),
-            ..Policy::default()
-        },
-    );
+    let mut tg = common::load_with(64, &common::generous());
     let busy: Vec<String> = (1..=8).map(|i| format!("192.0.2.{i}")).collect();
     let rounds = 50u64;
     let mut t = SEC;
@@ -247,16 +241,7 @@ fn during_a_storm_new_sources_claim_a_slot_with_their_second_packet() {
 /// leaked.
 #[test]
 fn two_cpus_claiming_slots_keep_the_index_and_the_slots_in_step() {
-    let policy = Policy {
-        default: Limit {
-            packets: Some(Rate {
-                per_sec: 1_000_000,
-                burst: 1_000_000,
-            }),
-            bytes: None,
-        },
-        ..Policy::default()
-    };
+    let policy = common::generous();
     let mut tg = common::load_with(256, &policy);
     // The live program's clock: base the buckets at "now", as the daemon does.
     tg.maps

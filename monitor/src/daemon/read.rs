@@ -1,6 +1,7 @@
 //! Reading the maps into a `Snapshot`: the counters every interval, and
 //! every `sources.scan_interval` a sweep of the source table's mmap-ed
-//! flow records into the top-talker lists.
+//! flow records into the top-talker lists; and the upkeep of the filter
+//! the kernel asks before the source index.
 
 use std::{collections::HashMap, time::Instant};
 
@@ -14,12 +15,32 @@ use monitor_common::{
 use super::Daemon;
 use crate::{
     clock::coarse_ns,
-    maps::source_key,
+    maps::{SeenDue, source_key},
     policy::{Action, Rule},
     snapshot::{Snapshot, Talker, Tops, key_id},
 };
 
 impl Daemon {
+    /// Keeps the kernel's indexed-source filter (`maps::SourceTable::keep_seen`):
+    /// every `SEEN_REBUILD_EVERY` one half is cleared and, an interval or
+    /// more later, rebuilt from the table and tested. A failure only
+    /// leaves the old half tested (stale bits cost lookups, never a
+    /// source), so it is logged and the read goes on.
+    pub fn keep_source_filter(&mut self) {
+        match self.tg.maps.sources.keep_seen(Instant::now()) {
+            Ok((SeenDue::Fill, bits)) => tracing::debug!(
+                event = "source_filter_rebuilt",
+                bits,
+                "rebuilt the indexed-source filter from the source table"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                event = "source_filter_failed",
+                "rebuilding the indexed-source filter: {e:#}"
+            ),
+        }
+    }
+
     /// Reads the maps: the counters always; the source table (a sweep of
     /// its mmap-ed slots) and top talkers only when `walk`, otherwise those
     /// come from `prev`. The sweep runs every `sources.scan_interval`

@@ -55,8 +55,9 @@ fn spawn_watchdog(daemon: &Shared) -> Option<JoinHandle<()>> {
     }))
 }
 
-/// Every `interval`: expired bans swept, the maps read (the source table
-/// every `scan_every` intervals), the detectors run, the metrics updated.
+/// Every `interval`: expired bans swept, the kernel's filters kept, the
+/// maps read (the source table every `scan_every` intervals), the
+/// detectors run, the metrics updated.
 fn spawn_stats(
     daemon: &Shared,
     latest: &Latest,
@@ -79,6 +80,7 @@ fn spawn_stats(
                 let mut daemon = lock(&d);
                 daemon.sweep_bans();
                 daemon.refresh_verified_filter();
+                daemon.keep_source_filter();
                 let snap = daemon.snapshot(walk, prev.as_deref())?;
                 daemon.detect(&snap);
                 Ok::<_, anyhow::Error>(snap)

@@ -1,7 +1,8 @@
 //! Typed access to the program's maps. `Maps` owns every map, and its
 //! fields are private: each family of maps has one file here with the
 //! only code that touches it (`policy`, `bans`, `counters`, `detect`,
-//! `cookies`, `sources` with the drop cache's counts in `drops`, `replay`;
+//! `cookies`, `sources` with the drop cache's counts in `drops` and the
+//! indexed-source filter in `seen`, `replay`;
 //! LPM helpers in `trie`, batch reads in `batch`, mappings in `mmap`). The
 //! kernel is the only other party (see the writer/reader notes in
 //! `monitor_common::maps`).
@@ -31,12 +32,14 @@ mod drops;
 mod mmap;
 mod policy;
 mod replay;
+mod seen;
 mod sources;
 mod trie;
 
 pub use counters::{Counters, ReasonCounters};
 pub use drops::{DropCache, Pending};
 pub use policy::ApplyError;
+pub use seen::{Due as SeenDue, REBUILD_EVERY as SEEN_REBUILD_EVERY, SETTLE as SEEN_SETTLE};
 pub use sources::SourceTable;
 
 /// A map operation that failed, naming the map and the operation.
@@ -50,6 +53,12 @@ pub enum MapError {
         op: &'static str,
         #[source]
         source: AyaMapError,
+    },
+    #[error("map `{map}` has {entries} entries, a size this binary cannot read: {what}")]
+    Size {
+        map: &'static str,
+        entries: u32,
+        what: &'static str,
     },
     #[error("map `{map}` is full ({capacity} entries): {what}")]
     Full {

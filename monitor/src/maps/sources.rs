@@ -7,6 +7,7 @@ use std::{
     os::fd::OwnedFd,
     path::Path,
     sync::atomic::{AtomicU32, Ordering},
+    time::Instant,
 };
 
 use aya::{
@@ -23,7 +24,9 @@ use super::{
     drops::{DropCache, Pending},
     dup_fd,
     mmap::{Window, page_size, read_words},
-    op, syscall_error,
+    op,
+    seen::{Due, SeenFilter},
+    syscall_error,
 };
 
 /// Slots per mmap window: 4 MiB, so a sweep's resident memory stays
@@ -44,6 +47,8 @@ pub struct SourceTable {
     control: Array<MapData, SourceControl>,
     clock: Array<MapData, SlotClock>,
     drops: DropCache,
+    /// Which keys the index may hold (`monitor_common::seen`).
+    seen: SeenFilter,
     capacity: u32,
 }
 
@@ -59,6 +64,7 @@ impl SourceTable {
             take(names::SOURCE_CONTROL)?,
             take(names::SOURCE_CLOCK)?,
             take(names::DROPS)?,
+            take(names::SEEN)?,
         )?;
         if table.capacity != capacity {
             return Err(MapError::Full {
@@ -92,6 +98,7 @@ impl SourceTable {
             open(names::SOURCE_CONTROL, Map::Array)?,
             open(names::SOURCE_CLOCK, Map::Array)?,
             open(names::DROPS, Map::Array)?,
+            open(names::SEEN, Map::Array)?,
         )
     }
 
@@ -101,12 +108,33 @@ impl SourceTable {
         control: Map,
         clock: Map,
         drops: Map,
+        seen: Map,
     ) -> Result<Self, MapError> {
         let flows_fd = dup_fd(&flows, names::SOURCE_FLOWS)?;
+        let seen_fd = dup_fd(&seen, names::SEEN)?;
+        let seen_words = match &seen {
+            Map::Array(d) => d
+                .info()
+                .map_err(op(names::SEEN, "reading the map's info"))?,
+            _ => return Err(MapError::Missing(names::SEEN)),
+        }
+        .max_entries();
         let flows: Array<MapData, SourceFlow> = flows
             .try_into()
             .map_err(op(names::SOURCE_FLOWS, "opening"))?;
         let capacity = flows.len();
+        let clock: Array<MapData, SlotClock> = clock
+            .try_into()
+            .map_err(op(names::SOURCE_CLOCK, "opening"))?;
+        // A table that never held a source: its hand never moved (the
+        // program that would move it is not attached before the maps are
+        // taken, and a pinned table's filter was started at its first
+        // take).
+        let empty = clock
+            .get(&0, 0)
+            .map_err(op(names::SOURCE_CLOCK, "reading"))?
+            .hand
+            == 0;
         Ok(Self {
             index: index.try_into().map_err(op(names::SOURCES, "opening"))?,
             flows,
@@ -114,10 +142,9 @@ impl SourceTable {
             control: control
                 .try_into()
                 .map_err(op(names::SOURCE_CONTROL, "opening"))?,
-            clock: clock
-                .try_into()
-                .map_err(op(names::SOURCE_CLOCK, "opening"))?,
+            clock,
             drops: DropCache::open(drops)?,
+            seen: SeenFilter::open(&seen_fd, seen_words, empty)?,
             capacity,
         })
     }
@@ -303,6 +330,45 @@ impl SourceTable {
         Ok(found)
     }
 
+    /// Keeps the indexed-source filter (`monitor_common::seen`): when due,
+    /// clears the half the kernel does not test, or (at least `SETTLE`
+    /// later) reads the table into it and tests it. Call it every interval;
+    /// it returns what it did, and after a fill how many bits the tested
+    /// half has set.
+    pub fn keep_seen(&mut self, now: Instant) -> Result<(Due, u32), MapError> {
+        match self.seen.due(now) {
+            Due::Nothing => Ok((Due::Nothing, 0)),
+            Due::Clear => {
+                self.seen.clear(now);
+                Ok((Due::Clear, 0))
+            }
+            Due::Fill => {
+                let mut keys = Vec::new();
+                self.for_each(|f| keys.push(f.key))?;
+                Ok((Due::Fill, self.seen.fill(&keys, now)))
+            }
+        }
+    }
+
+    /// Whether the kernel would look `key` up in the index: its bit is
+    /// set in the filter's tested half, or the filter is not tested yet.
+    pub fn seen_may_hold(&self, key: &SourceKey) -> bool {
+        self.seen.may_hold(key)
+    }
+
+    /// Whether `key`'s bit is set in the filter's tested half and in the
+    /// other one, in that order (for tests: the kernel sets both).
+    pub fn seen_bits(&self, key: &SourceKey) -> (bool, bool) {
+        let bits = self.seen.bits(key);
+        let tested = self.seen.tested_half() as usize;
+        (bits[tested], bits[1 - tested])
+    }
+
+    /// Whether the kernel tests the filter yet.
+    pub fn seen_testing(&self) -> bool {
+        self.seen.testing()
+    }
+
     /// Tracks `entries` (keys and states) the way the kernel would, each
     /// in the slot under the clock hand (no second chance), or in its own
     /// slot if already tracked. Only for a data path that is not claiming
@@ -327,6 +393,7 @@ impl SourceTable {
                             .remove(&old.key)
                             .map_err(op(names::SOURCES, "removing"))?;
                     }
+                    self.seen.note(&key);
                     self.index
                         .insert(key, s, 0)
                         .map_err(op(names::SOURCES, "inserting"))?;

@@ -87,6 +87,15 @@ pub fn pps(per_sec: u64, burst: u64) -> Limit {
     }
 }
 
+/// A default limit (a million packets a second, as much burst) that no
+/// test's packets reach: for tests of what happens besides the buckets.
+pub fn generous() -> Policy {
+    Policy {
+        default: pps(1_000_000, 1_000_000),
+        ..Policy::default()
+    }
+}
+
 /// A UDP frame from `src` to a documentation address of its family.
 pub fn udp(src: &str) -> Vec<u8> {
     let dst = if src.contains(':') {

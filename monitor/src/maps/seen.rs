@@ -1,0 +1,226 @@
+//! The indexed-source filter from user space (`monitor_common::seen`
+//! says what it promises and how the rebuild keeps the promise): the map
+//! mapped read-write, the bits of keys user space indexes itself, and
+//! the upkeep that rebuilds a half from the table now and then.
+
+use std::{
+    os::fd::{AsRawFd as _, OwnedFd},
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use monitor_common::{maps as names, seen, types::SourceKey};
+
+use super::{MapError, mmap::page_size, syscall_error};
+
+/// How long a half serves before it is rebuilt: the stale bits of
+/// evicted sources pile up no longer than this.
+pub const REBUILD_EVERY: Duration = Duration::from_secs(60);
+/// How long after clearing a half (or starting a filter) the table is
+/// read into it: far longer than any claim in flight at the clear takes
+/// (a claim sets its bit and writes its slot's key within one program
+/// run).
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// What the upkeep does when next asked (`SeenFilter::due`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    Nothing,
+    /// Clear the half the kernel does not test.
+    Clear,
+    /// Read the table into the untested half (both, for a filter not yet
+    /// tested) and test it.
+    Fill,
+}
+
+/// The filter's map, mapped read-write, and where its upkeep stands.
+pub(super) struct SeenFilter {
+    base: *mut u64,
+    /// Words in the map.
+    words: usize,
+    /// Bytes mapped.
+    len: usize,
+    log2: u32,
+    /// When the last step (start, clear, fill) was taken.
+    since: Instant,
+    /// Whether the untested half has been cleared and awaits its fill.
+    cleared: bool,
+}
+
+// SAFETY: every access to the mapping is an atomic word access.
+unsafe impl Send for SeenFilter {}
+unsafe impl Sync for SeenFilter {}
+
+impl SeenFilter {
+    /// Maps the filter whose map is `fd` with `words` words. A filter
+    /// whose header is not yet set is started: tested at once if its
+    /// table has never held a source (`empty`), else only set by the
+    /// kernel until the first fill.
+    pub(super) fn open(fd: &OwnedFd, words: u32, empty: bool) -> Result<Self, MapError> {
+        let log2 = seen::log2_of_map(words);
+        if log2 == 0 {
+            return Err(MapError::Size {
+                map: names::SEEN,
+                entries: words,
+                what: "not a header and two halves of a power of two words; the XDP \
+                       object and this binary are out of step (rebuild both)",
+            });
+        }
+        let len = (words as usize * 8).div_ceil(page_size()) * page_size();
+        // SAFETY: a fresh shared mapping of the map's memory, which the
+        // kernel checks against the array's size.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(syscall_error(names::SEEN, "mapping", "mmap")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let filter = Self {
+            base: base as *mut u64,
+            words: words as usize,
+            len,
+            log2,
+            since: Instant::now(),
+            cleared: false,
+        };
+        let header = filter.header();
+        if seen::header_log2(header) != log2 {
+            // A new map (its header 0): the kernel sets bits from now on;
+            // a table that never held a source has none to miss.
+            let testing = if empty { seen::TESTING } else { 0 };
+            filter.set_header(log2 as u64 | testing);
+        }
+        Ok(filter)
+    }
+
+    fn word(&self, i: usize) -> &AtomicU64 {
+        assert!(i < self.words, "filter word {i} of {}", self.words);
+        // SAFETY: inside the mapping, 8-aligned, alive as long as `self`.
+        unsafe { AtomicU64::from_ptr(self.base.add(i)) }
+    }
+
+    fn header(&self) -> u64 {
+        self.word(0).load(Ordering::SeqCst)
+    }
+
+    fn set_header(&self, h: u64) {
+        self.word(0).store(h, Ordering::SeqCst);
+    }
+
+    /// Whether the kernel tests the filter yet.
+    pub(super) fn testing(&self) -> bool {
+        self.header() & seen::TESTING != 0
+    }
+
+    /// Whether `key`'s bit is set in the tested half (true while the
+    /// filter is not tested: every key may be indexed).
+    pub(super) fn may_hold(&self, key: &SourceKey) -> bool {
+        let h = self.header();
+        if h & seen::TESTING == 0 {
+            return true;
+        }
+        let (w, bit) = seen::position(key, self.log2, seen::active_half(h));
+        self.word(w as usize).load(Ordering::SeqCst) & bit != 0
+    }
+
+    /// Whether `key`'s bit is set in each half (half 0, half 1), whichever
+    /// is tested.
+    pub(super) fn bits(&self, key: &SourceKey) -> [bool; 2] {
+        [0, 1].map(|half| {
+            let (w, bit) = seen::position(key, self.log2, half);
+            self.word(w as usize).load(Ordering::SeqCst) & bit != 0
+        })
+    }
+
+    /// The half the kernel tests (or will, once testing).
+    pub(super) fn tested_half(&self) -> u32 {
+        seen::active_half(self.header())
+    }
+
+    /// Sets `key`'s bit in both halves, as the kernel does before it
+    /// indexes a source: for user space's own inserts into the index.
+    pub(super) fn note(&self, key: &SourceKey) {
+        for half in 0..2 {
+            let (w, bit) = seen::position(key, self.log2, half);
+            self.word(w as usize).fetch_or(bit, Ordering::SeqCst);
+        }
+    }
+
+    /// What the upkeep should do at `now`.
+    pub(super) fn due(&self, now: Instant) -> Due {
+        let waited = now.saturating_duration_since(self.since);
+        if !self.testing() || self.cleared {
+            if waited >= SETTLE {
+                Due::Fill
+            } else {
+                Due::Nothing
+            }
+        } else if waited >= REBUILD_EVERY {
+            Due::Clear
+        } else {
+            Due::Nothing
+        }
+    }
+
+    /// Clears the half the kernel does not test (the kernel keeps setting
+    /// bits in it meanwhile).
+    pub(super) fn clear(&mut self, now: Instant) {
+        let half = 1 - seen::active_half(self.header());
+        for w in self.half_words(half) {
+            self.word(w).store(0, Ordering::SeqCst);
+        }
+        self.cleared = true;
+        self.since = now;
+    }
+
+    /// Sets the bits of `keys` (the table's sources, read after the clear
+    /// has settled) in the untested half, or both if none is tested yet,
+    /// and tests it. Returns how many bits the tested half has set.
+    pub(super) fn fill(&mut self, keys: &[SourceKey], now: Instant) -> u32 {
+        let h = self.header();
+        let started = h & seen::TESTING != 0;
+        let half = 1 - seen::active_half(h);
+        for key in keys {
+            if started {
+                let (w, bit) = seen::position(key, self.log2, half);
+                self.word(w as usize).fetch_or(bit, Ordering::SeqCst);
+            } else {
+                self.note(key);
+            }
+        }
+        let next = if started {
+            (h ^ seen::ACTIVE) | seen::TESTING
+        } else {
+            h | seen::TESTING
+        };
+        self.set_header(next);
+        self.cleared = false;
+        self.since = now;
+        self.half_words(seen::active_half(next))
+            .map(|w| self.word(w).load(Ordering::Relaxed).count_ones())
+            .sum()
+    }
+
+    /// The map words of `half`.
+    fn half_words(&self, half: u32) -> std::ops::Range<usize> {
+        let per = 1usize << (self.log2 - 6);
+        let first = 1 + half as usize * per;
+        first..first + per
+    }
+}
+
+impl Drop for SeenFilter {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping `open` made.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
+    }
+}
