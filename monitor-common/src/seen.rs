@@ -38,14 +38,16 @@
 use crate::types::SourceKey;
 
 /// Bits per slot of the source table: at a full table, one never-seen key
-/// in about six still finds a bit set (1 - e^(-1/4)) and pays the lookup.
+/// in about five still finds a bit set (1 - e^(-1/4) = 0.22) and pays the
+/// lookup.
 pub const BITS_PER_SLOT: u32 = 4;
 /// The header's flag: the kernel tests the `ACTIVE` half.
 pub const TESTING: u64 = 1 << 8;
 /// The header's flag: the tested half is half 1 (else half 0).
 pub const ACTIVE: u64 = 1 << 9;
-/// Mixed into the key's hash, so the filter and the other hashed arrays
-/// (`prefix::slot_of`, `maps::probation_slot`) do not collide alike.
+/// Mixed into the key's hash, so that keys sharing a slot of the other
+/// hashed arrays (`prefix::slot_of`, `maps::probation_slot`) mostly do not
+/// share a bit here (keys whose folded words are equal share everywhere).
 const SEED: u32 = 0x5EE0_1D5E;
 /// A half's bits never fall below a word's.
 const MIN_LOG2: u32 = 6;

@@ -38,7 +38,10 @@ fn slot(slot: u32) -> Option<Source> {
 /// key the filter has never seen indexed is not looked up (`seen`). An
 /// index entry whose slot holds another key (a torn claim; slots are
 /// never handed to two CPUs) is removed, unless another CPU has already
-/// replaced it.
+/// replaced it. (Such an entry whose key's bit a rebuild has cleared
+/// stays until the key claims a slot again: that claim's insert fails,
+/// its `find` removes the entry, the packet goes untracked and the slot
+/// back to the clock; the next packet claims.)
 #[inline(always)]
 pub fn find(key: &SourceKey) -> Option<Source> {
     if !maybe_indexed(key) {

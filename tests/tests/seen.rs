@@ -11,7 +11,10 @@ mod common;
 use std::time::Instant;
 
 use common::{SEC, generous, judge, key, load_with, swept_and_indexed, udp};
-use monitor_common::{reason::Reason, types::SourceKey};
+use monitor_common::{
+    reason::Reason,
+    types::{SourceKey, SourceState},
+};
 use tollgate::{
     loader::Tollgate,
     maps::{SEEN_REBUILD_EVERY, SEEN_SETTLE, SeenDue},
@@ -103,9 +106,10 @@ fn a_rebuild_keeps_every_indexed_source_and_forgets_the_evicted() {
     // 2's slots. Their bits go in both halves, so the rebuilt one has
     // them whenever the table is read.
     send(&mut tg, 3, CAP / 2, 2 * SEC);
-    // The kernel sets a claim's bit in the half being rebuilt too: a
-    // claim between the fill's read of the table and its switch of halves
-    // keeps it there. The half was cleared of the sources before them.
+    // The kernel sets a claim's bit in the half being rebuilt too, which
+    // is what keeps a claim made between the fill's read of the table and
+    // its switch of halves (on another CPU) in the rebuilt half. The half
+    // was cleared of the sources before them.
     let claimed = keys(&tg, 3, CAP / 2);
     let both = |tg: &Tollgate, ks: &[SourceKey]| {
         ks.iter()
@@ -166,4 +170,31 @@ fn a_rebuild_keeps_every_indexed_source_and_forgets_the_evicted() {
     .concat();
     let lost = reasons.iter().filter(|r| **r != Reason::Pass).count();
     assert_eq!(lost, 0, "{lost} tracked sources judged without their slot");
+}
+
+/// Sources user space tracks itself (`SourceTable::insert`, as the bench
+/// and tests fill a table) set their bits as a claim would: the kernel
+/// finds them.
+#[test]
+fn sources_inserted_from_user_space_are_found() {
+    let mut tg = load_with(1024, &generous());
+    let entries: Vec<_> = keys(&tg, 4, 100)
+        .into_iter()
+        .map(|k| {
+            let state = SourceState {
+                first_seen_ns: SEC,
+                last_seen_ns: SEC,
+                ..SourceState::default()
+            };
+            (k, state)
+        })
+        .collect();
+    tg.maps.sources.insert(entries).unwrap();
+    tg.maps.set_storm_since(2 * SEC).unwrap();
+    let reasons = storm_reasons(&mut tg, 4, 100, 3 * SEC);
+    let lost = reasons.iter().filter(|r| **r != Reason::Pass).count();
+    assert_eq!(
+        lost, 0,
+        "{lost} of 100 inserted sources judged without their slot"
+    );
 }

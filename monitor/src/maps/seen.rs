@@ -18,8 +18,9 @@ use super::{MapError, mmap::page_size, syscall_error};
 pub const REBUILD_EVERY: Duration = Duration::from_secs(60);
 /// How long after clearing a half (or starting a filter) the table is
 /// read into it: far longer than any claim in flight at the clear takes
-/// (a claim sets its bit and writes its slot's key within one program
-/// run).
+/// (a claim writes its slot's key and sets its bit within one program
+/// run; the wait also covers a weakly ordered CPU, where the kernel's
+/// relaxed OR may be seen before the key's stores).
 pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// What the upkeep does when next asked (`SeenFilter::due`).
@@ -53,10 +54,9 @@ unsafe impl Sync for SeenFilter {}
 
 impl SeenFilter {
     /// Maps the filter whose map is `fd` with `words` words. A filter
-    /// whose header is not yet set is started: tested at once if its
-    /// table has never held a source (`empty`), else only set by the
-    /// kernel until the first fill.
-    pub(super) fn open(fd: &OwnedFd, words: u32, empty: bool) -> Result<Self, MapError> {
+    /// whose header is not yet set is started: set by the kernel from now
+    /// on, tested once filled (or at once, `test_if_empty`).
+    pub(super) fn open(fd: &OwnedFd, words: u32) -> Result<Self, MapError> {
         let log2 = seen::log2_of_map(words);
         if log2 == 0 {
             return Err(MapError::Size {
@@ -92,14 +92,20 @@ impl SeenFilter {
             since: Instant::now(),
             cleared: false,
         };
-        let header = filter.header();
-        if seen::header_log2(header) != log2 {
-            // A new map (its header 0): the kernel sets bits from now on;
-            // a table that never held a source has none to miss.
-            let testing = if empty { seen::TESTING } else { 0 };
-            filter.set_header(log2 as u64 | testing);
+        if seen::header_log2(filter.header()) != log2 {
+            filter.set_header(log2 as u64);
         }
         Ok(filter)
+    }
+
+    /// Tests a filter not yet tested whose table has never held a source
+    /// (`hand`, the clock's, read after `open`: a claim that moved it
+    /// later saw the header `open` wrote, and set its bit).
+    pub(super) fn test_if_empty(&self, hand: u64) {
+        let h = self.header();
+        if h & seen::TESTING == 0 && hand == 0 {
+            self.set_header(h | seen::TESTING);
+        }
     }
 
     fn word(&self, i: usize) -> &AtomicU64 {
@@ -182,23 +188,24 @@ impl SeenFilter {
         self.since = now;
     }
 
-    /// Sets the bits of `keys` (the table's sources, read after the clear
-    /// has settled) in the untested half, or both if none is tested yet,
-    /// and tests it. Returns how many bits the tested half has set.
-    pub(super) fn fill(&mut self, keys: &[SourceKey], now: Instant) -> u32 {
+    /// Sets `key`'s bit (a source of the table, read after the clear has
+    /// settled) in the half being filled: the untested one, or both if
+    /// none is tested yet. `finish_fill` then tests it.
+    pub(super) fn fill(&self, key: &SourceKey) {
         let h = self.header();
-        let started = h & seen::TESTING != 0;
-        let half = 1 - seen::active_half(h);
-        for key in keys {
-            if started {
-                let (w, bit) = seen::position(key, self.log2, half);
-                self.word(w as usize).fetch_or(bit, Ordering::SeqCst);
-            } else {
-                self.note(key);
-            }
+        if h & seen::TESTING == 0 {
+            self.note(key);
+        } else {
+            let (w, bit) = seen::position(key, self.log2, 1 - seen::active_half(h));
+            self.word(w as usize).fetch_or(bit, Ordering::SeqCst);
         }
-        let next = if started {
-            (h ^ seen::ACTIVE) | seen::TESTING
+    }
+
+    /// Tests the half just filled. Returns how many bits it has set.
+    pub(super) fn finish_fill(&mut self, now: Instant) -> u32 {
+        let h = self.header();
+        let next = if h & seen::TESTING != 0 {
+            h ^ seen::ACTIVE
         } else {
             h | seen::TESTING
         };

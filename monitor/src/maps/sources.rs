@@ -126,15 +126,15 @@ impl SourceTable {
         let clock: Array<MapData, SlotClock> = clock
             .try_into()
             .map_err(op(names::SOURCE_CLOCK, "opening"))?;
-        // A table that never held a source: its hand never moved (the
-        // program that would move it is not attached before the maps are
-        // taken, and a pinned table's filter was started at its first
-        // take).
-        let empty = clock
-            .get(&0, 0)
-            .map_err(op(names::SOURCE_CLOCK, "reading"))?
-            .hand
-            == 0;
+        let seen = SeenFilter::open(&seen_fd, seen_words)?;
+        // A table whose hand never moved never held a source: its new
+        // filter has no bit to miss, and is tested at once.
+        seen.test_if_empty(
+            clock
+                .get(&0, 0)
+                .map_err(op(names::SOURCE_CLOCK, "reading"))?
+                .hand,
+        );
         Ok(Self {
             index: index.try_into().map_err(op(names::SOURCES, "opening"))?,
             flows,
@@ -144,7 +144,7 @@ impl SourceTable {
                 .map_err(op(names::SOURCE_CONTROL, "opening"))?,
             clock,
             drops: DropCache::open(drops)?,
-            seen: SeenFilter::open(&seen_fd, seen_words, empty)?,
+            seen,
             capacity,
         })
     }
@@ -343,9 +343,8 @@ impl SourceTable {
                 Ok((Due::Clear, 0))
             }
             Due::Fill => {
-                let mut keys = Vec::new();
-                self.for_each(|f| keys.push(f.key))?;
-                Ok((Due::Fill, self.seen.fill(&keys, now)))
+                self.for_each(|f| self.seen.fill(&f.key))?;
+                Ok((Due::Fill, self.seen.finish_fill(now)))
             }
         }
     }
@@ -372,7 +371,10 @@ impl SourceTable {
     /// Tracks `entries` (keys and states) the way the kernel would, each
     /// in the slot under the clock hand (no second chance), or in its own
     /// slot if already tracked. Only for a data path that is not claiming
-    /// slots meanwhile: benchmarks and tests fill tables this way.
+    /// slots meanwhile: benchmarks and tests fill tables this way. In the
+    /// kernel's order, so that a daemon rebuilding the filter meanwhile
+    /// (`keep_seen`) misses none: the hand moved past the slot, the slot
+    /// written, the filter's bit set, then the index entry.
     pub fn insert(
         &mut self,
         entries: impl IntoIterator<Item = (SourceKey, SourceState)>,
@@ -382,35 +384,45 @@ impl SourceTable {
             return Ok(());
         }
         for (key, state) in entries {
+            let (flow, ctl) = state.into_parts(key);
             let slot = match self.index.get(&key, 0) {
-                Ok(s) => s,
-                Err(AyaMapError::KeyNotFound) => {
-                    let s = (clock.hand % clock.capacity) as u32;
-                    clock.hand += 1;
-                    let old = self.flow(s)?;
-                    if old.in_use() && self.index.get(&old.key, 0).ok() == Some(s) {
-                        self.index
-                            .remove(&old.key)
-                            .map_err(op(names::SOURCES, "removing"))?;
-                    }
-                    self.seen.note(&key);
-                    self.index
-                        .insert(key, s, 0)
-                        .map_err(op(names::SOURCES, "inserting"))?;
-                    s
+                Ok(s) => {
+                    self.write_slot(s, flow, ctl)?;
+                    continue;
                 }
+                Err(AyaMapError::KeyNotFound) => (clock.hand % clock.capacity) as u32,
                 Err(e) => return Err(op(names::SOURCES, "reading")(e)),
             };
-            let (flow, ctl) = state.into_parts(key);
-            self.flows
-                .set(slot, flow, 0)
-                .map_err(op(names::SOURCE_FLOWS, "writing"))?;
-            self.control
-                .set(slot, ctl, 0)
-                .map_err(op(names::SOURCE_CONTROL, "writing"))?;
+            clock.hand += 1;
+            self.clock
+                .set(0, clock, 0)
+                .map_err(op(names::SOURCE_CLOCK, "writing"))?;
+            let old = self.flow(slot)?;
+            if old.in_use() && self.index.get(&old.key, 0).ok() == Some(slot) {
+                self.index
+                    .remove(&old.key)
+                    .map_err(op(names::SOURCES, "removing"))?;
+            }
+            self.write_slot(slot, flow, ctl)?;
+            self.seen.note(&key);
+            self.index
+                .insert(key, slot, 0)
+                .map_err(op(names::SOURCES, "inserting"))?;
         }
-        self.clock
-            .set(0, clock, 0)
-            .map_err(op(names::SOURCE_CLOCK, "writing"))
+        Ok(())
+    }
+
+    fn write_slot(
+        &mut self,
+        slot: u32,
+        flow: SourceFlow,
+        ctl: SourceControl,
+    ) -> Result<(), MapError> {
+        self.flows
+            .set(slot, flow, 0)
+            .map_err(op(names::SOURCE_FLOWS, "writing"))?;
+        self.control
+            .set(slot, ctl, 0)
+            .map_err(op(names::SOURCE_CONTROL, "writing"))
     }
 }
