@@ -127,7 +127,8 @@ fn decide<M: Mode>(ctx: &XdpContext, info: &PacketInfo, len: u64, now: u64) -> (
         Ok(src) => src,
         Err((fresh, why)) => {
             stats::source_event(why);
-            let decided = decide_untracked(info, cfg, &fresh, protected, now);
+            let refused = why == source_event::REFUSED;
+            let decided = decide_untracked(info, cfg, &fresh, protected, refused, now);
             if why != source_event::INSERT_FAILED
                 && cfg.storm_since_ns != 0
                 && decided.1 != Verdict::Drop
@@ -216,12 +217,17 @@ fn syn_limited(
 /// The verdict for a packet whose source the table did not take this
 /// time (`fresh`: the control record it would have had): its rule and
 /// ban, then its prefix's budget, the SYN limit and the malformed verdict.
+/// `refused`: its prefixes' budgets already refused it
+/// (`prefix::refuses_new`, which looks at the budget `prefix::over` would
+/// charge), so they are not looked at again: a storm's refused frame pays
+/// for one look.
 #[inline(always)]
 fn decide_untracked(
     info: &PacketInfo,
     cfg: &RuntimeConfig,
     fresh: &SourceControl,
     protected: bool,
+    refused: bool,
     now: u64,
 ) -> (Reason, Verdict) {
     let since_base = now.saturating_sub(cfg.clock_base_ns);
@@ -229,7 +235,7 @@ fn decide_untracked(
         // Charged to its prefixes as a source first seen now; refused, it
         // gets what its rule gives a refusal.
         (Reason::Untracked, Verdict::Pass)
-            if prefix::over(info, cfg, now, now, since_base).is_some() =>
+            if refused || prefix::over(info, cfg, now, now, since_base).is_some() =>
         {
             (
                 Reason::PrefixLimited,

@@ -105,9 +105,9 @@ fn lasting(which: Budget, tat: u64, held: u64, params: &BucketParams) -> u64 {
 /// looked at, not charged. The pipeline asks before the source claims a
 /// slot: a storm spread over a spent prefix then claims none and evicts
 /// nobody, before the daemon finds it as after, and during a storm skips
-/// the probation entry too, a cache miss per packet. `over` then refuses
-/// the packet the same way (or, if the budget refilled meanwhile, charges
-/// it).
+/// the probation entry too, a cache miss per packet. The packet is then
+/// refused without `over` (`decide::decide_untracked`): the budget looked
+/// at is the one `over` would charge, and a refused packet charges none.
 #[inline(always)]
 pub fn refuses_new(info: &PacketInfo, cfg: &RuntimeConfig, now: u64) -> bool {
     let p = &cfg.prefix;
