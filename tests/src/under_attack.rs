@@ -114,3 +114,21 @@ impl Stage {
 
 /// Now, in Unix ms (the daemon's clock, which its events carry).
 pub use tollgate::clock::unix_ms;
+
+/// Panics unless `what` ran at least as fast while Tollgate enforced
+/// (`enforced_pps`) as while it only watched (`watched_pps`, the run
+/// that hurt). The generator shares its CPU with the server's XDP, so
+/// what the server spends per frame slows it, and a defence that only
+/// starved the generator would show as a slower attack. A same-run
+/// comparison holds on any machine, where a fixed rate did not (2.0 Mpps
+/// failed at 1.99 on a slower one); speed is `cargo xtask bench`'s to
+/// measure.
+pub fn assert_not_slowed(what: &str, watched_pps: f64, enforced_pps: f64) {
+    assert!(
+        enforced_pps >= watched_pps,
+        "{what} ran at {:.2} Mpps while enforced, slower than the {:.2} Mpps that hurt in \
+         monitor mode: the clients may have been spared by a slowed generator",
+        enforced_pps / 1e6,
+        watched_pps / 1e6
+    );
+}
