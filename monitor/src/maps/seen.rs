@@ -127,24 +127,29 @@ impl SeenFilter {
         self.header() & seen::TESTING != 0
     }
 
+    /// Whether `key`'s bit is set in `half`.
+    fn has_bit(&self, key: &SourceKey, half: u32) -> bool {
+        let (w, bit) = seen::position(key, self.log2, half);
+        self.word(w as usize).load(Ordering::SeqCst) & bit != 0
+    }
+
+    /// Sets `key`'s bit in `half`.
+    fn set_bit(&self, key: &SourceKey, half: u32) {
+        let (w, bit) = seen::position(key, self.log2, half);
+        self.word(w as usize).fetch_or(bit, Ordering::SeqCst);
+    }
+
     /// Whether `key`'s bit is set in the tested half (true while the
     /// filter is not tested: every key may be indexed).
     pub(super) fn may_hold(&self, key: &SourceKey) -> bool {
         let h = self.header();
-        if h & seen::TESTING == 0 {
-            return true;
-        }
-        let (w, bit) = seen::position(key, self.log2, seen::active_half(h));
-        self.word(w as usize).load(Ordering::SeqCst) & bit != 0
+        h & seen::TESTING == 0 || self.has_bit(key, seen::active_half(h))
     }
 
     /// Whether `key`'s bit is set in each half (half 0, half 1), whichever
     /// is tested.
     pub(super) fn bits(&self, key: &SourceKey) -> [bool; 2] {
-        [0, 1].map(|half| {
-            let (w, bit) = seen::position(key, self.log2, half);
-            self.word(w as usize).load(Ordering::SeqCst) & bit != 0
-        })
+        [0, 1].map(|half| self.has_bit(key, half))
     }
 
     /// The half the kernel tests (or will, once testing).
@@ -156,8 +161,7 @@ impl SeenFilter {
     /// indexes a source: for user space's own inserts into the index.
     pub(super) fn note(&self, key: &SourceKey) {
         for half in 0..2 {
-            let (w, bit) = seen::position(key, self.log2, half);
-            self.word(w as usize).fetch_or(bit, Ordering::SeqCst);
+            self.set_bit(key, half);
         }
     }
 
@@ -196,8 +200,7 @@ impl SeenFilter {
         if h & seen::TESTING == 0 {
             self.note(key);
         } else {
-            let (w, bit) = seen::position(key, self.log2, 1 - seen::active_half(h));
-            self.word(w as usize).fetch_or(bit, Ordering::SeqCst);
+            self.set_bit(key, 1 - seen::active_half(h));
         }
     }
 
