@@ -157,6 +157,29 @@ impl Lapi {
         }
     }
 
+    /// One delta pull (`startup=false`) of the decision stream with bouncer
+    /// key `key`, as a bouncer would make it; the answer's body. A pull
+    /// with a host's own key moves that key's cursor, so the host's next
+    /// delta skips what this one returned.
+    pub fn pull_with(&self, key: &str) -> anyhow::Result<String> {
+        use std::io::{Read as _, Write as _};
+        let answer = self.ns.enter(|| -> anyhow::Result<String> {
+            let mut c = std::net::TcpStream::connect((LAPI_ADDR, LAPI_PORT))?;
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(
+                c,
+                "GET /v1/decisions/stream?startup=false HTTP/1.1\r\nHost: {LAPI_ADDR}\r\nX-Api-Key: {key}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut text = String::new();
+            c.read_to_string(&mut text)?;
+            Ok(text)
+        })??;
+        match answer.split_once("\r\n\r\n") {
+            Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+            _ => bail!("the decision stream with key {key}: {answer}"),
+        }
+    }
+
     fn answers(&self) -> bool {
         self.ns
             .enter(|| {

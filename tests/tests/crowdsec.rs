@@ -2,8 +2,9 @@
 //! added with `cscli` (IPv4, IPv6, ranges) enforced in the kernel on live
 //! traffic and lifted when deleted; a decision on a management network
 //! refused; other types ignored; the LAPI stopped and started again losing
-//! nothing while bans expire on time; and two daemons sharing a flood's
-//! ban through the LAPI.
+//! nothing while bans expire on time; a decision the LAPI's delta stream
+//! skipped brought by the whole list pulled again; and two daemons
+//! sharing a flood's ban through the LAPI.
 
 use std::{path::Path, time::Duration};
 
@@ -14,15 +15,44 @@ use lab::{
 };
 use serde_json::Value;
 
-/// A daemon in `lab` pulling from `lapi` every 500 ms with its own
-/// bouncer key, reporting as a machine when `machine`; IPv6 sources are
-/// whole addresses.
+/// A daemon in `lab` pulling from `lapi` every 500 ms and the whole list
+/// every 4 s, with its own bouncer key, reporting as a machine when
+/// `machine`; IPv6 sources are whole addresses.
 fn daemon(lab: Lab, lapi: &Lapi, tag: &str, machine: bool, extra: &str) -> Daemon {
-    lapi.host(lab, tag, machine, "500ms", |dir: &Path, section| {
+    paced(lab, lapi, (tag, machine), ("500ms", "4s"), extra)
+}
+
+/// `daemon` pulling every `poll` and the whole list every `resync`.
+fn paced(
+    lab: Lab,
+    lapi: &Lapi,
+    (tag, machine): (&str, bool),
+    (poll, resync): (&str, &str),
+    extra: &str,
+) -> Daemon {
+    lapi.host(lab, tag, machine, poll, |dir: &Path, section| {
+        let section = format!("{section}resync_interval = \"{resync}\"\n");
         config(dir, &format!("{extra}{section}"))
             .replace("[sources]\n", "[sources]\nipv6_prefix = 128\n")
     })
     .expect("a daemon with its credentials")
+}
+
+/// `eventually`, saying `why()` (what the LAPI and daemons hold) when not.
+fn eventually_or<T>(
+    what: &str,
+    limit: Duration,
+    mut cond: impl FnMut() -> Option<T>,
+    why: impl FnOnce() -> String,
+) -> T {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Some(v) = cond() {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within {limit:?}\n{}", why())
 }
 
 fn bans(d: &Daemon) -> Vec<Value> {
@@ -208,6 +238,60 @@ fn a_lapi_outage_loses_nothing_and_bans_still_expire_on_time() {
     assert!(d.log().contains("crowdsec_reachable"));
 }
 
+/// CrowdSec's delta stream can skip a decision for good (a decision
+/// stamped before a pull began but committed after its query; the
+/// daemon's `crowdsec::Pull`). Here one is skipped on purpose: a pull with
+/// the host's own key right after the decision moves the key's cursor past
+/// it, so no delta of the host's brings it. The whole list, pulled again
+/// every `resync_interval`, does, and the daemon says so.
+#[test]
+fn a_decision_the_delta_stream_skipped_arrives_with_the_whole_list() {
+    let mut lapi = Lapi::new("csr").expect("a Local API");
+    let addrs = ["192.0.2.51", "192.0.2.52", "192.0.2.53"];
+    let lab = Lab::new("csr", &addrs.map(|a| a.parse().unwrap())).expect("lab");
+    lapi.join(&lab.server).unwrap();
+    let d = paced(lab, &lapi, ("csr", false), ("1s", "4s"), "");
+    let key = std::fs::read_to_string(d.dir.join("bouncer.key")).unwrap();
+    let key = key.trim();
+    eventually("the first pull", Duration::from_secs(10), || {
+        (d.json(&["status"])["crowdsec"]["last_success_unix"].as_f64() > Some(0.0)).then_some(())
+    });
+    let resyncs = |d: &Daemon| {
+        d.log()
+            .lines()
+            .filter(|l| l.contains("crowdsec_resync") && !l.contains("\"banned\":0"))
+            .count()
+    };
+    // The host's own delta may come between the decision and the pull
+    // that takes it (then the stolen answer lacks it), or at the same
+    // instant (both answers hold it, no resync says it): a new address.
+    for ip in addrs {
+        let said = resyncs(&d);
+        lapi.cscli(&["decisions", "add", "--ip", ip, "--duration", "5m"])
+            .unwrap();
+        if !lapi.pull_with(key).unwrap().contains(&format!("\"{ip}\"")) {
+            continue;
+        }
+        let ban = eventually("the skipped ban", Duration::from_secs(15), || {
+            d.ban(&format!("{ip}/32"))
+        });
+        assert_eq!(ban["origin"], "crowdsec", "{ban}");
+        let start = std::time::Instant::now();
+        while resyncs(&d) == said && start.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if resyncs(&d) > said {
+            let sent = d.send(ip, 50, 1_000);
+            assert_eq!(d.source(ip, sent), (sent, sent), "dropped as banned");
+            return;
+        }
+    }
+    panic!(
+        "three decisions were each taken by the host's own delta first: {}",
+        d.log()
+    );
+}
+
 #[test]
 fn a_flood_detected_on_one_host_is_banned_on_another() {
     const FLOODER: &str = "192.0.2.66";
@@ -226,9 +310,19 @@ fn a_flood_detected_on_one_host_is_banned_on_another() {
         lab::daemon::finding(&a, "flood", FLOODER);
         flood.join().unwrap()
     });
-    let on_b = eventually("the ban on host B", Duration::from_secs(15), || {
-        b.ban(&format!("{FLOODER}/32"))
-    });
+    let on_b = eventually_or(
+        "the ban on host B",
+        Duration::from_secs(15),
+        || b.ban(&format!("{FLOODER}/32")),
+        || {
+            format!(
+                "LAPI decisions: {:?}\nhost A: {}\nhost B: {}",
+                lapi.cscli(&["decisions", "list", "-o", "json"]),
+                a.log(),
+                b.log()
+            )
+        },
+    );
     eprintln!(
         "flood on A to ban on B: {:.1}s",
         started.elapsed().as_secs_f64()

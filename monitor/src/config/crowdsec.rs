@@ -17,6 +17,7 @@ pub(super) struct CrowdSecFile {
     url: Spanned<String>,
     bouncer_key_file: Spanned<PathBuf>,
     poll_interval: Option<Spanned<String>>,
+    resync_interval: Option<Spanned<String>>,
     origins: Option<Vec<String>>,
     scenarios: Option<Vec<String>>,
     machine_id: Option<Spanned<String>>,
@@ -32,6 +33,9 @@ pub struct CrowdSec {
     /// key per host, as the LAPI keeps one pull cursor per key.
     pub bouncer_key_file: PathBuf,
     pub poll_interval: Duration,
+    /// How often the whole list is pulled again (`crowdsec::Pull`): the
+    /// longest a decision the delta stream skipped waits.
+    pub resync_interval: Duration,
     /// Only decisions of these origins (`crowdsec`, `cscli`, `CAPI`,
     /// `lists`...); empty: all.
     pub origins: Vec<String>,
@@ -45,6 +49,12 @@ pub struct CrowdSec {
 /// Poll bounds: faster than a second adds load for nothing the kernel
 /// would see sooner; slower than ten minutes is not sharing.
 const POLL: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(600));
+/// Resync bounds: never faster than the polls it replaces; an hour at
+/// most, as a skipped ban waits that long.
+const RESYNC_MAX: Duration = Duration::from_secs(3600);
+/// A whole list a minute: a skipped decision waits a minute at most, and a
+/// community blocklist of tens of thousands is pulled 60 times an hour.
+const RESYNC_DEFAULT: Duration = Duration::from_secs(60);
 
 pub(super) fn crowdsec(
     c: &Checker,
@@ -66,6 +76,16 @@ pub(super) fn crowdsec(
         POLL,
         "between 200ms and 10m",
         Duration::from_secs(2),
+    )?;
+    let resync_interval = c.duration(
+        s.resync_interval.as_ref(),
+        "crowdsec.resync_interval",
+        (poll_interval, RESYNC_MAX),
+        &format!(
+            "between poll_interval ({}) and 1h: the whole list comes instead of a poll",
+            humantime::format_duration(poll_interval)
+        ),
+        RESYNC_DEFAULT.max(poll_interval),
     )?;
     let machine = match (&s.machine_id, &s.machine_password_file) {
         (None, None) => None,
@@ -89,6 +109,7 @@ pub(super) fn crowdsec(
         url,
         bouncer_key_file: s.bouncer_key_file.get_ref().clone(),
         poll_interval,
+        resync_interval,
         origins: s.origins.clone().unwrap_or_default(),
         scenarios: s.scenarios.clone().unwrap_or_default(),
         machine,

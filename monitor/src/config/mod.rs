@@ -276,6 +276,7 @@ burst_packets = 2000
         let cs = c.crowdsec.unwrap();
         assert_eq!(cs.url, "http://203.0.113.1:8080", "no trailing slash");
         assert_eq!(cs.poll_interval, Duration::from_secs(2));
+        assert_eq!(cs.resync_interval, Duration::from_secs(60));
         assert_eq!(cs.machine, Some(("api-1".into(), "/etc/pw".into())));
         assert!(check("interfaces = [\"lo\"]\n").unwrap().crowdsec.is_none());
     }
@@ -324,6 +325,10 @@ burst_packets = 2000
         (
             "interfaces = [\"lo\"]\n[crowdsec]\nurl = \"http://127.0.0.1:8080\"\nbouncer_key_file = \"/k\"\npoll_interval = \"50ms\"\n",
             "t.toml:5: crowdsec.poll_interval: between 200ms and 10m",
+        ),
+        (
+            "interfaces = [\"lo\"]\n[crowdsec]\nurl = \"http://127.0.0.1:8080\"\nbouncer_key_file = \"/k\"\npoll_interval = \"5s\"\nresync_interval = \"1s\"\n",
+            "t.toml:6: crowdsec.resync_interval: between poll_interval (5s) and 1h: the whole list comes instead of a poll",
         ),
         (
             "interfaces = [\"lo\"]\n[crowdsec]\nurl = \"http://127.0.0.1:8080\"\nbouncer_key_file = \"/k\"\nmachine_id = \"a\"\n",

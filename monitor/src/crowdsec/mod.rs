@@ -5,15 +5,17 @@
 //! bans as alerts (`alerts`), so every bouncer of the fleet applies them.
 //! `lapi` speaks HTTP; `spawn` runs the loop on its own thread: pull,
 //! apply, post alerts as they come (`outbox`: with the time their bans
-//! have left), report usage (`usage`: each window's counts), and when the
-//! LAPI is unreachable keep what is enforced, back off, and resume with
-//! the whole list.
+//! have left), report usage (`usage`: each window's counts), pull the
+//! whole list again now and then (`pull`: the delta stream can skip a
+//! decision), and when the LAPI is unreachable keep what is enforced,
+//! back off, and resume with the whole list.
 
 pub mod alerts;
 pub mod decisions;
 mod duration;
 pub mod lapi;
 mod outbox;
+mod pull;
 mod usage;
 
 use std::{
@@ -26,6 +28,8 @@ pub use lapi::Lapi;
 use lapi::{LapiError, Usage as Taken};
 use outbox::Outbox;
 pub use outbox::Report;
+pub use pull::Pull;
+use pull::Pulls;
 
 /// Longest wait between pulls while the LAPI does not answer: ten poll
 /// intervals, at most 30 s, never less than one poll interval.
@@ -51,11 +55,19 @@ pub struct Health {
 
 /// What the loop needs of the daemon.
 pub trait Host: Send + 'static {
-    /// Applies one pull (`startup`: the whole list in force).
-    fn apply(&self, s: Stream, startup: bool);
+    /// Applies one pull's answer.
+    fn apply(&self, s: Stream, pull: Pull);
     /// The usage report's numbers: packets processed, packets dropped by
     /// bans, decisions from the LAPI in force.
     fn usage(&self) -> (u64, u64, u64);
+}
+
+/// How often the loop pulls: a delta every `poll`, the whole list every
+/// `resync`.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    pub poll: Duration,
+    pub resync: Duration,
 }
 
 /// Starts the loop on `lapi` (made before the daemon attaches, so a bad
@@ -63,34 +75,36 @@ pub trait Host: Send + 'static {
 /// daemon drops the sending side of `reports`.
 pub fn spawn(
     lapi: Lapi,
-    poll: Duration,
+    pace: Pace,
     host: impl Host,
     reports: Receiver<Report>,
     health: Arc<Mutex<Health>>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("crowdsec".into())
-        .spawn(move || run(lapi, poll, host, reports, health))
+        .spawn(move || run(lapi, pace, host, reports, health))
         .map_err(|e| anyhow::anyhow!("starting the CrowdSec thread: {e}"))
 }
 
 fn run(
     mut lapi: Lapi,
-    poll: Duration,
+    Pace { poll, resync }: Pace,
     host: impl Host,
     reports: Receiver<Report>,
     health: Arc<Mutex<Health>>,
 ) {
     let set = |f: &dyn Fn(&mut Health)| update(&health, f);
     set(&|h| h.usage = "unknown");
-    let (mut startup, mut wait, mut down_said) = (true, poll, false);
+    let (mut pulls, mut wait, mut down_said) = (Pulls::new(resync), poll, false);
     let mut usage = (usage::Usage::new(SystemTime::now()), Instant::now(), true);
     let mut outbox = Outbox::default();
     loop {
-        match lapi.stream(startup) {
+        let pull = pulls.next(Instant::now());
+        let answer = lapi.stream(pull.whole());
+        pulls.done(pull, answer.is_ok(), Instant::now());
+        match answer {
             Ok(s) => {
-                host.apply(s, startup);
-                startup = false;
+                host.apply(s, pull);
                 wait = poll;
                 let now = crate::clock::unix_ms() as f64 / 1e3;
                 set(&|h| {
@@ -108,10 +122,8 @@ fn run(
                 }
             }
             Err(e) => {
-                // The LAPI may have moved this key's cursor past an answer
-                // that never arrived whole: the next pull asks for the
-                // whole list, which also lifts what was deleted meanwhile.
-                startup = true;
+                // The next pull asks for the whole list (`Pulls`), which
+                // also lifts what was deleted meanwhile.
                 set(&|h| {
                     h.up = false;
                     h.pulls_failed += 1;

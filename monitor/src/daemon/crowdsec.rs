@@ -23,7 +23,7 @@ use monitor_common::{
 use super::{Daemon, bans::BanBy};
 use crate::{
     clock::coarse_ns,
-    crowdsec::{Action, Health, Host, Report, Stream, alerts},
+    crowdsec::{Action, Health, Host, Pull, Report, Stream, alerts},
     events::event,
     policy::{self, guard_ban},
 };
@@ -52,10 +52,10 @@ pub struct CrowdSecState {
 pub struct DaemonHost(pub super::tasks::Shared, pub Arc<AtomicBool>);
 
 impl Host for DaemonHost {
-    fn apply(&self, s: Stream, startup: bool) {
+    fn apply(&self, s: Stream, pull: Pull) {
         let mut d = super::tasks::lock(&self.0);
         if !self.1.load(Ordering::Relaxed) {
-            d.apply_stream(s, startup);
+            d.apply_stream(s, pull);
         }
     }
 
@@ -80,8 +80,25 @@ enum Outcome {
     Banned(IpNet, Duration, String),
     Lifted(IpNet),
     Refused(IpNet, String),
-    /// Counted only (ignored, already banned, unreadable, failed).
+    /// A ban in force that lasts about as long: counted as
+    /// `already_banned` except in a resync, whose list repeats every
+    /// decision already counted.
+    Same,
+    /// Counted only (ignored, unreadable, failed).
     Counted,
+}
+
+/// Says what a resync changed: decisions made since the last pull, or
+/// ones CrowdSec's delta stream skipped (`crowdsec::Pull`).
+fn resync_said(outcomes: &[Outcome]) {
+    let n = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    tracing::info!(
+        event = "crowdsec_resync",
+        banned = n(|o| matches!(o, Outcome::Banned(..))),
+        lifted = n(|o| matches!(o, Outcome::Lifted(_))),
+        refused = n(|o| matches!(o, Outcome::Refused(..))),
+        "the whole list, pulled again, held changes the delta pulls had not brought (decisions made since the last pull, or ones the Local API's delta stream skipped); applied"
+    );
 }
 
 /// Changes a pull lists one event each; past it, one summary event (a
@@ -90,10 +107,11 @@ const EVENTS_PER_PULL: usize = 20;
 
 impl Daemon {
     /// Applies one pull, then saves the state file once and says what
-    /// changed. At startup the list is every decision in force:
-    /// CrowdSec's bans the book holds but the list lacks were deleted
-    /// while the daemon was away, and are lifted.
-    pub(super) fn apply_stream(&mut self, s: Stream, startup: bool) {
+    /// changed. A whole list (at startup, after an outage, each resync) is
+    /// every decision in force: CrowdSec's bans the book holds but the
+    /// list lacks were deleted while the daemon was away or in a delete
+    /// the stream did not say, and are lifted.
+    pub(super) fn apply_stream(&mut self, s: Stream, pull: Pull) {
         let new = s.new.unwrap_or_default();
         let mut seen = std::collections::HashSet::new();
         // The allow rules, once per pull (a startup pull can hold tens of
@@ -121,7 +139,7 @@ impl Daemon {
             }
             outcomes.push(self.decision(action, &allows));
         }
-        if startup {
+        if pull.whole() {
             let stale: Vec<IpNet> = self
                 .bans
                 .in_force(coarse_ns())
@@ -132,7 +150,21 @@ impl Daemon {
                 outcomes.push(self.decision(Action::Lift { net }, &allows));
             }
         }
-        outcomes.retain(|o| !matches!(o, Outcome::Counted));
+        let repeats = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Same))
+            .count();
+        if pull != Pull::Resync && repeats > 0 {
+            *self
+                .crowdsec
+                .decisions
+                .entry("already_banned".to_owned())
+                .or_default() += repeats as u64;
+        }
+        outcomes.retain(|o| !matches!(o, Outcome::Counted | Outcome::Same));
+        if pull == Pull::Resync && !outcomes.is_empty() {
+            resync_said(&outcomes);
+        }
         if outcomes
             .iter()
             .any(|o| matches!(o, Outcome::Banned(..) | Outcome::Lifted(_)))
@@ -180,7 +212,7 @@ impl Daemon {
                     "refused",
                     why,
                 ),
-                Outcome::Counted => continue,
+                Outcome::Counted | Outcome::Same => continue,
             };
             self.events.push(e.by("crowdsec"));
         }
@@ -237,8 +269,7 @@ impl Daemon {
             .get(&net)
             .is_some_and(|b| b.until_mono_ns + SAME_BAN.as_nanos() as u64 >= until)
         {
-            self.count("already_banned");
-            return Outcome::Counted;
+            return Outcome::Same;
         }
         let by = BanBy {
             origin: "crowdsec",

@@ -154,8 +154,12 @@ fn start_crowdsec(
         d.crowdsec.health.clone()
     };
     let host = super::crowdsec::DaemonHost(daemon.clone(), stopped.clone());
-    crate::crowdsec::spawn(lapi, c.poll_interval, host, rx, health).context("[crowdsec]")?;
-    tracing::info!(event = "crowdsec_started", url = %c.url, poll_ms = c.poll_interval.as_millis() as u64, alerts = c.machine.is_some(), "pulling decisions from the CrowdSec Local API");
+    let pace = crate::crowdsec::Pace {
+        poll: c.poll_interval,
+        resync: c.resync_interval,
+    };
+    crate::crowdsec::spawn(lapi, pace, host, rx, health).context("[crowdsec]")?;
+    tracing::info!(event = "crowdsec_started", url = %c.url, poll_ms = c.poll_interval.as_millis() as u64, resync_ms = c.resync_interval.as_millis() as u64, alerts = c.machine.is_some(), "pulling decisions from the CrowdSec Local API");
     Ok(())
 }
 
