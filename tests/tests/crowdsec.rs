@@ -159,6 +159,15 @@ fn lapi_decisions_are_enforced_on_live_traffic_and_lifted_when_deleted() {
         text.contains("crowdsec: http://203.0.113.1:8080 up"),
         "{text}"
     );
+    // Two resyncs later, nothing is counted or said twice.
+    eventually("two resyncs", Duration::from_secs(15), || {
+        (d.json(&["status"])["crowdsec"]["whole_lists"].as_u64() >= Some(3)).then_some(())
+    });
+    let refusals = events(&d)
+        .iter()
+        .filter(|e| e["kind"] == "crowdsec_refused")
+        .count();
+    assert_eq!(refusals, 1, "said once: {:?}", events(&d));
     let m = d.metrics().expect("metrics");
     let v = |s: &str| metric(&m, s).unwrap_or(-1.0);
     assert_eq!(v("tollgate_crowdsec_up"), 1.0, "{m}");
@@ -177,6 +186,11 @@ fn lapi_decisions_are_enforced_on_live_traffic_and_lifted_when_deleted() {
     assert_eq!(
         v("tollgate_crowdsec_decisions_total{action=\"ignored_not_a_ban\"}"),
         1.0
+    );
+    assert_eq!(
+        v("tollgate_crowdsec_decisions_total{action=\"already_banned\"}"),
+        0.0,
+        "no repeat counted: {m}"
     );
     assert!(v("tollgate_crowdsec_last_success_timestamp_seconds") > 1.7e9);
 }

@@ -291,6 +291,9 @@ pub struct CrowdSecStatus {
     pub up: bool,
     /// Unix seconds of the last successful pull (0: none yet).
     pub last_success_unix: f64,
+    /// Whole lists pulled (the first, after outages, each resync).
+    #[serde(default)]
+    pub whole_lists: u64,
     /// Usage metrics: `unknown` (not tried yet), `sent`, `unsupported`
     /// (the LAPI has no such endpoint).
     pub usage: String,

@@ -46,6 +46,8 @@ pub struct Health {
     /// Unix seconds of the last pull that succeeded (0: none yet).
     pub last_success_unix: f64,
     pub pulls_ok: u64,
+    /// Of those, the whole lists (`Pull::Whole` and `Pull::Resync`).
+    pub whole_lists: u64,
     pub pulls_failed: u64,
     pub alerts_sent: u64,
     pub alerts_failed: u64,
@@ -110,6 +112,7 @@ fn run(
                 set(&|h| {
                     h.up = true;
                     h.pulls_ok += 1;
+                    h.whole_lists += u64::from(pull.whole());
                     h.last_success_unix = now;
                 });
                 if down_said {

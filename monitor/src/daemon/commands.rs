@@ -176,6 +176,7 @@ impl Daemon {
                     url: c.url.clone(),
                     up: h.up,
                     last_success_unix: h.last_success_unix,
+                    whole_lists: h.whole_lists,
                     usage: h.usage.to_owned(),
                     reporting: c.machine.is_some(),
                     decisions: snap.crowdsec.decisions.clone(),

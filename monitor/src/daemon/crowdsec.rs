@@ -5,7 +5,7 @@
 //! bans queued for the LAPI as alerts (never one that came from it).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -23,7 +23,7 @@ use monitor_common::{
 use super::{Daemon, bans::BanBy};
 use crate::{
     clock::coarse_ns,
-    crowdsec::{Action, Health, Host, Pull, Report, Stream, alerts},
+    crowdsec::{Action, Decision, Health, Host, Pull, Report, Stream, alerts},
     events::event,
     policy::{self, guard_ban},
 };
@@ -45,6 +45,25 @@ pub struct CrowdSecState {
     /// Decisions by what was done: `banned`, `lifted`, `refused`, `bad`,
     /// `ignored_<why>`.
     pub decisions: BTreeMap<String, u64>,
+    /// The IDs of the decisions pulled since the last whole list and in
+    /// it: the next whole list repeats them, and a repeat is neither
+    /// counted nor said again.
+    pub known: HashSet<i64>,
+    /// The highest decision ID pulled (the LAPI numbers them in order).
+    pub newest: i64,
+}
+
+impl CrowdSecState {
+    /// Keeps the IDs of `new` (a whole list's replace the ones known).
+    fn remember(&mut self, new: &[Decision], pull: Pull) {
+        if pull.whole() {
+            self.known.clear();
+        }
+        // An answer without IDs (0) cannot be told from a repeat.
+        self.known
+            .extend(new.iter().map(|d| d.id).filter(|id| *id != 0));
+        self.newest = new.iter().map(|d| d.id).fold(self.newest, i64::max);
+    }
 }
 
 /// The loop's view of the daemon, until the daemon stops (then a pull
@@ -80,25 +99,37 @@ enum Outcome {
     Banned(IpNet, Duration, String),
     Lifted(IpNet),
     Refused(IpNet, String),
-    /// A ban in force that lasts about as long: counted as
-    /// `already_banned` except in a resync, whose list repeats every
-    /// decision already counted.
-    Same,
     /// Counted only (ignored, unreadable, failed).
     Counted,
 }
 
-/// Says what a resync changed: decisions made since the last pull, or
-/// ones CrowdSec's delta stream skipped (`crowdsec::Pull`).
-fn resync_said(outcomes: &[Outcome]) {
+/// Says what a resync changed: decisions made since the last pull, bans
+/// whose decisions ended, and `skipped` bans the delta stream never
+/// brought though it brought later decisions (`crowdsec::Pull`).
+fn resync_said(outcomes: &[Outcome], skipped: usize) {
     let n = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
-    tracing::info!(
-        event = "crowdsec_resync",
-        banned = n(|o| matches!(o, Outcome::Banned(..))),
-        lifted = n(|o| matches!(o, Outcome::Lifted(_))),
-        refused = n(|o| matches!(o, Outcome::Refused(..))),
-        "the whole list, pulled again, held changes the delta pulls had not brought (decisions made since the last pull, or ones the Local API's delta stream skipped); applied"
-    );
+    let banned = n(|o| matches!(o, Outcome::Banned(..)));
+    let lifted = n(|o| matches!(o, Outcome::Lifted(_)));
+    let refused = n(|o| matches!(o, Outcome::Refused(..)));
+    if skipped > 0 {
+        tracing::warn!(
+            event = "crowdsec_resync",
+            banned,
+            lifted,
+            refused,
+            skipped,
+            "the whole list, pulled again, held {skipped} bans the Local API's delta stream skipped (older than decisions it sent); applied now"
+        );
+    } else {
+        tracing::info!(
+            event = "crowdsec_resync",
+            banned,
+            lifted,
+            refused,
+            skipped,
+            "the whole list, pulled again, held changes since the last pull; applied"
+        );
+    }
 }
 
 /// Changes a pull lists one event each; past it, one summary event (a
@@ -108,12 +139,12 @@ const EVENTS_PER_PULL: usize = 20;
 impl Daemon {
     /// Applies one pull, then saves the state file once and says what
     /// changed. A whole list (at startup, after an outage, each resync) is
-    /// every decision in force: CrowdSec's bans the book holds but the
-    /// list lacks were deleted while the daemon was away or in a delete
-    /// the stream did not say, and are lifted.
+    /// every decision in force: its deletes (every expired decision the
+    /// LAPI keeps) are not needed, CrowdSec's bans the book holds but the
+    /// list lacks are lifted, and the decisions already applied since the
+    /// last whole list are neither counted nor said again.
     pub(super) fn apply_stream(&mut self, s: Stream, pull: Pull) {
         let new = s.new.unwrap_or_default();
-        let mut seen = std::collections::HashSet::new();
         // The allow rules, once per pull (a startup pull can hold tens of
         // thousands of decisions).
         let allows: Vec<IpNet> = self
@@ -126,44 +157,36 @@ impl Daemon {
         // Deletes first, as CrowdSec's own bouncers apply them: a pull that
         // deletes a decision and makes a new one on the same address ends
         // with the new one.
-        let mut outcomes: Vec<Outcome> = s
-            .deleted
+        let deleted = if pull.whole() { None } else { s.deleted };
+        let mut outcomes: Vec<Outcome> = deleted
             .unwrap_or_default()
             .iter()
             .map(|d| self.decision(d.on_deleted(), &allows))
             .collect();
+        let newest = self.crowdsec.newest;
+        let (mut seen, mut skipped) = (HashSet::new(), 0);
         for d in &new {
             let action = d.on_new();
             if let Action::Ban { net, .. } = &action {
                 seen.insert(*net);
             }
-            outcomes.push(self.decision(action, &allows));
-        }
-        if pull.whole() {
-            let stale: Vec<IpNet> = self
-                .bans
-                .in_force(coarse_ns())
-                .filter(|(n, b)| b.origin == "crowdsec" && !seen.contains(*n))
-                .map(|(n, _)| *n)
-                .collect();
-            for net in stale {
-                outcomes.push(self.decision(Action::Lift { net }, &allows));
+            if pull.whole() && self.crowdsec.known.contains(&d.id) {
+                continue;
             }
+            let outcome = self.decision(action, &allows);
+            // Older than a decision a pull brought, yet never brought.
+            if pull == Pull::Resync && d.id < newest && matches!(outcome, Outcome::Banned(..)) {
+                skipped += 1;
+            }
+            outcomes.push(outcome);
         }
-        let repeats = outcomes
-            .iter()
-            .filter(|o| matches!(o, Outcome::Same))
-            .count();
-        if pull != Pull::Resync && repeats > 0 {
-            *self
-                .crowdsec
-                .decisions
-                .entry("already_banned".to_owned())
-                .or_default() += repeats as u64;
+        self.crowdsec.remember(&new, pull);
+        if pull.whole() {
+            outcomes.extend(self.lift_stale(&seen, &allows));
         }
-        outcomes.retain(|o| !matches!(o, Outcome::Counted | Outcome::Same));
+        outcomes.retain(|o| !matches!(o, Outcome::Counted));
         if pull == Pull::Resync && !outcomes.is_empty() {
-            resync_said(&outcomes);
+            resync_said(&outcomes, skipped);
         }
         if outcomes
             .iter()
@@ -172,6 +195,20 @@ impl Daemon {
             self.save_or_warn();
         }
         self.say(outcomes);
+    }
+
+    /// Lifts CrowdSec's bans in force that a whole list lacks (`seen`).
+    fn lift_stale(&mut self, seen: &HashSet<IpNet>, allows: &[IpNet]) -> Vec<Outcome> {
+        let stale: Vec<IpNet> = self
+            .bans
+            .in_force(coarse_ns())
+            .filter(|(n, b)| b.origin == "crowdsec" && !seen.contains(*n))
+            .map(|(n, _)| *n)
+            .collect();
+        stale
+            .into_iter()
+            .map(|net| self.decision(Action::Lift { net }, allows))
+            .collect()
     }
 
     /// One event per change, or past `EVENTS_PER_PULL` one for the pull.
@@ -212,7 +249,7 @@ impl Daemon {
                     "refused",
                     why,
                 ),
-                Outcome::Counted | Outcome::Same => continue,
+                Outcome::Counted => continue,
             };
             self.events.push(e.by("crowdsec"));
         }
@@ -269,7 +306,8 @@ impl Daemon {
             .get(&net)
             .is_some_and(|b| b.until_mono_ns + SAME_BAN.as_nanos() as u64 >= until)
         {
-            return Outcome::Same;
+            self.count("already_banned");
+            return Outcome::Counted;
         }
         let by = BanBy {
             origin: "crowdsec",
