@@ -29,8 +29,10 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
     exec(cargo().args(["build", "-p", "monitor", "--bin", "tollgate"]))?;
     // Default members: everything but the eBPF crate, which monitor's
     // build script compiles for the BPF target.
+    // Every test binary runs even after one fails, so a CI run reports
+    // every failure rather than the first binary's alone.
     let mut c = cargo();
-    c.arg("test").args(&o.cargo_args);
+    c.args(["test", "--no-fail-fast"]).args(&o.cargo_args);
     with_runner(&mut c, &o.setup.runner);
     exec(&mut c)
 }
