@@ -211,12 +211,6 @@ pub(super) fn hot_rates(
 }
 
 impl Detection {
-    /// When the storm found now began, as far as the counters tell: the
-    /// end of the last calm interval, at most `STORM_LOOKBACK` ago. The
-    /// sources first seen since came with the storm (or during it), so
-    /// they must show they are real; a storm is found an interval or two
-    /// after it begins, and its sources would otherwise pass for sources
-    /// that were already sending.
     /// What the detectors have learned and last read.
     pub fn learned(&self) -> Learned {
         let band = |e: &Ewma| (e.mean, e.var.sqrt());
@@ -239,6 +233,12 @@ impl Detection {
         }
     }
 
+    /// When the storm found now began, as far as the counters tell: the
+    /// end of the last calm interval, at most `STORM_LOOKBACK` ago. The
+    /// sources first seen since came with the storm (or during it), so
+    /// they must show they are real; a storm is found an interval or two
+    /// after it begins, and its sources would otherwise pass for sources
+    /// that were already sending.
     pub fn storm_began(&self) -> u64 {
         let floor = coarse_ns().saturating_sub(STORM_LOOKBACK.as_nanos() as u64);
         self.calm_ns.max(floor).max(1)
