@@ -4,7 +4,7 @@
 //! (claims made while a half is being rebuilt included), so a tracked
 //! source is always found: during a storm a source the filter lost would
 //! be judged on probation, without its slot. The rebuild forgets the
-//! sources the table evicted.
+//! sources the table evicted, and those a storm's answer takes back.
 
 mod common;
 
@@ -197,4 +197,70 @@ fn sources_inserted_from_user_space_are_found() {
         lost, 0,
         "{lost} of 100 inserted sources judged without their slot"
     );
+}
+
+/// When a storm is found, the sources first seen since it began that have
+/// shown nothing of being real give their slots back
+/// (`SourceTable::demote_since`): the kernel judges them as never-seen
+/// sources (on probation, `Untracked`), and the rebuild made due at once
+/// clears their bits. Those first seen before, and those since that
+/// completed a handshake, keep their slots.
+#[test]
+fn a_storms_sources_give_back_their_slots_and_the_others_keep_theirs() {
+    let mut tg = load_with(1024, &generous());
+    let state = |first_seen_ns: u64, acks: u64| SourceState {
+        first_seen_ns,
+        last_seen_ns: first_seen_ns,
+        acks,
+        ..SourceState::default()
+    };
+    let (old, storm, shaken) = (keys(&tg, 1, 50), keys(&tg, 2, 50), keys(&tg, 3, 10));
+    let entries = old
+        .iter()
+        .map(|k| (*k, state(SEC, 0)))
+        .chain(storm.iter().map(|k| (*k, state(3 * SEC, 0))))
+        .chain(shaken.iter().map(|k| (*k, state(3 * SEC, 1))));
+    tg.maps.sources.insert(entries).unwrap();
+    tg.maps.set_storm_since(2 * SEC).unwrap();
+    assert_eq!(tg.maps.sources.demote_since(2 * SEC, 4 * SEC).unwrap(), 50);
+    let tracked = |tg: &Tollgate, ks: &[SourceKey]| {
+        ks.iter()
+            .filter(|k| tg.maps.source(k).unwrap().is_some())
+            .count()
+    };
+    assert_eq!(
+        tracked(&tg, &storm),
+        0,
+        "the storm's sources gave theirs back"
+    );
+    assert_eq!(
+        tracked(&tg, &old),
+        50,
+        "those first seen before kept theirs"
+    );
+    assert_eq!(
+        tracked(&tg, &shaken),
+        10,
+        "those that shook hands kept theirs"
+    );
+
+    // The rebuild is due at once, and forgets the storm's sources.
+    let now = Instant::now();
+    let keep = |tg: &mut Tollgate, at| tg.maps.sources.keep_seen(at).unwrap().0;
+    assert_eq!(keep(&mut tg, now), SeenDue::Clear);
+    assert_eq!(keep(&mut tg, now + SEEN_SETTLE), SeenDue::Fill);
+    assert_eq!(held(&tg, &storm), 0, "their bits cleared");
+    assert_eq!(held(&tg, &old) + held(&tg, &shaken), 60);
+
+    let reasons = storm_reasons(&mut tg, 2, 50, 5 * SEC);
+    assert!(
+        reasons.iter().all(|r| *r == Reason::Untracked),
+        "the storm's sources judged as never-seen: {reasons:?}"
+    );
+    let kept = [
+        storm_reasons(&mut tg, 1, 50, 5 * SEC),
+        storm_reasons(&mut tg, 3, 10, 5 * SEC),
+    ]
+    .concat();
+    assert!(kept.iter().all(|r| *r == Reason::Pass), "{kept:?}");
 }

@@ -27,7 +27,7 @@ use lab::{
     clients::Report,
     daemon::{Daemon, brief, config_on, events, eventually, metric},
     flood::{Flood, Kind},
-    flood_lab::{ATTACK_IF, FLOOD_SOURCES_V4, FloodLab},
+    flood_lab::{ATTACK_IF, FLOOD_SOURCES_V4, FloodLab, client_v4},
     netns::SERVER_IF,
     under_attack::{PORT, Stage, assert_not_slowed},
 };
@@ -103,6 +103,8 @@ struct Run {
     all_events: Vec<Value>,
     /// The exporter's page at the end.
     metrics: String,
+    /// How many existing clients the table still tracks at the end.
+    existing_tracked: usize,
 }
 
 fn run(tag: &str, storm: Storm, mode: &str) -> Run {
@@ -133,6 +135,12 @@ fn run(tag: &str, storm: Storm, mode: &str) -> Run {
         status: d.json(&["status"]),
         all_events: events(&d),
         metrics: d.metrics().expect("the exporter answers"),
+        existing_tracked: (0..EXISTING)
+            .filter(|i| {
+                let a = client_v4(*i).to_string();
+                !d.json(&["explain", &a])["tracked"].is_null()
+            })
+            .count(),
     }
 }
 
@@ -183,6 +191,28 @@ fn storm_test(tag: &str, storm: Storm) {
             t.success() >= 0.995 && t.p99().is_some_and(|p| p < HARMED),
             "{storm:?}: {class} clients kept {t}; events: {:#?}",
             brief(&guarded.all_events)
+        );
+    }
+    // The storm's sources tracked before it was found gave their slots
+    // back (their packets are judged as never-seen sources' are); the
+    // existing clients kept theirs.
+    let why = guarded.finding.to_string();
+    let demoted: u64 = why
+        .split(" of them tracked already gave back their slots")
+        .next()
+        .and_then(|head| head.rsplit('(').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the finding says how many gave back their slots: {why}"));
+    assert!(demoted > 0, "{why}");
+    assert_eq!(
+        guarded.existing_tracked, EXISTING,
+        "the existing clients kept their slots"
+    );
+    if storm == Storm::V6Slash48 {
+        let tracked = metric(&guarded.metrics, "tollgate_sources_tracked").unwrap_or(-1.0);
+        assert!(
+            tracked >= 0.0 && tracked < demoted as f64,
+            "the storm's /64s did not claim the table back: {tracked} tracked, {demoted} gave back"
         );
     }
     // One daemon on two interfaces, each counted under its own name: the

@@ -332,8 +332,10 @@ impl Daemon {
             }
             return;
         }
-        match self.tg.maps.set_storm_since(self.detect.storm_began()) {
+        let began = self.detect.storm_began();
+        match self.tg.maps.set_storm_since(began) {
             Ok(()) => {
+                let demoted = self.demote_storm_sources(began);
                 self.finding(
                     d,
                     ev,
@@ -342,7 +344,7 @@ impl Daemon {
                         "new sources on probation and on their prefix's unproven budget for {}s",
                         ttl.as_secs()
                     ),
-                    format!("{why}; a never-seen source claims a slot with its second packet, and sources first seen from now on share their prefix's unproven budget until a SYN-cookie handshake verifies them, while those already sending keep theirs (renewed while it lasts)"),
+                    format!("{why}; a never-seen source claims a slot with its second packet, and sources first seen since the storm began share their prefix's unproven budget until a SYN-cookie handshake verifies them ({demoted} of them tracked already gave back their slots), while those already sending keep theirs (renewed while it lasts)"),
                 );
                 self.sync_cookie_mode(
                     "a storm: new sources show they are real with a SYN-cookie handshake",
@@ -355,6 +357,21 @@ impl Daemon {
                 "logged",
                 format!("answering the storm failed: {e}"),
             ),
+        }
+    }
+
+    /// Takes back the slots the storm's sources claimed before it was
+    /// found (`SourceTable::demote_since`); how many.
+    fn demote_storm_sources(&mut self, began: u64) -> u32 {
+        match self.tg.maps.sources.demote_since(began, coarse_ns()) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(
+                    event = "storm_demote_failed",
+                    "taking back the slots of the storm's sources: {e}; they stay tracked, on their prefix's unproven budget all the same"
+                );
+                0
+            }
         }
     }
 

@@ -181,6 +181,17 @@ impl SeenFilter {
         }
     }
 
+    /// Makes the next rebuild due now (keys just left the index in
+    /// numbers: `SourceTable::demote_since`); one already under way goes
+    /// on.
+    pub(super) fn rebuild_soon(&mut self) {
+        if self.testing() && !self.cleared {
+            self.since = Instant::now()
+                .checked_sub(REBUILD_EVERY)
+                .unwrap_or(self.since);
+        }
+    }
+
     /// Clears the half the kernel does not test (the kernel keeps setting
     /// bits in it meanwhile).
     pub(super) fn clear(&mut self, now: Instant) {

@@ -41,6 +41,8 @@ const PREFETCH: usize = 16;
 /// and the drop cache whose counts belong to its sources' flow records.
 pub struct SourceTable {
     index: HashMap<MapData, SourceKey, u32>,
+    /// A descriptor of the index of our own, for batched reads.
+    index_fd: OwnedFd,
     flows: Array<MapData, SourceFlow>,
     /// A descriptor of the flow records of our own, for mmap.
     flows_fd: OwnedFd,
@@ -111,6 +113,7 @@ impl SourceTable {
         seen: Map,
     ) -> Result<Self, MapError> {
         let flows_fd = dup_fd(&flows, names::SOURCE_FLOWS)?;
+        let index_fd = dup_fd(&index, names::SOURCES)?;
         let seen_fd = dup_fd(&seen, names::SEEN)?;
         let seen_words = match &seen {
             Map::Array(d) => d
@@ -137,6 +140,7 @@ impl SourceTable {
         );
         Ok(Self {
             index: index.try_into().map_err(op(names::SOURCES, "opening"))?,
+            index_fd,
             flows,
             flows_fd,
             control: control
@@ -347,6 +351,58 @@ impl SourceTable {
                 Ok((Due::Fill, self.seen.finish_fill(now)))
             }
         }
+    }
+
+    /// Takes back the slots of the sources first seen at or after
+    /// `since_ns` (coarse ns) that have shown nothing of being real (no
+    /// handshake completed, not banned at `now_ns`): a storm's sources,
+    /// which claimed slots before the storm was found. Their packets are
+    /// then judged as a never-seen source's are, on the prefix budget they
+    /// were on already (`prefix::budget`: first seen since the storm
+    /// began), without the index entry and two records a tracked source
+    /// reads, which a storm of tens of thousands of sources that repeat
+    /// misses in the cache on every packet; the filter is rebuilt at once,
+    /// so the kernel stops looking them up. As with an eviction, a source's
+    /// flow counts go with its slot. Returns how many.
+    ///
+    /// One batched read of the index, then a few syscalls per source first
+    /// seen since: once per storm.
+    pub fn demote_since(&mut self, since_ns: u64, now_ns: u64) -> Result<u32, MapError> {
+        let entries = super::batch::hash_entries::<SourceKey, u32>(&self.index_fd, 4096).map_err(
+            syscall_error(names::SOURCES, "reading", "BPF_MAP_LOOKUP_BATCH"),
+        )?;
+        let mut demoted = 0;
+        for (key, slot) in entries {
+            let ctl = match self.control.get(&slot, 0) {
+                Ok(c) => c,
+                Err(AyaMapError::KeyNotFound) => continue,
+                Err(e) => return Err(op(names::SOURCE_CONTROL, "reading")(e)),
+            };
+            if ctl.first_seen_ns < since_ns || ctl.acks > 0 || ctl.ban_until_ns > now_ns {
+                continue;
+            }
+            if self.flow(slot)?.key != key {
+                continue;
+            }
+            match self.index.remove(&key) {
+                Ok(()) | Err(AyaMapError::KeyNotFound) => {}
+                Err(e) => return Err(op(names::SOURCES, "removing")(e)),
+            }
+            // The key cleared, so the filter's fill leaves it out and the
+            // clock takes the slot as free. (A claim of the slot by another
+            // source between the two reads loses its record, as if evicted;
+            // its next packet claims again.)
+            if self.flow(slot)?.key == key {
+                self.flows
+                    .set(slot, SourceFlow::default(), 0)
+                    .map_err(op(names::SOURCE_FLOWS, "writing"))?;
+            }
+            demoted += 1;
+        }
+        if demoted > 0 {
+            self.seen.rebuild_soon();
+        }
+        Ok(demoted)
     }
 
     /// Whether the kernel would look `key` up in the index: its bit is
