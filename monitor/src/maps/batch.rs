@@ -1,7 +1,8 @@
-//! BPF_MAP_LOOKUP_BATCH for the per-CPU counter arrays: every counter of
-//! every CPU in one syscall instead of one per counter. aya 0.14 has no
-//! batch API, so this is the syscall itself. (The source table is read
-//! through its mmap-ed slots instead, see `sources`.)
+//! BPF_MAP_LOOKUP_BATCH for the per-CPU counter arrays (every counter of
+//! every CPU in one syscall instead of one per counter), hash maps, and
+//! stretches of an array. aya 0.14 has no batch API, so this is the
+//! syscall itself. (The source table's flow records are read through
+//! their mmap-ed slots instead, see `sources`.)
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -87,6 +88,69 @@ pub fn per_cpu_array_sums<T: Copy + Default>(
         .collect())
 }
 
+/// Entries `0..count` of the array of `T`s behind `fd`, `chunk` per
+/// BPF_MAP_LOOKUP_BATCH call instead of one syscall per entry. `T` must
+/// be the map's value type, a whole number of u64s.
+pub fn array_values<T: Copy + Default>(
+    fd: &OwnedFd,
+    count: u32,
+    chunk: u32,
+) -> std::io::Result<Vec<T>> {
+    const { assert!(std::mem::size_of::<T>().is_multiple_of(8) && std::mem::align_of::<T>() <= 8) };
+    let mut out = Vec::with_capacity(count as usize);
+    // An array's batch token is the last key read (u32, in a u64).
+    let (mut token_in, mut token_out) = (0u64, 0u64);
+    while (out.len() as u32) < count {
+        let n = chunk.max(1).min(count - out.len() as u32) as usize;
+        let (mut keys, mut values) = (vec![0u32; n], vec![T::default(); n]);
+        let from = (!out.is_empty()).then_some(&mut token_in);
+        // SAFETY: u32 keys and values of the map's value type (the
+        // caller's contract on T).
+        let (got, end) = unsafe { step(fd, from, &mut token_out, &mut keys, &mut values) }?;
+        out.extend_from_slice(&values[..got]);
+        if end || got == 0 {
+            break;
+        }
+        token_in = token_out;
+    }
+    Ok(out)
+}
+
+/// One BPF_MAP_LOOKUP_BATCH into `keys` and `values` (as many entries as
+/// `keys` holds), after the position `token_in` holds (from the start if
+/// none), leaving the next in `token_out`: how many came, and whether the
+/// map ended with them (ENOENT).
+///
+/// # Safety
+/// `K` and `V` must be the map's key and value types, and `values` as
+/// long as `keys`.
+unsafe fn step<K, V>(
+    fd: &OwnedFd,
+    token_in: Option<&mut u64>,
+    token_out: &mut u64,
+    keys: &mut [K],
+    values: &mut [V],
+) -> std::io::Result<(usize, bool)> {
+    let mut attr = BatchAttr {
+        in_batch: token_in.map_or(0, |t| t as *mut u64 as u64),
+        out_batch: token_out as *mut u64 as u64,
+        keys: keys.as_mut_ptr() as u64,
+        values: values.as_mut_ptr() as u64,
+        count: keys.len() as u32,
+        map_fd: fd.as_raw_fd() as u32,
+        ..BatchAttr::default()
+    };
+    // SAFETY: buffers of the map's key and value types, as many as
+    // `count` says (the caller's contract); the tokens are 8 bytes, room
+    // for any map's token.
+    let end = match unsafe { lookup_batch(&mut attr) } {
+        Ok(()) => false,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+        Err(e) => return Err(e),
+    };
+    Ok(((attr.count as usize).min(keys.len()), end))
+}
+
 /// Every value of the hash (or LRU hash) map behind `fd`, whose keys are
 /// `K` and values `V` (see `hash_entries`).
 pub fn hash_values<K: Copy + Default, V: Copy + Default>(
@@ -108,33 +172,17 @@ pub fn hash_entries<K: Copy + Default, V: Copy + Default>(
     chunk: u32,
 ) -> std::io::Result<Vec<(K, V)>> {
     let mut out = Vec::new();
-    let mut chunk = chunk.max(1);
-    // The hash map's batch token is a bucket number (u32); room for a u64.
-    let mut token_in: u64 = 0;
-    let mut token_out: u64 = 0;
+    let mut chunk = chunk.max(1) as usize;
+    // The hash map's batch token is a bucket number (u32, in a u64).
+    let (mut token_in, mut token_out) = (0u64, 0u64);
     let mut first = true;
     loop {
-        let mut keys = vec![K::default(); chunk as usize];
-        let mut values = vec![V::default(); chunk as usize];
-        let mut attr = BatchAttr {
-            in_batch: if first {
-                0
-            } else {
-                &mut token_in as *mut u64 as u64
-            },
-            out_batch: &mut token_out as *mut u64 as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: chunk,
-            map_fd: fd.as_raw_fd() as u32,
-            ..BatchAttr::default()
-        };
-        // SAFETY: `chunk` keys of K and values of V, the map's key and
-        // value types (the caller's contract); the tokens are 8 bytes.
-        let done = match unsafe { lookup_batch(&mut attr) } {
-            Ok(()) => false,
-            // The end of the map: the last entries came with it.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+        let (mut keys, mut values) = (vec![K::default(); chunk], vec![V::default(); chunk]);
+        let from = (!first).then_some(&mut token_in);
+        // SAFETY: keys of K and values of V, the map's key and value types
+        // (the caller's contract).
+        let (n, end) = match unsafe { step(fd, from, &mut token_out, &mut keys, &mut values) } {
+            Ok(r) => r,
             // One bucket holds more entries than fit: ask for more at once.
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && chunk < 1 << 20 => {
                 chunk *= 2;
@@ -142,9 +190,9 @@ pub fn hash_entries<K: Copy + Default, V: Copy + Default>(
             }
             Err(e) => return Err(e),
         };
-        let n = (attr.count as usize).min(values.len());
         out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
-        if done {
+        // The end of the map: the last entries came with it.
+        if end {
             return Ok(out);
         }
         token_in = token_out;

@@ -1,6 +1,6 @@
-//! Read-only mappings of mmap-able array maps (`BPF_F_MMAPABLE`): the
-//! source table's flow records and the drop cache, which the kernel
-//! writes while the daemon reads.
+//! Mappings of mmap-able array maps (`BPF_F_MMAPABLE`): the source
+//! table's flow records and the drop cache, which the kernel writes while
+//! the daemon reads (and, to free a slot, compares and swaps one word).
 
 use std::{
     os::fd::{AsRawFd as _, OwnedFd},
@@ -23,6 +23,15 @@ impl<T> Window<T> {
     /// Maps `count` records from record `first`, whose offset must be a
     /// whole number of pages.
     pub(super) fn map(fd: &OwnedFd, first: u32, count: u32) -> std::io::Result<Self> {
+        Self::map_as(fd, first, count, libc::PROT_READ)
+    }
+
+    /// `map`, writable: for atomic word writes only (`SourceTable::demote_since`).
+    pub(super) fn map_rw(fd: &OwnedFd, first: u32, count: u32) -> std::io::Result<Self> {
+        Self::map_as(fd, first, count, libc::PROT_READ | libc::PROT_WRITE)
+    }
+
+    fn map_as(fd: &OwnedFd, first: u32, count: u32, prot: libc::c_int) -> std::io::Result<Self> {
         let size = std::mem::size_of::<T>();
         let page = page_size();
         let offset = first as usize * size;
@@ -32,13 +41,13 @@ impl<T> Window<T> {
             )));
         }
         let len = (count as usize * size).div_ceil(page) * page;
-        // SAFETY: a fresh shared read-only mapping of the map's memory;
-        // the kernel checks the range against the array's size.
+        // SAFETY: a fresh shared mapping of the map's memory; the kernel
+        // checks the range against the array's size.
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ,
+                prot,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
                 offset as libc::off_t,

@@ -47,6 +47,8 @@ pub struct SourceTable {
     /// A descriptor of the flow records of our own, for mmap.
     flows_fd: OwnedFd,
     control: Array<MapData, SourceControl>,
+    /// A descriptor of the control records of our own, for batched reads.
+    control_fd: OwnedFd,
     clock: Array<MapData, SlotClock>,
     drops: DropCache,
     /// Which keys the index may hold (`monitor_common::seen`).
@@ -114,6 +116,7 @@ impl SourceTable {
     ) -> Result<Self, MapError> {
         let flows_fd = dup_fd(&flows, names::SOURCE_FLOWS)?;
         let index_fd = dup_fd(&index, names::SOURCES)?;
+        let control_fd = dup_fd(&control, names::SOURCE_CONTROL)?;
         let seen_fd = dup_fd(&seen, names::SEEN)?;
         let seen_words = match &seen {
             Map::Array(d) => d
@@ -146,6 +149,7 @@ impl SourceTable {
             control: control
                 .try_into()
                 .map_err(op(names::SOURCE_CONTROL, "opening"))?,
+            control_fd,
             clock,
             drops: DropCache::open(drops)?,
             seen,
@@ -355,54 +359,91 @@ impl SourceTable {
 
     /// Takes back the slots of the sources first seen at or after
     /// `since_ns` (coarse ns) that have shown nothing of being real (no
-    /// handshake completed, not banned at `now_ns`): a storm's sources,
-    /// which claimed slots before the storm was found. Their packets are
-    /// then judged as a never-seen source's are, on the prefix budget they
-    /// were on already (`prefix::budget`: first seen since the storm
-    /// began), without the index entry and two records a tracked source
-    /// reads, which a storm of tens of thousands of sources that repeat
-    /// misses in the cache on every packet; the filter is rebuilt at once,
-    /// so the kernel stops looking them up. As with an eviction, a source's
-    /// flow counts go with its slot. Returns how many.
+    /// ACK seen, not banned at `now_ns`) and sent no SYN: a storm's
+    /// sources, which claimed
+    /// slots before the storm was found. Their packets are then judged as
+    /// a never-seen source's are, on the prefix budget they were on
+    /// already (`prefix::budget`: first seen since the storm began; one
+    /// whose packet passes claims a slot again with its second), without
+    /// the index entry and two records a tracked source reads, which a
+    /// storm of tens of thousands of sources that repeat misses in the
+    /// cache on every packet; the filter is rebuilt at once, so the kernel
+    /// stops looking them up. As with an eviction, a source's flow counts
+    /// go with its slot. Returns how many.
     ///
-    /// One batched read of the index, then a few syscalls per source first
-    /// seen since: once per storm.
+    /// Batched reads of the control records and the index, then a few
+    /// syscalls per source taken back: once per storm.
     pub fn demote_since(&mut self, since_ns: u64, now_ns: u64) -> Result<u32, MapError> {
-        let entries = super::batch::hash_entries::<SourceKey, u32>(&self.index_fd, 4096).map_err(
-            syscall_error(names::SOURCES, "reading", "BPF_MAP_LOOKUP_BATCH"),
-        )?;
+        let controls =
+            super::batch::array_values::<SourceControl>(&self.control_fd, self.used()?, WINDOW)
+                .map_err(syscall_error(
+                    names::SOURCE_CONTROL,
+                    "reading",
+                    "BPF_MAP_LOOKUP_BATCH",
+                ))?;
+        let storms = |c: &SourceControl| {
+            c.first_seen_ns >= since_ns && c.acks == 0 && c.ban_until_ns <= now_ns
+        };
+        let mut slots: Vec<(u32, SourceKey)> =
+            super::batch::hash_entries::<SourceKey, u32>(&self.index_fd, 4096)
+                .map_err(syscall_error(
+                    names::SOURCES,
+                    "reading",
+                    "BPF_MAP_LOOKUP_BATCH",
+                ))?
+                .into_iter()
+                .filter(|(_, slot)| controls.get(*slot as usize).is_some_and(storms))
+                .map(|(key, slot)| (slot, key))
+                .collect();
+        slots.sort_unstable_by_key(|(slot, _)| *slot);
         let mut demoted = 0;
-        for (key, slot) in entries {
-            let ctl = match self.control.get(&slot, 0) {
-                Ok(c) => c,
-                Err(AyaMapError::KeyNotFound) => continue,
-                Err(e) => return Err(op(names::SOURCE_CONTROL, "reading")(e)),
-            };
-            if ctl.first_seen_ns < since_ns || ctl.acks > 0 || ctl.ban_until_ns > now_ns {
-                continue;
-            }
-            if self.flow(slot)?.key != key {
-                continue;
-            }
-            match self.index.remove(&key) {
-                Ok(()) | Err(AyaMapError::KeyNotFound) => {}
-                Err(e) => return Err(op(names::SOURCES, "removing")(e)),
-            }
-            // The key cleared, so the filter's fill leaves it out and the
-            // clock takes the slot as free. (A claim of the slot by another
-            // source between the two reads loses its record, as if evicted;
-            // its next packet claims again.)
-            if self.flow(slot)?.key == key {
-                self.flows
-                    .set(slot, SourceFlow::default(), 0)
-                    .map_err(op(names::SOURCE_FLOWS, "writing"))?;
-            }
-            demoted += 1;
-        }
+        let done = self.take_back(&slots, &mut demoted);
         if demoted > 0 {
             self.seen.rebuild_soon();
         }
-        Ok(demoted)
+        done.map(|()| demoted)
+    }
+
+    /// Frees each of `slots` (in slot order) that still holds its key: the
+    /// index entry removed, then the key's family cleared in the mapped
+    /// record (a free slot to the clock, left out of sweeps and of the
+    /// filter's fill) by a compare-and-swap, just after the whole key was
+    /// read again: a claim of the slot by another source in between would
+    /// have to land within those few instructions.
+    fn take_back(&mut self, slots: &[(u32, SourceKey)], demoted: &mut u32) -> Result<(), MapError> {
+        let mut window: Option<(u32, Window<SourceFlow>)> = None;
+        for &(slot, key) in slots {
+            let first = slot - slot % WINDOW;
+            let w = match window.take() {
+                Some((f, w)) if f == first => w,
+                _ => Window::map_rw(&self.flows_fd, first, WINDOW.min(self.capacity - first))
+                    .map_err(syscall_error(names::SOURCE_FLOWS, "mapping", "mmap"))?,
+            };
+            let p = w.slot((slot - first) as usize);
+            // SAFETY: `p` is inside the mapping; plain data read as atomic
+            // words, as the sweep reads it.
+            let read = || unsafe { read_words::<SourceFlow, 8>(p) };
+            let holds = || read().key == key;
+            // A source that sent SYNs stays: the SYN-flood detector bans
+            // it from its record, and a SYN-cookie handshake verifies it.
+            if read().syns == 0 && holds() {
+                match self.index.remove(&key) {
+                    Ok(()) | Err(AyaMapError::KeyNotFound) => {}
+                    Err(e) => return Err(op(names::SOURCES, "removing")(e)),
+                }
+                if holds() {
+                    // SAFETY: a writable mapping of the record; an aligned
+                    // u32, written only atomically here and by the kernel.
+                    let family =
+                        unsafe { AtomicU32::from_ptr(&raw const (*p).key.family as *mut u32) };
+                    let _ =
+                        family.compare_exchange(key.family, 0, Ordering::SeqCst, Ordering::Relaxed);
+                }
+                *demoted += 1;
+            }
+            window = Some((first, w));
+        }
+        Ok(())
     }
 
     /// Whether the kernel would look `key` up in the index: its bit is
