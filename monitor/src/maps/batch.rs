@@ -57,28 +57,15 @@ pub fn per_cpu_array_sums<T: Copy + Default>(
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
     let mut keys = vec![0u32; entries as usize];
     let mut values = vec![T::default(); entries as usize * cpus];
-    let mut token_out: u32 = 0;
-    let mut attr = BatchAttr {
-        out_batch: &mut token_out as *mut u32 as u64,
-        keys: keys.as_mut_ptr() as u64,
-        values: values.as_mut_ptr() as u64,
-        count: entries,
-        map_fd: fd.as_raw_fd() as u32,
-        ..BatchAttr::default()
-    };
+    let mut token_out = 0u64;
     // SAFETY: `entries` u32 keys and `entries` x `cpus` values of the map's
     // value size (the caller's contract on T), as the kernel expects for a
-    // per-CPU array with that many possible CPUs.
-    match unsafe { lookup_batch(&mut attr) } {
-        Ok(()) => {}
-        // The whole array fit: the kernel reports the end as ENOENT.
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => return Err(e),
-    }
-    if attr.count != entries {
+    // per-CPU array with that many possible CPUs. The whole array fits, so
+    // the kernel reports its end (ENOENT) with it.
+    let (got, _) = unsafe { step(fd, None, &mut token_out, &mut keys, &mut values) }?;
+    if got != entries as usize {
         return Err(std::io::Error::other(format!(
-            "batch read returned {} of {entries} entries",
-            attr.count
+            "batch read returned {got} of {entries} entries"
         )));
     }
     // Keys come back in order 0..entries for an array.
@@ -122,8 +109,8 @@ pub fn array_values<T: Copy + Default>(
 /// map ended with them (ENOENT).
 ///
 /// # Safety
-/// `K` and `V` must be the map's key and value types, and `values` as
-/// long as `keys`.
+/// `K` and `V` must be the map's key and value types, and `values` hold a
+/// value per key (per possible CPU, for a per-CPU map).
 unsafe fn step<K, V>(
     fd: &OwnedFd,
     token_in: Option<&mut u64>,

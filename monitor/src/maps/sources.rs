@@ -360,8 +360,8 @@ impl SourceTable {
     /// Takes back the slots of the sources first seen at or after
     /// `since_ns` (coarse ns) that have shown nothing of being real (no
     /// ACK seen, not banned at `now_ns`) and sent no SYN: a storm's
-    /// sources, which claimed
-    /// slots before the storm was found. Their packets are then judged as
+    /// sources, which claimed slots before the storm was found. Their
+    /// packets are then judged as
     /// a never-seen source's are, on the prefix budget they were on
     /// already (`prefix::budget`: first seen since the storm began; one
     /// whose packet passes claims a slot again with its second), without
@@ -424,9 +424,10 @@ impl SourceTable {
             // words, as the sweep reads it.
             let read = || unsafe { read_words::<SourceFlow, 8>(p) };
             let holds = || read().key == key;
+            let flow = read();
             // A source that sent SYNs stays: the SYN-flood detector bans
             // it from its record, and a SYN-cookie handshake verifies it.
-            if read().syns == 0 && holds() {
+            if flow.syns == 0 && flow.key == key {
                 match self.index.remove(&key) {
                     Ok(()) | Err(AyaMapError::KeyNotFound) => {}
                     Err(e) => return Err(op(names::SOURCES, "removing")(e)),
