@@ -42,14 +42,29 @@ pub fn tollgate_bin() -> PathBuf {
 
 /// Waits for `cond` to hold, checking every 100 ms, up to `limit`: a
 /// deadline, not a timing assertion.
-pub fn eventually<T>(what: &str, limit: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+pub fn eventually<T>(what: &str, limit: Duration, cond: impl FnMut() -> Option<T>) -> T {
+    eventually_or(what, limit, cond, String::new)
+}
+
+/// `eventually`, whose failure also says `why()` (what the components
+/// involved hold), when that is not empty.
+pub fn eventually_or<T>(
+    what: &str,
+    limit: Duration,
+    mut cond: impl FnMut() -> Option<T>,
+    why: impl FnOnce() -> String,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = cond() {
             return v;
         }
         if start.elapsed() >= limit {
-            panic!("{what}: not within {limit:?}");
+            let why = why();
+            if why.is_empty() {
+                panic!("{what}: not within {limit:?}");
+            }
+            panic!("{what}: not within {limit:?}\n{why}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -11,7 +11,7 @@ use std::{path::Path, time::Duration};
 use lab::{
     Lab,
     crowdsec::Lapi,
-    daemon::{Daemon, config, events, eventually, metric},
+    daemon::{Daemon, config, events, eventually, eventually_or, metric},
 };
 use serde_json::Value;
 
@@ -38,21 +38,9 @@ fn paced(
     .expect("a daemon with its credentials")
 }
 
-/// `eventually`, saying `why()` (what the LAPI and daemons hold) when not.
-fn eventually_or<T>(
-    what: &str,
-    limit: Duration,
-    mut cond: impl FnMut() -> Option<T>,
-    why: impl FnOnce() -> String,
-) -> T {
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
-        if let Some(v) = cond() {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what}: not within {limit:?}\n{}", why())
+/// How many whole lists the daemon has pulled (`status`).
+fn whole_lists(d: &Daemon) -> Option<u64> {
+    d.json(&["status"])["crowdsec"]["whole_lists"].as_u64()
 }
 
 fn bans(d: &Daemon) -> Vec<Value> {
@@ -161,7 +149,7 @@ fn lapi_decisions_are_enforced_on_live_traffic_and_lifted_when_deleted() {
     );
     // Two resyncs later, nothing is counted or said twice.
     eventually("two resyncs", Duration::from_secs(15), || {
-        (d.json(&["status"])["crowdsec"]["whole_lists"].as_u64() >= Some(3)).then_some(())
+        (whole_lists(&d) >= Some(3)).then_some(())
     });
     let refusals = events(&d)
         .iter()
@@ -268,7 +256,6 @@ fn a_decision_the_delta_stream_skipped_arrives_with_the_whole_list() {
     let d = paced(lab, &lapi, ("csr", false), ("500ms", "5s"), "");
     let key = std::fs::read_to_string(d.dir.join("bouncer.key")).unwrap();
     let key = key.trim();
-    let whole_lists = |d: &Daemon| d.json(&["status"])["crowdsec"]["whole_lists"].as_u64();
     eventually("the first pull", Duration::from_secs(10), || {
         (whole_lists(&d) > Some(0)).then_some(())
     });
