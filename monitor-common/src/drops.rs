@@ -5,6 +5,20 @@
 //! Ethernet/IP source read, one array lookup and per-CPU counts
 //! (`maps::DROPS` says where it lives and who folds the counts).
 //!
+//! The clock on the fast path: the entry's drop is checked against the
+//! coarse clock (a helper call, about 20 ns where returns go through a
+//! mitigation thunk, a third of the fast path) once per clock tick only.
+//! A drop that lasts at least `CONFIRM_MARGIN_NS` past that reading (a
+//! ban, a deny rule, the wait of a limit under 10 per second) is
+//! confirmed for the tick (`DropEntry::jiffy`, the kernel's tick count,
+//! which the verifier turns into one load): while the tick count still
+//! reads the same, the coarse clock has not moved by more than the ticks
+//! of one update (it is updated just after the tick count, by the CPU
+//! that keeps time, possibly while this one reads), far less than the
+//! margin, so the drop still holds. Shorter drops (a source over a fast
+//! limit, whose next packet conforms within milliseconds) read the coarse
+//! clock on every packet, as the pipeline would.
+//!
 //! What the fast path does not record: the source's last-seen time, its
 //! port sketch and ACK count (the pipeline's packets, at least one per
 //! clock tick for an over-limit source, still feed them).
@@ -41,12 +55,26 @@ use crate::{
 };
 
 /// Sets of the cache per CPU, two entries (ways) each: 2,048 entries per
-/// CPU (128 KiB). A few hundred sources dropped at once rarely share a
+/// CPU (144 KiB). A few hundred sources dropped at once rarely share a
 /// set; two that do each keep one way.
 pub const DROP_SETS: u32 = 1024;
 pub const DROP_WAYS: u32 = 2;
 /// Entries per CPU: CPU `c`'s cache is entries `c · DROPS_PER_CPU ..`.
 pub const DROPS_PER_CPU: u32 = DROP_SETS * DROP_WAYS;
+
+/// How long past the coarse clock's reading a drop must last for the fast
+/// path to take it without reading the clock again in the same tick
+/// (`confirmable`). The coarse clock can lag the tick count by the ticks
+/// of one update: one or two while a CPU is busy (10 ms each at HZ=100,
+/// the coarsest tick); 100 ms leaves room for five times that.
+pub const CONFIRM_MARGIN_NS: u64 = 100_000_000;
+
+/// Whether a drop until `until_ns`, checked at `now` (coarse ns), may be
+/// confirmed for the tick the fast path read before `now`.
+#[inline(always)]
+pub fn confirmable(until_ns: u64, now: u64) -> bool {
+    until_ns.saturating_sub(now) >= CONFIRM_MARGIN_NS
+}
 
 /// `DropEntry::slot` of an entry whose source has no slot in the source
 /// table (its counts go to the global counters only).
@@ -65,6 +93,11 @@ pub struct DropEntry {
     pub slot: u32,
     /// `CLOCK_MONOTONIC_COARSE` ns: packets before it are dropped.
     pub until_ns: u64,
+    /// The kernel's tick count (`jiffies`) in which the fast path last
+    /// found the drop to last `CONFIRM_MARGIN_NS` more: packets in the
+    /// same tick are dropped without reading the coarse clock. 0: none
+    /// (the pipeline clears it whenever it writes the entry).
+    pub jiffy: u64,
     /// `RuntimeConfig::generation` when written; another one voids it.
     pub generation: u32,
     /// `reason::Reason` of the drops.
@@ -80,14 +113,35 @@ pub struct DropEntry {
     /// headers counts as a packet only.
     pub syns: u64,
 }
-const _: () = assert!(core::mem::size_of::<DropEntry>() == 64);
+const _: () = assert!(core::mem::size_of::<DropEntry>() == 72);
 
 impl DropEntry {
-    /// Whether a packet from `key` at `now` under `generation` is dropped
-    /// by this entry.
+    /// Whether this entry was written for `key` under `generation` (it
+    /// drops the key's packets until `until_ns`).
     #[inline(always)]
-    pub fn covers(&self, key: &SourceKey, now: u64, generation: u32) -> bool {
-        self.key.same(key) && now < self.until_ns && self.generation == generation
+    pub fn holds(&self, key: &SourceKey, generation: u32) -> bool {
+        self.key.same(key) && self.generation == generation
+    }
+
+    /// Whether the entry's drop still holds in tick `jiffy` (never 0: the
+    /// kernel's count starts near 2^32): yes if this tick confirmed it,
+    /// else by the coarse clock, read with `now` only then; confirms the
+    /// tick when the drop lasts `CONFIRM_MARGIN_NS` past the reading. The
+    /// caller reads the tick count before the clock (the other order
+    /// could pair a tick with a reading from before it).
+    #[inline(always)]
+    pub fn still_drops(&mut self, jiffy: u64, now: impl FnOnce() -> u64) -> bool {
+        if self.jiffy == jiffy {
+            return true;
+        }
+        let now = now();
+        if now >= self.until_ns {
+            return false;
+        }
+        if confirmable(self.until_ns, now) {
+            self.jiffy = jiffy;
+        }
+        true
     }
 }
 
@@ -185,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_covers_its_key_until_its_instant_under_its_generation() {
+    fn an_entry_holds_its_key_under_its_generation() {
         let key = SourceKey::v4(0x0102_0304, u32::MAX);
         let e = DropEntry {
             key,
@@ -193,10 +247,53 @@ mod tests {
             generation: 6,
             ..DropEntry::default()
         };
-        assert!(e.covers(&key, 99, 6));
-        assert!(!e.covers(&key, 100, 6));
-        assert!(!e.covers(&key, 50, 8));
-        assert!(!e.covers(&SourceKey::v4(0x0102_0305, u32::MAX), 50, 6));
-        assert!(!DropEntry::default().covers(&SourceKey::default(), 0, 0));
+        assert!(e.holds(&key, 6));
+        assert!(!e.holds(&key, 8));
+        assert!(!e.holds(&SourceKey::v4(0x0102_0305, u32::MAX), 6));
+        assert!(!DropEntry::default().holds(&key, 0));
+    }
+
+    /// A short drop reads the clock on every packet and ends at its
+    /// instant; a long one reads it once per tick, and a new tick reads
+    /// it again (so its end is still the clock's).
+    #[test]
+    fn a_drop_holds_until_its_instant_and_only_a_long_one_skips_the_clock() {
+        const TICK: u64 = 4_294_000_000;
+        let mut short = DropEntry {
+            until_ns: 1_000 + CONFIRM_MARGIN_NS - 1,
+            ..DropEntry::default()
+        };
+        let mut reads = 0;
+        for _ in 0..3 {
+            assert!(short.still_drops(TICK, || {
+                reads += 1;
+                1_000
+            }));
+        }
+        assert_eq!((reads, short.jiffy), (3, 0), "never confirmed");
+        let end = short.until_ns;
+        assert!(!short.still_drops(TICK, || end));
+
+        let mut long = DropEntry {
+            until_ns: 1_000 + CONFIRM_MARGIN_NS,
+            ..DropEntry::default()
+        };
+        let mut reads = 0;
+        for _ in 0..3 {
+            assert!(long.still_drops(TICK, || {
+                reads += 1;
+                1_000
+            }));
+        }
+        assert_eq!((reads, long.jiffy), (1, TICK), "confirmed for its tick");
+        let end = long.until_ns;
+        assert!(
+            !long.still_drops(TICK + 1, || end),
+            "the next tick reads the clock"
+        );
+        assert!(
+            long.still_drops(TICK, || unreachable!()),
+            "the confirmed tick does not"
+        );
     }
 }

@@ -30,13 +30,24 @@ use crate::{
 
 /// Parses, decides and counts one packet; returns its XDP action. A
 /// packet the drop cache knows to drop is counted and dropped before the
-/// parse (`drops::hit` reads its source alone).
+/// parse (`drops::hit` reads its source alone, and the clock only when
+/// its tick has not confirmed the drop).
 #[inline(always)]
 pub fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
     let len = frame_len(ctx);
-    let now = M::now_ns();
+    // The clock, read only when needed, and once (a reading of 0 is read
+    // again, which changes nothing). Not an `Option`: the verifier cannot
+    // always tell a `None` from a `Some`, and its value's stack slot may
+    // hold something else while it is `None`.
+    let mut clock = 0;
+    let mut now = || {
+        if clock == 0 {
+            clock = M::now_ns();
+        }
+        clock
+    };
     if M::DROP_CACHE
-        && let Some(reason) = drops::hit(ctx, len, now)
+        && let Some(reason) = drops::hit(ctx, len, &mut now)
     {
         stats::count(
             stats::iface_slot(ctx.ingress_ifindex() as u32),
@@ -46,7 +57,7 @@ pub fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
         );
         return Verdict::Drop.xdp_action();
     }
-    pipeline::<M>(ctx, len, now)
+    pipeline::<M>(ctx, len, now())
 }
 
 /// The full pipeline for a packet the drop cache does not drop.

@@ -14,7 +14,10 @@
 //! as it reads; `fold` when the entry is reused). The global counters
 //! count every cached drop under its reason.
 
-use aya_ebpf::{helpers::generated::bpf_get_smp_processor_id, programs::XdpContext};
+use aya_ebpf::{
+    helpers::generated::{bpf_get_smp_processor_id, bpf_jiffies64},
+    programs::XdpContext,
+};
 use monitor_common::{
     drops::{DROP_WAYS, DROPS_PER_CPU, DropEntry, NO_SLOT, set_of},
     maps::signal,
@@ -45,21 +48,28 @@ fn ways(key: &SourceKey) -> Option<(*mut DropEntry, *mut DropEntry)> {
 /// The reason a packet is dropped without the pipeline, counted in its
 /// entry; `None` to run the pipeline. Everything after the lookup runs on
 /// a hit only, so a packet that misses pays the source read and the
-/// lookup. Inlined into `decide::judge`, which calls the pipeline instead
-/// (why there).
+/// lookup; the coarse clock is read (`now`, which keeps the reading for
+/// the pipeline) only when this tick has not confirmed the entry's drop
+/// (`DropEntry::still_drops`). Inlined into `decide::judge`, which calls
+/// the pipeline instead (why there).
 #[inline(always)]
-pub fn hit(ctx: &XdpContext, len: u64, now: u64) -> Option<Reason> {
+pub fn hit(ctx: &XdpContext, len: u64, now: &mut impl FnMut() -> u64) -> Option<Reason> {
+    // Before any clock reading (`still_drops` says why).
+    let jiffy = unsafe { bpf_jiffies64() };
     let cfg = TG_CONFIG.get(0)?;
     let (c, proto) = parse::network_header(ctx)?;
     let key = parse::source_key(&c, proto, cfg)?;
     let (a, b) = ways(&key)?;
-    let e = if unsafe { (*a).covers(&key, now, cfg.generation) } {
+    let e = if unsafe { (*a).holds(&key, cfg.generation) } {
         unsafe { &mut *a }
-    } else if unsafe { (*b).covers(&key, now, cfg.generation) } {
+    } else if unsafe { (*b).holds(&key, cfg.generation) } {
         unsafe { &mut *b }
     } else {
         return None;
     };
+    if !e.still_drops(jiffy, &mut *now) {
+        return None;
+    }
     let reason = Reason::from_u32(e.reason)?;
     if cfg.cookie.mode == cookie_mode::ON
         && !gate_agrees(reason, &key, cfg)
@@ -158,6 +168,7 @@ pub fn remember(
         );
     }
     e.until_ns = until_ns;
+    e.jiffy = 0;
     e.generation = generation;
     e.reason = reason as u32;
 }

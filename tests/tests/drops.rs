@@ -25,6 +25,7 @@ use tollgate::{
 };
 
 const N: u32 = 100_000;
+const MS: u64 = 1_000_000;
 
 /// Runs the production program `repeat` times on `frame`.
 fn send(tg: &Tollgate, frame: &[u8], repeat: u32) {
@@ -57,6 +58,14 @@ fn drops(tg: &Tollgate, reason: Reason) -> u64 {
         .counters()
         .unwrap()
         .get(reason, Verdict::Drop)
+        .packets
+}
+
+fn passes(tg: &Tollgate) -> u64 {
+    tg.maps
+        .counters()
+        .unwrap()
+        .get(Reason::Pass, Verdict::Pass)
         .packets
 }
 
@@ -99,6 +108,59 @@ fn a_banned_source_is_dropped_on_the_fast_path_and_counted_exactly() {
     let c = tg.maps.counters().unwrap();
     assert_eq!(c.get(Reason::Pass, Verdict::Pass).packets, 1);
     assert_eq!(tg.maps.source(&k).unwrap().unwrap().packets, N as u64 + 1);
+}
+
+/// A ban's cached drops skip the clock within a tick (the entry records
+/// the tick it confirmed) but end at the ban's expiry, with no daemon to
+/// lift it: the last `CONFIRM_MARGIN_NS` before it read the clock on
+/// every packet, and the first packet after it passes.
+#[test]
+fn a_cached_ban_ends_at_its_expiry_though_its_ticks_skip_the_clock() {
+    one_cpu();
+    let mut tg = load(&Policy::default());
+    let frame = udp("192.0.2.31");
+    let until = coarse_ns() + 300 * MS;
+    tg.maps
+        .ban("192.0.2.31/32".parse().unwrap(), until)
+        .unwrap();
+    send(&tg, &frame, 1_000);
+    let k = key(&tg, "192.0.2.31");
+    let entry = |tg: &Tollgate| {
+        tg.maps
+            .drop_cache()
+            .entries()
+            .into_iter()
+            .find(|e| e.key == k)
+            .expect("the ban's entry")
+    };
+    assert_ne!(
+        entry(&tg).jiffy,
+        0,
+        "a drop this long is confirmed for its tick"
+    );
+    let mut sent = 1_000u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while coarse_ns() <= until + 20 * MS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the coarse clock stalled"
+        );
+        send(&tg, &frame, 1_000);
+        sent += 1_000;
+    }
+    let banned = drops(&tg, Reason::Banned);
+    let passed = passes(&tg);
+    assert_eq!(banned + passed, sent);
+    assert!(banned >= 1_000, "dropped while banned: {banned}");
+    send(&tg, &frame, 1);
+    assert_eq!(
+        drops(&tg, Reason::Banned),
+        banned,
+        "no drop past the expiry"
+    );
+    assert_eq!(passes(&tg), passed + 1);
+    let s = tg.maps.source(&k).unwrap().expect("tracked");
+    assert_eq!((s.packets, s.dropped), (sent + 1, banned));
 }
 
 /// The detectors tell a SYN flood by its SYNs: cached drops count them
@@ -267,12 +329,7 @@ fn a_source_its_prefix_refuses_is_dropped_on_the_fast_path_and_counted_exactly()
         send(&tg, &frame, N);
         let k = key(&tg, "192.0.2.50");
         let s = tg.maps.source(&k).unwrap().expect("tracked");
-        let passed = tg
-            .maps
-            .counters()
-            .unwrap()
-            .get(Reason::Pass, Verdict::Pass)
-            .packets;
+        let passed = passes(&tg);
         let refused = drops(&tg, Reason::PrefixLimited);
         assert_eq!(passed + refused, N as u64, "byte limit: {bytes}");
         assert!((10..=11).contains(&passed), "passed {passed}");

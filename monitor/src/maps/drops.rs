@@ -44,8 +44,8 @@ impl Pending {
     }
 }
 
-/// The whole cache, mapped once (`DROPS_PER_CPU` entries of 64 bytes per
-/// possible CPU: 128 KiB each).
+/// The whole cache, mapped once (`DROPS_PER_CPU` entries of 72 bytes per
+/// possible CPU: 144 KiB each).
 pub struct DropCache {
     window: Window<DropEntry>,
     entries: u32,
@@ -69,9 +69,9 @@ impl DropCache {
     }
 
     fn entry(&self, i: u32) -> DropEntry {
-        // SAFETY: `i < entries`, inside the mapping; `DropEntry` is 8
+        // SAFETY: `i < entries`, inside the mapping; `DropEntry` is 9
         // aligned words of plain data.
-        unsafe { super::mmap::read_words::<DropEntry, 8>(self.window.slot(i as usize)) }
+        unsafe { super::mmap::read_words::<DropEntry, 9>(self.window.slot(i as usize)) }
     }
 
     /// Every entry (for tests and diagnostics).
