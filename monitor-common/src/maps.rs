@@ -298,7 +298,7 @@ pub const MAX_BANS_PER_FAMILY: u32 = 65_536;
 /// another layout never opens maps it would mis-read. Bump it with any
 /// such change (the `layout_fingerprint` test fails on size changes, as a
 /// reminder; field reorderings and new meanings are on the reviewer).
-pub const LAYOUT_VERSION: u32 = 9;
+pub const LAYOUT_VERSION: u32 = 10;
 
 /// The maps the daemon pins and a restarted daemon adopts: all but the
 /// replay program's scratch maps.
@@ -338,6 +338,7 @@ mod tests {
     use core::mem::size_of;
 
     use crate::{
+        drops::DropEntry,
         reason::{COUNTER_SLOTS, Malformed},
         types::{
             Counter, RuleParams, RuntimeConfig, SlotClock, SourceControl, SourceFlow, SourceKey,
@@ -361,9 +362,22 @@ mod tests {
                 COUNTER_SLOTS,
                 super::source_event::COUNT,
                 super::PINNED.len(),
-                Malformed::COUNT,
+                (Malformed::COUNT, size_of::<DropEntry>()),
             ),
-            (9, 20, 64, 64, 16, 40, 224, 16, 16 * 13 * 4, 6, 28, 12),
+            (
+                10,
+                20,
+                64,
+                64,
+                16,
+                40,
+                224,
+                16,
+                16 * 13 * 4,
+                6,
+                28,
+                (12, 72)
+            ),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );
     }
