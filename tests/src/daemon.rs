@@ -111,12 +111,15 @@ pub fn config(dir: &Path, extra: &str) -> String {
 
 /// `config` attached to `ifaces`.
 pub fn config_on(dir: &Path, ifaces: &[&str], extra: &str) -> String {
-    // A test that wants the slow production walk says so in `extra` with a
-    // `# scan_interval = ...` line.
-    let scan = extra
-        .lines()
-        .find_map(|l| l.strip_prefix("# scan_interval = "))
-        .unwrap_or("\"200ms\"");
+    // A test (or bench) that wants the production cadence says so in
+    // `extra` with `# interval = ...` and `# scan_interval = ...` lines.
+    let set = |key: &str| {
+        extra
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("# {key} = ")))
+            .unwrap_or("\"200ms\"")
+    };
+    let (interval, scan) = (set("interval"), set("scan_interval"));
     // A test with its own default limit brings the whole table.
     let default_limit = if extra.contains("[default_limit]") {
         ""
@@ -141,7 +144,7 @@ comment = "from the config"
     );
     format!(
         "{}[log]\nformat = \"json\"\n{extra}",
-        base_config(dir, ifaces, "200ms", on_exit, &tables)
+        base_config(dir, ifaces, interval.trim_matches('"'), on_exit, &tables)
     )
 }
 
