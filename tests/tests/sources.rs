@@ -104,6 +104,47 @@ fn sweeps_see_every_source_once() {
     }
 }
 
+/// A walk's threads run at `SWEEP_NICE`, below the host's service (whose
+/// requests would otherwise wait behind a walk of a large table); the
+/// thread that asked for the walk keeps its own priority.
+#[test]
+fn sweep_threads_yield_to_the_hosts_service() {
+    let mut tg = common::load_with(16_384, &Policy::default());
+    let cfg = tg.maps.runtime_config().unwrap();
+    let sources = (0..4_000u32).map(|i| {
+        let a = std::net::IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
+        (
+            tollgate::maps::source_key(&cfg, a),
+            monitor_common::types::SourceState {
+                packets: 1,
+                ..Default::default()
+            },
+        )
+    });
+    tg.maps.sources.insert(sources).unwrap();
+    let nice = || {
+        // SAFETY: reads this thread's own nice value.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    };
+    let mine = nice();
+    let mut seen = vec![Vec::new(); 2];
+    let parts: Vec<_> = seen
+        .iter_mut()
+        .map(|v| move |_: &monitor_common::types::SourceFlow| v.push(nice()))
+        .collect();
+    let (n, _) = tg.maps.for_each_source_split(parts).expect("split sweep");
+    assert_eq!(n, 4_000);
+    for (share, v) in seen.iter().enumerate() {
+        assert!(!v.is_empty(), "share {share} read no source");
+        assert!(
+            v.iter().all(|&p| p == tollgate::maps::SWEEP_NICE),
+            "share {share} ran at {:?}",
+            v.iter().collect::<std::collections::BTreeSet<_>>()
+        );
+    }
+    assert_eq!(nice(), mine, "the caller keeps its priority");
+}
+
 /// A full table under a storm of one-packet sources: the clock recycles
 /// the storm's slots and the clients that keep sending keep theirs (a
 /// table that evicted the oldest entry would lose them every lap).

@@ -40,7 +40,7 @@ pub use counters::{Counters, ReasonCounters};
 pub use drops::{DropCache, Pending};
 pub use policy::ApplyError;
 pub use seen::{Due as SeenDue, REBUILD_EVERY as SEEN_REBUILD_EVERY, SETTLE as SEEN_SETTLE};
-pub use sources::SourceTable;
+pub use sources::{SWEEP_NICE, SourceTable};
 
 /// A map operation that failed, naming the map and the operation.
 #[derive(Debug, thiserror::Error)]
