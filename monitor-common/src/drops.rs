@@ -8,16 +8,21 @@
 //! The clock on the fast path: the entry's drop is checked against the
 //! coarse clock (a helper call, about 20 ns where returns go through a
 //! mitigation thunk, a third of the fast path) once per clock tick only.
-//! A drop that lasts at least `CONFIRM_MARGIN_NS` past that reading (a
-//! ban, a deny rule, the wait of a limit under 10 per second) is
-//! confirmed for the tick (`DropEntry::jiffy`, the kernel's tick count,
-//! which the verifier turns into one load): while the tick count still
-//! reads the same, the coarse clock has not moved by more than the ticks
-//! of one update (it is updated just after the tick count, by the CPU
-//! that keeps time, possibly while this one reads), far less than the
-//! margin, so the drop still holds. Shorter drops (a source over a fast
-//! limit, whose next packet conforms within milliseconds) read the coarse
-//! clock on every packet, as the pipeline would.
+//! A drop that lasts at least `CONFIRM_MARGIN_NS` past the fine clock's
+//! reading (a ban, a deny rule, the wait of a limit under 10 per second)
+//! is confirmed for the tick (`DropEntry::jiffy`, the kernel's tick
+//! count, which the verifier turns into one load). Why that is safe: the
+//! coarse clock is the fine clock's value at its last update, and it is
+//! updated after the tick count (by the CPU that keeps time, which may be
+//! another), so within one tick count it can only reach the fine time at
+//! which that count is replaced or the update runs; the tick count stays
+//! unchanged while packets arrive for one or two ticks, at most five
+//! where the timekeeping CPU stalls (another CPU takes the update over
+//! then), 50 ms at HZ=100, the coarsest tick, which the 100 ms margin
+//! covers. So the pipeline, reading the coarse clock, would still drop.
+//! Shorter drops (a source over a fast limit, whose next packet conforms
+//! within milliseconds) read the coarse clock on every packet, as the
+//! pipeline would.
 //!
 //! What the fast path does not record: the source's last-seen time, its
 //! port sketch and ACK count (the pipeline's packets, at least one per
@@ -62,18 +67,18 @@ pub const DROP_WAYS: u32 = 2;
 /// Entries per CPU: CPU `c`'s cache is entries `c · DROPS_PER_CPU ..`.
 pub const DROPS_PER_CPU: u32 = DROP_SETS * DROP_WAYS;
 
-/// How long past the coarse clock's reading a drop must last for the fast
-/// path to take it without reading the clock again in the same tick
-/// (`confirmable`). The coarse clock can lag the tick count by the ticks
-/// of one update: one or two while a CPU is busy (10 ms each at HZ=100,
-/// the coarsest tick); 100 ms leaves room for five times that.
+/// How long past the fine clock's reading a drop must last for the fast
+/// path to take it without reading a clock again in the same tick
+/// (`confirmable`; the module's doc says why it covers the coarse
+/// clock's catching up within one tick count).
 pub const CONFIRM_MARGIN_NS: u64 = 100_000_000;
 
-/// Whether a drop until `until_ns`, checked at `now` (coarse ns), may be
-/// confirmed for the tick the fast path read before `now`.
+/// Whether a drop until `until_ns` may be confirmed for the tick the fast
+/// path read before `fine_now` (`CLOCK_MONOTONIC` ns, the coarse clock's
+/// base, never behind it).
 #[inline(always)]
-pub fn confirmable(until_ns: u64, now: u64) -> bool {
-    until_ns.saturating_sub(now) >= CONFIRM_MARGIN_NS
+pub fn confirmable(until_ns: u64, fine_now: u64) -> bool {
+    until_ns.saturating_sub(fine_now) >= CONFIRM_MARGIN_NS
 }
 
 /// `DropEntry::slot` of an entry whose source has no slot in the source
@@ -125,12 +130,20 @@ impl DropEntry {
 
     /// Whether the entry's drop still holds in tick `jiffy` (never 0: the
     /// kernel's count starts near 2^32): yes if this tick confirmed it,
-    /// else by the coarse clock, read with `now` only then; confirms the
-    /// tick when the drop lasts `CONFIRM_MARGIN_NS` past the reading. The
-    /// caller reads the tick count before the clock (the other order
-    /// could pair a tick with a reading from before it).
+    /// else by the coarse clock, read with `now` only then, as the
+    /// pipeline would; and then confirms the tick if the drop lasts
+    /// `CONFIRM_MARGIN_NS` past the fine clock (`fine`, read only then).
+    /// The caller reads the tick count before either clock: an interrupt
+    /// between the reads (XDP runs with interrupts on) then pairs an old
+    /// tick with a newer clock, a confirmation no later packet matches;
+    /// the other order could pair a new tick with a clock from before it.
     #[inline(always)]
-    pub fn still_drops(&mut self, jiffy: u64, now: impl FnOnce() -> u64) -> bool {
+    pub fn still_drops(
+        &mut self,
+        jiffy: u64,
+        now: impl FnOnce() -> u64,
+        fine: impl FnOnce() -> u64,
+    ) -> bool {
         if self.jiffy == jiffy {
             return true;
         }
@@ -138,7 +151,9 @@ impl DropEntry {
         if now >= self.until_ns {
             return false;
         }
-        if confirmable(self.until_ns, now) {
+        // The coarse reading first: a short drop (it is never ahead of the
+        // fine clock) costs no second clock read.
+        if confirmable(self.until_ns, now) && confirmable(self.until_ns, fine()) {
             self.jiffy = jiffy;
         }
         true
@@ -255,7 +270,8 @@ mod tests {
 
     /// A short drop reads the clock on every packet and ends at its
     /// instant; a long one reads it once per tick, and a new tick reads
-    /// it again (so its end is still the clock's).
+    /// it again (so its end is still the clock's). The confirmation asks
+    /// the fine clock, which may be ahead of the coarse one.
     #[test]
     fn a_drop_holds_until_its_instant_and_only_a_long_one_skips_the_clock() {
         const TICK: u64 = 4_294_000_000;
@@ -265,35 +281,42 @@ mod tests {
         };
         let mut reads = 0;
         for _ in 0..3 {
-            assert!(short.still_drops(TICK, || {
-                reads += 1;
-                1_000
-            }));
+            assert!(short.still_drops(
+                TICK,
+                || {
+                    reads += 1;
+                    1_000
+                },
+                || unreachable!("a short drop by the coarse clock asks no more")
+            ));
         }
         assert_eq!((reads, short.jiffy), (3, 0), "never confirmed");
         let end = short.until_ns;
-        assert!(!short.still_drops(TICK, || end));
+        assert!(!short.still_drops(TICK, || end, || unreachable!()));
 
         let mut long = DropEntry {
             until_ns: 1_000 + CONFIRM_MARGIN_NS,
             ..DropEntry::default()
         };
+        // Long by the coarse clock, short by the fine one: not confirmed.
+        assert!(long.still_drops(TICK, || 1_000, || 1_001));
+        assert_eq!(long.jiffy, 0);
         let mut reads = 0;
         for _ in 0..3 {
-            assert!(long.still_drops(TICK, || {
-                reads += 1;
-                1_000
-            }));
+            assert!(long.still_drops(
+                TICK,
+                || {
+                    reads += 1;
+                    1_000
+                },
+                || 1_000
+            ));
         }
         assert_eq!((reads, long.jiffy), (1, TICK), "confirmed for its tick");
         let end = long.until_ns;
         assert!(
-            !long.still_drops(TICK + 1, || end),
+            !long.still_drops(TICK + 1, || end, || end),
             "the next tick reads the clock"
-        );
-        assert!(
-            long.still_drops(TICK, || unreachable!()),
-            "the confirmed tick does not"
         );
     }
 }

@@ -74,9 +74,9 @@ pub struct GenConfig {
 }
 
 /// Upper bound of `GenConfig::spin` (the loop the verifier walks, one
-/// jump per round: it refuses a history of more than about 8,192; a
-/// generator of 2.6 Mpps flat out needs about 2,150 for the bench's
-/// slowest pace).
+/// pending branch per round: it refuses more than 8,192 of them, "the
+/// sequence of jumps is too complex"; a generator of 2.6 Mpps flat out
+/// needs about 2,150 for the bench's slowest pace).
 pub const GEN_MAX_SPIN: u32 = 4096;
 const _: () = assert!(core::mem::size_of::<GenConfig>() == 84);
 

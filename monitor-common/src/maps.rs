@@ -340,9 +340,11 @@ mod tests {
     use crate::{
         drops::DropEntry,
         reason::{COUNTER_SLOTS, Malformed},
+        syncookie::SynAt,
         types::{
             Counter, RuleParams, RuntimeConfig, SlotClock, SourceControl, SourceFlow, SourceKey,
         },
+        verified::VerifiedKey,
     };
 
     /// Sizes and counts that define the pinned layout. If this fails, the
@@ -362,7 +364,12 @@ mod tests {
                 COUNTER_SLOTS,
                 super::source_event::COUNT,
                 super::PINNED.len(),
-                (Malformed::COUNT, size_of::<DropEntry>()),
+                (
+                    Malformed::COUNT,
+                    size_of::<DropEntry>(),
+                    size_of::<VerifiedKey>(),
+                    size_of::<SynAt>(),
+                ),
             ),
             (
                 10,
@@ -376,7 +383,7 @@ mod tests {
                 16 * 13 * 4,
                 6,
                 28,
-                (12, 72)
+                (12, 72, 16, 20)
             ),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"
         );

@@ -15,7 +15,7 @@
 //! count every cached drop under its reason.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_get_smp_processor_id, bpf_jiffies64},
+    helpers::generated::{bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_ns},
     programs::XdpContext,
 };
 use monitor_common::{
@@ -47,9 +47,10 @@ fn ways(key: &SourceKey) -> Option<(*mut DropEntry, *mut DropEntry)> {
 
 /// The reason a packet is dropped without the pipeline, counted in its
 /// entry; `None` to run the pipeline. Everything after the lookup runs on
-/// a hit only, so a packet that misses pays the source read and the
-/// lookup; the coarse clock is read (`now`, which keeps the reading for
-/// the pipeline) only when this tick has not confirmed the entry's drop
+/// a hit only, so a packet that misses pays the tick count's load, the
+/// source read and the lookup; the coarse clock is read (`now`, which
+/// keeps the reading for the pipeline) only when this tick has not
+/// confirmed the entry's drop, the fine one only to confirm it
 /// (`DropEntry::still_drops`). Inlined into `decide::judge`, which calls
 /// the pipeline instead (why there).
 #[inline(always)]
@@ -67,7 +68,7 @@ pub fn hit(ctx: &XdpContext, len: u64, now: &mut impl FnMut() -> u64) -> Option<
     } else {
         return None;
     };
-    if !e.still_drops(jiffy, &mut *now) {
+    if !e.still_drops(jiffy, &mut *now, || unsafe { bpf_ktime_get_ns() }) {
         return None;
     }
     let reason = Reason::from_u32(e.reason)?;
@@ -168,6 +169,8 @@ pub fn remember(
         );
     }
     e.until_ns = until_ns;
+    // A tick confirmed for the drop this entry held (a ban, say) must not
+    // carry over to this one (a wait of a millisecond, say).
     e.jiffy = 0;
     e.generation = generation;
     e.reason = reason as u32;

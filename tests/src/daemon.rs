@@ -117,7 +117,7 @@ pub fn config_on(dir: &Path, ifaces: &[&str], extra: &str) -> String {
         extra
             .lines()
             .find_map(|l| l.strip_prefix(&format!("# {key} = ")))
-            .unwrap_or("\"200ms\"")
+            .map_or("200ms", |v| v.trim_matches('"'))
     };
     let (interval, scan) = (set("interval"), set("scan_interval"));
     // A test with its own default limit brings the whole table.
@@ -133,7 +133,7 @@ pub fn config_on(dir: &Path, ifaces: &[&str], extra: &str) -> String {
     };
     let tables = format!(
         r#"[sources]
-scan_interval = {scan}
+scan_interval = "{scan}"
 {default_limit}[management]
 cidrs = ["192.0.2.250/32"]
 [[rule]]
@@ -144,7 +144,7 @@ comment = "from the config"
     );
     format!(
         "{}[log]\nformat = \"json\"\n{extra}",
-        base_config(dir, ifaces, interval.trim_matches('"'), on_exit, &tables)
+        base_config(dir, ifaces, interval, on_exit, &tables)
     )
 }
 

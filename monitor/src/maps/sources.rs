@@ -537,16 +537,26 @@ impl SourceTable {
 /// (top talkers, the tracked count, the detectors that judge single
 /// sources by it) can wait a few ms while the cores are busy (nice 10 is
 /// about a tenth of a busy core's time); the kernel's enforcement never
-/// waits for it, nor do the detectors that read the counters.
+/// waits for it, nor do the detectors that read the counters. Nice ranks
+/// threads within one scheduling group: where the service runs in a
+/// cgroup (or autogroup) of its own, as under systemd, the groups' CPU
+/// weights (`CPUWeight=`) rank the daemon against it, and this ranks the
+/// walk below the daemon's own work.
 pub const SWEEP_NICE: i32 = 10;
 
 /// Lowers the calling thread (a sweep thread, which ends with the walk)
-/// to `SWEEP_NICE`. If the kernel refuses, the walk runs as before.
+/// to `SWEEP_NICE`, never raises it (a daemon started nicer stays so).
+/// If the kernel refuses, the walk runs as before.
 fn yield_to_the_host() {
-    // SAFETY: setpriority on this thread's own id; no memory is shared.
-    let res =
-        unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, SWEEP_NICE) };
-    if res != 0 {
+    let tid = unsafe { libc::gettid() } as libc::id_t;
+    // SAFETY: get/setpriority on this thread's own id; no memory is
+    // shared. getpriority returns the nice value itself (-1 can be one).
+    let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+    if current >= SWEEP_NICE {
+        return;
+    }
+    // SAFETY: as above.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, SWEEP_NICE) } != 0 {
         tracing::debug!(
             "the sweep thread keeps its priority: {}",
             std::io::Error::last_os_error()
