@@ -275,21 +275,29 @@ mod tests {
     #[test]
     fn a_drop_holds_until_its_instant_and_only_a_long_one_skips_the_clock() {
         const TICK: u64 = 4_294_000_000;
+        // Three packets in `TICK` with both clocks at 1,000 ns: each still
+        // dropped; how many read the coarse clock.
+        let three = |e: &mut DropEntry, fine: fn() -> u64| {
+            let mut reads = 0;
+            for _ in 0..3 {
+                assert!(e.still_drops(
+                    TICK,
+                    || {
+                        reads += 1;
+                        1_000
+                    },
+                    fine
+                ));
+            }
+            reads
+        };
         let mut short = DropEntry {
             until_ns: 1_000 + CONFIRM_MARGIN_NS - 1,
             ..DropEntry::default()
         };
-        let mut reads = 0;
-        for _ in 0..3 {
-            assert!(short.still_drops(
-                TICK,
-                || {
-                    reads += 1;
-                    1_000
-                },
-                || unreachable!("a short drop by the coarse clock asks no more")
-            ));
-        }
+        let reads = three(&mut short, || {
+            unreachable!("a short drop by the coarse clock asks no more")
+        });
         assert_eq!((reads, short.jiffy), (3, 0), "never confirmed");
         let end = short.until_ns;
         assert!(!short.still_drops(TICK, || end, || unreachable!()));
@@ -301,17 +309,7 @@ mod tests {
         // Long by the coarse clock, short by the fine one: not confirmed.
         assert!(long.still_drops(TICK, || 1_000, || 1_001));
         assert_eq!(long.jiffy, 0);
-        let mut reads = 0;
-        for _ in 0..3 {
-            assert!(long.still_drops(
-                TICK,
-                || {
-                    reads += 1;
-                    1_000
-                },
-                || 1_000
-            ));
-        }
+        let reads = three(&mut long, || 1_000);
         assert_eq!((reads, long.jiffy), (1, TICK), "confirmed for its tick");
         let end = long.until_ns;
         assert!(

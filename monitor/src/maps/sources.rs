@@ -548,9 +548,11 @@ pub const SWEEP_NICE: i32 = 10;
 /// to `SWEEP_NICE`, never raises it (a daemon started nicer stays so).
 /// If the kernel refuses, the walk runs as before.
 fn yield_to_the_host() {
+    // SAFETY: gettid, then get/setpriority on this thread's own id; no
+    // memory is shared. getpriority returns the nice value itself (-1 can
+    // be one).
     let tid = unsafe { libc::gettid() } as libc::id_t;
-    // SAFETY: get/setpriority on this thread's own id; no memory is
-    // shared. getpriority returns the nice value itself (-1 can be one).
+    // SAFETY: as above.
     let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
     if current >= SWEEP_NICE {
         return;
