@@ -52,6 +52,8 @@ pub struct Snapshot {
     /// Over-limit sources the full hot list could not take, so far (the
     /// kernel's `signal::HOT_LOST`).
     pub hot_reports_lost: u64,
+    /// Sources that gave their slots back when a storm was found, so far.
+    pub storm_demoted: u64,
     /// Whether this snapshot walked the source table (top lists fresh).
     pub walked: bool,
     pub crowdsec: CrowdSecStats,

@@ -204,6 +204,12 @@ fn storm_test(tag: &str, storm: Storm) {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the finding says how many gave back their slots: {why}"));
     assert!(demoted > 0, "{why}");
+    // The exporter counts them too (every storm found in the run).
+    let counted = metric(&guarded.metrics, "tollgate_storm_sources_demoted_total").unwrap_or(-1.0);
+    assert!(
+        counted >= demoted as f64,
+        "tollgate_storm_sources_demoted_total {counted}, the finding {demoted}"
+    );
     assert_eq!(
         guarded.existing_tracked, EXISTING,
         "the existing clients kept their slots"

@@ -63,6 +63,7 @@ impl Daemon {
             bans_by_reason: self.bans.counts().clone(),
             bans_refused: self.respond.bans_refused(),
             hot_reports_lost: self.tg.maps.signals()?[signal::HOT_LOST as usize],
+            storm_demoted: self.respond.demoted(),
             walked: false,
             cookies: self.cookie_stats(walk, prev.map(|p| &p.cookies))?,
             crowdsec: crate::snapshot::CrowdSecStats {

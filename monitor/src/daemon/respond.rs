@@ -52,6 +52,9 @@ pub struct Responder {
     /// force) or `map_full` (the kernel's ban map), and `failed` (any other
     /// map error). Exported, so an alert can say the response is blind.
     refused: BTreeMap<&'static str, u64>,
+    /// Sources that gave their slots back when a storm was found
+    /// (`demote_storm_sources`), so far. Exported.
+    demoted: u64,
     /// Banned sources whose bans end soon, as last read: whether they are
     /// still attacking is judged on what they sent since (`renew_bans`).
     ending: HashMap<IpNet, (Instant, SourceState)>,
@@ -79,6 +82,11 @@ impl Responder {
         let mut all: BTreeMap<&'static str, u64> = BANS_REFUSED.iter().map(|w| (*w, 0)).collect();
         all.extend(self.refused.iter().map(|(k, v)| (*k, *v)));
         all
+    }
+
+    /// Sources that gave their slots back to storms' answers, so far.
+    pub fn demoted(&self) -> u64 {
+        self.demoted
     }
 
     /// Whether the host-wide SYN limit is in force (SYN cookies in mode
@@ -364,7 +372,10 @@ impl Daemon {
     /// found (`SourceTable::demote_since`); how many.
     fn demote_storm_sources(&mut self, began: u64) -> u32 {
         match self.tg.maps.sources.demote_since(began, coarse_ns()) {
-            Ok(n) => n,
+            Ok(n) => {
+                self.respond.demoted += u64::from(n);
+                n
+            }
             Err(e) => {
                 tracing::warn!(
                     event = "storm_demote_failed",

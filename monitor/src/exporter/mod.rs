@@ -287,6 +287,7 @@ struct ResponseMetrics {
     bans_refused: IntCounterVec,
     bans: IntCounterVec,
     hot_reports_lost: IntCounter,
+    storm_demoted: IntCounter,
 }
 
 impl ResponseMetrics {
@@ -315,6 +316,11 @@ impl ResponseMetrics {
                 "tollgate_hot_reports_lost_total",
                 "Over-limit sources the kernel could not put on the full hot list (8,192 per interval): judged only at the table walk, among its top talkers, and in aggregate by the storm detectors.",
             ),
+            storm_demoted: int_counter(
+                r,
+                "tollgate_storm_sources_demoted_total",
+                "Sources first seen since a storm began, tracked and showing nothing of being real, that gave their slots back when it was found: judged since as never-seen sources, on their prefix's unproven budget.",
+            ),
         }
     }
 
@@ -340,6 +346,7 @@ impl ResponseMetrics {
             raise(&self.bans_refused.with_label_values(&[why]), *n);
         }
         raise(&self.hot_reports_lost, s.hot_reports_lost);
+        raise(&self.storm_demoted, s.storm_demoted);
     }
 }
 
