@@ -233,13 +233,24 @@ pub const SYN_AT: &str = "TG_SYN_AT";
 /// restarted daemon adopts it and puts its own SYN-ACK program in the
 /// slot before it swaps the main program.
 pub const JUMP: &str = "TG_JUMP";
+/// `JUMP` for the single-buffer programs (`PROG_LINEAR` and
+/// `PROG_SYNACK_LINEAR`): the kernel keeps a program array to programs of
+/// one kind. Pinned for the same reason.
+pub const JUMP_LINEAR: &str = "TG_JUMP_LINEAR";
 pub const JUMP_SYNACK: u32 = 0;
 /// Builds and sends the SYN-ACK for a SYN the main program chose to
 /// answer; reached only by tail call.
 pub const PROG_SYNACK: &str = "tollgate_synack";
+/// `PROG_SYNACK` for `PROG_LINEAR`.
+pub const PROG_SYNACK_LINEAR: &str = "tollgate_synack_linear";
 
-/// The production XDP program: parse, police, limit, count.
+/// The production XDP program: parse, police, limit, count. Multi-buffer
+/// (`xdp.frags`), so the kernel attaches it whatever the MTU.
 pub const PROG_MAIN: &str = "tollgate";
+/// The same, single-buffer: it reads the frame's length without a helper
+/// call. Attached wherever the kernel takes it (the interface's MTU fits
+/// one buffer); `PROG_MAIN` where it does not.
+pub const PROG_LINEAR: &str = "tollgate_linear";
 /// The same program with the replay clock and a record of each verdict:
 /// for `tollgate replay` and tests through BPF_PROG_TEST_RUN only.
 pub const PROG_REPLAY: &str = "tollgate_replay";
@@ -247,8 +258,8 @@ pub const PROG_REPLAY: &str = "tollgate_replay";
 pub const PROG_PARSE: &str = "tollgate_parse";
 /// XDP_PASS and nothing else (the benchmark's floor).
 pub const PROG_FLOOR: &str = "tollgate_floor";
-/// The production program without the drop cache; loaded by the bench
-/// alone (`LoadOptions::reference`), as its same-run reference.
+/// The single-buffer production program without the drop cache; loaded
+/// by the bench alone (`LoadOptions::reference`), as its same-run reference.
 pub const PROG_UNCACHED: &str = "tollgate_uncached";
 
 /// Indices into `SOURCE_EVENTS`.
@@ -298,7 +309,7 @@ pub const MAX_BANS_PER_FAMILY: u32 = 65_536;
 /// another layout never opens maps it would mis-read. Bump it with any
 /// such change (the `layout_fingerprint` test fails on size changes, as a
 /// reminder; field reorderings and new meanings are on the reviewer).
-pub const LAYOUT_VERSION: u32 = 10;
+pub const LAYOUT_VERSION: u32 = 11;
 
 /// The maps the daemon pins and a restarted daemon adopts: all but the
 /// replay program's scratch maps.
@@ -329,6 +340,7 @@ pub const PINNED: &[&str] = &[
     COOKIE_EVENTS,
     SYN_AT,
     JUMP,
+    JUMP_LINEAR,
     DROPS,
     SEEN,
 ];
@@ -372,7 +384,7 @@ mod tests {
                 ),
             ),
             (
-                10,
+                11,
                 20,
                 64,
                 64,
@@ -382,7 +394,7 @@ mod tests {
                 16,
                 16 * 13 * 4,
                 6,
-                28,
+                29,
                 (12, 72, 16, 20)
             ),
             "the pinned map layout changed: bump LAYOUT_VERSION, then update this test"

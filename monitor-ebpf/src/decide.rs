@@ -8,7 +8,7 @@
 //! here; what is recorded about its source goes in `flow`, how a header is
 //! read in `parse`, the bucket arithmetic in `limit`.
 
-use aya_ebpf::{helpers::bpf_xdp_get_buff_len, programs::XdpContext};
+use aya_ebpf::programs::XdpContext;
 use monitor_common::{
     maps::{signal, source_event},
     reason::{Reason, Verdict},
@@ -22,7 +22,7 @@ use crate::{
     limit,
     maps::{self, TG_CONFIG, TG_HOT, TG_PACKET},
     mem,
-    mode::Mode,
+    mode::{self, Mode},
     parse, policy, prefix,
     sources::{self, Source},
     stats,
@@ -34,7 +34,7 @@ use crate::{
 /// its tick has not confirmed the drop).
 #[inline(always)]
 pub fn judge<M: Mode>(ctx: &XdpContext) -> u32 {
-    let len = frame_len(ctx);
+    let len = mode::frame_len::<M>(ctx);
     // The clock, read only when needed, and once (a reading of 0 is read
     // again, which changes nothing). Not an `Option`: the verifier cannot
     // always tell a `None` from a `Some`, and its value's stack slot may
@@ -93,15 +93,6 @@ fn pipeline<M: Mode>(ctx: &XdpContext, len: u64, now: u64) -> u32 {
         return M::answer_syn(ctx, info, now);
     }
     verdict.xdp_action()
-}
-
-/// The whole frame's length, all of its buffers (a jumbo frame's headers
-/// are in the first; its bytes count in full). Masked to 18 bits (256 KiB,
-/// past any frame XDP sees): the verifier then knows its range, as it knew
-/// the single buffer's, and prunes the paths that use it as before.
-#[inline(always)]
-fn frame_len(ctx: &XdpContext) -> u64 {
-    unsafe { bpf_xdp_get_buff_len(ctx.ctx) & 0x3_ffff }
 }
 
 #[inline(always)]

@@ -20,23 +20,30 @@
 //!
 //! The entries here:
 //!
-//! - `tollgate`: the production program, clock from `CLOCK_MONOTONIC_COARSE`;
+//! - `tollgate_linear`: the production program, clock from
+//!   `CLOCK_MONOTONIC_COARSE`, single-buffer: what the daemon attaches
+//!   wherever the interface's MTU lets it;
+//! - `tollgate`: the same, multi-buffer, for the interfaces it does not;
 //! - `tollgate_replay`: the same decisions with the clock taken from the
 //!   replay map and a record of each verdict, for `tollgate replay` and the
 //!   tests; the production program never pays for the record;
-//! - `tollgate_synack`: the SYN-cookie SYN-ACK, reached by tail call from
-//!   `tollgate` only;
+//! - `tollgate_synack` and `tollgate_synack_linear`: the SYN-cookie
+//!   SYN-ACK, reached by tail call from `tollgate` and `tollgate_linear`;
 //! - `tollgate_parse`: the parser alone, `tollgate_floor`, which only
 //!   returns XDP_PASS, and `tollgate_uncached`, the production pipeline
 //!   without the drop cache: the benchmark's reference points.
 //!
-//! Every program that judges or answers a packet is multi-buffer
-//! (`xdp.frags`): the kernel attaches only such programs natively to an
-//! interface whose MTU does not fit a page (jumbo frames, MTU 9000). Each
-//! reads its headers from the first buffer, which holds them whatever the
-//! MTU, and counts the whole frame's length (`decide::frame_len`). The
-//! SYN-ACK program is one too: a program array takes only programs of
-//! one kind.
+//! The production pipeline comes twice. The kernel attaches only a
+//! multi-buffer program (`xdp.frags`) natively to an interface whose MTU
+//! does not fit a page (jumbo frames, MTU 9000); it reads its headers from
+//! the first buffer, which holds them whatever the MTU, and asks the
+//! kernel for the whole frame's length (`mode::frame_len`), a helper call.
+//! The single-buffer twin knows the frame is its one buffer and reads the
+//! length for free, which is a third of the drop cache's fast path; the
+//! daemon attaches it first and falls back to the multi-buffer one where
+//! the kernel refuses it. Each has its own SYN-ACK program and jump table:
+//! a program array takes only programs of one kind. The replay program is
+//! multi-buffer, so it takes any frame a capture holds.
 //!
 //! One more program, the lab's traffic generator `tollgate_gen`, lives in
 //! `generator.rs`; the daemon never loads it.
@@ -73,17 +80,22 @@ use crate::{
     mode::{Live, Replay},
 };
 
+#[xdp]
+pub fn tollgate_linear(ctx: XdpContext) -> u32 {
+    judge::<Live<true, false>>(&ctx)
+}
+
 #[xdp(frags)]
 pub fn tollgate(ctx: XdpContext) -> u32 {
-    judge::<Live<true>>(&ctx)
+    judge::<Live<true, true>>(&ctx)
 }
 
 /// The production pipeline without the drop cache: the bench's reference
 /// for what the cache costs a packet it does not drop. Loaded only by the
-/// bench.
-#[xdp(frags)]
+/// bench, which measures the single-buffer program.
+#[xdp]
 pub fn tollgate_uncached(ctx: XdpContext) -> u32 {
-    judge::<Live<false>>(&ctx)
+    judge::<Live<false, false>>(&ctx)
 }
 
 #[xdp(frags)]
@@ -96,7 +108,18 @@ pub fn tollgate_replay(ctx: XdpContext) -> u32 {
 /// counted (`cookie_event::FAILED` says why not passed).
 #[xdp(frags)]
 pub fn tollgate_synack(ctx: XdpContext) -> u32 {
-    if cookie::synack::answer(&ctx).is_some() {
+    synack(&ctx)
+}
+
+/// `tollgate_synack` for `tollgate_linear`.
+#[xdp]
+pub fn tollgate_synack_linear(ctx: XdpContext) -> u32 {
+    synack(&ctx)
+}
+
+#[inline(always)]
+fn synack(ctx: &XdpContext) -> u32 {
+    if cookie::synack::answer(ctx).is_some() {
         cookie::event(cookie_event::SENT);
         xdp_action::XDP_TX
     } else {

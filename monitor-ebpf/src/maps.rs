@@ -133,8 +133,15 @@ pub static TG_PREFIXES: Array<PrefixSlot> = Array::with_max_entries(PREFIX_SLOTS
 #[map]
 pub static TG_DROPS: Array<DropEntry> = Array::with_max_entries(DROPS_PER_CPU, BPF_F_MMAPABLE);
 
+/// The multi-buffer programs' jump table (`tollgate` to `tollgate_synack`).
 #[map]
 pub static TG_JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// The single-buffer programs' (`tollgate_linear` to
+/// `tollgate_synack_linear`): the kernel lets a program array hold, and be
+/// called from, programs of one kind only, multi-buffer or not.
+#[map]
+pub static TG_JUMP_LINEAR: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// The parameters of rule `slot` in policy set `set` (`generation & 1`),
 /// falling back to the set's default slot.

@@ -131,10 +131,24 @@ impl Default for LoadOptions {
 pub struct Tollgate {
     ebpf: Ebpf,
     /// Held, not used: see `fill_jump_table`.
-    _jump: ProgramArray<MapData>,
+    _jumps: [ProgramArray<MapData>; 2],
     pub maps: Maps,
-    attached: Vec<(String, Attachment)>,
+    attached: Vec<Attached>,
 }
+
+/// One interface the production program is attached to.
+struct Attached {
+    iface: String,
+    /// `PROG_LINEAR`, or `PROG_MAIN` where the kernel refused it.
+    program: &'static str,
+    how: Attachment,
+}
+
+/// The production programs in the order `attach` tries them: the
+/// single-buffer one reads the frame's length without a helper call; the
+/// kernel refuses it on an interface whose MTU does not fit a buffer, and
+/// takes the multi-buffer one there.
+const PRODUCTION: [&str; 2] = [names::PROG_LINEAR, names::PROG_MAIN];
 
 /// How the program is attached to one interface.
 enum Attachment {
@@ -147,9 +161,10 @@ enum Attachment {
 }
 
 impl Tollgate {
-    /// Loads and verifies the four programs (the production one, the
+    /// Loads and verifies the programs (the production one in its
+    /// single- and multi-buffer forms with their SYN-ACK programs, the
     /// replay one, and the parse-only and floor references the bench
-    /// measures against) and takes the maps. The bucket clock's origin is
+    /// measures against), fills both jump tables and takes the maps. The bucket clock's origin is
     /// set when the first policy is applied (`Maps::apply_policy`).
     pub fn load(opts: &LoadOptions) -> Result<Self, LoadError> {
         let mut loader = EbpfLoader::new();
@@ -192,11 +207,13 @@ impl Tollgate {
             }
         }
         for name in [
+            names::PROG_LINEAR,
             names::PROG_MAIN,
             names::PROG_REPLAY,
             names::PROG_PARSE,
             names::PROG_FLOOR,
             names::PROG_SYNACK,
+            names::PROG_SYNACK_LINEAR,
         ]
         .into_iter()
         .chain(opts.reference.then_some(names::PROG_UNCACHED))
@@ -209,11 +226,14 @@ impl Tollgate {
             prog.load()
                 .map_err(|source| LoadError::Verify { name, source })?;
         }
-        let jump = fill_jump_table(&mut ebpf)?;
+        let jumps = [
+            fill_jump_table(&mut ebpf, names::JUMP, names::PROG_SYNACK)?,
+            fill_jump_table(&mut ebpf, names::JUMP_LINEAR, names::PROG_SYNACK_LINEAR)?,
+        ];
         let maps = Maps::take(&mut ebpf, opts.max_sources)?;
         Ok(Self {
             ebpf,
-            _jump: jump,
+            _jumps: jumps,
             maps,
             attached: Vec::new(),
         })
@@ -228,83 +248,107 @@ impl Tollgate {
             .map_err(|source| LoadError::Verify { name, source })
     }
 
-    fn main_program_mut(&mut self) -> Result<&mut Xdp, LoadError> {
+    fn program_mut(&mut self, name: &'static str) -> Result<&mut Xdp, LoadError> {
         self.ebpf
-            .program_mut(names::PROG_MAIN)
-            .ok_or(LoadError::MissingProgram(names::PROG_MAIN))?
+            .program_mut(name)
+            .ok_or(LoadError::MissingProgram(name))?
             .try_into()
-            .map_err(|source| LoadError::Verify {
-                name: names::PROG_MAIN,
-                source,
-            })
+            .map_err(|source| LoadError::Verify { name, source })
     }
 
     /// Attaches the production program to `iface` in the current network
-    /// namespace, through a link the program owns.
-    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<(), LoadError> {
+    /// namespace, through a link the program owns. Returns which program
+    /// the kernel took (`PRODUCTION`).
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<&'static str, LoadError> {
         self.set_slot(iface)?;
-        let prog = self.main_program_mut()?;
-        let link = prog
-            .attach(iface, mode.into())
-            .map_err(|source| LoadError::Attach {
-                iface: iface.to_owned(),
-                mode,
-                source,
-            })?;
-        self.attached
-            .push((iface.to_owned(), Attachment::Owned(link)));
-        Ok(())
+        let (program, link) = self.attach_first(iface, mode)?;
+        self.attached.push(Attached {
+            iface: iface.to_owned(),
+            program,
+            how: Attachment::Owned(link),
+        });
+        Ok(program)
+    }
+
+    /// Attaches the first of `PRODUCTION` the kernel takes on `iface`; if
+    /// none, the error is the last one's, the program that fits any MTU.
+    fn attach_first(
+        &mut self,
+        iface: &str,
+        mode: AttachMode,
+    ) -> Result<(&'static str, XdpLinkId), LoadError> {
+        let mut refused = None;
+        for program in PRODUCTION {
+            match self.program_mut(program)?.attach(iface, mode.into()) {
+                Ok(link) => {
+                    if let Some(e) = refused {
+                        tracing::info!(
+                            event = "multi_buffer",
+                            iface = %iface,
+                            "the kernel refused the single-buffer program on `{iface}` ({e}), most likely for its MTU; attached the multi-buffer one, which asks the kernel for each frame's length (about 20 ns a packet)"
+                        );
+                    }
+                    return Ok((program, link));
+                }
+                Err(source) => refused = Some(source),
+            }
+        }
+        Err(LoadError::Attach {
+            iface: iface.to_owned(),
+            mode,
+            source: refused.expect("PRODUCTION is not empty"),
+        })
     }
 
     /// Attaches to `iface` through a link pinned at `pin`. If a link is
     /// pinned there already, or at one of `older` (an earlier layout's
     /// pins), it is adopted: its program is replaced by ours in one atomic
     /// update, so the interface is never without enforcement. Returns
-    /// whether a link was adopted.
+    /// whether a link was adopted, and which program the kernel took
+    /// (`PRODUCTION`).
     pub fn attach_pinned(
         &mut self,
         iface: &str,
         mode: AttachMode,
         pin: &Path,
         older: &[PathBuf],
-    ) -> Result<bool, LoadError> {
+    ) -> Result<(bool, &'static str), LoadError> {
         self.set_slot(iface)?;
         let existing = std::iter::once(pin)
             .chain(older.iter().map(PathBuf::as_path))
             .find(|p| p.exists());
-        let prog = self.main_program_mut()?;
         // A pinned link whose interface went away while no daemon ran (or
         // came back as a new one) cannot take our program: its pin is
         // removed and the interface attached afresh.
-        let adopted = existing.and_then(|path| match adopt_link(prog, path) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                tracing::warn!(
-                    event = "stale_link",
-                    pin = %path.display(),
-                    "the pinned link on `{iface}` cannot be adopted ({e:#}); removing its pin and attaching afresh"
-                );
-                let _ = std::fs::remove_file(path);
-                None
-            }
-        });
+        let adopted = match existing {
+            Some(path) => match self.adopt_first(path) {
+                Ok(adopted) => Some(adopted),
+                Err(e) => {
+                    tracing::warn!(
+                        event = "stale_link",
+                        pin = %path.display(),
+                        "the pinned link on `{iface}` cannot be adopted ({e:#}); removing its pin and attaching afresh"
+                    );
+                    let _ = std::fs::remove_file(path);
+                    None
+                }
+            },
+            None => None,
+        };
         let existing = existing.filter(|_| adopted.is_some());
-        let id = match adopted {
-            Some(id) => id,
-            None => prog
-                .attach(iface, mode.into())
-                .map_err(|source| LoadError::Attach {
-                    iface: iface.to_owned(),
-                    mode,
-                    source,
-                })?,
+        let (program, id) = match adopted {
+            Some(adopted) => adopted,
+            None => self.attach_first(iface, mode)?,
         };
         let pin_err = |e: anyhow::Error| LoadError::Pin {
             iface: iface.to_owned(),
             path: pin.to_owned(),
             source: e,
         };
-        let link = prog.take_link(id).map_err(|e| pin_err(e.into()))?;
+        let link = self
+            .program_mut(program)?
+            .take_link(id)
+            .map_err(|e| pin_err(e.into()))?;
         let link = FdLink::try_from(link).map_err(|e| {
             pin_err(anyhow::anyhow!(
                 "{e}: the kernel attached XDP through netlink, not a BPF link (Linux 5.9 or later is needed to pin it)"
@@ -315,14 +359,29 @@ impl Tollgate {
         } else {
             link.pin(pin).map_err(|e| pin_err(e.into()))?.into()
         };
-        self.attached.push((
-            iface.to_owned(),
-            Attachment::Pinned {
+        self.attached.push(Attached {
+            iface: iface.to_owned(),
+            program,
+            how: Attachment::Pinned {
                 link,
                 pin: pin.to_owned(),
             },
-        ));
-        Ok(existing.is_some())
+        });
+        Ok((existing.is_some(), program))
+    }
+
+    /// Puts the first of `PRODUCTION` the kernel takes into the link
+    /// pinned at `path` (the interface's MTU decides, as on a fresh
+    /// attach); the error is the last program's.
+    fn adopt_first(&mut self, path: &Path) -> anyhow::Result<(&'static str, XdpLinkId)> {
+        let mut refused = None;
+        for program in PRODUCTION {
+            match adopt_link(self.program_mut(program)?, path) {
+                Ok(id) => return Ok((program, id)),
+                Err(e) => refused = Some(e),
+            }
+        }
+        Err(refused.expect("PRODUCTION is not empty"))
     }
 
     /// Counter slot = attach order, 1-based, set before the first packet;
@@ -339,11 +398,15 @@ impl Tollgate {
     /// removing pinned links' pins. (Dropping the struct detaches owned
     /// links too, and leaves pinned ones attached; this reports errors.)
     pub fn detach_all(&mut self) -> Result<(), LoadError> {
-        let attached = std::mem::take(&mut self.attached);
-        let prog = self.main_program_mut()?;
-        for (iface, a) in attached {
-            match a {
-                Attachment::Owned(link) => prog
+        for Attached {
+            iface,
+            program,
+            how,
+        } in std::mem::take(&mut self.attached)
+        {
+            match how {
+                Attachment::Owned(link) => self
+                    .program_mut(program)?
                     .detach(link)
                     .map_err(|source| LoadError::Detach { iface, source })?,
                 Attachment::Pinned { link, pin } => {
@@ -363,7 +426,7 @@ impl Tollgate {
     /// Interfaces the program is attached to, in counter-slot order (the
     /// first is slot 1).
     pub fn attached(&self) -> impl Iterator<Item = &str> {
-        self.attached.iter().map(|(i, _)| i.as_str())
+        self.attached.iter().map(|a| a.iface.as_str())
     }
 }
 
@@ -384,19 +447,23 @@ pub fn ifindex(iface: &str) -> u32 {
     unsafe { libc::if_nametoindex(c.as_ptr()) }
 }
 
-/// Puts the SYN-ACK program in the main program's jump table, which is
-/// returned to be kept: the kernel empties a program array when the last
-/// user descriptor for it closes. The daemon pins it (`PINNED`), so the
-/// slot stays filled while no daemon runs, and a restarted daemon's load
-/// adopts it and puts its own program in the slot.
-fn fill_jump_table(ebpf: &mut Ebpf) -> Result<ProgramArray<MapData>, LoadError> {
+/// Puts a SYN-ACK program (`synack`) in its main program's jump table
+/// (`table`), which is returned to be kept: the kernel empties a program
+/// array when the last user descriptor for it closes. The daemon pins it
+/// (`PINNED`), so the slot stays filled while no daemon runs, and a
+/// restarted daemon's load adopts it and puts its own program in the slot.
+fn fill_jump_table(
+    ebpf: &mut Ebpf,
+    table: &'static str,
+    synack: &'static str,
+) -> Result<ProgramArray<MapData>, LoadError> {
     let map = ebpf
-        .take_map(names::JUMP)
-        .ok_or(LoadError::Map(MapError::Missing(names::JUMP)))?;
+        .take_map(table)
+        .ok_or(LoadError::Map(MapError::Missing(table)))?;
     let op = |op| {
         move |source| {
             LoadError::Map(MapError::Op {
-                map: names::JUMP,
+                map: table,
                 op,
                 source,
             })
@@ -404,10 +471,10 @@ fn fill_jump_table(ebpf: &mut Ebpf) -> Result<ProgramArray<MapData>, LoadError> 
     };
     let mut jump = ProgramArray::try_from(map).map_err(op("opening"))?;
     let prog = ebpf
-        .program(names::PROG_SYNACK)
-        .ok_or(LoadError::MissingProgram(names::PROG_SYNACK))?;
+        .program(synack)
+        .ok_or(LoadError::MissingProgram(synack))?;
     let fd = prog.fd().map_err(|source| LoadError::Verify {
-        name: names::PROG_SYNACK,
+        name: synack,
         source,
     })?;
     jump.set(names::JUMP_SYNACK, fd, 0)

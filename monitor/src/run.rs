@@ -30,8 +30,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     tg.maps
         .apply_policy(&opts.policy, Some(monotonic_ns()))
         .context("writing the policy into the kernel maps")?;
-    tg.attach(&opts.iface, opts.mode)?;
-    tracing::info!(iface = %opts.iface, mode = %opts.mode, "attached");
+    let program = tg.attach(&opts.iface, opts.mode)?;
+    tracing::info!(iface = %opts.iface, mode = %opts.mode, program, "attached");
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let period = opts.stats_interval.unwrap_or(Duration::from_secs(3600));

@@ -23,7 +23,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use monitor_common::{
-    maps::PROG_MAIN,
+    maps::PROG_LINEAR,
     reason::{Reason, Verdict},
 };
 use tollgate::{
@@ -212,7 +212,7 @@ fn flood(case: Case) -> anyhow::Result<(Measured, Duration)> {
         let mut last = Instant::now();
         // Bounded by the clock: the program runs until `end`.
         while coarse_ns() < end {
-            if tg.run_program(PROG_MAIN, &frame, 20_000).is_err() {
+            if tg.run_program(PROG_LINEAR, &frame, 20_000).is_err() {
                 failed.fetch_add(1, Ordering::Relaxed);
                 return;
             }

@@ -336,6 +336,24 @@ impl<L: Host> Daemon<L> {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
 
+    /// The id and kernel name of the XDP program attached to the server's
+    /// interface (`ip -d link show` gives the id), if any.
+    pub fn xdp_program(&self) -> Option<(u32, String)> {
+        let out = self
+            .lab
+            .server()
+            .ip(&["-d", "link", "show", "dev", SERVER_IF])
+            .expect("ip link show");
+        let at = out.find("prog/xdp id ")? + "prog/xdp id ".len();
+        let id: u32 = out[at..].split_whitespace().next()?.parse().ok()?;
+        let name = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .find(|p| p.id() == id)?
+            .name_as_str()?
+            .to_owned();
+        Some((id, name))
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(tollgate_bin())
             .args(args)

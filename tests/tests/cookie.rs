@@ -12,8 +12,7 @@ mod common;
 
 use std::net::IpAddr;
 
-use aya::programs::{TestRun, TestRunOptions};
-use common::{SEC, cookies_on, judge, load, rule};
+use common::{SEC, cookies_on, judge, load, rule, run_out};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 use lab::packets::{Exts, Spec, linux_syn_options};
 use monitor_common::{
@@ -73,21 +72,11 @@ fn with_cookies(policy: &Policy) -> Tollgate {
     tg
 }
 
-/// Runs the production program (real clock, tail calls) on `frame`:
-/// the action and the frame as it left the program.
+/// Runs the multi-buffer production program on `frame` (`mode.rs` tests
+/// the single-buffer one against it): the action and the frame as it
+/// left the program.
 fn run(tg: &Tollgate, frame: &[u8]) -> (u32, Vec<u8>) {
-    let mut out = vec![0u8; 4096];
-    let r = tg
-        .program(PROG_MAIN)
-        .unwrap()
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..TestRunOptions::default()
-        })
-        .expect("BPF_PROG_TEST_RUN");
-    out.truncate(r.data_size_out as usize);
-    (r.return_value, out)
+    run_out(tg, PROG_MAIN, frame)
 }
 
 /// Checks that `reply` is a valid SYN-ACK answering `syn`; returns its

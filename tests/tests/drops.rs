@@ -1,5 +1,6 @@
 //! `monitor-ebpf/src/drops.rs` on the real kernel: the production program
-//! (live clock) through BPF_PROG_TEST_RUN. A banned, denied, over-limit or
+//! (live clock; the single-buffer one the daemon attaches at any usual
+//! MTU) through BPF_PROG_TEST_RUN. A banned, denied, over-limit or
 //! prefix-refused source's packets after the first take the drop cache's
 //! fast path (while SYN cookies are on too, except a protected port's
 //! TCP), and every count stays exact: the global counters by reason and the
@@ -13,7 +14,7 @@ use common::{cookies_on, key, load, on_two_cpus, pps, rule, udp};
 use lab::packets::Spec;
 use monitor_common::{
     drops::{DROP_WAYS, DROPS_PER_CPU, set_of},
-    maps::PROG_MAIN,
+    maps::PROG_LINEAR,
     reason::{Reason, Verdict},
     syncookie::cookie_mode,
     types::SourceKey,
@@ -29,8 +30,8 @@ const MS: u64 = 1_000_000;
 
 /// Runs the production program `repeat` times on `frame`.
 fn send(tg: &Tollgate, frame: &[u8], repeat: u32) {
-    tg.run_program(PROG_MAIN, frame, repeat)
-        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {PROG_MAIN}: {e:#}"));
+    tg.run_program(PROG_LINEAR, frame, repeat)
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {PROG_LINEAR}: {e:#}"));
 }
 
 /// Keeps this test's thread on CPU 0. The drop cache is per CPU: a run

@@ -1,8 +1,8 @@
-//! Jumbo frames: Tollgate's programs are multi-buffer (`xdp.frags`), so
-//! the daemon attaches natively to a veth whose MTU is 9,000 (a plain XDP
-//! program is refused there with ERANGE), reads the headers of 9,000-byte
-//! frames from their first buffer, counts each frame's whole length, and
-//! limits them like any other. The replay program takes them too, through
+//! Jumbo frames: the kernel refuses Tollgate's single-buffer program on a
+//! veth whose MTU is 9,000 (ERANGE), so the daemon attaches the
+//! multi-buffer one (`xdp.frags`) natively there, and says so; it reads
+//! the headers of 9,000-byte frames from their first buffer, counts each
+//! frame's whole length, and limits them like any other. The replay program takes them too, through
 //! the same multi-buffer path.
 
 mod common;
@@ -17,7 +17,10 @@ use lab::{
     packets::Spec,
     traffic::udp,
 };
-use monitor_common::reason::{Reason, Verdict};
+use monitor_common::{
+    maps::PROG_MAIN,
+    reason::{Reason, Verdict},
+};
 use tollgate::policy::Policy;
 
 /// A 9,000-byte IPv4 packet's UDP payload, and its frame on the wire.
@@ -38,6 +41,16 @@ fn a_native_attach_at_mtu_9000_passes_and_limits_9000_byte_frames() {
             "[default_limit]\npackets_per_second = 50\nburst_packets = 100\n",
         )
     });
+    assert_eq!(
+        d.xdp_program().map(|(_, name)| name).as_deref(),
+        Some(PROG_MAIN),
+        "the kernel refused the single-buffer program at MTU 9,000 and took the multi-buffer one"
+    );
+    assert!(
+        d.log().contains("\"event\":\"multi_buffer\""),
+        "the daemon says why: {}",
+        d.log()
+    );
     let sent = udp(
         d.lab.client(),
         client,

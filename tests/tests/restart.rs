@@ -11,7 +11,7 @@ use lab::{
     netns::SERVER_IF,
 };
 use monitor_common::{
-    maps::{LAYOUT_VERSION, SOURCES},
+    maps::{LAYOUT_VERSION, PROG_LINEAR, SOURCES},
     types::{SourceKey, SourceState},
 };
 use tollgate::maps::SourceTable;
@@ -29,13 +29,7 @@ fn kernel_record(d: &Daemon, addr: [u8; 4]) -> Option<SourceState> {
 
 /// The id of the XDP program attached to the server's interface, if any.
 fn attached_prog(d: &Daemon) -> Option<u32> {
-    let out = d
-        .lab
-        .server
-        .ip(&["-d", "link", "show", "dev", SERVER_IF])
-        .expect("ip link show");
-    let at = out.find("prog/xdp id ")? + "prog/xdp id ".len();
-    out[at..].split_whitespace().next()?.parse().ok()
+    d.xdp_program().map(|(id, _)| id)
 }
 
 /// The sum of `tollgate_packets_total` over all labels, as the exporter
@@ -196,8 +190,12 @@ fn an_upgrade_with_a_new_layout_adopts_the_link_and_starts_the_maps_fresh() {
     assert!(log.contains("\"event\":\"layout_changed\""), "{log}");
     assert!(log.contains("adopted the pinned XDP link"), "{log}");
     assert!(!old.exists(), "the old layout's pins are removed");
-    let now = attached_prog(&d).expect("attached");
+    let (now, name) = d.xdp_program().expect("attached");
     assert_ne!(now, prog, "our program replaced the old one in the link");
+    assert_eq!(
+        name, PROG_LINEAR,
+        "the single-buffer program, at the lab's MTU of 1,500"
+    );
     // Fresh maps: the old source record is not mis-read as ours.
     assert_eq!(
         kernel_record(&d, [192, 0, 2, 35]).map(|r| r.packets),

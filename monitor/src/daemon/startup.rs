@@ -187,16 +187,16 @@ impl Daemon {
             .as_ref()
             .context("the pin directory is not open")?;
         for iface in self.config.interfaces.clone() {
-            let adopted = self.tg.attach_pinned(
+            let (adopted, program) = self.tg.attach_pinned(
                 &iface,
                 self.config.attach_mode,
                 &pins.link(&iface),
                 &pins.older_links(&iface),
             )?;
             if adopted {
-                tracing::info!(event = "attached", iface = %iface, "adopted the pinned XDP link: enforcement never paused");
+                tracing::info!(event = "attached", iface = %iface, program, "adopted the pinned XDP link: enforcement never paused");
             } else {
-                tracing::info!(event = "attached", iface = %iface, mode = %self.config.attach_mode, "attached");
+                tracing::info!(event = "attached", iface = %iface, mode = %self.config.attach_mode, program, "attached");
             }
         }
         for stale in pins.stale_links(&self.config.interfaces) {

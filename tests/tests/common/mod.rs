@@ -4,6 +4,7 @@
 //! harness is the lab library's (`lab::daemon`).
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+use aya::programs::{TestRun, TestRunOptions};
 use lab::packets::Spec;
 use monitor_common::{syncookie::CookieParams, types::SourceKey};
 use tollgate::{
@@ -48,6 +49,23 @@ pub fn load_with(max_sources: u32, policy: &Policy) -> Tollgate {
         .apply_policy(policy, Some(0))
         .expect("applying the test policy");
     tg
+}
+
+/// Runs the loaded program `prog` (real clock, tail calls) once on
+/// `frame`: its XDP action and the frame as it left the program.
+pub fn run_out(tg: &Tollgate, prog: &'static str, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; 4096];
+    let r = tg
+        .program(prog)
+        .unwrap()
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {prog}: {e}"));
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
 }
 
 /// Judges one frame at `now_ns` through the replay program.

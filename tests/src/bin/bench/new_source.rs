@@ -13,7 +13,7 @@
 
 use aya::programs::{TestRun, TestRunOptions};
 use lab::packets::Spec;
-use monitor_common::maps::{PROG_FLOOR, PROG_MAIN};
+use monitor_common::maps::{PROG_FLOOR, PROG_LINEAR};
 use tollgate::{
     loader::Tollgate,
     policy::{Policy, PrefixLimit, Rate, WideLimit},
@@ -111,8 +111,8 @@ fn measure(tg: &Tollgate, first: u32, how: &str) -> anyhow::Result<u64> {
     for i in first..first + RUNS {
         let frame = storm_frame(i);
         floor.push(once(tg, PROG_FLOOR, &frame)?);
-        new.push(once(tg, PROG_MAIN, &frame)?);
-        again.push(once(tg, PROG_MAIN, &frame)?);
+        new.push(once(tg, PROG_LINEAR, &frame)?);
+        again.push(once(tg, PROG_LINEAR, &frame)?);
     }
     let after = tg.maps.counters()?.source_events;
     let created = after[0] - before[0];

@@ -13,7 +13,7 @@
 use aya::programs::{TestRun, TestRunOptions};
 use lab::packets::{Spec, linux_syn_options};
 use monitor_common::{
-    maps::{PROG_FLOOR, PROG_MAIN},
+    maps::{PROG_FLOOR, PROG_LINEAR},
     syncookie::{CookieParams, cookie_mode},
 };
 use tollgate::loader::Tollgate;
@@ -64,8 +64,8 @@ pub fn run() -> anyhow::Result<()> {
     })?;
     tg.maps.ban("203.0.113.9/32".parse()?, u64::MAX / 2)?;
     let (floor, _) = median_ns(&tg, PROG_FLOOR, &syn("192.0.2.7"))?;
-    let (cookie, tx) = median_ns(&tg, PROG_MAIN, &syn("192.0.2.7"))?;
-    let (banned, drop) = median_ns(&tg, PROG_MAIN, &syn("203.0.113.9"))?;
+    let (cookie, tx) = median_ns(&tg, PROG_LINEAR, &syn("192.0.2.7"))?;
+    let (banned, drop) = median_ns(&tg, PROG_LINEAR, &syn("203.0.113.9"))?;
     anyhow::ensure!(
         (tx, drop) == (3, 1),
         "the SYN was not answered (action {tx}) or the banned SYN not dropped (action {drop})"
