@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{SEC, generous, judge, key, load_with, swept_and_indexed, udp};
+use common::{SEC, generous, judge, key, load_with, pps, rule, swept_and_indexed, udp};
 use monitor_common::{
     reason::Reason,
     types::{SourceKey, SourceState},
@@ -18,6 +18,7 @@ use monitor_common::{
 use tollgate::{
     loader::Tollgate,
     maps::{SEEN_REBUILD_EVERY, SEEN_SETTLE, SeenDue},
+    policy::{Action, Policy},
 };
 
 /// Source `i` of group `g`: a /64 of its own.
@@ -39,6 +40,13 @@ fn send(tg: &mut Tollgate, g: u32, n: u32, now: u64) {
 fn held(tg: &Tollgate, keys: &[SourceKey]) -> usize {
     keys.iter()
         .filter(|k| tg.maps.sources.seen_may_hold(k))
+        .count()
+}
+
+/// How many of `ks` hold a slot.
+fn tracked(tg: &Tollgate, ks: &[SourceKey]) -> usize {
+    ks.iter()
+        .filter(|k| tg.maps.source(k).unwrap().is_some())
         .count()
 }
 
@@ -222,12 +230,14 @@ fn a_storms_sources_give_back_their_slots_and_the_others_keep_theirs() {
         .chain(shaken.iter().map(|k| (*k, state(3 * SEC, 1))));
     tg.maps.sources.insert(entries).unwrap();
     tg.maps.set_storm_since(2 * SEC).unwrap();
-    assert_eq!(tg.maps.sources.demote_since(2 * SEC, 4 * SEC).unwrap(), 50);
-    let tracked = |tg: &Tollgate, ks: &[SourceKey]| {
-        ks.iter()
-            .filter(|k| tg.maps.source(k).unwrap().is_some())
-            .count()
-    };
+    let unlimited = tg.maps.unlimited_rule_slots().unwrap();
+    assert_eq!(
+        tg.maps
+            .sources
+            .demote_since(2 * SEC, 4 * SEC, &unlimited)
+            .unwrap(),
+        50
+    );
     assert_eq!(
         tracked(&tg, &storm),
         0,
@@ -264,4 +274,40 @@ fn a_storms_sources_give_back_their_slots_and_the_others_keep_theirs() {
     ]
     .concat();
     assert!(kept.iter().all(|r| *r == Reason::Pass), "{kept:?}");
+}
+
+/// Sources no bucket or budget ever drops (under an allow rule, or a rule
+/// that only watches) keep their slots when a storm's sources give theirs
+/// back: on the prefix budget they would pass all the same, and lose only
+/// their counts. Their rule slots are the kernel's own, resolved from
+/// their first packets.
+#[test]
+fn allowed_and_watched_sources_keep_their_slots_in_a_storm() {
+    let mut watched = rule("2001:db8:5::/48", Action::Limit(pps(1, 1)));
+    watched.monitor = true;
+    let policy = Policy {
+        rules: vec![rule("2001:db8:4::/48", Action::Allow), watched],
+        ..generous()
+    };
+    let mut tg = load_with(1024, &policy);
+    for g in [2, 4, 5] {
+        send(&mut tg, g, 20, 3 * SEC);
+    }
+    let unlimited = tg.maps.unlimited_rule_slots().unwrap();
+    assert_eq!(
+        unlimited.len(),
+        2,
+        "the allow and the watching rule: {unlimited:?}"
+    );
+    assert_eq!(
+        tg.maps
+            .sources
+            .demote_since(2 * SEC, 4 * SEC, &unlimited)
+            .unwrap(),
+        20,
+        "only the default rule's sources gave their slots back"
+    );
+    assert_eq!(tracked(&tg, &keys(&tg, 2, 20)), 0);
+    assert_eq!(tracked(&tg, &keys(&tg, 4, 20)), 20, "allowed: kept");
+    assert_eq!(tracked(&tg, &keys(&tg, 5, 20)), 20, "watched: kept");
 }

@@ -371,7 +371,13 @@ impl Daemon {
     /// Takes back the slots the storm's sources claimed before it was
     /// found (`SourceTable::demote_since`); how many.
     fn demote_storm_sources(&mut self, began: u64) -> u32 {
-        match self.tg.maps.sources.demote_since(began, coarse_ns()) {
+        let demoted = self.tg.maps.unlimited_rule_slots().and_then(|unlimited| {
+            self.tg
+                .maps
+                .sources
+                .demote_since(began, coarse_ns(), &unlimited)
+        });
+        match demoted {
             Ok(n) => {
                 self.respond.demoted += u64::from(n);
                 n

@@ -6,8 +6,9 @@ use std::collections::{HashMap, HashSet};
 use ipnet::IpNet;
 use monitor_common::{
     maps::{self as names, DEFAULT_RULE_SLOT, MAX_RULES_PER_FAMILY, RULE_SLOTS},
+    reason::Verdict,
     tries,
-    types::{RuleParams, RuntimeConfig, family},
+    types::{RuleParams, RuntimeConfig, action, family},
 };
 
 use super::{
@@ -153,6 +154,32 @@ impl Maps {
                 .into_iter()
                 .collect();
         out.extend(trie_entries(&self.policy_v6[set], names::POLICY_V6[set])?);
+        Ok(out)
+    }
+
+    /// The rule slots of the policy in force whose sources no bucket or
+    /// budget ever drops: allow rules, and rules (the default too) that
+    /// only watch. A storm's answer leaves their sources' slots alone
+    /// (`SourceTable::demote_since`): on the prefix budget they would pass
+    /// all the same, and only lose their counts.
+    pub fn unlimited_rule_slots(&self) -> Result<HashSet<u32>, MapError> {
+        let set = (self.runtime_config()?.generation & 1) as usize;
+        let base = set as u32 * RULE_SLOTS;
+        let slots = std::iter::once(DEFAULT_RULE_SLOT).chain(self.policy_slots(set)?.into_values());
+        let mut out = HashSet::new();
+        for slot in slots {
+            let p = self
+                .rules
+                .get(&(base + slot), 0)
+                .map_err(|source| MapError::Op {
+                    map: names::RULES,
+                    op: "reading a rule",
+                    source,
+                })?;
+            if p.action == action::ALLOW || p.refusal() == Verdict::Monitor {
+                out.insert(slot);
+            }
+        }
         Ok(out)
     }
 

@@ -4,6 +4,7 @@
 //! window at a time, split over threads by slot range.
 
 use std::{
+    collections::HashSet,
     os::fd::OwnedFd,
     path::Path,
     sync::atomic::{AtomicU32, Ordering},
@@ -364,7 +365,9 @@ impl SourceTable {
     /// Takes back the slots of the sources first seen at or after
     /// `since_ns` (coarse ns) that have shown nothing of being real (no
     /// ACK seen, not banned at `now_ns`) and sent no SYN: a storm's
-    /// sources, which claimed slots before the storm was found. Their
+    /// sources, which claimed slots before the storm was found. Sources
+    /// whose rule slot is in `unlimited` (`Maps::unlimited_rule_slots`:
+    /// allowed or only watched) keep theirs. Their
     /// packets are then judged as
     /// a never-seen source's are, on the prefix budget they were on
     /// already (`prefix::budget`: first seen since the storm began; one
@@ -377,7 +380,12 @@ impl SourceTable {
     ///
     /// Batched reads of the control records and the index, then a few
     /// syscalls per source taken back: once per storm.
-    pub fn demote_since(&mut self, since_ns: u64, now_ns: u64) -> Result<u32, MapError> {
+    pub fn demote_since(
+        &mut self,
+        since_ns: u64,
+        now_ns: u64,
+        unlimited: &HashSet<u32>,
+    ) -> Result<u32, MapError> {
         let controls =
             super::batch::array_values::<SourceControl>(&self.control_fd, self.used()?, WINDOW)
                 .map_err(syscall_error(
@@ -386,7 +394,10 @@ impl SourceTable {
                     "BPF_MAP_LOOKUP_BATCH",
                 ))?;
         let storms = |c: &SourceControl| {
-            c.first_seen_ns >= since_ns && c.acks == 0 && c.ban_until_ns <= now_ns
+            c.first_seen_ns >= since_ns
+                && c.acks == 0
+                && c.ban_until_ns <= now_ns
+                && !unlimited.contains(&c.rule_slot)
         };
         let mut slots: Vec<(u32, SourceKey)> =
             super::batch::hash_entries::<SourceKey, u32>(&self.index_fd, 4096)
