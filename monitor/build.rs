@@ -2,7 +2,7 @@ use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};
 
 /// Builds the XDP programs with the nightly toolchain for the BPF target;
-/// the object lands in OUT_DIR and is embedded by `loader.rs`.
+/// the object lands in OUT_DIR and is embedded by `loader/mod.rs`.
 fn main() -> anyhow::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -129,18 +129,32 @@ impl Mode for Replay {
 /// past any frame XDP sees): the verifier then knows its range, and prunes
 /// the paths that use it.
 ///
-/// A single-buffer program's frame is all in its one buffer: the kernel
-/// never gives such a program a multi-buffer frame (a driver refuses to
-/// attach it, or to raise the MTU, past what a buffer holds, and veth
-/// turns off GSO toward it). Its length is then two loads, not the
-/// `bpf_xdp_get_buff_len` helper call, which costs about 20 ns where the
-/// kernel's returns go through a mitigation thunk: the drop cache's whole
-/// fast path took 32-35 ns over the floor with it.
+/// A single-buffer program reads a short frame's length from its buffer:
+/// two loads, not the `bpf_xdp_get_buff_len` helper call, which costs
+/// about 20 ns where the kernel's returns go through a mitigation thunk
+/// (the drop cache's whole fast path took 32-35 ns over the floor with
+/// it). Drivers give such a program frames in one buffer and refuse it
+/// where frames do not fit one (a larger MTU later gets the multi-buffer
+/// program put in its place, `loader::Tollgate::refit`); veth is the
+/// exception:
+/// it may still hand one a multi-buffer frame (GRO asked for on it, or a
+/// program swapped into a link at a larger MTU), but it fills the first
+/// buffer to a page's worth first (`skb_pp_cow_data`). A frame of
+/// `LINEAR_SURE` bytes or more in its first buffer is therefore measured
+/// by the helper in either program, and a shorter one cannot have more.
+/// (A frame redirected into a veth from a device that splits headers from
+/// data could; no such setup is in Tollgate's scope.)
 #[inline(always)]
 pub fn frame_len<M: Mode>(ctx: &XdpContext) -> u64 {
-    if M::FRAGS {
-        unsafe { bpf_xdp_get_buff_len(ctx.ctx) & 0x3_ffff }
+    let first = (ctx.data_end() - ctx.data()) as u64 & 0x3_ffff;
+    if !M::FRAGS && first < LINEAR_SURE {
+        first
     } else {
-        (ctx.data_end() - ctx.data()) as u64 & 0x3_ffff
+        unsafe { bpf_xdp_get_buff_len(ctx.ctx) & 0x3_ffff }
     }
 }
+
+/// Below a page's worth (4 KiB pages, less veth's headroom and the skb's
+/// tailroom, about 3.3 KiB) with room to spare; above any frame of a
+/// 1,500-byte MTU, so no such frame calls the helper.
+const LINEAR_SURE: u64 = 2048;

@@ -62,6 +62,16 @@ fn big_v6() -> Vec<u8> {
     frame
 }
 
+/// A 3,000-byte IPv4 UDP frame: past `mode::LINEAR_SURE`, so the
+/// single-buffer program asks the helper for its length too.
+fn long_v4() -> Vec<u8> {
+    let frame = Spec::udp("192.0.2.12", "198.51.100.1", 40000, 53)
+        .payload(3000 - 14 - 20 - 8)
+        .build();
+    assert_eq!(frame.len(), 3000);
+    frame
+}
+
 #[test]
 fn both_entries_judge_count_and_answer_syns_alike() {
     let frames: Vec<(&str, Vec<u8>, u32)> = vec![
@@ -69,6 +79,7 @@ fn both_entries_judge_count_and_answer_syns_alike() {
         ("banned", udp("192.0.2.30"), 100),
         ("denied", udp("198.18.0.10"), 100),
         ("IPv6 under two VLAN tags", big_v6(), 10),
+        ("3,000 bytes, measured by the helper in both", long_v4(), 10),
         ("truncated", udp("192.0.2.11")[..30].to_vec(), 5),
     ];
     let both = load_both();
@@ -136,6 +147,7 @@ fn both_entries_judge_count_and_answer_syns_alike() {
         ("192.0.2.10", udp("192.0.2.10"), 200u64),
         ("192.0.2.30", udp("192.0.2.30"), 100),
         ("2001:db8:7::10", big_v6(), 10),
+        ("192.0.2.12", long_v4(), 10),
     ] {
         let record = |tg: &Tollgate| {
             let s = tg.maps.source(&key(tg, addr)).unwrap().expect("tracked");

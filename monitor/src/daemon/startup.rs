@@ -220,6 +220,30 @@ impl Daemon {
         Ok(())
     }
 
+    /// Puts the multi-buffer program in where an interface's MTU changed
+    /// under the single-buffer one (`Tollgate::refit`), and says so.
+    pub fn refit_programs(&mut self) {
+        for c in self.tg.refit() {
+            let (iface, was, now) = (&c.iface, c.was, c.now);
+            match c.swapped {
+                Ok(()) => tracing::info!(
+                    event = "multi_buffer",
+                    iface = %iface,
+                    was,
+                    now,
+                    "the MTU of `{iface}` changed from {was} to {now}: the multi-buffer program took the single-buffer one's place in its link, so frames past one buffer are judged and counted whole"
+                ),
+                Err(e) => tracing::warn!(
+                    event = "refit_failed",
+                    iface = %iface,
+                    was,
+                    now,
+                    "the MTU of `{iface}` changed from {was} to {now}, and the multi-buffer program could not take the single-buffer one's place: {e:#}; some drivers then drop frames past one buffer before Tollgate sees them: restart tollgate to attach afresh"
+                ),
+            }
+        }
+    }
+
     /// What a clean stop leaves behind, per `state.on_exit`.
     pub fn exit(&mut self) -> anyhow::Result<()> {
         match self.config.on_exit {

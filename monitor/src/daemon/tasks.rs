@@ -79,6 +79,7 @@ fn spawn_stats(
             let res = tokio::task::spawn_blocking(move || {
                 let mut daemon = lock(&d);
                 daemon.sweep_bans();
+                daemon.refit_programs();
                 daemon.refresh_verified_filter();
                 daemon.keep_source_filter();
                 let snap = daemon.snapshot(walk, prev.as_deref())?;

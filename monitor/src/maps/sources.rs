@@ -365,9 +365,7 @@ impl SourceTable {
     /// Takes back the slots of the sources first seen at or after
     /// `since_ns` (coarse ns) that have shown nothing of being real (no
     /// ACK seen, not banned at `now_ns`) and sent no SYN: a storm's
-    /// sources, which claimed slots before the storm was found. Sources
-    /// whose rule slot is in `unlimited` (`Maps::unlimited_rule_slots`:
-    /// allowed or only watched) keep theirs. Their
+    /// sources, which claimed slots before the storm was found. Their
     /// packets are then judged as
     /// a never-seen source's are, on the prefix budget they were on
     /// already (`prefix::budget`: first seen since the storm began; one
@@ -376,7 +374,9 @@ impl SourceTable {
     /// storm of tens of thousands of sources that repeat misses in the
     /// cache on every packet; the filter is rebuilt at once, so the kernel
     /// stops looking them up. As with an eviction, a source's flow counts
-    /// go with its slot. Returns how many.
+    /// go with its slot. Sources whose rule slot is in `unlimited`
+    /// (`Maps::unlimited_rule_slots`: allowed or only watched) keep theirs:
+    /// they would pass all the same. Returns how many.
     ///
     /// Batched reads of the control records and the index, then a few
     /// syscalls per source taken back: once per storm.
