@@ -142,8 +142,10 @@ impl Mode for Replay {
 /// buffer to a page's worth first (`skb_pp_cow_data`). A frame of
 /// `LINEAR_SURE` bytes or more in its first buffer is therefore measured
 /// by the helper in either program, and a shorter one cannot have more.
-/// (A frame redirected into a veth from a device that splits headers from
-/// data could; no such setup is in Tollgate's scope.)
+/// (A frame reaching a veth in another shape, redirected from another
+/// device's XDP, could have a shorter first buffer; no such setup is in
+/// Tollgate's scope.) BPF_PROG_TEST_RUN splits a long frame the same way
+/// (`tests/tests/mode.rs`).
 #[inline(always)]
 pub fn frame_len<M: Mode>(ctx: &XdpContext) -> u64 {
     let first = (ctx.data_end() - ctx.data()) as u64 & 0x3_ffff;

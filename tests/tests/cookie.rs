@@ -16,7 +16,7 @@ use common::{SEC, cookies_on, judge, load, rule, run_out};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 use lab::packets::{Exts, Spec, linux_syn_options};
 use monitor_common::{
-    maps::PROG_MAIN,
+    maps::PROG_LINEAR,
     reason::{Reason, Verdict},
     syncookie::{MAX_VERIFIED, VerifiedKey, cookie_event, cookie_mode},
 };
@@ -72,11 +72,11 @@ fn with_cookies(policy: &Policy) -> Tollgate {
     tg
 }
 
-/// Runs the multi-buffer production program on `frame` (`mode.rs` tests
-/// the single-buffer one against it): the action and the frame as it
-/// left the program.
+/// Runs the production program (the single-buffer one; `mode.rs` tests
+/// the multi-buffer one against it) on `frame`: the action and the frame
+/// as it left the program.
 fn run(tg: &Tollgate, frame: &[u8]) -> (u32, Vec<u8>) {
-    run_out(tg, PROG_MAIN, frame)
+    run_out(tg, PROG_LINEAR, frame)
 }
 
 /// Checks that `reply` is a valid SYN-ACK answering `syn`; returns its

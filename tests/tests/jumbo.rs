@@ -129,11 +129,16 @@ fn a_raised_mtu_swaps_in_the_multi_buffer_program() {
     lab::daemon::eventually("the multi-buffer program", Duration::from_secs(5), || {
         (program().as_deref() == Some(PROG_MAIN)).then_some(())
     });
+    let log = d.log();
     assert!(
-        d.log().contains("changed from 1500 to 3000"),
-        "the daemon says why: {}",
-        d.log()
+        log.lines().any(|l| l.contains("\"event\":\"multi_buffer\"")
+            && l.contains("\"now\":3000")
+            && l.contains("grew from 1500 to 3000")),
+        "the daemon says why: {log}"
     );
+    // (These frames are past `mode::LINEAR_SURE`: the single-buffer
+    // program would have counted them whole too. The program's name above
+    // is what shows the swap.)
     sends_frames_counted_whole_and_limited(&d, client, 3_014);
 }
 

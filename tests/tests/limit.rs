@@ -12,7 +12,7 @@ use common::{SEC, judge, key, load, on_two_cpus, pps, report, rule, udp};
 use lab::packets::Spec;
 use monitor_common::{
     bucket::{BucketParams, ticks},
-    maps::{PROG_MAIN, source_event},
+    maps::{PROG_LINEAR, source_event},
     reason::Reason,
 };
 use tollgate::policy::{Action, Limit, Policy, Rate};
@@ -223,7 +223,7 @@ fn two_cpus_on_one_source_lose_no_update() {
     const ROUNDS: u32 = 3;
     on_two_cpus(|| {
         for _ in 0..ROUNDS {
-            tg.run_program(PROG_MAIN, &frame, REPEAT)
+            tg.run_program(PROG_LINEAR, &frame, REPEAT)
                 .expect("BPF_PROG_TEST_RUN of the production program");
         }
     });

@@ -10,7 +10,7 @@ mod common;
 use common::{SEC, judge, key, load, on_two_cpus, pps, udp};
 use lab::packets::Spec;
 use monitor_common::{
-    maps::{PROG_MAIN, source_event},
+    maps::{PROG_LINEAR, source_event},
     reason::{Reason, Verdict},
 };
 use tollgate::policy::Policy;
@@ -304,7 +304,7 @@ fn two_cpus_claiming_slots_keep_the_index_and_the_slots_in_step() {
         .collect();
     on_two_cpus(|| {
         for f in &frames {
-            tg.run_program(PROG_MAIN, f, 1)
+            tg.run_program(PROG_LINEAR, f, 1)
                 .expect("BPF_PROG_TEST_RUN of the production program");
         }
     });
@@ -354,7 +354,7 @@ fn two_cpus_claiming_slots_keep_the_index_and_the_slots_in_step() {
     );
     // The index has room for a new source: a claim succeeds at once.
     let fresh = Spec::udp("192.0.2.200", "198.51.100.1", 1, 2).build();
-    tg.run_program(PROG_MAIN, &fresh, 1).unwrap();
+    tg.run_program(PROG_LINEAR, &fresh, 1).unwrap();
     assert!(
         tg.maps.source(&key(&tg, "192.0.2.200")).unwrap().is_some(),
         "a new source after the race is tracked"

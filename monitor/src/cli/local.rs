@@ -85,6 +85,7 @@ pub fn run_cmd(args: RunArgs) -> ExitCode {
             mode: args.xdp_mode,
             load: LoadOptions {
                 max_sources: args.max_sources,
+                multi_buffer: true,
                 ..LoadOptions::default()
             },
             stats_interval: args.stats_interval(),

@@ -41,6 +41,7 @@ fn load_pinned(config: &Config) -> anyhow::Result<(Tollgate, PinDir)> {
         Tollgate::load(&LoadOptions {
             max_sources: config.max_sources,
             pin_dir: Some(pins.dir().to_owned()),
+            multi_buffer: true,
             ..LoadOptions::default()
         })
     };
@@ -220,7 +221,7 @@ impl Daemon {
         Ok(())
     }
 
-    /// Puts the multi-buffer program in where an interface's MTU changed
+    /// Puts the multi-buffer program in where an interface's MTU grew
     /// under the single-buffer one (`Tollgate::refit`), and says so.
     pub fn refit_programs(&mut self) {
         for c in self.tg.refit() {
@@ -231,14 +232,14 @@ impl Daemon {
                     iface = %iface,
                     was,
                     now,
-                    "the MTU of `{iface}` changed from {was} to {now}: the multi-buffer program took the single-buffer one's place in its link, so frames past one buffer are judged and counted whole"
+                    "the MTU of `{iface}` grew from {was} to {now}: the multi-buffer program took the single-buffer one's place in its link, so frames past one buffer are judged and counted whole"
                 ),
                 Err(e) => tracing::warn!(
                     event = "refit_failed",
                     iface = %iface,
                     was,
                     now,
-                    "the MTU of `{iface}` changed from {was} to {now}, and the multi-buffer program could not take the single-buffer one's place: {e:#}; some drivers then drop frames past one buffer before Tollgate sees them: restart tollgate to attach afresh"
+                    "the MTU of `{iface}` grew from {was} to {now}, and the multi-buffer program could not take the single-buffer one's place: {e:#}; some drivers then drop frames past one buffer before Tollgate sees them: restart tollgate to attach afresh"
                 ),
             }
         }

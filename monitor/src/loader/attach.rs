@@ -50,7 +50,8 @@ pub(super) struct Attached {
     iface: String,
     /// `PROG_LINEAR`, or `PROG_MAIN` where the kernel refused it.
     program: &'static str,
-    /// The interface's MTU when `program` was put there (`refit`).
+    /// The largest MTU the single-buffer program has run under on the
+    /// interface (`refit`), read before it was attached.
     mtu: Option<u32>,
     how: Attachment,
 }
@@ -59,10 +60,10 @@ pub(super) struct Attached {
 /// Natively the single-buffer one first: it reads a frame's length
 /// without a helper call, and the kernel refuses it on an interface whose
 /// MTU does not fit a buffer, where the multi-buffer one goes. In generic
-/// mode the multi-buffer one alone: there the kernel would copy every
-/// multi-buffer skb (a GRO aggregate, up to 64 KiB) into one buffer for a
-/// single-buffer program, where the helper call is nothing next to the
-/// skb path.
+/// mode the multi-buffer one alone: for a single-buffer program the
+/// kernel would linearize every skb in pieces (a GRO aggregate, up to
+/// 64 KiB) into one contiguous allocation, which can fail and drop it,
+/// and the helper call is nothing next to the skb path.
 fn production(mode: AttachMode) -> &'static [&'static str] {
     match mode {
         AttachMode::Native => &[names::PROG_LINEAR, names::PROG_MAIN],
@@ -70,7 +71,7 @@ fn production(mode: AttachMode) -> &'static [&'static str] {
     }
 }
 
-/// An interface whose MTU changed under the single-buffer program
+/// An interface whose MTU grew under the single-buffer program
 /// (`Tollgate::refit`), and whether the multi-buffer one took its place.
 #[derive(Debug)]
 pub struct MtuChange {
@@ -91,16 +92,27 @@ enum Attachment {
 }
 
 impl Tollgate {
+    /// `production(mode)`, without the multi-buffer program when it was
+    /// not loaded (then the single-buffer one in generic mode too).
+    fn production(&self, mode: AttachMode) -> &'static [&'static str] {
+        if self.has_multi_buffer() {
+            production(mode)
+        } else {
+            &[names::PROG_LINEAR]
+        }
+    }
+
     /// Attaches the production program to `iface` in the current network
     /// namespace, through a link the program owns. Returns which program
     /// the kernel took (`production`).
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<&'static str, LoadError> {
         self.set_slot(iface)?;
+        let before = mtu(iface);
         let (program, link) = self.attach_first(iface, mode)?;
         self.attached.push(Attached {
             iface: iface.to_owned(),
             program,
-            mtu: mtu(iface),
+            mtu: before,
             how: Attachment::Owned(link),
         });
         Ok(program)
@@ -115,7 +127,7 @@ impl Tollgate {
         mode: AttachMode,
     ) -> Result<(&'static str, XdpLinkId), LoadError> {
         let mut refused = None;
-        for &program in production(mode) {
+        for &program in self.production(mode) {
             match self.program_mut(program)?.attach(iface, mode.into()) {
                 Ok(link) => {
                     if let Some(e) = refused {
@@ -151,6 +163,7 @@ impl Tollgate {
         older: &[PathBuf],
     ) -> Result<(bool, &'static str), LoadError> {
         self.set_slot(iface)?;
+        let before = mtu(iface);
         let existing = std::iter::once(pin)
             .chain(older.iter().map(PathBuf::as_path))
             .find(|p| p.exists());
@@ -199,7 +212,7 @@ impl Tollgate {
         self.attached.push(Attached {
             iface: iface.to_owned(),
             program,
-            mtu: mtu(iface),
+            mtu: before,
             how: Attachment::Pinned {
                 link,
                 pin: pin.to_owned(),
@@ -218,7 +231,7 @@ impl Tollgate {
         path: &Path,
     ) -> anyhow::Result<(&'static str, XdpLinkId)> {
         let mut refused = None;
-        for &program in production(mode) {
+        for &program in self.production(mode) {
             match adopt_link(self.program_mut(program)?, path) {
                 Ok(id) => {
                     if let Some(e) = &refused {
@@ -226,31 +239,40 @@ impl Tollgate {
                     }
                     return Ok((program, id));
                 }
-                Err(e) => refused = Some(e),
+                Err(e) => {
+                    if let Some(e) = refused.replace(e) {
+                        tracing::debug!(iface = %iface, "the single-buffer program: {e:#}");
+                    }
+                }
             }
         }
         Err(refused.expect("production() is never empty"))
     }
 
     /// Puts the multi-buffer program into each pinned link whose
-    /// interface's MTU changed since the single-buffer one was put there,
-    /// in one atomic update per link. Most drivers refuse to raise the MTU
-    /// under a single-buffer program, but not all: virtio_net takes it and
-    /// then drops, uncounted, every frame past one buffer before XDP sees
-    /// it; the multi-buffer program takes any MTU. The daemon calls this
-    /// every interval; it never swaps back (a restart does, when the MTU
-    /// fits again).
+    /// interface's MTU grew past the largest the single-buffer one has run
+    /// under there, in one atomic update per link. Most drivers refuse to
+    /// raise the MTU under a single-buffer program, but not all:
+    /// virtio_net takes it, and then drops, uncounted and before XDP sees
+    /// them, the frames too long for its single buffer; the multi-buffer
+    /// program takes any MTU (`LoadOptions::multi_buffer`; without it
+    /// this swaps nothing). The daemon calls this every interval; a
+    /// refusal is reported once per MTU raise, and nothing swaps back (a
+    /// restart does, when the MTU fits again).
     pub fn refit(&mut self) -> Vec<MtuChange> {
         let mut changes = Vec::new();
         for i in 0..self.attached.len() {
             let a = &self.attached[i];
-            let (Some(was), Some(now)) = (a.mtu, mtu(&a.iface)) else {
-                continue;
-            };
             let Attachment::Pinned { pin, .. } = &a.how else {
                 continue;
             };
-            if a.program != names::PROG_LINEAR || now == was {
+            if a.program != names::PROG_LINEAR || !self.has_multi_buffer() {
+                continue;
+            }
+            let (Some(was), Some(now)) = (a.mtu, mtu(&a.iface)) else {
+                continue;
+            };
+            if now <= was {
                 continue;
             }
             let (iface, pin) = (a.iface.clone(), pin.clone());
@@ -260,8 +282,6 @@ impl Tollgate {
                     iface: iface.clone(),
                     source,
                 });
-            // Tried once per change: a refusal is reported, not retried
-            // every interval.
             self.attached[i].mtu = Some(now);
             changes.push(MtuChange {
                 iface,
@@ -355,7 +375,7 @@ fn say_multi_buffer(iface: &str, e: &anyhow::Error) {
 
 /// The MTU of `iface` in this network namespace (`SIOCGIFMTU`), if it
 /// exists.
-pub fn mtu(iface: &str) -> Option<u32> {
+fn mtu(iface: &str) -> Option<u32> {
     let name = iface.as_bytes();
     if name.len() >= libc::IFNAMSIZ {
         return None;

@@ -67,9 +67,7 @@ pub enum LoadError {
         #[source]
         source: anyhow::Error,
     },
-    #[error(
-        "putting the multi-buffer program into the XDP link on `{iface}` after its MTU changed"
-    )]
+    #[error("putting the multi-buffer program into the XDP link on `{iface}` after its MTU grew")]
     Refit {
         iface: String,
         #[source]
@@ -90,6 +88,14 @@ pub struct LoadOptions {
     /// Also load the bench's reference program (`PROG_UNCACHED`), which the
     /// daemon never runs.
     pub reference: bool,
+    /// Also load the multi-buffer production program and its SYN-ACK
+    /// program (`PROG_MAIN`, `PROG_SYNACK`): whatever attaches (the
+    /// daemon, `tollgate run`) needs it for an interface whose MTU does
+    /// not fit one buffer, or grows past it. Verifying it takes as long as
+    /// the rest, which tools that only judge frames skip. Only at load:
+    /// a program loaded after the maps were taken could refer to a map
+    /// whose descriptor is closed.
+    pub multi_buffer: bool,
 }
 
 impl Default for LoadOptions {
@@ -98,6 +104,7 @@ impl Default for LoadOptions {
             max_sources: DEFAULT_MAX_SOURCES,
             pin_dir: None,
             reference: false,
+            multi_buffer: false,
         }
     }
 }
@@ -106,18 +113,20 @@ impl Default for LoadOptions {
 /// which this struct owns.
 pub struct Tollgate {
     ebpf: Ebpf,
-    /// Held, not used: see `fill_jump_table`.
-    _jumps: [ProgramArray<MapData>; 2],
+    /// Held, not used: see `fill_jump_table`. The single-buffer
+    /// programs' table, then the multi-buffer ones' once loaded.
+    jumps: Vec<ProgramArray<MapData>>,
     pub maps: Maps,
     attached: Vec<Attached>,
 }
 
 impl Tollgate {
-    /// Loads and verifies the programs (the production one in its
-    /// single- and multi-buffer forms with their SYN-ACK programs, the
-    /// replay one, and the parse-only and floor references the bench
-    /// measures against), fills both jump tables and takes the maps. The bucket clock's origin is
-    /// set when the first policy is applied (`Maps::apply_policy`).
+    /// Loads and verifies the programs (the single-buffer production one
+    /// and its SYN-ACK program, the multi-buffer pair if
+    /// `opts.multi_buffer`, the replay one, and the parse-only and floor
+    /// references the bench measures against), fills the jump tables and
+    /// takes the maps. The bucket clock's origin is set when the first
+    /// policy is applied (`Maps::apply_policy`).
     pub fn load(opts: &LoadOptions) -> Result<Self, LoadError> {
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(names::SOURCES, names::index_entries(opts.max_sources));
@@ -158,37 +167,43 @@ impl Tollgate {
                 });
             }
         }
-        for name in [
+        let programs = [
             names::PROG_LINEAR,
-            names::PROG_MAIN,
             names::PROG_REPLAY,
             names::PROG_PARSE,
             names::PROG_FLOOR,
-            names::PROG_SYNACK,
             names::PROG_SYNACK_LINEAR,
-        ]
-        .into_iter()
-        .chain(opts.reference.then_some(names::PROG_UNCACHED))
-        {
-            let prog: &mut Xdp = ebpf
-                .program_mut(name)
-                .ok_or(LoadError::MissingProgram(name))?
-                .try_into()
-                .map_err(|source| LoadError::Verify { name, source })?;
-            prog.load()
-                .map_err(|source| LoadError::Verify { name, source })?;
-        }
-        let jumps = [
-            fill_jump_table(&mut ebpf, names::JUMP, names::PROG_SYNACK)?,
-            fill_jump_table(&mut ebpf, names::JUMP_LINEAR, names::PROG_SYNACK_LINEAR)?,
         ];
+        let reference = opts.reference.then_some(names::PROG_UNCACHED);
+        let multi_buffer = opts
+            .multi_buffer
+            .then_some([names::PROG_SYNACK, names::PROG_MAIN])
+            .into_iter()
+            .flatten();
+        for name in programs.into_iter().chain(reference).chain(multi_buffer) {
+            load_program(&mut ebpf, name)?;
+        }
+        let mut jumps = vec![fill_jump_table(
+            &mut ebpf,
+            names::JUMP_LINEAR,
+            names::PROG_SYNACK_LINEAR,
+        )?];
+        if opts.multi_buffer {
+            jumps.push(fill_jump_table(&mut ebpf, names::JUMP, names::PROG_SYNACK)?);
+        }
         let maps = Maps::take(&mut ebpf, opts.max_sources)?;
         Ok(Self {
             ebpf,
-            _jumps: jumps,
+            jumps,
             maps,
             attached: Vec::new(),
         })
+    }
+
+    /// Whether the multi-buffer production program is loaded
+    /// (`LoadOptions::multi_buffer`).
+    pub fn has_multi_buffer(&self) -> bool {
+        self.jumps.len() > 1
     }
 
     /// One of the loaded programs, for BPF_PROG_TEST_RUN or attaching.
@@ -207,6 +222,17 @@ impl Tollgate {
             .try_into()
             .map_err(|source| LoadError::Verify { name, source })
     }
+}
+
+/// Loads and verifies program `name` of the object.
+fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), LoadError> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| LoadError::Verify { name, source })?;
+    prog.load()
+        .map_err(|source| LoadError::Verify { name, source })
 }
 
 /// Puts a SYN-ACK program (`synack`) in its main program's jump table

@@ -123,8 +123,11 @@ fn fill_sources(tg: &mut Tollgate) -> anyhow::Result<()> {
 /// Tollgate's object, loaded with the default source table (1,048,576
 /// slots) and nothing applied yet.
 pub fn load() -> anyhow::Result<Tollgate> {
+    // The per-packet table and the verifier's count show the
+    // multi-buffer program beside the single-buffer one.
     Tollgate::load(&LoadOptions {
         reference: true,
+        multi_buffer: true,
         ..LoadOptions::default()
     })
     .context("loading Tollgate")
